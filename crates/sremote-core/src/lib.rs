@@ -1,0 +1,59 @@
+//! # sremote-core
+//!
+//! Run functions and commands on other machines and get back typed values, output and
+//! errors.
+//!
+//! - [`Connector`] — the three operations a transport implements (exec, push, pull).
+//! - [`LocalConnector`] — this machine, no setup.
+//! - [`RemoteClient`] — serialises calls, deploys the endpoint, decodes typed results.
+//! - [`protocol`] — the JSON wire format shared with the endpoint.
+//! - [`Error`] — one error type, matched by variant.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sremote_core::Error> {
+//! use sremote_core::{args, LocalConnector, RemoteClient};
+//! let client = RemoteClient::new(LocalConnector::new());
+//! let out = client.do_remote_call::<String>("os", "getenv", args!["HOME"]).await?;
+//! println!("{} (took {} µs on {})", out.value, out.meta.timing.elapsed_us, out.meta.host);
+//! # Ok(()) }
+//! ```
+#![warn(missing_debug_implementations)]
+
+pub mod protocol;
+pub use protocol::Blob;
+
+mod error;
+pub use error::{
+    ConnectorError, ConnectorErrorKind, DecodeError, Error, ModulesMissingError, NotSetupError, ProtocolError,
+    RemoteExecError,
+};
+
+#[cfg(feature = "client")]
+pub mod connector;
+#[cfg(feature = "client")]
+pub use connector::{Connector, Dest, ExecOutput, RemoteCommand, RemotePath, RemoteProcess, Source};
+
+#[cfg(feature = "client")]
+mod local;
+#[cfg(feature = "client")]
+pub use local::LocalConnector;
+
+// CLIENT-PLACEHOLDER
+
+/// Build a `Vec<serde_json::Value>` of call arguments from expressions that implement
+/// `Serialize`: `args!["HOME"]`, `args![1, 2.5, vec![1, 2]]`.
+///
+/// Panics only if a value cannot be represented as JSON (e.g. a map with non-string
+/// keys); use [`CallBuilder::arg`] for a `Result` instead.
+#[macro_export]
+macro_rules! args {
+    () => { ::std::vec::Vec::<$crate::__private::Value>::new() };
+    ($($x:expr),+ $(,)?) => {
+        ::std::vec![$($crate::__private::to_value(&$x).expect("argument is not representable as JSON")),+]
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json::{Value, to_value};
+}

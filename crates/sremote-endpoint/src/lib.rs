@@ -1,0 +1,1 @@
+//! sremote-endpoint library (work in progress)

@@ -1,0 +1,1 @@
+//! sremote-gateway (work in progress)

@@ -1,0 +1,1 @@
+//! sremote-rest (work in progress)

@@ -1,0 +1,1 @@
+//! sremote-ssh (work in progress)

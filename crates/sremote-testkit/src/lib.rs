@@ -1,0 +1,1 @@
+//! sremote-testkit (work in progress)
