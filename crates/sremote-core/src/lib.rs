@@ -38,7 +38,8 @@ mod local;
 #[cfg(feature = "client")]
 pub use local::LocalConnector;
 
-// CLIENT-PLACEHOLDER
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 /// Build a `Vec<serde_json::Value>` of call arguments from expressions that implement
 /// `Serialize`: `args!["HOME"]`, `args![1, 2.5, vec![1, 2]]`.
