@@ -38,19 +38,30 @@ mod local;
 #[cfg(feature = "client")]
 pub use local::LocalConnector;
 
+#[cfg(feature = "client")]
+mod client;
+#[cfg(feature = "client")]
+pub use client::{CallArgs, CallBuilder, CallMeta, CallMode, CallOutput, RemoteClient};
+
+#[cfg(feature = "client")]
+pub mod bootstrap;
+#[cfg(feature = "client")]
+pub use bootstrap::{BootstrapReport, EndpointArtifact, EndpointSource};
+
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
-/// Build a `Vec<serde_json::Value>` of call arguments from expressions that implement
-/// `Serialize`: `args!["HOME"]`, `args![1, 2.5, vec![1, 2]]`.
-///
-/// Panics only if a value cannot be represented as JSON (e.g. a map with non-string
-/// keys); use [`CallBuilder::arg`] for a `Result` instead.
+/// Build call arguments from expressions that implement `Serialize`:
+/// `args!["HOME"]`, `args![1, 2.5, vec![1, 2]]`. A value that cannot be represented as
+/// JSON makes the call fail with [`Error::Usage`]; nothing panics.
+#[cfg(feature = "client")]
 #[macro_export]
 macro_rules! args {
-    () => { ::std::vec::Vec::<$crate::__private::Value>::new() };
+    () => { $crate::CallArgs(::std::result::Result::Ok(::std::vec::Vec::new())) };
     ($($x:expr),+ $(,)?) => {
-        ::std::vec![$($crate::__private::to_value(&$x).expect("argument is not representable as JSON")),+]
+        $crate::CallArgs((|| -> ::std::result::Result<::std::vec::Vec<$crate::__private::Value>, ::std::string::String> {
+            ::std::result::Result::Ok(::std::vec![$($crate::__private::to_value(&$x).map_err(|e| e.to_string())?),+])
+        })())
     };
 }
 

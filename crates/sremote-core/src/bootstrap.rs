@@ -1,0 +1,289 @@
+//! Deploying the endpoint onto a host: `RemoteClient::do_bootstrap_install`.
+//!
+//! Three connector operations at most: one `exec` learns the host's OS, arch, home and
+//! the SHA-256 of the installed endpoint; if it is missing or different, one `push` sends
+//! the binary to a temporary name and one `exec` verifies its SHA-256 on the host, makes
+//! the private directories (0700) and renames it into place. Two clients bootstrapping
+//! the same host at once each push their own temporary file; the renames are atomic.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// An endpoint binary for one target (`linux-x86_64`, `linux-aarch64`, …).
+#[derive(Clone)]
+pub struct EndpointArtifact {
+    /// `<os>-<arch>` as `uname -s`/`uname -m` print them, lower-cased OS.
+    pub target: String,
+    /// Name of the file under `<sremote dir>/bin/`.
+    pub install_name: String,
+    /// Lower-case hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Where the bytes came from, for messages and `sremote endpoint info`.
+    pub origin: String,
+    bytes: Arc<Cow<'static, [u8]>>,
+}
+
+impl std::fmt::Debug for EndpointArtifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointArtifact")
+            .field("target", &self.target)
+            .field("install_name", &self.install_name)
+            .field("sha256", &self.sha256)
+            .field("origin", &self.origin)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `<os>-<arch>` of an ELF or Mach-O binary, read from its header.
+pub fn binary_target(bytes: &[u8]) -> Option<String> {
+    if bytes.len() >= 20 && bytes[..4] == *b"\x7fELF" {
+        let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+        let arch = match machine {
+            62 => "x86_64",
+            183 => "aarch64",
+            3 => "i686",
+            40 => "armv7l",
+            243 => "riscv64",
+            21 => "ppc64le",
+            22 => "s390x",
+            _ => return None,
+        };
+        return Some(format!("linux-{arch}"));
+    }
+    if bytes.len() >= 8 && bytes[..4] == [0xcf, 0xfa, 0xed, 0xfe] {
+        let cpu = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        let arch = match cpu {
+            0x0100_0007 => "x86_64",
+            0x0100_000c => "arm64",
+            _ => return None,
+        };
+        return Some(format!("darwin-{arch}"));
+    }
+    None
+}
+
+impl EndpointArtifact {
+    /// The stock endpoint from bytes (its target is read from the binary's header).
+    pub fn from_bytes(bytes: impl Into<Cow<'static, [u8]>>, origin: impl Into<String>) -> Result<Self, Error> {
+        let bytes = bytes.into();
+        let origin = origin.into();
+        let target = binary_target(&bytes)
+            .ok_or_else(|| Error::Usage(format!("{origin} is not an ELF or Mach-O executable of a known architecture")))?;
+        Ok(EndpointArtifact {
+            target,
+            install_name: format!("sremote-endpoint-{}", crate::protocol::VERSION),
+            sha256: sha256_hex(&bytes),
+            origin,
+            bytes: Arc::new(bytes),
+        })
+    }
+
+    /// The stock endpoint from a file.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Usage(format!("cannot read endpoint binary {}: {e}", path.display())))?;
+        Self::from_bytes(bytes, path.display().to_string())
+    }
+
+    /// A custom endpoint (built with the `sremote-endpoint` library): installed beside the
+    /// stock one under a name that includes its hash, so both can live on one host.
+    pub fn custom(path: &Path) -> Result<Self, Error> {
+        let mut a = Self::from_file(path)?;
+        a.install_name = format!("sremote-endpoint-{}-{}", crate::protocol::VERSION, &a.sha256[..12]);
+        Ok(a)
+    }
+
+    /// The endpoint embedded in this program at build time, if any.
+    pub fn bundled() -> Option<Self> {
+        #[cfg(feature = "bundled-endpoint")]
+        {
+            Self::from_bytes(sremote_endpoint_bin::ENDPOINT, format!("bundled ({})", sremote_endpoint_bin::TARGET))
+                .ok()
+        }
+        #[cfg(not(feature = "bundled-endpoint"))]
+        {
+            None
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Where the client finds endpoint binaries for bootstrap.
+#[derive(Debug, Clone, Default)]
+pub enum EndpointSource {
+    /// `$SREMOTE_ENDPOINT` (one binary), then `$SREMOTE_ENDPOINT_DIR` (builds named
+    /// `sremote-endpoint-<os>-<arch>`), then the bundled binary.
+    #[default]
+    Auto,
+    /// This binary for every host (a custom endpoint, say); its target must match.
+    Artifact(EndpointArtifact),
+    /// A directory of builds named `sremote-endpoint-<os>-<arch>`.
+    Dir(PathBuf),
+}
+
+impl EndpointSource {
+    /// The artifact for `target` (`linux-x86_64`), or an error naming what is missing.
+    pub fn resolve(&self, target: &str, host: &str) -> Result<EndpointArtifact, Error> {
+        let mut looked = Vec::new();
+        let found = match self {
+            EndpointSource::Artifact(a) => Some(a.clone()),
+            EndpointSource::Dir(dir) => from_dir(dir, target, &mut looked)?,
+            EndpointSource::Auto => {
+                let mut found = None;
+                if let Some(file) = std::env::var_os("SREMOTE_ENDPOINT") {
+                    looked.push(format!("$SREMOTE_ENDPOINT={}", PathBuf::from(&file).display()));
+                    found = Some(EndpointArtifact::from_file(Path::new(&file))?);
+                }
+                if let (None, Some(dir)) = (&found, std::env::var_os("SREMOTE_ENDPOINT_DIR")) {
+                    found = from_dir(Path::new(&dir), target, &mut looked)?;
+                }
+                if found.is_none() {
+                    looked.push("the bundled endpoint".into());
+                    found = EndpointArtifact::bundled().filter(|a| a.target == target);
+                }
+                found
+            }
+        };
+        match found {
+            Some(a) if a.target == target => Ok(a),
+            Some(a) => Err(Error::Usage(format!(
+                "bootstrap on {host}: the host is {target} but the endpoint {} is built for {} — \
+                 build one for {target} (deploy/build-endpoint.sh on such a machine) and point \
+                 $SREMOTE_ENDPOINT_DIR at it",
+                a.origin, a.target
+            ))),
+            None => Err(Error::Usage(format!(
+                "bootstrap on {host}: no sremote endpoint build for {target} (looked in: {}) — \
+                 build one with deploy/build-endpoint.sh on a {target} machine and put it at \
+                 $SREMOTE_ENDPOINT_DIR/sremote-endpoint-{target}",
+                looked.join(", ")
+            ))),
+        }
+    }
+}
+
+fn from_dir(dir: &Path, target: &str, looked: &mut Vec<String>) -> Result<Option<EndpointArtifact>, Error> {
+    let path = dir.join(format!("sremote-endpoint-{target}"));
+    looked.push(path.display().to_string());
+    if path.is_file() { EndpointArtifact::from_file(&path).map(Some) } else { Ok(None) }
+}
+
+/// What the probe learned about a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    pub os: String,
+    pub arch: String,
+    pub home: String,
+    /// SHA-256 of the installed endpoint, when there is one.
+    pub installed_sha256: Option<String>,
+    /// Contents of `~/.sremote/.location`, when present.
+    pub location: Option<String>,
+}
+
+impl HostFacts {
+    pub fn target(&self) -> String {
+        format!("{}-{}", self.os.to_lowercase(), self.arch)
+    }
+}
+
+/// Shell script run once by the probe. All variable data arrives as positional arguments.
+pub(crate) const PROBE_SCRIPT: &str = r#"f="$1/bin/$2"
+printf 'os=%s\narch=%s\nhome=%s\n' "$(uname -s)" "$(uname -m)" "$HOME"
+if [ -f "$f" ]; then
+  h=$( (sha256sum -- "$f" || shasum -a 256 -- "$f") 2>/dev/null | cut -c1-64)
+  printf 'sha256=%s\n' "$h"
+fi
+if [ -f "$HOME/.sremote/.location" ]; then
+  printf 'location=%s\n' "$(tr '\n' ' ' < "$HOME/.sremote/.location")"
+fi
+"#;
+
+/// Shell script that finishes an install: verify, make private dirs, rename into place.
+/// `$1` sremote dir, `$2` pushed temp file, `$3` final name, `$4` expected SHA-256,
+/// `$5` `.location` JSON to write (empty: leave it alone).
+pub(crate) const FINISH_SCRIPT: &str = r#"umask 077
+d="$1"; tmp="$2"; final="$3"; want="$4"
+for sub in "" /bin /tmp /jobs /modules; do
+  mkdir -p -- "$d$sub" && chmod 700 -- "$d$sub" || { echo "cannot create $d$sub" >&2; exit 66; }
+done
+got=$( (sha256sum -- "$tmp" || shasum -a 256 -- "$tmp") 2>/dev/null | cut -c1-64)
+[ -n "$got" ] || got=$("$tmp" version --sha256 2>/dev/null)
+if [ "$got" != "$want" ]; then
+  rm -f -- "$tmp"; echo "SHA-256 mismatch after upload: got '$got', want '$want'" >&2; exit 65
+fi
+chmod 755 -- "$tmp" && mv -f -- "$tmp" "$d/bin/$final" || exit 67
+if [ -n "$5" ]; then
+  mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$5" > "$HOME/.sremote/.location.tmp" \
+    && mv -f -- "$HOME/.sremote/.location.tmp" "$HOME/.sremote/.location" || exit 68
+fi
+"#;
+
+/// Parse the probe's `key=value` lines.
+pub(crate) fn parse_probe(stdout: &[u8]) -> HostFacts {
+    let mut facts = HostFacts::default();
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        match k {
+            "os" => facts.os = v.to_string(),
+            "arch" => facts.arch = v.to_string(),
+            "home" => facts.home = v.to_string(),
+            "sha256" if v.len() == 64 => facts.installed_sha256 = Some(v.to_string()),
+            "location" => facts.location = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    facts
+}
+
+/// The outcome of `do_bootstrap_install`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapReport {
+    pub host: String,
+    pub target: String,
+    /// Path of the endpoint on the host (relative: to the home directory).
+    pub endpoint_path: String,
+    /// Whether a binary was pushed (false: the right one was already there).
+    pub installed: bool,
+    pub bytes_pushed: u64,
+    pub sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_output_is_parsed() {
+        let f = parse_probe(b"os=Linux\narch=x86_64\nhome=/home/a b\nsha256=short\nlocation={\"sremote\": \"x\"} \n");
+        assert_eq!(f.target(), "linux-x86_64");
+        assert_eq!(f.home, "/home/a b");
+        assert_eq!(f.installed_sha256, None);
+        assert!(f.location.unwrap().contains("sremote"));
+    }
+
+    #[test]
+    fn targets_are_read_from_headers() {
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[18] = 62;
+        assert_eq!(binary_target(&elf).as_deref(), Some("linux-x86_64"));
+        elf[18] = 183;
+        assert_eq!(binary_target(&elf).as_deref(), Some("linux-aarch64"));
+        assert_eq!(binary_target(b"#!/bin/sh\n"), None);
+        assert!(EndpointArtifact::from_bytes(&b"#!/bin/sh\necho hi\n"[..], "script").is_err());
+    }
+}

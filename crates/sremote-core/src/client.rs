@@ -1,0 +1,597 @@
+//! `RemoteClient`: calls functions on a host through any [`Connector`].
+
+use std::collections::BTreeMap;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::bootstrap::{self, BootstrapReport, EndpointArtifact, EndpointSource, HostFacts};
+use crate::connector::{Connector, RemoteCommand, Source};
+use crate::error::{
+    DecodeError, Error, ModulesMissingError, NotSetupError, ProtocolError, RemoteExecError,
+};
+use crate::protocol::{ErrorBody, ErrorKind, Outcome, Request, Response};
+
+/// How a call reaches the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallMode {
+    /// The fastest the connector supports: pipe when it can feed stdin, else file.
+    #[default]
+    Auto,
+    /// One `exec` with the request on stdin and the response on stdout.
+    Pipe,
+    /// Push the request as a file, then one `exec` that answers on stdout (for connectors
+    /// without stdin, e.g. REST).
+    File,
+}
+
+/// Call arguments; build with [`args!`](crate::args) or from a `Vec<Value>`.
+#[derive(Debug, Clone)]
+pub struct CallArgs(pub Result<Vec<Value>, String>);
+
+impl From<Vec<Value>> for CallArgs {
+    fn from(v: Vec<Value>) -> Self {
+        CallArgs(Ok(v))
+    }
+}
+
+/// Facts about a finished call.
+#[derive(Debug, Clone)]
+pub struct CallMeta {
+    pub id: String,
+    /// Host name reported by the endpoint.
+    pub host: String,
+    pub endpoint_version: String,
+    /// Process id of the endpoint that ran the call.
+    pub pid: u32,
+    pub timing: crate::protocol::Timing,
+    /// The path the call took.
+    pub mode: CallMode,
+    /// Wall time seen by the client, connector operations included.
+    pub round_trip: Duration,
+}
+
+/// A call's value with the output it printed and where it ran.
+#[derive(Debug, Clone)]
+pub struct CallOutput<T> {
+    pub value: T,
+    pub stdout: String,
+    pub stderr: String,
+    pub meta: CallMeta,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    env: BTreeMap<String, String>,
+    env_if_unset: BTreeMap<String, String>,
+    path: Vec<String>,
+    required_modules: Vec<String>,
+    sremote_dir: Option<String>,
+    tmp_dir: Option<String>,
+    mode: CallMode,
+    auto_bootstrap: bool,
+    endpoint: EndpointSource,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Install name of the endpoint in use (set by bootstrap of a custom endpoint).
+    install_name: Option<String>,
+    /// sremote dir learned from the host's `.location`.
+    discovered_dir: Option<String>,
+}
+
+struct Inner<C> {
+    connector: C,
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    bootstrap_lock: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    id_prefix: String,
+}
+
+/// Calls functions on one host. Cheap to clone (shared state).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), sremote_core::Error> {
+/// use sremote_core::{args, CallOutput, LocalConnector, RemoteClient};
+/// let client = RemoteClient::new(LocalConnector::new());
+/// client.register_remote_env_variable("myVar", "myValue");
+/// let out: CallOutput<String> = client.do_remote_call("os", "getenv", args!["myVar"]).await?;
+/// assert_eq!(out.value, "myValue");
+/// let n: CallOutput<u64> = client.call("os", "cpu_count").timeout(std::time::Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+pub struct RemoteClient<C> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for RemoteClient<C> {
+    fn clone(&self) -> Self {
+        RemoteClient { inner: self.inner.clone() }
+    }
+}
+
+impl<C: Connector> std::fmt::Debug for RemoteClient<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteClient").field("host", &self.inner.connector.host()).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<C: Connector> RemoteClient<C> {
+    /// A client for the host `connector` reaches. Nothing is sent until the first call.
+    pub fn new(connector: C) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        RemoteClient {
+            inner: Arc::new(Inner {
+                connector,
+                settings: Mutex::new(Settings {
+                    env: BTreeMap::new(),
+                    env_if_unset: BTreeMap::new(),
+                    path: Vec::new(),
+                    required_modules: Vec::new(),
+                    sremote_dir: None,
+                    tmp_dir: None,
+                    mode: CallMode::Auto,
+                    auto_bootstrap: true,
+                    endpoint: EndpointSource::Auto,
+                }),
+                state: Mutex::new(State::default()),
+                bootstrap_lock: tokio::sync::Mutex::new(()),
+                next_id: AtomicU64::new(1),
+                id_prefix: format!("{:x}-{:x}", std::process::id(), nanos.as_micros() & 0xff_ffff),
+            }),
+        }
+    }
+
+    /// The connector this client uses.
+    pub fn connector(&self) -> &C {
+        &self.inner.connector
+    }
+
+    /// The host's name as the connector gives it.
+    pub fn host(&self) -> &str {
+        self.inner.connector.host()
+    }
+
+    /// Set `name=value` in the environment of every call.
+    pub fn register_remote_env_variable(&self, name: impl Into<String>, value: impl Into<String>) {
+        lock(&self.inner.settings).env.insert(name.into(), value.into());
+    }
+
+    /// Set `name=value` for every call unless the host already defines `name`.
+    pub fn register_conditional_env_variable(&self, name: impl Into<String>, value: impl Into<String>) {
+        lock(&self.inner.settings).env_if_unset.insert(name.into(), value.into());
+    }
+
+    /// Prepend `dir` to `PATH` (and `PYTHONPATH`) for every call.
+    pub fn add_remote_path(&self, dir: impl Into<String>) {
+        lock(&self.inner.settings).path.push(dir.into());
+    }
+
+    /// Require `modules` for every call: calls fail with [`Error::ModulesMissing`] while
+    /// any is absent.
+    pub fn require_modules<I: IntoIterator<Item = S>, S: Into<String>>(&self, modules: I) {
+        lock(&self.inner.settings).required_modules.extend(modules.into_iter().map(Into::into));
+    }
+
+    /// Check now that `modules` are available on the host.
+    pub async fn check_modules<I: IntoIterator<Item = S>, S: Into<String>>(&self, modules: I) -> Result<(), Error> {
+        let mut call = self.call::<Value>("sys", "version");
+        call.check_modules = modules.into_iter().map(Into::into).collect();
+        call.await.map(drop)
+    }
+
+    /// Use `dir` (relative: to the home directory) instead of `~/.sremote` on the host.
+    /// Bootstrap records it in `~/.sremote/.location` so the endpoint finds it.
+    pub fn set_sremote_dir(&self, dir: impl Into<String>) {
+        lock(&self.inner.settings).sremote_dir = Some(dir.into());
+    }
+
+    /// Use `dir` for request files and temporary data instead of `<sremote dir>/tmp`.
+    pub fn set_tmp_dir(&self, dir: impl Into<String>) {
+        lock(&self.inner.settings).tmp_dir = Some(dir.into());
+    }
+
+    /// Force a call path (default: [`CallMode::Auto`]).
+    pub fn set_call_mode(&self, mode: CallMode) {
+        lock(&self.inner.settings).mode = mode;
+    }
+
+    /// Whether a call that finds no (or a wrong) endpoint bootstraps once by itself
+    /// (default: yes).
+    pub fn set_auto_bootstrap(&self, on: bool) {
+        lock(&self.inner.settings).auto_bootstrap = on;
+    }
+
+    /// Where bootstrap finds endpoint binaries (default: [`EndpointSource::Auto`]).
+    pub fn set_endpoint_source(&self, source: EndpointSource) {
+        lock(&self.inner.settings).endpoint = source;
+    }
+
+    /// The sremote directory on the host (relative: to the home directory).
+    pub fn sremote_dir(&self) -> String {
+        let explicit = lock(&self.inner.settings).sremote_dir.clone();
+        explicit
+            .or_else(|| lock(&self.inner.state).discovered_dir.clone())
+            .unwrap_or_else(|| ".sremote".to_string())
+    }
+
+    fn tmp_dir(&self) -> String {
+        let explicit = lock(&self.inner.settings).tmp_dir.clone();
+        explicit.unwrap_or_else(|| format!("{}/tmp", self.sremote_dir()))
+    }
+
+    /// Path of the endpoint binary on the host (relative: to the home directory).
+    pub fn endpoint_path(&self) -> String {
+        let name = lock(&self.inner.state).install_name.clone();
+        let name = name.unwrap_or_else(|| format!("sremote-endpoint-{}", crate::protocol::VERSION));
+        format!("{}/bin/{name}", self.sremote_dir())
+    }
+
+    /// Start building a call of `module.function`; `.await` it to run it.
+    pub fn call<T: DeserializeOwned>(&self, module: &str, function: &str) -> CallBuilder<'_, C, T> {
+        CallBuilder {
+            client: self,
+            request: Request::new("", module, function),
+            args_error: None,
+            check_modules: Vec::new(),
+            mode: None,
+            _t: PhantomData,
+        }
+    }
+
+    /// Call `module.function(*args)` and decode the value as `T`.
+    pub async fn do_remote_call<T: DeserializeOwned>(
+        &self,
+        module: &str,
+        function: &str,
+        args: impl Into<CallArgs>,
+    ) -> Result<CallOutput<T>, Error> {
+        let mut call = self.call::<T>(module, function);
+        match args.into().0 {
+            Ok(v) => call.request.args = v,
+            Err(e) => call.args_error = Some(e),
+        }
+        call.await
+    }
+
+    /// Install the endpoint on the host unless the right one is there already.
+    pub async fn do_bootstrap_install(&self) -> Result<BootstrapReport, Error> {
+        let source = lock(&self.inner.settings).endpoint.clone();
+        self.bootstrap_with(source).await
+    }
+
+    /// Install this endpoint binary (e.g. a custom endpoint built with the
+    /// `sremote-endpoint` library) and use it for every call of this client.
+    pub async fn do_bootstrap_install_with(&self, binary: &std::path::Path) -> Result<BootstrapReport, Error> {
+        let artifact = EndpointArtifact::custom(binary)?;
+        self.set_endpoint_source(EndpointSource::Artifact(artifact.clone()));
+        self.bootstrap_with(EndpointSource::Artifact(artifact)).await
+    }
+
+    /// Learn the host's OS, arch, home and installed endpoint in one `exec`.
+    pub async fn probe_host(&self, install_name: &str) -> Result<HostFacts, Error> {
+        let cmd = RemoteCommand::new("sh").args(["-c", bootstrap::PROBE_SCRIPT, "sh", &self.sremote_dir(), install_name]);
+        let out = self.inner.connector.exec(&cmd.timeout(Duration::from_secs(60))).await?;
+        let facts = bootstrap::parse_probe(&out.stdout);
+        if !out.success() || facts.os.is_empty() || facts.arch.is_empty() {
+            return Err(Error::Protocol(Box::new(ProtocolError {
+                host: self.host().to_string(),
+                action: "probe host for bootstrap".into(),
+                detail: format!("the probe script failed (exit {:?}): {}", out.exit_code, out.stderr_text()),
+                received: String::from_utf8_lossy(&out.stdout).chars().take(300).collect(),
+            })));
+        }
+        Ok(facts)
+    }
+
+    async fn bootstrap_with(&self, source: EndpointSource) -> Result<BootstrapReport, Error> {
+        let _one_at_a_time = self.inner.bootstrap_lock.lock().await;
+        let host = self.host().to_string();
+        let explicit_dir = lock(&self.inner.settings).sremote_dir.is_some();
+        // The probe needs an install name before it knows the target; the stock name does
+        // not depend on the target, a custom one is fixed by its artifact.
+        let provisional = match &source {
+            EndpointSource::Artifact(a) => a.install_name.clone(),
+            _ => format!("sremote-endpoint-{}", crate::protocol::VERSION),
+        };
+        let mut facts = self.probe_host(&provisional).await?;
+        if !explicit_dir && let Some(dir) = facts.location.as_deref().and_then(location_dir) {
+            if dir != self.sremote_dir() {
+                lock(&self.inner.state).discovered_dir = Some(dir);
+                facts = self.probe_host(&provisional).await?;
+            }
+        }
+        let artifact = source.resolve(&facts.target(), &host)?;
+        let dir = self.sremote_dir();
+        let endpoint_path = format!("{dir}/bin/{}", artifact.install_name);
+        let mut report = BootstrapReport {
+            host: host.clone(),
+            target: artifact.target.clone(),
+            endpoint_path,
+            installed: false,
+            bytes_pushed: 0,
+            sha256: artifact.sha256.clone(),
+        };
+        if facts.installed_sha256.as_deref() != Some(artifact.sha256.as_str()) {
+            let id = self.next_id();
+            let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
+            self.inner.connector.push(Source::bytes(artifact.bytes()).mode(0o700), &tmp).await?;
+            let location = self.location_json(explicit_dir);
+            let cmd = RemoteCommand::new("sh")
+                .args(["-c", bootstrap::FINISH_SCRIPT, "sh", &dir, &tmp, &artifact.install_name])
+                .args([artifact.sha256.as_str(), location.as_str()])
+                .timeout(Duration::from_secs(120));
+            let out = self.inner.connector.exec(&cmd).await?;
+            if !out.success() {
+                return Err(Error::NotSetup(Box::new(NotSetupError {
+                    host,
+                    action: format!("install {} into {dir}/bin", artifact.origin),
+                    reason: format!("the install step failed (exit {:?}): {}", out.exit_code, out.stderr_text()),
+                })));
+            }
+            report.installed = true;
+            report.bytes_pushed = artifact.bytes().len() as u64;
+        }
+        lock(&self.inner.state).install_name = Some(artifact.install_name.clone());
+        Ok(report)
+    }
+
+    /// `.location` JSON to write when the user chose custom directories.
+    fn location_json(&self, explicit_dir: bool) -> String {
+        let tmp = lock(&self.inner.settings).tmp_dir.clone();
+        if !explicit_dir && tmp.is_none() {
+            return String::new();
+        }
+        let mut loc = serde_json::Map::new();
+        loc.insert("sremote".into(), Value::from(self.sremote_dir()));
+        if let Some(t) = tmp {
+            let key = if t.starts_with('/') { "absolute_tmp" } else { "relative_tmp" };
+            loc.insert(key.into(), Value::from(t));
+        }
+        Value::Object(loc).to_string()
+    }
+
+    fn next_id(&self) -> String {
+        format!("{}-{}", self.inner.id_prefix, self.inner.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn run_call<T: DeserializeOwned>(&self, call: CallBuilder<'_, C, T>) -> Result<CallOutput<T>, Error> {
+        let CallBuilder { mut request, args_error, check_modules, mode, .. } = call;
+        let action = format!("call {}.{}", request.module, request.function);
+        if let Some(e) = args_error {
+            return Err(Error::Usage(format!("{action} on {}: an argument cannot be sent: {e}", self.host())));
+        }
+        let (mode, auto_bootstrap) = {
+            let s = lock(&self.inner.settings);
+            for (k, v) in &s.env {
+                request.env.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            for (k, v) in &s.env_if_unset {
+                request.env_if_unset.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            request.path.splice(0..0, s.path.iter().cloned());
+            request.check_modules.extend(s.required_modules.iter().cloned());
+            (mode.unwrap_or(s.mode), s.auto_bootstrap)
+        };
+        request.check_modules.extend(check_modules);
+        request.id = self.next_id();
+        let mode = match mode {
+            CallMode::Auto if self.inner.connector.supports_stdin() => CallMode::Pipe,
+            CallMode::Auto => CallMode::File,
+            m => m,
+        };
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| Error::Usage(format!("{action} on {}: request cannot be encoded: {e}", self.host())))?;
+        let started = Instant::now();
+        let response = match self.send(&request, &body, mode, &action).await {
+            Err(Error::NotSetup(reason)) if auto_bootstrap => {
+                tracing::info!(host = self.host(), reason = %reason.reason, "endpoint not set up; bootstrapping");
+                self.do_bootstrap_install().await?;
+                self.send(&request, &body, mode, &action).await?
+            }
+            other => other?,
+        };
+        self.finish(response, &request, mode, started.elapsed(), &action)
+    }
+
+    /// One attempt: deliver the request, read the response.
+    async fn send(&self, request: &Request, body: &[u8], mode: CallMode, action: &str) -> Result<Response, Error> {
+        let endpoint = self.endpoint_path();
+        let timeout = request.timeout_ms.map(|ms| Duration::from_millis(ms) + Duration::from_secs(30));
+        let mut cmd = match mode {
+            CallMode::File => {
+                let req_path = format!("{}/req-{}.json", self.tmp_dir(), request.id);
+                self.inner.connector.push(Source::bytes(body).mode(0o600), &req_path).await?;
+                RemoteCommand::new(&endpoint).args(["call", "--consume", &req_path, "-"])
+            }
+            _ => RemoteCommand::new(&endpoint).args(["call", "-"]).stdin(body.to_vec()),
+        };
+        cmd.timeout = timeout;
+        let out = self.inner.connector.exec(&cmd).await?;
+        let not_setup = |reason: String| {
+            Error::NotSetup(Box::new(NotSetupError { host: self.host().to_string(), action: action.to_string(), reason }))
+        };
+        match out.exit_code {
+            Some(127) => return Err(not_setup(format!("no endpoint at {endpoint}"))),
+            Some(126) => return Err(not_setup(format!("{endpoint} cannot be executed: {}", out.stderr_text()))),
+            _ => {}
+        }
+        let protocol_error = |detail: String| {
+            let received = if out.stdout.is_empty() { out.stderr_text() } else { String::from_utf8_lossy(&out.stdout).into_owned() };
+            Error::Protocol(Box::new(ProtocolError {
+                host: self.host().to_string(),
+                action: action.to_string(),
+                detail,
+                received: received.chars().take(300).collect(),
+            }))
+        };
+        let response = Response::parse(&out.stdout).map_err(|e| match out.exit_code {
+            Some(0) => protocol_error(e),
+            code => protocol_error(format!("endpoint exited with {code:?}: {e}")),
+        })?;
+        if let Outcome::Error(ErrorBody { kind: ErrorKind::ProtocolVersion, message, .. }) = &response.outcome {
+            return Err(not_setup(format!("the endpoint speaks another protocol: {message}")));
+        }
+        if response.id != request.id {
+            return Err(protocol_error(format!("response id {:?} does not match request id {:?}", response.id, request.id)));
+        }
+        Ok(response)
+    }
+
+    fn finish<T: DeserializeOwned>(
+        &self,
+        response: Response,
+        request: &Request,
+        mode: CallMode,
+        round_trip: Duration,
+        action: &str,
+    ) -> Result<CallOutput<T>, Error> {
+        let host = self.host().to_string();
+        let meta = CallMeta {
+            id: response.id,
+            host: response.host,
+            endpoint_version: response.endpoint_version,
+            pid: response.pid,
+            timing: response.timing,
+            mode,
+            round_trip,
+        };
+        match response.outcome {
+            Outcome::Ok(value) => {
+                let shown = || {
+                    let s = value.to_string();
+                    if s.len() > 200 { format!("{}…", &s[..s.floor_char_boundary(200)]) } else { s }
+                };
+                let value = T::deserialize(&value).map_err(|e| {
+                    Error::Decode(Box::new(DecodeError {
+                        host: host.clone(),
+                        action: action.to_string(),
+                        type_name: std::any::type_name::<T>(),
+                        detail: e.to_string(),
+                        value: shown(),
+                    }))
+                })?;
+                Ok(CallOutput { value, stdout: response.stdout, stderr: response.stderr, meta })
+            }
+            Outcome::Error(e) if e.kind == ErrorKind::ModulesMissing => {
+                let missing = e.data.get("missing").and_then(|m| serde_json::from_value(m.clone()).ok());
+                let present = e.data.get("present").and_then(|m| serde_json::from_value(m.clone()).ok());
+                Err(Error::ModulesMissing(Box::new(ModulesMissingError {
+                    host,
+                    missing: missing.unwrap_or_else(|| request.check_modules.clone()),
+                    present: present.unwrap_or_default(),
+                })))
+            }
+            Outcome::Error(e) => Err(Error::RemoteExec(Box::new(RemoteExecError {
+                host,
+                module: e.module.unwrap_or_else(|| request.module.clone()),
+                function: e.function.unwrap_or_else(|| request.function.clone()),
+                kind: e.kind,
+                message: e.message,
+                traceback: e.traceback,
+                stdout: response.stdout,
+                stderr: response.stderr,
+            }))),
+        }
+    }
+}
+
+/// The `sremote` dir named by a `.location` JSON document.
+fn location_dir(json: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(json.trim()).ok()?;
+    v.get("sremote").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// A call being built; `.await` runs it. Made by [`RemoteClient::call`].
+#[must_use = "a call does nothing until it is awaited"]
+pub struct CallBuilder<'a, C, T> {
+    client: &'a RemoteClient<C>,
+    request: Request,
+    args_error: Option<String>,
+    check_modules: Vec<String>,
+    mode: Option<CallMode>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<C: Connector, T> std::fmt::Debug for CallBuilder<'_, C, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallBuilder").field("request", &self.request).finish()
+    }
+}
+
+impl<C, T> CallBuilder<'_, C, T> {
+    fn push_value(&mut self, v: impl Serialize) -> Option<Value> {
+        match serde_json::to_value(v) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.args_error.get_or_insert(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Add a positional argument.
+    pub fn arg(mut self, v: impl Serialize) -> Self {
+        if let Some(v) = self.push_value(v) {
+            self.request.args.push(v);
+        }
+        self
+    }
+
+    /// Add positional arguments.
+    pub fn args<I: IntoIterator<Item = V>, V: Serialize>(mut self, vs: I) -> Self {
+        for v in vs {
+            self = self.arg(v);
+        }
+        self
+    }
+
+    /// Add a keyword argument.
+    pub fn kwarg(mut self, name: impl Into<String>, v: impl Serialize) -> Self {
+        if let Some(v) = self.push_value(v) {
+            self.request.kwargs.insert(name.into(), v);
+        }
+        self
+    }
+
+    /// Stop the call on the host after `t`.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.request.timeout_ms = Some(t.as_millis().try_into().unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Set an environment variable for this call only.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.request.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Force the call path for this call.
+    pub fn mode(mut self, mode: CallMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+}
+
+impl<'a, C: Connector, T: DeserializeOwned + 'a> IntoFuture for CallBuilder<'a, C, T> {
+    type Output = Result<CallOutput<T>, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let client = self.client;
+        Box::pin(client.run_call(self))
+    }
+}
