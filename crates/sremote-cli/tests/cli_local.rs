@@ -1,0 +1,91 @@
+//! The `sremote` binary on the local connector, with a throwaway HOME.
+use std::process::{Command, Output};
+
+fn sremote(home: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sremote"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("SREMOTE_ENDPOINT")
+        .output()
+        .expect("run sremote")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn call_getenv_prints_the_value() {
+    let home = tempfile::tempdir().unwrap();
+    let out = sremote(home.path(), &["call", "local", "os", "getenv", "HOME"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim_end(), home.path().to_str().unwrap());
+}
+
+#[test]
+fn args_are_json_when_they_parse_else_strings() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("sub dir")).unwrap();
+    let dir = home.path().display().to_string();
+    let out = sremote(home.path(), &["call", "local", "os", "listdir", &format!("\"{dir}\"")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("sub dir"));
+    // `[1` is not JSON: it is sent as the string "[1".
+    let out = sremote(home.path(), &["call", "local", "os", "getenv", "[1", "--kw", "default=\"d\""]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "d");
+}
+
+#[test]
+fn json_output_is_the_whole_response() {
+    let home = tempfile::tempdir().unwrap();
+    let out = sremote(home.path(), &["call", "local", "os", "getpid", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["ok"].as_u64().unwrap() > 0);
+    assert!(v["timing"]["elapsed_us"].is_u64() && v["host"].is_string() && v["endpoint_version"].is_string());
+}
+
+#[test]
+fn exit_codes_tell_remote_usage_and_transport_failures_apart() {
+    let home = tempfile::tempdir().unwrap();
+    let out = sremote(home.path(), &["call", "local", "nosuchmodule", "f"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("ModuleNotFound"), "{}", text(&out.stderr));
+    let out = sremote(home.path(), &["call", "local"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = sremote(home.path(), &["call", "no-such-host-kind", "os", "getpid"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = sremote(home.path(), &["pull", "local", "no/such/file", "x"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("NotFound"));
+}
+
+#[test]
+fn exec_passes_output_and_exit_code_through() {
+    let home = tempfile::tempdir().unwrap();
+    let out = sremote(home.path(), &["exec", "local", "--", "sh", "-c", "echo out; echo err >&2; exit 7", "$(id)"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+    let out = sremote(home.path(), &["exec", "local", "--", "printf", "%s|", "a b", "$(id)", "'q'"]);
+    assert_eq!(text(&out.stdout), "a b|$(id)|'q'|");
+}
+
+#[test]
+fn push_pull_round_trip_and_endpoint_info() {
+    let home = tempfile::tempdir().unwrap();
+    let src = home.path().join("src.bin");
+    std::fs::write(&src, (0..=255u8).collect::<Vec<_>>()).unwrap();
+    let out = sremote(home.path(), &["push", "local", src.to_str().unwrap(), "data/copy 'q'.bin"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let back = home.path().join("back.bin");
+    let out = sremote(home.path(), &["pull", "local", "data/copy 'q'.bin", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&src).unwrap());
+    let out = sremote(home.path(), &["endpoint", "info", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+    assert!(v["size"].as_u64().unwrap() < 3 << 20, "static endpoint must stay under 3 MB");
+}

@@ -1,0 +1,172 @@
+//! RemoteClient end to end on this machine: the real endpoint, bootstrapped into a
+//! throwaway home by the client itself.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use sremote_core::protocol::ErrorKind;
+use sremote_core::{Blob, CallMode, CallOutput, Error, LocalConnector, RemoteClient, args};
+
+fn client() -> (RemoteClient<LocalConnector>, tempfile::TempDir) {
+    let home = tempfile::Builder::new().prefix("sremote-client-home-").tempdir().unwrap();
+    (RemoteClient::new(LocalConnector::with_home(home.path())), home)
+}
+
+#[tokio::test]
+async fn first_call_bootstraps_then_getenv() {
+    let (client, home) = client();
+    let out: CallOutput<String> = client.do_remote_call("os", "getenv", args!["HOME"]).await.unwrap();
+    assert_eq!(out.value, home.path().to_str().unwrap());
+    assert_eq!(out.meta.mode, CallMode::Pipe);
+    assert!(home.path().join(".sremote/bin").join(format!("sremote-endpoint-{}", sremote_core::protocol::VERSION)).is_file());
+    let report = client.do_bootstrap_install().await.unwrap();
+    assert!(!report.installed, "second bootstrap must push nothing: {report:?}");
+    assert_eq!(report.bytes_pushed, 0);
+}
+
+#[tokio::test]
+async fn registered_env_and_paths_apply_to_every_call() {
+    let (client, _home) = client();
+    client.register_remote_env_variable("myVar", "myValue");
+    client.register_conditional_env_variable("HOME", "/never/used");
+    client.register_conditional_env_variable("SREMOTE_UNSET_VAR", "fallback");
+    client.add_remote_path("/opt/sremote-test/bin");
+    let v: CallOutput<String> = client.do_remote_call("os", "getenv", args!["myVar"]).await.unwrap();
+    assert_eq!(v.value, "myValue");
+    let v: CallOutput<String> = client.call("os", "getenv").arg("HOME").await.unwrap();
+    assert_ne!(v.value, "/never/used", "set-if-unset must not override");
+    let v: CallOutput<String> = client.call("os", "getenv").arg("SREMOTE_UNSET_VAR").await.unwrap();
+    assert_eq!(v.value, "fallback");
+    let v: CallOutput<String> = client.call("os", "getenv").arg("PATH").await.unwrap();
+    assert!(v.value.starts_with("/opt/sremote-test/bin:"), "PATH = {}", v.value);
+    let v: CallOutput<Option<String>> =
+        client.call("os", "getenv").arg("SREMOTE_NOT_SET_ANYWHERE").await.unwrap();
+    assert_eq!(v.value, None);
+    let v: CallOutput<String> =
+        client.call("os", "getenv").arg("SREMOTE_NOT_SET_ANYWHERE").kwarg("default", "dflt").await.unwrap();
+    assert_eq!(v.value, "dflt");
+}
+
+#[tokio::test]
+async fn file_mode_delivers_the_request_as_a_file_and_cleans_up() {
+    let (client, home) = client();
+    client.set_call_mode(CallMode::File);
+    let out: CallOutput<String> = client.do_remote_call("os", "getenv", args!["HOME"]).await.unwrap();
+    assert_eq!(out.meta.mode, CallMode::File);
+    assert_eq!(out.value, home.path().to_str().unwrap());
+    let left: Vec<_> = std::fs::read_dir(home.path().join(".sremote/tmp")).unwrap().collect();
+    assert!(left.is_empty(), "request files left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn hostile_strings_and_bytes_round_trip_as_data() {
+    let (client, home) = client();
+    for (i, s) in sremote_core::testsuite::hostile_strings().iter().enumerate().step_by(7) {
+        let path = format!("{}/f{i}", home.path().display());
+        client.call::<Value>("fs", "write_text").arg(&path).arg(s).await.unwrap();
+        let back: CallOutput<String> = client.call("fs", "read_text").arg(&path).await.unwrap();
+        assert_eq!(&back.value, s, "string {i}");
+    }
+    let data = sremote_core::testsuite::pseudo_random(1 << 20, 7);
+    let path = format!("{}/blob.bin", home.path().display());
+    client.call::<Value>("fs", "write_bytes").arg(&path).arg(Blob(data.clone())).await.unwrap();
+    let back: CallOutput<Blob> = client.call("fs", "read_bytes").arg(&path).await.unwrap();
+    assert!(back.value.0 == data);
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+}
+
+#[tokio::test]
+async fn remote_errors_are_typed() {
+    let (client, _home) = client();
+    let kind = |r: Result<CallOutput<Value>, Error>| r.unwrap_err().remote_kind();
+    assert_eq!(kind(client.call("no_such_module", "f").await), Some(ErrorKind::ModuleNotFound));
+    assert_eq!(kind(client.call("os", "no_such_function").await), Some(ErrorKind::FunctionNotFound));
+    assert_eq!(kind(client.call("os", "getenv").await), Some(ErrorKind::BadArguments));
+    assert_eq!(kind(client.call("os", "getenv").arg(1).arg(2).arg(3).await), Some(ErrorKind::BadArguments));
+    assert_eq!(kind(client.call("os", "remove").arg("/no/such/file/anywhere").await), Some(ErrorKind::Raised));
+    let err = client.call::<Value>("os", "remove").arg("/no/such/file/anywhere").await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("os.remove") && text.contains("local"), "{text}");
+
+    let err = client.call::<u32>("os", "getenv").arg("HOME").await.unwrap_err();
+    assert!(matches!(err, Error::Decode(_)), "{err}");
+    assert!(err.to_string().contains("u32"), "{err}");
+
+    let err = client.check_modules(["os", "sremote_no_such_module"]).await.unwrap_err();
+    match err {
+        Error::ModulesMissing(m) => assert_eq!(m.missing, vec!["sremote_no_such_module".to_string()]),
+        other => panic!("{other}"),
+    }
+    client.check_modules(["os", "fs"]).await.unwrap();
+}
+
+#[tokio::test]
+async fn timeouts_stop_the_call() {
+    let (client, _home) = client();
+    let started = std::time::Instant::now();
+    let err = client
+        .call::<Value>("subprocess", "run")
+        .arg(["sleep", "30"])
+        .timeout(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert_eq!(err.remote_kind(), Some(ErrorKind::Timeout), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn not_setup_when_bootstrap_is_disabled() {
+    let (client, _home) = client();
+    client.set_auto_bootstrap(false);
+    let err = client.call::<Value>("os", "getpid").await.unwrap_err();
+    assert!(matches!(err, Error::NotSetup(_)), "{err}");
+    assert!(err.to_string().contains("sremote bootstrap"), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_or_old_endpoint_is_replaced() {
+    let (client, home) = client();
+    client.do_bootstrap_install().await.unwrap();
+    let installed = home.path().join(client.endpoint_path());
+    std::fs::write(&installed, b"\x7fELF garbage").unwrap();
+    // A call meets the broken endpoint, bootstraps once by itself, and succeeds.
+    let pid: CallOutput<u32> = client.call("os", "getpid").await.unwrap();
+    assert!(pid.value > 0);
+    std::fs::write(&installed, b"#!/bin/sh\necho old version\n").unwrap();
+    let report = client.do_bootstrap_install().await.unwrap();
+    assert!(report.installed, "a different file must be replaced");
+    let again = client.do_bootstrap_install().await.unwrap();
+    assert!(!again.installed);
+}
+
+#[tokio::test]
+async fn custom_dirs_are_recorded_in_location_and_discovered() {
+    let (client, home) = client();
+    client.set_sremote_dir("custom/sr");
+    client.set_tmp_dir("custom/tmp");
+    client.set_call_mode(CallMode::File);
+    let out: CallOutput<BTreeMap<String, String>> = client.call("sys", "location").await.unwrap();
+    assert!(out.value["sremote"].ends_with("custom/sr"), "{:?}", out.value);
+    let loc = std::fs::read_to_string(home.path().join(".sremote/.location")).unwrap();
+    assert!(loc.contains("custom/sr"), "{loc}");
+    // A fresh client with default settings finds the endpoint through .location.
+    let other = RemoteClient::new(LocalConnector::with_home(home.path()));
+    let report = other.do_bootstrap_install().await.unwrap();
+    assert!(!report.installed, "{report:?}");
+    assert!(report.endpoint_path.starts_with("custom/sr/bin/"), "{report:?}");
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_bootstrap_once() {
+    let (client, _home) = client();
+    let calls = (0..16).map(|i| {
+        let c = client.clone();
+        tokio::spawn(async move {
+            let v: CallOutput<String> = c.call("os", "getenv").arg("SREMOTE_I").env("SREMOTE_I", i.to_string()).await.unwrap();
+            assert_eq!(v.value, i.to_string());
+        })
+    });
+    for c in calls {
+        c.await.unwrap();
+    }
+}
