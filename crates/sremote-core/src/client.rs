@@ -86,6 +86,8 @@ struct State {
     install_name: Option<String>,
     /// sremote dir learned from the host's `.location`.
     discovered_dir: Option<String>,
+    /// Bumped by every finished bootstrap (lets concurrent calls share one).
+    generation: u64,
 }
 
 struct Inner<C> {
@@ -299,6 +301,20 @@ impl<C: Connector> RemoteClient<C> {
 
     async fn bootstrap_with(&self, source: EndpointSource) -> Result<BootstrapReport, Error> {
         let _one_at_a_time = self.inner.bootstrap_lock.lock().await;
+        self.bootstrap_locked(source).await
+    }
+
+    /// Bootstrap after a call found no endpoint, unless another task did so meanwhile.
+    async fn bootstrap_after_failure(&self, seen_generation: u64) -> Result<(), Error> {
+        let _one_at_a_time = self.inner.bootstrap_lock.lock().await;
+        if lock(&self.inner.state).generation != seen_generation {
+            return Ok(());
+        }
+        let source = lock(&self.inner.settings).endpoint.clone();
+        self.bootstrap_locked(source).await.map(drop)
+    }
+
+    async fn bootstrap_locked(&self, source: EndpointSource) -> Result<BootstrapReport, Error> {
         let host = self.host().to_string();
         let explicit_dir = lock(&self.inner.settings).sremote_dir.is_some();
         // The probe needs an install name before it knows the target; the stock name does
@@ -345,7 +361,9 @@ impl<C: Connector> RemoteClient<C> {
             report.installed = true;
             report.bytes_pushed = artifact.bytes().len() as u64;
         }
-        lock(&self.inner.state).install_name = Some(artifact.install_name.clone());
+        let mut state = lock(&self.inner.state);
+        state.install_name = Some(artifact.install_name.clone());
+        state.generation += 1;
         Ok(report)
     }
 
@@ -396,10 +414,11 @@ impl<C: Connector> RemoteClient<C> {
         let body = serde_json::to_vec(&request)
             .map_err(|e| Error::Usage(format!("{action} on {}: request cannot be encoded: {e}", self.host())))?;
         let started = Instant::now();
+        let generation = lock(&self.inner.state).generation;
         let response = match self.send(&request, &body, mode, &action).await {
             Err(Error::NotSetup(reason)) if auto_bootstrap => {
                 tracing::info!(host = self.host(), reason = %reason.reason, "endpoint not set up; bootstrapping");
-                self.do_bootstrap_install().await?;
+                self.bootstrap_after_failure(generation).await?;
                 self.send(&request, &body, mode, &action).await?
             }
             other => other?,
