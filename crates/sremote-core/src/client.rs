@@ -17,14 +17,19 @@ use crate::connector::{Connector, RemoteCommand, Source};
 use crate::error::{
     DecodeError, Error, ModulesMissingError, NotSetupError, ProtocolError, RemoteExecError,
 };
-use crate::protocol::{ErrorBody, ErrorKind, Outcome, Request, Response};
+use crate::protocol::{ErrorBody, ErrorKind, Outcome, Request, Response, inline_attachments, with_attachments};
+use crate::session::{Answer, Session, SessionError};
 
 /// How a call reaches the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CallMode {
-    /// The fastest the connector supports: pipe when it can feed stdin, else file.
+    /// The fastest the connector supports: session when it can spawn, else pipe when it
+    /// can feed stdin, else file.
     #[default]
     Auto,
+    /// One long-lived endpoint per client (`sremote-endpoint serve` over
+    /// [`Connector::spawn`]); many calls in flight, sub-millisecond.
+    Session,
     /// One `exec` with the request on stdin and the response on stdout.
     Pipe,
     /// Push the request as a file, then one `exec` that answers on stdout (for connectors
@@ -95,6 +100,9 @@ struct Inner<C> {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     bootstrap_lock: tokio::sync::Mutex<()>,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// Set once the connector said it cannot spawn: Auto then uses pipe/file.
+    no_session: std::sync::atomic::AtomicBool,
     next_id: AtomicU64,
     id_prefix: String,
 }
@@ -151,6 +159,8 @@ impl<C: Connector> RemoteClient<C> {
                 }),
                 state: Mutex::new(State::default()),
                 bootstrap_lock: tokio::sync::Mutex::new(()),
+                session: tokio::sync::Mutex::new(None),
+                no_session: std::sync::atomic::AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
                 id_prefix: format!("{:x}-{:x}", std::process::id(), nanos.as_micros() & 0xff_ffff),
             }),
@@ -248,6 +258,7 @@ impl<C: Connector> RemoteClient<C> {
             client: self,
             request: Request::new("", module, function),
             args_error: None,
+            attachments: Vec::new(),
             check_modules: Vec::new(),
             mode: None,
             _t: PhantomData,
@@ -387,7 +398,7 @@ impl<C: Connector> RemoteClient<C> {
     }
 
     async fn run_call<T: DeserializeOwned>(&self, call: CallBuilder<'_, C, T>) -> Result<CallOutput<T>, Error> {
-        let CallBuilder { mut request, args_error, check_modules, mode, .. } = call;
+        let CallBuilder { mut request, args_error, attachments, check_modules, mode, .. } = call;
         let action = format!("call {}.{}", request.module, request.function);
         if let Some(e) = args_error {
             return Err(Error::Usage(format!("{action} on {}: an argument cannot be sent: {e}", self.host())));
@@ -406,28 +417,114 @@ impl<C: Connector> RemoteClient<C> {
         };
         request.check_modules.extend(check_modules);
         request.id = self.next_id();
-        let mode = match mode {
-            CallMode::Auto if self.inner.connector.supports_stdin() => CallMode::Pipe,
-            CallMode::Auto => CallMode::File,
-            m => m,
-        };
-        let body = serde_json::to_vec(&request)
-            .map_err(|e| Error::Usage(format!("{action} on {}: request cannot be encoded: {e}", self.host())))?;
         let started = Instant::now();
         let generation = lock(&self.inner.state).generation;
-        let response = match self.send(&request, &body, mode, &action).await {
+        let (mode, answer) = match self.send(&request, &attachments, mode, &action).await {
             Err(Error::NotSetup(reason)) if auto_bootstrap => {
                 tracing::info!(host = self.host(), reason = %reason.reason, "endpoint not set up; bootstrapping");
                 self.bootstrap_after_failure(generation).await?;
-                self.send(&request, &body, mode, &action).await?
+                self.send(&request, &attachments, mode, &action).await?
             }
             other => other?,
         };
-        self.finish(response, &request, mode, started.elapsed(), &action)
+        self.finish(answer, &request, mode, started.elapsed(), &action)
+    }
+
+    /// The path a call in `mode` takes on this connector.
+    fn resolve_mode(&self, mode: CallMode) -> CallMode {
+        match mode {
+            CallMode::Auto if !self.inner.no_session.load(Ordering::Relaxed) => CallMode::Session,
+            CallMode::Auto | CallMode::Pipe if !self.inner.connector.supports_stdin() => CallMode::File,
+            CallMode::Auto => CallMode::Pipe,
+            m => m,
+        }
     }
 
     /// One attempt: deliver the request, read the response.
-    async fn send(&self, request: &Request, body: &[u8], mode: CallMode, action: &str) -> Result<Response, Error> {
+    async fn send(
+        &self,
+        request: &Request,
+        attachments: &[Vec<u8>],
+        mode: CallMode,
+        action: &str,
+    ) -> Result<(CallMode, Answer), Error> {
+        let resolved = self.resolve_mode(mode);
+        if resolved == CallMode::Session {
+            match self.send_session(request, attachments, action).await {
+                Err(Error::Transport(e)) if e.kind == crate::ConnectorErrorKind::Unsupported && mode == CallMode::Auto => {
+                    self.inner.no_session.store(true, Ordering::Relaxed);
+                }
+                other => return other.map(|a| (CallMode::Session, a)),
+            }
+        }
+        let resolved = self.resolve_mode(if mode == CallMode::Session { CallMode::Auto } else { mode });
+        let body = if attachments.is_empty() {
+            serde_json::to_vec(request)
+        } else {
+            // Plain-JSON paths carry bytes inline as base64.
+            let mut inline = request.clone();
+            for v in inline.args.iter_mut().chain(inline.kwargs.values_mut()) {
+                inline_attachments(v, attachments).map_err(|e| Error::Usage(format!("{action}: {e}")))?;
+            }
+            serde_json::to_vec(&inline)
+        }
+        .map_err(|e| Error::Usage(format!("{action} on {}: request cannot be encoded: {e}", self.host())))?;
+        self.send_exec(request, &body, resolved, action).await.map(|r| (resolved, (r, Vec::new())))
+    }
+
+    fn not_setup(&self, action: &str, reason: String) -> Error {
+        Error::NotSetup(Box::new(NotSetupError { host: self.host().to_string(), action: action.to_string(), reason }))
+    }
+
+    /// The live session, opened (or reopened) on demand.
+    async fn session(&self) -> Result<Arc<Session>, SessionError> {
+        let mut slot = self.inner.session.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| s.is_alive()) {
+            return Ok(s.clone());
+        }
+        *slot = None;
+        let session = Arc::new(Session::open(&self.inner.connector, &self.endpoint_path()).await?);
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn send_session(&self, request: &Request, attachments: &[Vec<u8>], action: &str) -> Result<Answer, Error> {
+        let map = |e: SessionError| match e {
+            SessionError::NotSetup(reason) => self.not_setup(action, reason),
+            SessionError::Protocol { detail, received } => Error::Protocol(Box::new(ProtocolError {
+                host: self.host().to_string(),
+                action: action.to_string(),
+                detail,
+                received,
+            })),
+            SessionError::Transport(e) => Error::Transport(e),
+        };
+        let session = self.session().await.map_err(map)?;
+        let body = serde_json::to_vec(request)
+            .map_err(|e| Error::Usage(format!("{action} on {}: request cannot be encoded: {e}", self.host())))?;
+        let call = session.call(&request.id, &body, attachments);
+        let answer = match request.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms) + Duration::from_secs(30), call).await {
+                Ok(a) => a,
+                Err(_) => {
+                    let _ = session.cancel(&request.id).await;
+                    return Err(Error::Transport(
+                        crate::ConnectorError::new(crate::ConnectorErrorKind::Timeout, self.host(), action)
+                            .detail(format!("no answer {} s after the call's own timeout", 30))
+                            .hint("the host or the connection may be overloaded"),
+                    ));
+                }
+            },
+            None => call.await,
+        };
+        let (response, atts) = answer.map_err(map)?;
+        if let Outcome::Error(ErrorBody { kind: ErrorKind::ProtocolVersion, message, .. }) = &response.outcome {
+            return Err(self.not_setup(action, format!("the endpoint speaks another protocol: {message}")));
+        }
+        Ok((response, atts))
+    }
+
+    async fn send_exec(&self, request: &Request, body: &[u8], mode: CallMode, action: &str) -> Result<Response, Error> {
         let endpoint = self.endpoint_path();
         let timeout = request.timeout_ms.map(|ms| Duration::from_millis(ms) + Duration::from_secs(30));
         let mut cmd = match mode {
@@ -440,12 +537,11 @@ impl<C: Connector> RemoteClient<C> {
         };
         cmd.timeout = timeout;
         let out = self.inner.connector.exec(&cmd).await?;
-        let not_setup = |reason: String| {
-            Error::NotSetup(Box::new(NotSetupError { host: self.host().to_string(), action: action.to_string(), reason }))
-        };
         match out.exit_code {
-            Some(127) => return Err(not_setup(format!("no endpoint at {endpoint}"))),
-            Some(126) => return Err(not_setup(format!("{endpoint} cannot be executed: {}", out.stderr_text()))),
+            Some(127) => return Err(self.not_setup(action, format!("no endpoint at {endpoint}"))),
+            Some(126) => {
+                return Err(self.not_setup(action, format!("{endpoint} cannot be executed: {}", out.stderr_text())));
+            }
             _ => {}
         }
         let protocol_error = |detail: String| {
@@ -462,7 +558,7 @@ impl<C: Connector> RemoteClient<C> {
             code => protocol_error(format!("endpoint exited with {code:?}: {e}")),
         })?;
         if let Outcome::Error(ErrorBody { kind: ErrorKind::ProtocolVersion, message, .. }) = &response.outcome {
-            return Err(not_setup(format!("the endpoint speaks another protocol: {message}")));
+            return Err(self.not_setup(action, format!("the endpoint speaks another protocol: {message}")));
         }
         if response.id != request.id {
             return Err(protocol_error(format!("response id {:?} does not match request id {:?}", response.id, request.id)));
@@ -472,7 +568,7 @@ impl<C: Connector> RemoteClient<C> {
 
     fn finish<T: DeserializeOwned>(
         &self,
-        response: Response,
+        (response, attachments): Answer,
         request: &Request,
         mode: CallMode,
         round_trip: Duration,
@@ -494,7 +590,8 @@ impl<C: Connector> RemoteClient<C> {
                     let s = value.to_string();
                     if s.len() > 200 { format!("{}…", &s[..s.floor_char_boundary(200)]) } else { s }
                 };
-                let value = T::deserialize(&value).map_err(|e| {
+                let (decoded, _) = with_attachments(attachments, || T::deserialize(&value));
+                let value = decoded.map_err(|e| {
                     Error::Decode(Box::new(DecodeError {
                         host: host.clone(),
                         action: action.to_string(),
@@ -540,6 +637,8 @@ pub struct CallBuilder<'a, C, T> {
     client: &'a RemoteClient<C>,
     request: Request,
     args_error: Option<String>,
+    /// Raw bytes of `Blob` arguments, referenced as `{"$blob": N}`.
+    attachments: Vec<Vec<u8>>,
     check_modules: Vec<String>,
     mode: Option<CallMode>,
     _t: PhantomData<fn() -> T>,
@@ -553,7 +652,9 @@ impl<C: Connector, T> std::fmt::Debug for CallBuilder<'_, C, T> {
 
 impl<C, T> CallBuilder<'_, C, T> {
     fn push_value(&mut self, v: impl Serialize) -> Option<Value> {
-        match serde_json::to_value(v) {
+        let (value, table) = with_attachments(std::mem::take(&mut self.attachments), || serde_json::to_value(v));
+        self.attachments = table;
+        match value {
             Ok(v) => Some(v),
             Err(e) => {
                 self.args_error.get_or_insert(e.to_string());

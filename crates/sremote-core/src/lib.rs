@@ -38,6 +38,11 @@ mod local;
 #[cfg(feature = "client")]
 pub use local::LocalConnector;
 
+pub mod frame;
+
+#[cfg(feature = "client")]
+mod session;
+
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]

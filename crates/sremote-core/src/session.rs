@@ -1,0 +1,261 @@
+//! Session mode, client side: one long-lived `sremote-endpoint serve` per client, many
+//! calls in flight over it, answered in any order and matched by id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use crate::connector::{Connector, RemoteCommand};
+use crate::error::{ConnectorError, ConnectorErrorKind};
+use crate::frame::{self, FrameKind};
+use crate::protocol::Response;
+
+/// A response with its raw attachments.
+pub(crate) type Answer = (Response, Vec<Vec<u8>>);
+
+/// Why a session call failed.
+#[derive(Debug)]
+pub(crate) enum SessionError {
+    /// The endpoint is missing or cannot run (exit 126/127 before the handshake).
+    NotSetup(String),
+    /// The stream carried something that is not our protocol.
+    Protocol { detail: String, received: String },
+    /// The connection or the endpoint went away.
+    Transport(ConnectorError),
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Answer, SessionError>>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A live session. Dropping it closes the endpoint's stdin, which ends the endpoint.
+pub(crate) struct Session {
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    host: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Endpoint process id on the host (from the handshake).
+    pub pid: u32,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("host", &self.host).field("pid", &self.pid).finish()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn disconnected(host: &str, detail: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::new(ConnectorErrorKind::Disconnected, host, "session call")
+        .detail(detail)
+        .hint("the call's outcome is unknown; the next call opens a new session")
+}
+
+async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<(FrameKind, Vec<u8>)>> {
+    let mut h = [0u8; 5];
+    match r.read_exact(&mut h[..1]).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    r.read_exact(&mut h[1..]).await?;
+    let (len, kind) = frame::parse_header(h)?;
+    let mut body = Vec::with_capacity(len.min(1 << 20));
+    let got = r.take(len as u64).read_to_end(&mut body).await?;
+    if got != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+    }
+    Ok(Some((kind, body)))
+}
+
+impl Session {
+    /// Start `endpoint serve` on the host and complete the handshake.
+    pub(crate) async fn open<C: Connector + ?Sized>(connector: &C, endpoint: &str) -> Result<Session, SessionError> {
+        let host = connector.host().to_string();
+        let process = connector
+            .spawn(&RemoteCommand::new(endpoint).arg("serve"))
+            .await
+            .map_err(SessionError::Transport)?;
+        let mut stdout = tokio::io::BufReader::with_capacity(256 << 10, process.stdout);
+        let stderr_tail = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let mut tasks = Vec::new();
+        {
+            // Drain stderr (the endpoint's diagnostics) so it never blocks; keep the tail.
+            let tail = stderr_tail.clone();
+            let mut stderr = process.stderr;
+            tasks.push(tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stderr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut t = lock(&tail);
+                    t.extend_from_slice(&buf[..n]);
+                    let excess = t.len().saturating_sub(64 << 10);
+                    t.drain(..excess);
+                }
+            }));
+        }
+        let mut wait = process.wait;
+        let mut magic = [0u8; 8];
+        let handshake = async {
+            stdout.read_exact(&mut magic).await?;
+            read_frame(&mut stdout).await
+        };
+        let hello = match tokio::time::timeout(Duration::from_secs(60), handshake).await {
+            Ok(Ok(Some((FrameKind::Hello, body)))) if &magic == frame::MAGIC => body,
+            Ok(Ok(_)) if &magic != frame::MAGIC => {
+                return Err(SessionError::Protocol {
+                    detail: "the session did not start with the sremote handshake (is something \
+                             in the login scripts printing to stdout?)"
+                        .into(),
+                    received: String::from_utf8_lossy(&magic).into_owned(),
+                });
+            }
+            Ok(Err(_) | Ok(None)) => {
+                // The endpoint ended before the handshake: missing, broken, or too old.
+                let code = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let tail = String::from_utf8_lossy(&lock(&stderr_tail)).trim().to_string();
+                return Err(match code {
+                    Ok(Ok(Some(126 | 127))) => SessionError::NotSetup(format!("no runnable endpoint at {endpoint}: {tail}")),
+                    Ok(Ok(Some(2))) => SessionError::NotSetup(format!("the endpoint at {endpoint} has no session mode: {tail}")),
+                    other => SessionError::Transport(disconnected(
+                        &host,
+                        format!("endpoint session ended during the handshake ({other:?}): {tail}"),
+                    )),
+                });
+            }
+            Ok(Ok(Some((kind, _)))) => {
+                return Err(SessionError::Protocol { detail: format!("expected a hello frame, got {kind:?}"), received: String::new() });
+            }
+            Err(_) => {
+                return Err(SessionError::Transport(
+                    ConnectorError::new(ConnectorErrorKind::Timeout, &host, "open session")
+                        .detail("no handshake from the endpoint within 60 s"),
+                ));
+            }
+        };
+        let pid = serde_json::from_slice::<serde_json::Value>(&hello)
+            .ok()
+            .and_then(|v| v.get("pid").and_then(|p| p.as_u64()))
+            .unwrap_or(0) as u32;
+
+        let pending: Pending = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        let last_rx = Arc::new(Mutex::new(Instant::now()));
+        {
+            let (pending, alive, host, last_rx) = (pending.clone(), alive.clone(), host.clone(), last_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                let why = loop {
+                    match read_frame(&mut stdout).await {
+                        Ok(Some((FrameKind::Response, body))) => {
+                            *lock(&last_rx) = Instant::now();
+                            let decoded = frame::decode_message(&body).map_err(|e| e.to_string()).and_then(|(json, atts)| {
+                                Response::parse(json).map(|r| (r, atts))
+                            });
+                            match decoded {
+                                Ok((resp, atts)) => {
+                                    if let Some(tx) = lock(&pending).remove(&resp.id) {
+                                        let _ = tx.send(Ok((resp, atts)));
+                                    }
+                                }
+                                Err(e) => break format!("garbled response frame: {e}"),
+                            }
+                        }
+                        Ok(Some((FrameKind::Pong | FrameKind::Hello, _))) => *lock(&last_rx) = Instant::now(),
+                        Ok(Some((kind, _))) => break format!("unexpected {kind:?} frame from the endpoint"),
+                        Ok(None) => break "the endpoint closed the session".to_string(),
+                        Err(e) => break format!("reading the session failed: {e}"),
+                    }
+                };
+                alive.store(false, Ordering::SeqCst);
+                let garbled = why.starts_with("garbled") || why.contains("frame");
+                for (_, tx) in lock(&pending).drain() {
+                    let err = if garbled {
+                        SessionError::Protocol { detail: why.clone(), received: String::new() }
+                    } else {
+                        SessionError::Transport(disconnected(&host, &why))
+                    };
+                    let _ = tx.send(Err(err));
+                }
+                let _ = wait.await;
+            }));
+        }
+        let session = Session {
+            writer: tokio::sync::Mutex::new(process.stdin),
+            pending,
+            alive,
+            host,
+            tasks,
+            pid,
+        };
+        Ok(session)
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    async fn send(&self, frame: &[u8]) -> Result<(), SessionError> {
+        let mut w = self.writer.lock().await;
+        let result = async {
+            w.write_all(frame).await?;
+            w.flush().await
+        }
+        .await;
+        result.map_err(|e| {
+            self.alive.store(false, Ordering::SeqCst);
+            SessionError::Transport(disconnected(&self.host, format!("writing to the session failed: {e}")))
+        })
+    }
+
+    /// Send a request message and wait for its response.
+    pub(crate) async fn call(&self, id: &str, json: &[u8], attachments: &[Vec<u8>]) -> Result<Answer, SessionError> {
+        if !self.is_alive() {
+            return Err(SessionError::Transport(disconnected(&self.host, "the session is closed")));
+        }
+        let frame = frame::encode_message(FrameKind::Request, json, attachments)
+            .map_err(|e| SessionError::Protocol { detail: e.to_string(), received: String::new() })?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id.to_string(), tx);
+        // If the caller stops waiting (dropped future), forget the entry.
+        struct Forget<'a>(&'a Pending, &'a str, bool);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                if self.2 {
+                    lock(self.0).remove(self.1);
+                }
+            }
+        }
+        let mut guard = Forget(&self.pending, id, true);
+        if let Err(e) = self.send(&frame).await {
+            return Err(e);
+        }
+        let answer = rx.await.unwrap_or_else(|_| Err(SessionError::Transport(disconnected(&self.host, "the session ended"))));
+        guard.2 = false;
+        answer
+    }
+
+    /// Ask the endpoint to cancel call `id` (its subprocesses are killed).
+    pub(crate) async fn cancel(&self, id: &str) -> Result<(), SessionError> {
+        let body = serde_json::json!({ "id": id }).to_string();
+        let frame = frame::encode(FrameKind::Cancel, body.as_bytes())
+            .map_err(|e| SessionError::Protocol { detail: e.to_string(), received: String::new() })?;
+        self.send(&frame).await
+    }
+}
