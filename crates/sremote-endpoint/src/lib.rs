@@ -1,1 +1,57 @@
-//! sremote-endpoint library (work in progress)
+//! # sremote-endpoint
+//!
+//! The program that runs sremote call requests on a host, and a library to build your
+//! own endpoint with your own modules.
+//!
+//! ```no_run
+//! fn add(a: i64, b: i64) -> i64 { a + b }
+//! fn main() {
+//!     sremote_endpoint::Endpoint::with_builtins()
+//!         .module("calc", |m| m.function("add", add).params(&["a", "b"]))
+//!         .run()
+//! }
+//! ```
+//!
+//! ## Command line (what [`Endpoint::run`] does)
+//! - `sremote-endpoint call [--consume] REQ [RESP]` — read the request JSON from file REQ
+//!   (`-`: stdin), write the response JSON to file RESP atomically (`-` or omitted:
+//!   stdout). `--consume` deletes REQ after reading it. While the call runs, fd 1 and fd 2
+//!   are captured into the response's `stdout`/`stderr`; nothing but the response reaches
+//!   the real stdout. Exit code 0 whenever a response was written (even an error
+//!   response), 2 for a usage error, 3 when the response could not be written.
+//! - `sremote-endpoint version [--json] [--sha256]`
+//! - `sremote-endpoint modules [--json]`
+//! - `sremote-endpoint serve` — session mode, not yet supported (exit code 2).
+//!
+//! ## Lookup of a module
+//! Built-in and registered modules (see [`Endpoint::module`]) first, then a plugin
+//! executable `<sremote>/modules/<module>` (see [`Location`]), else `ModuleNotFound`.
+//!
+//! ## Errors
+//! A function reports failure through its return type (see [`IntoCallResult`]): an `Err`
+//! becomes kind `Raised`, or the kind of a [`CallError`]. Argument mismatches are
+//! `BadArguments` naming the signature; a panic is caught and becomes `Panicked` with its
+//! location as traceback; a call past its `timeout_ms` is answered with `Timeout`.
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod capture;
+mod cli;
+mod endpoint;
+mod env;
+mod error;
+mod function;
+mod location;
+mod module;
+mod modules;
+mod plugin;
+mod process;
+mod types;
+
+pub use endpoint::{CallContext, Endpoint};
+pub use error::CallError;
+pub use function::{IntoCallResult, IntoFunction, TypedFunction, markers};
+pub use location::Location;
+pub use module::{Args, FunctionBuilder, ModuleBuilder};
+pub use serde_json::Value;
+pub use sremote_core::protocol::{self, Blob, ErrorKind, Request, Response};
+pub use types::{pretty_type, pretty_type_of};

@@ -1,0 +1,22 @@
+//! The built-in modules: `os`, `fs`, `subprocess`, `sys` (pure Rust, no Python).
+//!
+//! Errors from the operating system are reported as kind `Raised` with a message naming
+//! the function, the path and the OS error, e.g.
+//! `os.remove("/x"): No such file or directory (os error 2)`.
+
+use crate::endpoint::Endpoint;
+use crate::module::ModuleKind;
+
+pub(crate) mod fs;
+pub(crate) mod os;
+pub(crate) mod subprocess;
+pub(crate) mod sys;
+
+/// Add the built-in modules to `endpoint`.
+pub(crate) fn register(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .add_module("os", ModuleKind::Builtin, os::register)
+        .add_module("fs", ModuleKind::Builtin, fs::register)
+        .add_module("subprocess", ModuleKind::Builtin, subprocess::register)
+        .add_module("sys", ModuleKind::Builtin, sys::register)
+}

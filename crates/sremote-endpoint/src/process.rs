@@ -1,0 +1,199 @@
+//! Running child processes (subprocess.run, plugins, probes): never through a shell,
+//! each in its own process group so a timeout kills the whole tree, and registered so
+//! call mode can kill what a timed-out call left running.
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Process groups of children that are running now.
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+struct Registered(i32);
+
+impl Registered {
+    fn new(pgid: i32) -> Self {
+        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push(pgid);
+        Registered(pgid)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|&p| p != self.0);
+    }
+}
+
+/// Kill (SIGKILL) the process groups of all children still running. Call mode uses it
+/// after a call timed out, just before the endpoint exits.
+pub(crate) fn kill_running_children() {
+    let groups = RUNNING.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for pgid in groups {
+        kill_group(pgid);
+    }
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: killpg only sends a signal; pgid > 0 is the group this module created.
+    if pgid > 0 {
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+}
+
+/// What a finished child left behind.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The timeout expired and the process group was killed.
+    pub timed_out: bool,
+}
+
+impl Finished {
+    /// The exit code, or `-signal` when a signal ended the process (as Python reports it).
+    pub fn returncode(&self) -> i32 {
+        self.status
+            .code()
+            .or_else(|| self.status.signal().map(|s| -s))
+            .unwrap_or(-1)
+    }
+}
+
+fn reader(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// Run `cmd` with `input` on its stdin (or `/dev/null`), capturing stdout and stderr.
+/// With a timeout, the child's process group is killed when it expires (also when the
+/// child exited but something it started keeps the output pipes open).
+pub(crate) fn run(
+    mut cmd: Command,
+    input: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+) -> io::Result<Finished> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
+    let mut child = cmd.spawn()?;
+    let pgid = child.id() as i32;
+    let _registered = Registered::new(pgid);
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A child that does not read its input must not block us: write from a thread.
+        thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+    let out = reader(child.stdout.take());
+    let err = reader(child.stderr.take());
+    let mut timed_out = false;
+    let status = match deadline {
+        None => child.wait()?,
+        Some(deadline) => {
+            let (tx, rx) = mpsc::channel();
+            thread::spawn(move || {
+                let _ = tx.send(child.wait());
+            });
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(status) => status?,
+                Err(_) => {
+                    timed_out = true;
+                    kill_group(pgid);
+                    rx.recv()
+                        .map_err(|_| io::Error::other("waiting for the child failed"))??
+                }
+            }
+        }
+    };
+    let mut collect = |rx: mpsc::Receiver<Vec<u8>>| -> Vec<u8> {
+        if let Some(deadline) = deadline
+            && !timed_out
+        {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(buf) => return buf,
+                Err(_) => {
+                    timed_out = true;
+                    kill_group(pgid);
+                }
+            }
+        }
+        rx.recv().unwrap_or_default()
+    };
+    let stdout = collect(out);
+    let stderr = collect(err);
+    Ok(Finished {
+        status,
+        stdout,
+        stderr,
+        timed_out,
+    })
+}
+
+/// Find `program` in `PATH` (for optional probes such as `nvidia-smi`).
+pub(crate) fn which(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_without_shell_and_captures() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "read x; echo \"out:$x\"; echo err >&2; exit 3"]);
+        let f = run(cmd, Some(b"hi\n".to_vec()), None).unwrap();
+        assert_eq!(
+            (f.returncode(), f.stdout.as_slice(), f.stderr.as_slice()),
+            (3, &b"out:hi\n"[..], &b"err\n"[..])
+        );
+        assert!(!f.timed_out);
+    }
+
+    #[test]
+    fn timeout_kills_the_group_including_grandchildren() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30 & echo started; wait"]);
+        let t0 = Instant::now();
+        let f = run(cmd, None, Some(Duration::from_millis(300))).unwrap();
+        assert!(f.timed_out);
+        assert_eq!(f.stdout, b"started\n");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        assert!(RUNNING.lock().unwrap().iter().all(|&p| p != f.returncode()));
+    }
+
+    #[test]
+    fn missing_program_is_an_error() {
+        assert!(run(Command::new("/nonexistent/program"), None, None).is_err());
+        assert!(which("sh").is_some());
+        assert!(which("surely-not-a-program-xyz").is_none());
+    }
+}
