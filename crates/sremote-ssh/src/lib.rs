@@ -1,1 +1,435 @@
-//! sremote-ssh (work in progress)
+//! # sremote-ssh
+//!
+//! [`SshConnector`]: the sremote [`Connector`] over the system OpenSSH client, through the
+//! [`openssh`] crate with native multiplexing. `~/.ssh/config`, the agent, `ProxyJump`,
+//! certificates and GSSAPI work as users set them up; one authenticated master connection
+//! carries every exec, push and pull (a few milliseconds per operation).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sremote_core::ConnectorError> {
+//! use sremote_core::{Connector, RemoteCommand};
+//! use sremote_ssh::SshConnector;
+//! let ssh = SshConnector::connect("alice@login.cluster.org").await?;
+//! let out = ssh.exec(&RemoteCommand::new("uname").arg("-a")).await?;
+//! println!("{}", String::from_utf8_lossy(&out.stdout));
+//! # Ok(()) }
+//! ```
+//!
+//! The host needs a POSIX `/bin/sh` and a Bourne-family login shell (sh, bash, dash, ksh,
+//! zsh): every command is sent as `exec /bin/sh -c '<script>' '<word>'…` with every word
+//! single-quoted, so no user data is interpreted by a shell.
+#![warn(missing_docs)]
+
+mod error;
+mod io;
+mod script;
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openssh::{KnownHosts, Session, SessionBuilder};
+use sremote_core::{
+    Connector, ConnectorError, ConnectorErrorKind, Dest, ExecOutput, RemoteCommand, RemotePath,
+    RemoteProcess, Source,
+};
+
+use crate::error::{connect_error, invalid};
+
+/// What to do with the host's key (`StrictHostKeyChecking`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KnownHostsPolicy {
+    /// Accept and remember an unknown host; refuse a host whose key changed (default).
+    #[default]
+    AcceptNew,
+    /// Refuse unknown hosts and changed keys.
+    Strict,
+    /// Accept any key (only for throwaway test hosts).
+    AcceptAny,
+}
+
+/// Options for an [`SshConnector`]; see [`SshConnector::builder`].
+///
+/// Options left unset come from `ssh_config` (`~/.ssh/config`, or the file given with
+/// [`config_file`](Self::config_file)); options set here win over it.
+#[derive(Debug, Clone)]
+pub struct SshConnectorBuilder {
+    user: Option<String>,
+    port: Option<u16>,
+    keyfile: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+    known_hosts: KnownHostsPolicy,
+    known_hosts_file: Option<PathBuf>,
+    connect_timeout: Duration,
+    jump_hosts: Vec<String>,
+    control_dir: Option<PathBuf>,
+    keepalive: Duration,
+    idle_persist: Duration,
+}
+
+impl Default for SshConnectorBuilder {
+    fn default() -> Self {
+        SshConnectorBuilder {
+            user: None,
+            port: None,
+            keyfile: None,
+            config_file: None,
+            known_hosts: KnownHostsPolicy::AcceptNew,
+            known_hosts_file: None,
+            connect_timeout: Duration::from_secs(15),
+            jump_hosts: Vec::new(),
+            control_dir: None,
+            keepalive: Duration::from_secs(5),
+            idle_persist: Duration::from_secs(600),
+        }
+    }
+}
+
+impl SshConnectorBuilder {
+    /// Log in as `user` (`ssh -l`).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+    /// Connect to `port` (`ssh -p`).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+    /// Authenticate with this private key only (`ssh -i … -o IdentitiesOnly=yes`).
+    pub fn keyfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.keyfile = Some(path.into());
+        self
+    }
+    /// Read this ssh_config instead of `~/.ssh/config` (`ssh -F`).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+    /// How to treat unknown and changed host keys (default: accept new, refuse changed).
+    pub fn known_hosts(mut self, policy: KnownHostsPolicy) -> Self {
+        self.known_hosts = policy;
+        self
+    }
+    /// Use this known_hosts file (`UserKnownHostsFile`).
+    pub fn known_hosts_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.known_hosts_file = Some(path.into());
+        self
+    }
+    /// Give up connecting after this long (default 15 s; whole seconds, at least 1).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Reach the host through these jump hosts, in order (`ssh -J a,b`).
+    pub fn jump_hosts<I: IntoIterator<Item = S>, S: Into<String>>(mut self, hosts: I) -> Self {
+        self.jump_hosts = hosts.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Put the control socket in this directory (at most 60 bytes long: a socket path has
+    /// room for 108). Default: `$XDG_RUNTIME_DIR`, `$XDG_STATE_HOME`, `~/.local/state` or
+    /// the temp dir, the first that is short enough.
+    pub fn control_directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.control_dir = Some(dir.into());
+        self
+    }
+    /// Probe a silent connection this often (`ServerAliveInterval`, default 5 s); after
+    /// three missed probes it counts as broken.
+    pub fn keepalive(mut self, interval: Duration) -> Self {
+        self.keepalive = interval;
+        self
+    }
+    /// Let the master connection exit after being idle this long (default 10 min), so that
+    /// it never outlives a crashed program for long; the next operation reconnects.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_persist = idle;
+        self
+    }
+
+    /// Connect to `destination`: `host`, `user@host`, `ssh://user@host:port` or an alias
+    /// from ssh_config. Opens the master connection (and authenticates) now.
+    pub async fn connect(self, destination: &str) -> Result<SshConnector, ConnectorError> {
+        let fail = |what: String| Err(invalid(destination, "connect", what));
+        for word in std::iter::once(destination)
+            .chain(self.user.as_deref())
+            .chain(self.jump_hosts.iter().map(|s| s.as_str()))
+        {
+            if word.is_empty()
+                || word.starts_with('-')
+                || word.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return fail(format!(
+                    "{word:?} is not a valid ssh destination, user or jump host"
+                ));
+            }
+        }
+        let control_dir = control_dir(self.control_dir.as_deref())
+            .map_err(|e| invalid(destination, "connect", e))?;
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(match self.known_hosts {
+            KnownHostsPolicy::AcceptNew => KnownHosts::Add,
+            KnownHostsPolicy::Strict => KnownHosts::Strict,
+            KnownHostsPolicy::AcceptAny => KnownHosts::Accept,
+        })
+        .connect_timeout(self.connect_timeout.max(Duration::from_secs(1)))
+        .server_alive_interval(self.keepalive.max(Duration::from_secs(1)))
+        .control_directory(&control_dir)
+        .control_persist(openssh::ControlPersist::IdleFor(
+            NonZeroUsize::new(self.idle_persist.as_secs() as usize).unwrap_or(NonZeroUsize::MIN),
+        ));
+        if let Some(u) = &self.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = self.port {
+            b.port(p);
+        }
+        if let Some(k) = &self.keyfile {
+            b.keyfile(k);
+        }
+        if let Some(f) = &self.config_file {
+            b.config_file(f);
+        }
+        if let Some(f) = &self.known_hosts_file {
+            b.user_known_hosts_file(f);
+        }
+        if !self.jump_hosts.is_empty() {
+            b.jump_hosts(&self.jump_hosts);
+        }
+        let (resolved, host) = b.resolve(destination);
+        let (builder, host) = (resolved.into_owned(), host.to_string());
+        let name = display_name(&builder, &self, &host).await?;
+        let limit = self.connect_timeout.max(Duration::from_secs(1)) * 2 + Duration::from_secs(5);
+        let session = launch(&builder, &host, &name, limit).await?;
+        Ok(SshConnector {
+            inner: Arc::new(Inner {
+                name,
+                host,
+                builder,
+                limit,
+                session: Mutex::new(Arc::new(session)),
+                reconnecting: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+}
+
+/// Pick a control directory whose socket paths fit in `sun_path`.
+fn control_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    const MAX: usize = 60;
+    if let Some(dir) = explicit {
+        if dir.as_os_str().len() > MAX {
+            return Err(format!(
+                "control directory {} is longer than {MAX} bytes",
+                dir.display()
+            ));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        return Ok(dir.to_path_buf());
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let candidates = [
+        env("XDG_RUNTIME_DIR"),
+        env("XDG_STATE_HOME"),
+        env("HOME").map(|h| h.join(".local/state")),
+    ];
+    for dir in candidates.into_iter().flatten() {
+        if dir.is_absolute()
+            && dir.as_os_str().len() <= MAX
+            && std::fs::create_dir_all(&dir).is_ok()
+        {
+            return Ok(dir);
+        }
+    }
+    Ok(std::env::temp_dir())
+}
+
+/// `user@host:port`, with user and port as ssh will use them (`ssh -G`, no connection).
+async fn display_name(
+    b: &SessionBuilder,
+    opts: &SshConnectorBuilder,
+    host: &str,
+) -> Result<String, ConnectorError> {
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.arg("-G");
+    if let Some(f) = &opts.config_file {
+        cmd.arg("-F").arg(f);
+    }
+    if let Some(p) = b.get_port() {
+        cmd.args(["-p", p]);
+    }
+    if let Some(u) = b.get_user() {
+        cmd.args(["-l", u]);
+    }
+    let out = cmd
+        .arg(host)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            ConnectorError::io(host, "connect", &e)
+                .hint("install the OpenSSH client (`ssh`) on this machine")
+        })?;
+    if !out.status.success() {
+        return Err(connect_error(host, &String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .map(str::to_string)
+    };
+    let user = get("user").unwrap_or_default();
+    let port = get("port").unwrap_or_else(|| "22".into());
+    Ok(format!("{user}@{host}:{port}"))
+}
+
+async fn launch(
+    b: &SessionBuilder,
+    host: &str,
+    name: &str,
+    limit: Duration,
+) -> Result<Session, ConnectorError> {
+    match tokio::time::timeout(limit, b.connect_mux(host)).await {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(openssh::Error::Connect(e))) => Err(connect_error(name, &e.to_string())),
+        Ok(Err(e)) => Err(ConnectorError::new(ConnectorErrorKind::Connect, name, "connect")
+            .detail(format!("cannot start the ssh master connection: {e}"))
+            .hint("check that the control directory is writable (SshConnectorBuilder::control_directory)")),
+        Err(_) => Err(ConnectorError::new(ConnectorErrorKind::Timeout, name, "connect")
+            .detail(format!("no connection after {limit:?}"))
+            .hint("check that the host is reachable, or raise SshConnectorBuilder::connect_timeout")),
+    }
+}
+
+/// A [`Connector`] to one host over SSH. Cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub struct SshConnector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    host: String,
+    builder: SessionBuilder,
+    limit: Duration,
+    session: Mutex<Arc<Session>>,
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for SshConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshConnector")
+            .field("host", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshConnector {
+    /// Connect with default options; see [`SshConnectorBuilder::connect`] for `destination`.
+    pub async fn connect(destination: &str) -> Result<SshConnector, ConnectorError> {
+        Self::builder().connect(destination).await
+    }
+
+    /// Options: user, port, key, ssh_config file, known-hosts policy, timeouts, jump hosts.
+    pub fn builder() -> SshConnectorBuilder {
+        SshConnectorBuilder::default()
+    }
+
+    /// The master connection's control socket (for `ssh -S <socket> host …`).
+    pub fn control_socket(&self) -> PathBuf {
+        self.session().control_socket().to_path_buf()
+    }
+
+    /// Check that the master connection is alive (reconnecting if it is not).
+    pub async fn check(&self) -> Result<(), ConnectorError> {
+        let session = self.session();
+        if session.check().await.is_ok() {
+            return Ok(());
+        }
+        self.reconnect(&session).await.map(drop)
+    }
+
+    fn session(&self) -> Arc<Session> {
+        self.inner
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replace the master connection `old` (once, however many callers saw it fail).
+    async fn reconnect(&self, old: &Arc<Session>) -> Result<Arc<Session>, ConnectorError> {
+        let _one_at_a_time = self.inner.reconnecting.lock().await;
+        let current = self.session();
+        if !Arc::ptr_eq(&current, old) {
+            return Ok(current);
+        }
+        let i = &self.inner;
+        let fresh = Arc::new(launch(&i.builder, &i.host, &i.name, i.limit).await?);
+        *i.session.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Start `line` on the host; a dead master (e.g. idle-expired) is replaced once, which is
+    /// safe because nothing was started on the host.
+    async fn start(
+        &self,
+        line: &str,
+        stdin: bool,
+        action: &str,
+    ) -> Result<(openssh::Child<Arc<Session>>, Arc<Session>), ConnectorError> {
+        let mut session = self.session();
+        for attempt in 0..2 {
+            let stdin_cfg = if stdin {
+                openssh::Stdio::piped()
+            } else {
+                openssh::Stdio::null()
+            };
+            let spawned = Session::to_raw_command(session.clone(), line)
+                .stdin(stdin_cfg)
+                .stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped())
+                .spawn()
+                .await;
+            match spawned {
+                Ok(child) => return Ok((child, session)),
+                Err(openssh::Error::Disconnected) if attempt == 0 => {
+                    session = self.reconnect(&session).await?
+                }
+                Err(e) => return Err(error::ssh_error(&self.inner.name, action, e)),
+            }
+        }
+        Err(error::disconnected(&self.inner.name, action))
+    }
+}
+
+#[async_trait]
+impl Connector for SshConnector {
+    fn host(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn exec(&self, cmd: &RemoteCommand) -> Result<ExecOutput, ConnectorError> {
+        io::exec(self, cmd).await
+    }
+
+    async fn push(&self, from: Source<'_>, to: &RemotePath) -> Result<(), ConnectorError> {
+        io::push(self, from, to).await
+    }
+
+    async fn pull(&self, from: &RemotePath, to: Dest<'_>) -> Result<(), ConnectorError> {
+        io::pull(self, from, to).await
+    }
+
+    async fn spawn(&self, cmd: &RemoteCommand) -> Result<RemoteProcess, ConnectorError> {
+        io::spawn(self, cmd).await
+    }
+}

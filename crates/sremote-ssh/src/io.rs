@@ -1,0 +1,601 @@
+//! The four operations: every one runs a `script` line over the master connection.
+
+use std::os::unix::fs::PermissionsExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use openssh::{ChildStderr, Session};
+use sremote_core::connector::SourceData;
+use sremote_core::{
+    ConnectorError, ConnectorErrorKind as Kind, Dest, ExecOutput, RemoteCommand, RemoteProcess,
+    Source,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::task::JoinHandle;
+
+use crate::SshConnector;
+use crate::error::{disconnected, invalid, ssh_error};
+use crate::script::{self, Marker};
+
+const CHUNK: usize = 1 << 20;
+
+/// A task that is aborted when its handle is dropped.
+struct Task<T>(JoinHandle<T>);
+
+impl<T> Task<T> {
+    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self
+    where
+        T: Send + 'static,
+    {
+        Task(tokio::spawn(f))
+    }
+    async fn join(mut self) -> Option<T> {
+        (&mut self.0).await.ok()
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Collect stderr, publishing the remote pid as soon as the marker line arrives.
+fn read_stderr(mut err: ChildStderr, nonce: String, pid: Arc<AtomicU32>) -> Task<Vec<u8>> {
+    Task::spawn(async move {
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = err.read(&mut chunk).await {
+            buf.extend_from_slice(&chunk[..n]);
+            if pid.load(Ordering::Relaxed) == 0 && buf.len() < (64 << 10) {
+                if let Some(m) = script::find_marker(&buf, &nonce) {
+                    pid.store(m.pid, Ordering::Relaxed);
+                }
+            }
+        }
+        buf
+    })
+}
+
+/// Kills the remote process group if dropped while armed (the caller gave up on the call).
+struct KillGuard {
+    session: Arc<Session>,
+    pid: Arc<AtomicU32>,
+    armed: bool,
+}
+
+impl KillGuard {
+    fn new(session: Arc<Session>) -> Self {
+        KillGuard {
+            session,
+            pid: Arc::new(AtomicU32::new(0)),
+            armed: true,
+        }
+    }
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+    /// Kill now, waiting up to 3 s for the pid to be known.
+    async fn kill_now(&mut self) -> Option<u32> {
+        self.disarm();
+        for _ in 0..150 {
+            if self.pid.load(Ordering::Relaxed) != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pid = self.pid.load(Ordering::Relaxed);
+        if pid != 0 {
+            kill(self.session.clone(), pid).await;
+        }
+        (pid != 0).then_some(pid)
+    }
+}
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        let pid = self.pid.load(Ordering::Relaxed);
+        if self.armed && pid != 0 {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(kill(self.session.clone(), pid));
+            }
+        }
+    }
+}
+
+async fn kill(session: Arc<Session>, pid: u32) {
+    let mut cmd = Session::to_raw_command(session, script::kill_line(pid));
+    cmd.stdin(openssh::Stdio::null())
+        .stdout(openssh::Stdio::null())
+        .stderr(openssh::Stdio::null());
+    let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
+}
+
+/// The exit code of a finished remote process; `None` when it was killed by a signal.
+async fn exit_code(
+    c: &SshConnector,
+    session: &Session,
+    action: &str,
+    res: Result<std::process::ExitStatus, openssh::Error>,
+) -> Result<Option<i32>, ConnectorError> {
+    match res {
+        Ok(status) => Ok(status.code()),
+        // openssh reports a remote 127 as an error; it is a plain exit code here.
+        Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(127)),
+        // The mux protocol cannot tell "killed by a signal" from "connection lost": ask the master.
+        Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
+            Ok(()) => Ok(None),
+            Err(_) => Err(disconnected(c.host_name(), action)),
+        },
+        Err(e) => Err(ssh_error(c.host_name(), action, e)),
+    }
+}
+
+fn timeout_error(
+    c: &SshConnector,
+    action: &str,
+    limit: Duration,
+    pid: Option<u32>,
+) -> ConnectorError {
+    let killed = match pid {
+        Some(pid) => format!("its process group {pid} on the host was killed"),
+        None => "it had not reported its pid, so it could not be killed".to_string(),
+    };
+    ConnectorError::new(Kind::Timeout, c.host_name(), action)
+        .detail(format!("still running after {limit:?}; {killed}"))
+        .hint("raise the timeout or make the work smaller")
+}
+
+/// Split the collected stderr into the marker and the program's own stderr.
+fn split_stderr(mut buf: Vec<u8>, nonce: &str) -> (Option<Marker>, Vec<u8>) {
+    match script::find_marker(&buf, nonce) {
+        Some(m) => {
+            buf.drain(..m.body_start);
+            (Some(m), buf)
+        }
+        None => (None, buf),
+    }
+}
+
+impl SshConnector {
+    fn host_name(&self) -> &str {
+        sremote_core::Connector::host(self)
+    }
+}
+
+pub(crate) async fn exec(
+    c: &SshConnector,
+    cmd: &RemoteCommand,
+) -> Result<ExecOutput, ConnectorError> {
+    let action = format!("exec {}", cmd.program);
+    cmd.validate(c.host_name())?;
+    let nonce = script::nonce();
+    let (mut child, session) = c
+        .start(
+            &script::exec_line(cmd, &nonce),
+            cmd.stdin.is_some(),
+            &action,
+        )
+        .await?;
+    let mut guard = KillGuard::new(session.clone());
+    if let (Some(mut pipe), Some(data)) = (child.stdin().take(), cmd.stdin.clone()) {
+        // Written concurrently with reading the output; a program may exit without reading it all.
+        tokio::spawn(async move {
+            let _ = pipe.write_all(&data).await;
+            let _ = pipe.shutdown().await;
+        });
+    }
+    let (Some(mut out), Some(err)) = (child.stdout().take(), child.stderr().take()) else {
+        return Err(
+            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no output pipes")
+        );
+    };
+    let stdout = Task::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf).await;
+        buf
+    });
+    let stderr = read_stderr(err, nonce.clone(), guard.pid.clone());
+    // Output first: the mux session must not be closed (by `wait`) before it is drained.
+    let body = async {
+        let stdout = stdout.join().await.unwrap_or_default();
+        let stderr = stderr.join().await.unwrap_or_default();
+        (stdout, stderr, child.wait().await)
+    };
+    let (stdout, stderr, status) = match cmd.timeout {
+        None => body.await,
+        Some(limit) => match tokio::time::timeout(limit, body).await {
+            Ok(done) => done,
+            Err(_) => {
+                let pid = guard.kill_now().await;
+                return Err(timeout_error(c, &action, limit, pid));
+            }
+        },
+    };
+    guard.disarm();
+    let exit_code = exit_code(c, &session, &action, status).await?;
+    let (marker, stderr) = split_stderr(stderr, &nonce);
+    if marker.is_some_and(|m| m.fields == "nocwd") {
+        return Err(ConnectorError::new(Kind::NotFound, c.host_name(), action)
+            .detail(format!(
+                "the working directory {:?} does not exist",
+                cmd.cwd.as_deref().unwrap_or("")
+            ))
+            .hint("create the directory or pass another cwd"));
+    }
+    Ok(ExecOutput {
+        exit_code,
+        stdout,
+        stderr,
+    })
+}
+
+fn remote_failure(
+    c: &SshConnector,
+    action: &str,
+    code: Option<i32>,
+    stderr: &[u8],
+) -> ConnectorError {
+    let text = String::from_utf8_lossy(stderr).trim().to_string();
+    let (kind, hint) = match code {
+        Some(script::EXIT_NOT_FOUND) => (
+            Kind::NotFound,
+            "check the path (relative paths start in the home directory)",
+        ),
+        Some(script::EXIT_DENIED) => (
+            Kind::PermissionDenied,
+            "check the permissions of the path and its directory",
+        ),
+        Some(script::EXIT_BAD_TARGET) => (Kind::InvalidInput, "name a regular file"),
+        Some(script::EXIT_SHORT) => (Kind::Other, "the data was cut short; try again"),
+        _ => (Kind::Other, "see the detail for the host's error message"),
+    };
+    let detail = if text.is_empty() {
+        format!("the host's script exited with {code:?}")
+    } else {
+        text
+    };
+    ConnectorError::new(kind, c.host_name(), action)
+        .detail(detail)
+        .hint(hint)
+}
+
+pub(crate) async fn push(
+    c: &SshConnector,
+    from: Source<'_>,
+    to: &str,
+) -> Result<(), ConnectorError> {
+    let action = match from.data {
+        SourceData::File(p) => format!("push {} -> {to}", p.display()),
+        SourceData::Bytes(b) => format!("push {} bytes -> {to}", b.len()),
+    };
+    if to.contains('\0') || to.is_empty() {
+        return Err(invalid(
+            c.host_name(),
+            &action,
+            "the remote path is empty or contains a NUL byte",
+        ));
+    }
+    let local_err = |e: std::io::Error| {
+        ConnectorError::io(c.host_name(), &action, &e).hint("check the local file")
+    };
+    let (file, size, mode) = match from.data {
+        SourceData::File(p) => {
+            let file = std::fs::File::open(p).map_err(local_err)?;
+            let meta = file.metadata().map_err(local_err)?;
+            if meta.is_dir() {
+                return Err(invalid(
+                    c.host_name(),
+                    &action,
+                    format!("{} is a directory", p.display()),
+                ));
+            }
+            (
+                Some(tokio::fs::File::from_std(file)),
+                meta.len(),
+                from.mode.unwrap_or(meta.permissions().mode()),
+            )
+        }
+        SourceData::Bytes(b) => (None, b.len() as u64, from.mode.unwrap_or(0o644)),
+    };
+    let nonce = script::nonce();
+    let (mut child, session) = c
+        .start(&script::push_line(&nonce, to, mode, size), true, &action)
+        .await?;
+    let (Some(mut pipe), Some(mut out), Some(err)) = (
+        child.stdin().take(),
+        child.stdout().take(),
+        child.stderr().take(),
+    ) else {
+        return Err(
+            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no stdio pipes")
+        );
+    };
+    let guard = KillGuard::new(session.clone());
+    let stderr = read_stderr(err, nonce.clone(), guard.pid.clone());
+    let writer = async {
+        let mut done = 0u64;
+        let res: std::io::Result<()> = async {
+            match (from.data, file) {
+                (_, Some(mut file)) => {
+                    let mut buf = vec![0u8; CHUNK];
+                    while done < size {
+                        let want = (size - done).min(CHUNK as u64) as usize;
+                        let n = file.read(&mut buf[..want]).await?;
+                        if n == 0 {
+                            break; // shrank while read: the host sees a short file and refuses it
+                        }
+                        pipe.write_all(&buf[..n]).await?;
+                        done += n as u64;
+                        if let Some(p) = from.progress {
+                            p(done);
+                        }
+                    }
+                }
+                (SourceData::Bytes(bytes), None) => {
+                    for part in bytes.chunks(CHUNK) {
+                        pipe.write_all(part).await?;
+                        done += part.len() as u64;
+                        if let Some(p) = from.progress {
+                            p(done);
+                        }
+                    }
+                }
+                (SourceData::File(_), None) => {}
+            }
+            pipe.shutdown().await
+        }
+        .await;
+        drop(pipe);
+        res
+    };
+    let drain = async {
+        let mut sink = Vec::new();
+        let _ = out.read_to_end(&mut sink).await;
+    };
+    let (written, (), stderr) = tokio::join!(writer, drain, stderr.join());
+    let status = child.wait().await;
+    let code = exit_code(c, &session, &action, status).await?;
+    drop(guard); // the script has exited; nothing to kill
+    if code == Some(0) {
+        if let Some(p) = from.progress {
+            p(size);
+        }
+        return Ok(());
+    }
+    let (_, stderr) = split_stderr(stderr.unwrap_or_default(), &nonce);
+    let mut e = remote_failure(c, &action, code, &stderr);
+    if let Err(w) = written {
+        if code.is_none() || code == Some(script::EXIT_SHORT) {
+            e.detail = format!("{}; sending failed: {w}", e.detail);
+        }
+    }
+    Err(e)
+}
+
+pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(), ConnectorError> {
+    let action = format!("pull {from} -> {}", to.path.display());
+    if from.contains('\0') || from.is_empty() {
+        return Err(invalid(
+            c.host_name(),
+            &action,
+            "the remote path is empty or contains a NUL byte",
+        ));
+    }
+    let local_err = |e: std::io::Error| {
+        ConnectorError::io(c.host_name(), &action, &e).hint("check the local path")
+    };
+    let dir = match to.path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let nonce = script::nonce();
+    let (mut child, session) = c
+        .start(&script::pull_line(&nonce, from), false, &action)
+        .await?;
+    let (Some(mut out), Some(err)) = (child.stdout().take(), child.stderr().take()) else {
+        return Err(
+            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no output pipes")
+        );
+    };
+    let guard = KillGuard::new(session.clone());
+    let stderr = read_stderr(err, nonce.clone(), guard.pid.clone());
+    // The local file appears only once the host has started sending it.
+    let copy = async {
+        let mut buf = vec![0u8; CHUNK];
+        let mut n = out.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None); // an empty file, or a failure: the exit code tells
+        }
+        std::fs::create_dir_all(&dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".sremote-part-")
+            .tempfile_in(&dir)?;
+        let mut file =
+            tokio::io::BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(tmp.reopen()?));
+        let mut done = 0u64;
+        while n > 0 {
+            file.write_all(&buf[..n]).await?;
+            done += n as u64;
+            if let Some(p) = to.progress {
+                p(done);
+            }
+            n = out.read(&mut buf).await?;
+        }
+        file.flush().await?;
+        Ok::<_, std::io::Error>(Some(tmp))
+    };
+    let (copied, stderr) = tokio::join!(copy, stderr.join());
+    let status = child.wait().await;
+    let code = exit_code(c, &session, &action, status).await?;
+    drop(guard);
+    let (marker, stderr) = split_stderr(stderr.unwrap_or_default(), &nonce);
+    let Some(marker) = marker.filter(|_| code == Some(0)) else {
+        return Err(remote_failure(c, &action, code, &stderr));
+    };
+    let tmp = match copied.map_err(local_err)? {
+        Some(tmp) => tmp,
+        None => {
+            std::fs::create_dir_all(&dir).map_err(local_err)?;
+            tempfile::Builder::new()
+                .prefix(".sremote-part-")
+                .tempfile_in(&dir)
+                .map_err(local_err)?
+        }
+    };
+    if let Ok(mode) = u32::from_str_radix(marker.fields.trim(), 8) {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(local_err)?;
+    }
+    tmp.persist(to.path).map_err(|e| local_err(e.error))?;
+    Ok(())
+}
+
+/// A reader that reports (by dropping `done`) when it reached EOF or was dropped.
+struct Watched<R> {
+    inner: R,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(r) = &res {
+            if r.is_err() || buf.filled().len() == before {
+                self.done.take();
+            }
+        }
+        res
+    }
+}
+
+fn watched<R>(inner: R) -> (Watched<R>, tokio::sync::oneshot::Receiver<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    (
+        Watched {
+            inner,
+            done: Some(tx),
+        },
+        rx,
+    )
+}
+
+pub(crate) async fn spawn(
+    c: &SshConnector,
+    cmd: &RemoteCommand,
+) -> Result<RemoteProcess, ConnectorError> {
+    let action = format!("spawn {}", cmd.program);
+    cmd.validate(c.host_name())?;
+    let nonce = script::nonce();
+    let (mut child, session) = c
+        .start(&script::exec_line(cmd, &nonce), true, &action)
+        .await?;
+    let (Some(stdin), Some(stdout), Some(mut err)) = (
+        child.stdin().take(),
+        child.stdout().take(),
+        child.stderr().take(),
+    ) else {
+        return Err(
+            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no stdio pipes")
+        );
+    };
+    // Read up to the marker: it tells the pid and whether the working directory exists.
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 8192];
+    let marker = loop {
+        if let Some(m) = script::find_marker(&head, &nonce) {
+            break m;
+        }
+        match err.read(&mut chunk).await {
+            Ok(n @ 1..) => head.extend_from_slice(&chunk[..n]),
+            _ => {
+                let text = String::from_utf8_lossy(&head).trim().to_string();
+                return Err(match child.wait().await {
+                    Err(e) => ssh_error(c.host_name(), &action, e),
+                    Ok(_) => ConnectorError::new(Kind::Other, c.host_name(), action)
+                        .detail(format!("the host did not start the program: {text}"))
+                        .hint("the host needs a POSIX /bin/sh"),
+                });
+            }
+        }
+    };
+    if marker.fields == "nocwd" {
+        return Err(ConnectorError::new(Kind::NotFound, c.host_name(), action)
+            .detail(format!(
+                "the working directory {:?} does not exist",
+                cmd.cwd.as_deref().unwrap_or("")
+            ))
+            .hint("create the directory or pass another cwd"));
+    }
+    let rest = head.split_off(marker.body_start);
+    let (stdout, out_done) = watched(stdout);
+    let (stderr, err_done) = watched(std::io::Cursor::new(rest).chain(err));
+    let (tx, rx) = tokio::sync::oneshot::channel::<Result<Option<i32>, ConnectorError>>();
+    let mut guard = KillGuard::new(session.clone());
+    guard.pid.store(marker.pid, Ordering::Relaxed);
+    let (conn, limit) = (c.clone(), cmd.timeout);
+    let mut tx = Some(tx);
+    tokio::spawn(async move {
+        enum End {
+            Exited(Result<std::process::ExitStatus, openssh::Error>),
+            Dropped,
+            TimedOut(Duration),
+        }
+        let end = {
+            let run = async {
+                let _ = out_done.await;
+                let _ = err_done.await;
+                child.wait().await
+            };
+            let timer = async {
+                match limit {
+                    Some(l) => tokio::time::sleep(l).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let closed = async {
+                if let Some(tx) = tx.as_mut() {
+                    tx.closed().await
+                }
+            };
+            tokio::select! {
+                r = run => End::Exited(r),
+                () = closed => End::Dropped,
+                () = timer => End::TimedOut(limit.unwrap_or_default()),
+            }
+        };
+        let result = match end {
+            End::Exited(r) => {
+                guard.disarm();
+                exit_code(&conn, &session, &action, r).await
+            }
+            End::Dropped => return, // the guard kills it
+            End::TimedOut(l) => {
+                let pid = guard.kill_now().await;
+                Err(timeout_error(&conn, &action, l, pid))
+            }
+        };
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(result);
+        }
+    });
+    let host = c.host_name().to_string();
+    Ok(RemoteProcess {
+        stdin: Box::new(stdin) as Box<dyn AsyncWrite + Send + Unpin>,
+        stdout: Box::new(stdout),
+        stderr: Box::new(stderr),
+        wait: Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(disconnected(&host, "wait")))
+        }),
+    })
+}
