@@ -1,0 +1,43 @@
+//! What every request handler shares.
+
+use tokio::sync::Semaphore;
+
+use crate::auth::SessionStore;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::paths::Roots;
+use crate::users::Users;
+
+/// The gateway's shared state.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub users: Users,
+    pub sessions: SessionStore,
+    pub roots: Roots,
+    /// Bounds the commands running at once.
+    pub cmd_slots: Semaphore,
+    /// Bounds the argon2 verifications running at once (each needs memory).
+    pub login_slots: Semaphore,
+}
+
+impl AppState {
+    /// Load the users file and resolve the roots named by `config`.
+    pub fn new(config: Config) -> Result<AppState, GatewayError> {
+        let users = Users::load(&config.users_file)?;
+        let roots = Roots::new(&config.roots, &config.home)?;
+        Ok(AppState {
+            sessions: SessionStore::new(config.session_lifetime, config.limits.max_sessions),
+            cmd_slots: Semaphore::new(config.limits.max_concurrent_commands),
+            login_slots: Semaphore::new(config.limits.max_concurrent_logins),
+            users,
+            roots,
+            config,
+        })
+    }
+
+    /// Whether `machine` is served here.
+    pub fn knows_machine(&self, machine: &str) -> bool {
+        self.config.machines.iter().any(|m| m == machine)
+    }
+}
