@@ -288,6 +288,7 @@ async fn display_name(
     };
     let user = get("user").unwrap_or_default();
     let port = get("port").unwrap_or_else(|| "22".into());
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
     Ok(format!("{user}@{host}:{port}"))
 }
 
