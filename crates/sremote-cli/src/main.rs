@@ -4,6 +4,7 @@
 //! problem); 2 usage error; 3 transport error (cannot reach or talk to the host).
 //! `sremote exec` exits with the remote program's own exit code.
 
+mod bench;
 mod hosts;
 
 use std::io::Write;
@@ -56,7 +57,7 @@ enum Command {
         /// Stop the call on the host after this many seconds.
         #[arg(long, value_name = "SECS")]
         timeout: Option<f64>,
-        /// Call path: auto, pipe or file.
+        /// Call path: auto, session, pipe or file.
         #[arg(long, default_value = "auto", value_parser = parse_mode)]
         mode: CallMode,
         /// Set an environment variable for the call (repeatable).
@@ -90,6 +91,22 @@ enum Command {
         #[arg(long)]
         endpoint: Option<PathBuf>,
     },
+    /// Measure call latency and throughput: `os.getenv("HOME")` N times.
+    Bench {
+        host: String,
+        /// Call path: auto, session, pipe or file.
+        #[arg(long, default_value = "auto", value_parser = parse_mode)]
+        mode: CallMode,
+        /// Number of calls.
+        #[arg(long, default_value_t = 1000)]
+        calls: usize,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Print one JSON object (p50_us, p99_us, calls_per_s, mode, calls, concurrency).
+        #[arg(long)]
+        json: bool,
+    },
     /// About the endpoint binary this program deploys.
     Endpoint {
         #[command(subcommand)]
@@ -109,9 +126,10 @@ enum EndpointCommand {
 fn parse_mode(s: &str) -> Result<CallMode, String> {
     match s {
         "auto" => Ok(CallMode::Auto),
+        "session" => Ok(CallMode::Session),
         "pipe" => Ok(CallMode::Pipe),
         "file" => Ok(CallMode::File),
-        _ => Err(format!("unknown mode {s:?} (auto, pipe, file)")),
+        _ => Err(format!("unknown mode {s:?} (auto, session, pipe, file)")),
     }
 }
 
@@ -246,6 +264,20 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("{} {what} {} ({}, sha256 {})", report.host, report.endpoint_path, report.target, &report.sha256[..16]);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { host, mode, calls, concurrency, json } => {
+            let client = RemoteClient::new(hosts::connect(&host, &opts).await?);
+            let r = bench::run(client, mode, calls, concurrency).await?;
+            if json {
+                println!("{}", r.to_json());
+            } else {
+                println!(
+                    "{host}: {} calls, {} in flight, mode {}: p50 {:.1} µs, p99 {:.1} µs, {:.0} calls/s",
+                    r.calls, r.concurrency, mode_name(r.mode), r.p50.as_secs_f64() * 1e6,
+                    r.p99.as_secs_f64() * 1e6, r.calls_per_s()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Endpoint { what: EndpointCommand::Info { json } } => {
             let artifact = match std::env::var_os("SREMOTE_ENDPOINT") {
                 Some(p) => Some(EndpointArtifact::from_file(std::path::Path::new(&p))?),
@@ -275,6 +307,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
+/// The name of a call mode as the CLI spells it.
+pub(crate) fn mode_name(mode: CallMode) -> &'static str {
+    match mode {
+        CallMode::Auto => "auto",
+        CallMode::Session => "session",
+        CallMode::Pipe => "pipe",
+        CallMode::File => "file",
+    }
+}
+
 fn print_call(out: &CallOutput<Value>, json: bool) {
     if json {
         let m = &out.meta;
@@ -282,7 +324,7 @@ fn print_call(out: &CallOutput<Value>, json: bool) {
             "ok": out.value, "stdout": out.stdout, "stderr": out.stderr, "id": m.id, "host": m.host,
             "pid": m.pid, "endpoint_version": m.endpoint_version,
             "timing": {"started_unix_ms": m.timing.started_unix_ms, "elapsed_us": m.timing.elapsed_us},
-            "mode": format!("{:?}", m.mode).to_lowercase(), "round_trip_us": m.round_trip.as_micros() as u64,
+            "mode": mode_name(m.mode), "round_trip_us": m.round_trip.as_micros() as u64,
         });
         println!("{}", serde_json::to_string_pretty(&whole).unwrap_or_default());
         return;

@@ -73,6 +73,7 @@ fn spawn_failure(program: &Path, err: &std::io::Error) -> Option<ExecOutput> {
     let code = match err.kind() {
         std::io::ErrorKind::NotFound => 127,
         std::io::ErrorKind::PermissionDenied => 126,
+        _ if err.raw_os_error() == Some(libc::ENOEXEC) => 126,
         _ => return None,
     };
     Some(ExecOutput {
@@ -192,9 +193,23 @@ impl Connector for LocalConnector {
     }
 
     async fn spawn(&self, cmd: &RemoteCommand) -> Result<RemoteProcess, ConnectorError> {
-        let (mut c, _) = self.command(cmd)?;
+        let (mut c, program) = self.command(cmd)?;
         c.process_group(0).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(|e| ConnectorError::io("local", format!("spawn {}", cmd.program), &e))?;
+        let mut child = match c.spawn() {
+            Ok(child) => child,
+            // Like a shell: a program that cannot start is a process that exits 127/126.
+            Err(e) => match spawn_failure(&program, &e) {
+                Some(out) => {
+                    return Ok(RemoteProcess {
+                        stdin: Box::new(tokio::io::sink()),
+                        stdout: Box::new(std::io::Cursor::new(out.stdout)),
+                        stderr: Box::new(std::io::Cursor::new(out.stderr)),
+                        wait: Box::pin(std::future::ready(Ok(out.exit_code))),
+                    });
+                }
+                None => return Err(ConnectorError::io("local", format!("spawn {}", cmd.program), &e)),
+            },
+        };
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
             return Err(ConnectorError::new(ConnectorErrorKind::Other, "local", format!("spawn {}", cmd.program))
