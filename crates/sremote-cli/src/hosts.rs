@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use sremote_core::{Connector, Error, LocalConnector};
+use sremote_ssh::SshConnector;
 
 /// Options that shape how hosts are reached.
 #[derive(Debug, Clone, Default)]
@@ -11,15 +12,20 @@ pub struct HostOptions {
     pub ssh_config: Option<std::path::PathBuf>,
 }
 
-/// Connect to `host`: `local`, or (with the ssh connector) `[ssh://][user@]host[:port]`
-/// or an alias from the ssh config.
+/// Connect to `host`: `local` (this machine, no ssh), or an ssh destination —
+/// `[ssh://][user@]host[:port]` or an alias from the ssh config.
 pub async fn connect(host: &str, opts: &HostOptions) -> Result<Arc<dyn Connector>, Error> {
-    let _ = opts;
     if host == "local" {
         return Ok(Arc::new(LocalConnector::new()));
     }
-    Err(Error::Usage(format!(
-        "unknown host {host:?}: this build knows `local` only — ssh destinations \
-         (user@host, ssh://user@host:port, ~/.ssh/config aliases) come with the ssh connector"
-    )))
+    if host.is_empty() || host.starts_with('-') || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Usage(format!(
+            "{host:?} is not a host: give `local`, user@host, ssh://user@host:port or an ssh config alias"
+        )));
+    }
+    let mut builder = SshConnector::builder();
+    if let Some(cfg) = &opts.ssh_config {
+        builder = builder.config_file(cfg);
+    }
+    Ok(Arc::new(builder.connect(host).await?))
 }

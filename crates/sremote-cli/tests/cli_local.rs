@@ -54,8 +54,10 @@ fn exit_codes_tell_remote_usage_and_transport_failures_apart() {
     assert!(text(&out.stderr).contains("ModuleNotFound"), "{}", text(&out.stderr));
     let out = sremote(home.path(), &["call", "local"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = sremote(home.path(), &["call", "no-such-host-kind", "os", "getpid"]);
+    let out = sremote(home.path(), &["call", "bad host", "os", "getpid"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = sremote(home.path(), &["call", "nobody@sremote-no-such-host.invalid", "os", "getpid"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let out = sremote(home.path(), &["pull", "local", "no/such/file", "x"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("NotFound"));
