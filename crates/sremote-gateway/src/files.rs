@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http_body_util::BodyExt;
@@ -33,7 +33,7 @@ pub struct FileQuery {
 pub const MODE_HEADER: &str = "x-sremote-mode";
 
 /// The machine and the still-encoded path of a `/file/<machine>/<path>` URI.
-fn split_uri(state: &AppState, uri: &Uri) -> Result<String, ApiError> {
+fn split_uri(state: &AppState, uri: &OriginalUri) -> Result<String, ApiError> {
     let path = uri.path();
     let rest = path
         .strip_prefix(state.config.base_path.as_str())
@@ -51,7 +51,7 @@ fn split_uri(state: &AppState, uri: &Uri) -> Result<String, ApiError> {
 pub async fn get(
     State(state): State<Arc<AppState>>,
     _user: AuthUser,
-    uri: Uri,
+    uri: OriginalUri,
     Query(q): Query<FileQuery>,
 ) -> Result<Response, ApiError> {
     let raw = split_uri(&state, &uri)?;
@@ -167,7 +167,7 @@ fn parse_mode(q: &FileQuery) -> Result<u32, ApiError> {
 pub async fn put(
     State(state): State<Arc<AppState>>,
     _user: AuthUser,
-    uri: Uri,
+    uri: OriginalUri,
     Query(q): Query<FileQuery>,
     headers: HeaderMap,
     body: Body,
@@ -229,7 +229,7 @@ pub async fn put(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     _user: AuthUser,
-    uri: Uri,
+    uri: OriginalUri,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let raw = split_uri(&state, &uri)?;
     let path = state.roots.parse(&raw)?;
