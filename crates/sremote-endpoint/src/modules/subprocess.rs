@@ -49,7 +49,7 @@ fn run(
     };
     let timeout = match timeout {
         None => None,
-        Some(t) if t.is_finite() && t >= 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
+        Some(t) if (0.0..1e9).contains(&t) => Some(Duration::from_secs_f64(t)),
         Some(t) => {
             return Err(CallError::bad_arguments(format!(
                 "subprocess.run(): timeout must be a non-negative number of seconds, got {t}"
