@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, FromRequestParts, State};
+use axum::extract::{Extension, Form, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -196,6 +196,7 @@ fn status_json(
 /// `POST /auth`: check username and password, open a session, set the cookie.
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    log_user: Option<Extension<LogUser>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -219,6 +220,9 @@ pub async fn login(
         let mut body = status_json(&state, None, None, None);
         body["error"] = "bad username or password".into();
         return (axum::http::StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    if let Some(Extension(slot)) = log_user {
+        let _ = slot.0.set(form.username.clone());
     }
     let id = match state.sessions.create(&form.username) {
         Ok(id) => id,

@@ -27,6 +27,8 @@ pub struct Opts {
     pub max_upload: u64,
     pub max_output: usize,
     pub tls: bool,
+    /// Also make a bearer token for the test user.
+    pub token: bool,
 }
 
 impl Default for Opts {
@@ -36,6 +38,7 @@ impl Default for Opts {
             max_upload: 1 << 30,
             max_output: 64 << 20,
             tls: false,
+            token: false,
         }
     }
 }
@@ -55,6 +58,8 @@ pub struct Gateway {
     pub outside: PathBuf,
     /// PEM of the self-signed certificate when TLS is on.
     pub cert_pem: Option<String>,
+    /// The bearer token, when asked for.
+    pub token: Option<String>,
     log: Arc<Mutex<String>>,
     /// Time from spawn to the `listening on` line.
     pub startup: Duration,
@@ -69,6 +74,9 @@ impl Gateway {
         std::fs::create_dir_all(&outside).expect("mkdir outside");
         let users = dir.path().join("users");
         sremote_gateway::users::add_user(&users, USER, PASSWORD).expect("add user");
+        let token = opts
+            .token
+            .then(|| sremote_gateway::users::add_token(&users, USER).expect("add token"));
         let mut cert_pem = None;
         let tls = if opts.tls {
             let ck =
@@ -139,6 +147,7 @@ impl Gateway {
             home,
             outside,
             cert_pem,
+            token,
             log,
             startup,
         }
