@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use openssh::{ChildStderr, Session};
-use sremote_core::connector::SourceData;
+use sremote_core::connector::{Progress, SourceData};
 use sremote_core::{
     ConnectorError, ConnectorErrorKind as Kind, Dest, ExecOutput, RemoteCommand, RemoteProcess,
     Source,
@@ -174,11 +174,14 @@ pub(crate) async fn exec(
     cmd.validate(c.host_name())?;
     let nonce = script::nonce();
     let (mut child, session) = c
-        .start(
-            &script::exec_line(cmd, &nonce),
-            cmd.stdin.is_some(),
-            &action,
-        )
+        .start(&script::exec_line(cmd, &nonce), &action, || {
+            let stdin = if cmd.stdin.is_some() {
+                piped()
+            } else {
+                openssh::Stdio::null()
+            };
+            Ok((stdin, piped()))
+        })
         .await?;
     let mut guard = KillGuard::new(session.clone());
     if let (Some(mut pipe), Some(data)) = (child.stdin().take(), cmd.stdin.clone()) {
@@ -263,6 +266,44 @@ fn remote_failure(
         .hint(hint)
 }
 
+/// Await `body`, reporting `position()` to `progress` every 100 ms while it runs.
+async fn with_progress<T>(
+    body: impl Future<Output = T>,
+    progress: Option<Progress<'_>>,
+    position: impl Fn() -> u64,
+) -> T {
+    let Some(report) = progress else {
+        return body.await;
+    };
+    let mut body = std::pin::pin!(body);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            done = &mut body => return done,
+            _ = tick.tick() => {
+                let now = position();
+                if now != last {
+                    last = now;
+                    report(now);
+                }
+            }
+        }
+    }
+}
+
+fn piped() -> openssh::Stdio {
+    openssh::Stdio::piped()
+}
+
+/// A duplicate of `file`'s descriptor for the ssh master: it reads or writes the file
+/// itself, so the bytes never pass through this process (as with `ssh host cat < file`).
+fn fd_of(file: &std::fs::File) -> std::io::Result<openssh::Stdio> {
+    Ok(openssh::Stdio::from(std::os::fd::OwnedFd::from(
+        file.try_clone()?,
+    )))
+}
+
 pub(crate) async fn push(
     c: &SshConnector,
     from: Source<'_>,
@@ -286,15 +327,15 @@ pub(crate) async fn push(
         SourceData::File(p) => {
             let file = std::fs::File::open(p).map_err(local_err)?;
             let meta = file.metadata().map_err(local_err)?;
-            if meta.is_dir() {
+            if !meta.is_file() {
                 return Err(invalid(
                     c.host_name(),
                     &action,
-                    format!("{} is a directory", p.display()),
+                    format!("{} is not a regular file", p.display()),
                 ));
             }
             (
-                Some(tokio::fs::File::from_std(file)),
+                Some(file),
                 meta.len(),
                 from.mode.unwrap_or(meta.permissions().mode()),
             )
@@ -302,61 +343,48 @@ pub(crate) async fn push(
         SourceData::Bytes(b) => (None, b.len() as u64, from.mode.unwrap_or(0o644)),
     };
     let nonce = script::nonce();
+    let line = script::push_line(&nonce, to, mode, size);
     let (mut child, session) = c
-        .start(&script::push_line(&nonce, to, mode, size), true, &action)
+        .start(&line, &action, || match &file {
+            Some(f) => Ok((fd_of(f)?, piped())),
+            None => Ok((piped(), piped())),
+        })
         .await?;
-    let (Some(mut pipe), Some(mut out), Some(err)) = (
-        child.stdin().take(),
-        child.stdout().take(),
-        child.stderr().take(),
-    ) else {
+    let (Some(mut out), Some(err)) = (child.stdout().take(), child.stderr().take()) else {
         return Err(
             ConnectorError::new(Kind::Other, c.host_name(), action).detail("no stdio pipes")
         );
     };
     let guard = KillGuard::new(session.clone());
     let stderr = read_stderr(err, nonce.clone(), guard.pid.clone());
+    let stdin = child.stdin().take();
     let writer = async {
+        // bytes in memory go through a pipe; a file is read by the ssh master itself
+        let (Some(mut pipe), SourceData::Bytes(bytes)) = (stdin, from.data) else {
+            return Ok(());
+        };
         let mut done = 0u64;
-        let res: std::io::Result<()> = async {
-            match (from.data, file) {
-                (_, Some(mut file)) => {
-                    let mut buf = vec![0u8; CHUNK];
-                    while done < size {
-                        let want = (size - done).min(CHUNK as u64) as usize;
-                        let n = file.read(&mut buf[..want]).await?;
-                        if n == 0 {
-                            break; // shrank while read: the host sees a short file and refuses it
-                        }
-                        pipe.write_all(&buf[..n]).await?;
-                        done += n as u64;
-                        if let Some(p) = from.progress {
-                            p(done);
-                        }
-                    }
-                }
-                (SourceData::Bytes(bytes), None) => {
-                    for part in bytes.chunks(CHUNK) {
-                        pipe.write_all(part).await?;
-                        done += part.len() as u64;
-                        if let Some(p) = from.progress {
-                            p(done);
-                        }
-                    }
-                }
-                (SourceData::File(_), None) => {}
+        for part in bytes.chunks(CHUNK) {
+            pipe.write_all(part).await?;
+            done += part.len() as u64;
+            if let Some(p) = from.progress {
+                p(done);
             }
-            pipe.shutdown().await
         }
-        .await;
-        drop(pipe);
-        res
+        pipe.shutdown().await
     };
     let drain = async {
         let mut sink = Vec::new();
         let _ = out.read_to_end(&mut sink).await;
     };
-    let (written, (), stderr) = tokio::join!(writer, drain, stderr.join());
+    let body = async { tokio::join!(writer, drain, stderr.join()) };
+    let offset = || {
+        file.as_ref()
+            .and_then(|mut f| std::io::Seek::stream_position(&mut f).ok())
+            .unwrap_or(0)
+    };
+    let progress = from.progress.filter(|_| file.is_some());
+    let (written, (), stderr) = with_progress(body, progress, offset).await;
     let status = child.wait().await;
     let code = exit_code(c, &session, &action, status).await?;
     drop(guard); // the script has exited; nothing to kill
@@ -368,10 +396,8 @@ pub(crate) async fn push(
     }
     let (_, stderr) = split_stderr(stderr.unwrap_or_default(), &nonce);
     let mut e = remote_failure(c, &action, code, &stderr);
-    if let Err(w) = written {
-        if code.is_none() || code == Some(script::EXIT_SHORT) {
-            e.detail = format!("{}; sending failed: {w}", e.detail);
-        }
+    if let (Err(w), Some(script::EXIT_SHORT)) = (written, code) {
+        e.detail = format!("{}; sending failed: {w}", e.detail);
     }
     Err(e)
 }
@@ -392,43 +418,30 @@ pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
+    // The ssh master writes straight into a temporary file beside the destination, which
+    // is renamed over it only when the whole file arrived (and removed otherwise).
+    std::fs::create_dir_all(&dir).map_err(local_err)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".sremote-part-")
+        .tempfile_in(&dir)
+        .map_err(local_err)?;
     let nonce = script::nonce();
+    let line = script::pull_line(&nonce, from);
     let (mut child, session) = c
-        .start(&script::pull_line(&nonce, from), false, &action)
+        .start(&line, &action, || {
+            Ok((openssh::Stdio::null(), fd_of(tmp.as_file())?))
+        })
         .await?;
-    let (Some(mut out), Some(err)) = (child.stdout().take(), child.stderr().take()) else {
+    let Some(err) = child.stderr().take() else {
         return Err(
-            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no output pipes")
+            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no stderr pipe")
         );
     };
     let guard = KillGuard::new(session.clone());
-    let stderr = read_stderr(err, nonce.clone(), guard.pid.clone());
-    // The local file appears only once the host has started sending it.
-    let copy = async {
-        let mut buf = vec![0u8; CHUNK];
-        let mut n = out.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(None); // an empty file, or a failure: the exit code tells
-        }
-        std::fs::create_dir_all(&dir)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".sremote-part-")
-            .tempfile_in(&dir)?;
-        let mut file =
-            tokio::io::BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(tmp.reopen()?));
-        let mut done = 0u64;
-        while n > 0 {
-            file.write_all(&buf[..n]).await?;
-            done += n as u64;
-            if let Some(p) = to.progress {
-                p(done);
-            }
-            n = out.read(&mut buf).await?;
-        }
-        file.flush().await?;
-        Ok::<_, std::io::Error>(Some(tmp))
-    };
-    let (copied, stderr) = tokio::join!(copy, stderr.join());
+    // stderr ends only after the master has written all of stdout into the file.
+    let stderr = read_stderr(err, nonce.clone(), guard.pid.clone()).join();
+    let size = || tmp.as_file().metadata().map_or(0, |m| m.len());
+    let stderr = with_progress(stderr, to.progress, size).await;
     let status = child.wait().await;
     let code = exit_code(c, &session, &action, status).await?;
     drop(guard);
@@ -436,16 +449,9 @@ pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(
     let Some(marker) = marker.filter(|_| code == Some(0)) else {
         return Err(remote_failure(c, &action, code, &stderr));
     };
-    let tmp = match copied.map_err(local_err)? {
-        Some(tmp) => tmp,
-        None => {
-            std::fs::create_dir_all(&dir).map_err(local_err)?;
-            tempfile::Builder::new()
-                .prefix(".sremote-part-")
-                .tempfile_in(&dir)
-                .map_err(local_err)?
-        }
-    };
+    if let Some(p) = to.progress {
+        p(size());
+    }
     if let Ok(mode) = u32::from_str_radix(marker.fields.trim(), 8) {
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
@@ -497,7 +503,9 @@ pub(crate) async fn spawn(
     cmd.validate(c.host_name())?;
     let nonce = script::nonce();
     let (mut child, session) = c
-        .start(&script::exec_line(cmd, &nonce), true, &action)
+        .start(&script::exec_line(cmd, &nonce), &action, || {
+            Ok((piped(), piped()))
+        })
         .await?;
     let (Some(stdin), Some(stdout), Some(mut err)) = (
         child.stdin().take(),

@@ -206,7 +206,7 @@ impl SshConnectorBuilder {
         Ok(SshConnector {
             inner: Arc::new(Inner {
                 name,
-                host,
+                destination: host,
                 builder,
                 limit,
                 session: Mutex::new(Arc::new(session)),
@@ -318,7 +318,7 @@ pub struct SshConnector {
 
 struct Inner {
     name: String,
-    host: String,
+    destination: String,
     builder: SessionBuilder,
     limit: Duration,
     session: Mutex<Arc<Session>>,
@@ -374,29 +374,27 @@ impl SshConnector {
             return Ok(current);
         }
         let i = &self.inner;
-        let fresh = Arc::new(launch(&i.builder, &i.host, &i.name, i.limit).await?);
+        let fresh = Arc::new(launch(&i.builder, &i.destination, &i.name, i.limit).await?);
         *i.session.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(fresh)
     }
 
-    /// Start `line` on the host; a dead master (e.g. idle-expired) is replaced once, which is
-    /// safe because nothing was started on the host.
+    /// Start `line` on the host with `stdio()` as its stdin and stdout (stderr is piped).
+    /// A dead master (e.g. idle-expired) is replaced once, which is safe because nothing
+    /// was started on the host.
     async fn start(
         &self,
         line: &str,
-        stdin: bool,
         action: &str,
+        stdio: impl Fn() -> std::io::Result<(openssh::Stdio, openssh::Stdio)>,
     ) -> Result<(openssh::Child<Arc<Session>>, Arc<Session>), ConnectorError> {
         let mut session = self.session();
         for attempt in 0..2 {
-            let stdin_cfg = if stdin {
-                openssh::Stdio::piped()
-            } else {
-                openssh::Stdio::null()
-            };
+            let (stdin, stdout) =
+                stdio().map_err(|e| ConnectorError::io(&self.inner.name, action, &e))?;
             let spawned = Session::to_raw_command(session.clone(), line)
-                .stdin(stdin_cfg)
-                .stdout(openssh::Stdio::piped())
+                .stdin(stdin)
+                .stdout(stdout)
                 .stderr(openssh::Stdio::piped())
                 .spawn()
                 .await;
