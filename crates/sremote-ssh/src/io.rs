@@ -519,22 +519,30 @@ pub(crate) async fn spawn(
     // Read up to the marker: it tells the pid and whether the working directory exists.
     let mut head = Vec::new();
     let mut chunk = vec![0u8; 8192];
-    let marker = loop {
-        if let Some(m) = script::find_marker(&head, &nonce) {
-            break m;
-        }
-        match err.read(&mut chunk).await {
-            Ok(n @ 1..) => head.extend_from_slice(&chunk[..n]),
-            _ => {
-                let text = String::from_utf8_lossy(&head).trim().to_string();
-                return Err(match child.wait().await {
-                    Err(e) => ssh_error(c.host_name(), &action, e),
-                    Ok(_) => ConnectorError::new(Kind::Other, c.host_name(), action)
-                        .detail(format!("the host did not start the program: {text}"))
-                        .hint("the host needs a POSIX /bin/sh"),
-                });
+    let read_marker = async {
+        loop {
+            if let Some(m) = script::find_marker(&head, &nonce) {
+                return Some(m);
+            }
+            match err.read(&mut chunk).await {
+                Ok(n @ 1..) => head.extend_from_slice(&chunk[..n]),
+                _ => return None,
             }
         }
+    };
+    let limit = cmd.timeout.unwrap_or(Duration::from_secs(60));
+    let marker = match tokio::time::timeout(limit, read_marker).await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            let text = String::from_utf8_lossy(&head).trim().to_string();
+            return Err(match child.wait().await {
+                Err(e) => ssh_error(c.host_name(), &action, e),
+                Ok(_) => ConnectorError::new(Kind::Other, c.host_name(), action)
+                    .detail(format!("the host did not start the program: {text}"))
+                    .hint("the host needs a POSIX /bin/sh"),
+            });
+        }
+        Err(_) => return Err(timeout_error(c, &action, limit, None)),
     };
     if marker.fields == "nocwd" {
         return Err(ConnectorError::new(Kind::NotFound, c.host_name(), action)
