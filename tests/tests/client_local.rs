@@ -17,7 +17,7 @@ async fn first_call_bootstraps_then_getenv() {
     let (client, home) = client();
     let out: CallOutput<String> = client.do_remote_call("os", "getenv", args!["HOME"]).await.unwrap();
     assert_eq!(out.value, home.path().to_str().unwrap());
-    assert_eq!(out.meta.mode, CallMode::Pipe);
+    assert_eq!(out.meta.mode, CallMode::Session, "LocalConnector can spawn: session mode");
     assert!(home.path().join(".sremote/bin").join(format!("sremote-endpoint-{}", sremote_core::protocol::VERSION)).is_file());
     let report = client.do_bootstrap_install().await.unwrap();
     assert!(!report.installed, "second bootstrap must push nothing: {report:?}");
@@ -132,6 +132,8 @@ async fn corrupt_or_old_endpoint_is_replaced() {
     // A call meets the broken endpoint, bootstraps once by itself, and succeeds.
     let pid: CallOutput<u32> = client.call("os", "getpid").await.unwrap();
     assert!(pid.value > 0);
+    // (The running session keeps the file busy: replace it the way an upgrade would.)
+    std::fs::remove_file(&installed).unwrap();
     std::fs::write(&installed, b"#!/bin/sh\necho old version\n").unwrap();
     let report = client.do_bootstrap_install().await.unwrap();
     assert!(report.installed, "a different file must be replaced");

@@ -77,6 +77,7 @@ impl Request {
     /// Parse a request. Never panics: any defect (not JSON, wrong shape, other protocol
     /// version) is returned as an [`ErrorBody`] ready to be sent back to the caller, with
     /// the request id when it could be read.
+    #[allow(clippy::result_large_err)] // the error is the cold path and is sent back as is
     pub fn parse(bytes: &[u8]) -> Result<Request, (Option<String>, ErrorBody)> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
             (None, ErrorBody::new(ErrorKind::BadRequest, format!("request is not valid JSON: {e}")))
@@ -377,6 +378,35 @@ impl<'de> Deserialize<'de> for Blob {
                 .ok_or_else(|| D::Error::custom(format!("$blob {i} refers to no attachment"))),
             _ => Err(D::Error::custom("expected {\"$bytes\": base64} or {\"$blob\": index}")),
         }
+    }
+}
+
+/// Any JSON value, with `{"$blob": N}` references replaced by inline `{"$bytes": ...}`
+/// taken from the current attachment table: a value that can outlive its frame (e.g. one
+/// kept in a session's store).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stored(pub Value);
+
+impl<'de> Deserialize<'de> for Stored {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn walk(v: &mut Value) {
+            match v {
+                Value::Object(map) if map.len() == 1 && map.get("$blob").is_some_and(Value::is_u64) => {
+                    let i = map["$blob"].as_u64().unwrap_or(0) as usize;
+                    let data = ATTACHMENTS
+                        .with(|a| a.borrow_mut().as_mut().and_then(|t| t.get_mut(i).map(std::mem::take)));
+                    if let Some(data) = data {
+                        *v = serde_json::json!({ "$bytes": base64::engine::general_purpose::STANDARD.encode(data) });
+                    }
+                }
+                Value::Object(map) => map.values_mut().for_each(walk),
+                Value::Array(items) => items.iter_mut().for_each(walk),
+                _ => {}
+            }
+        }
+        let mut v = Value::deserialize(d)?;
+        walk(&mut v);
+        Ok(Stored(v))
     }
 }
 

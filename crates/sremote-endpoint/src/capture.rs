@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// At most this much of each captured stream goes into the response.
 const CAPTURE_LIMIT: u64 = 32 << 20;
 
-fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) only creates a new descriptor; on success we own it.
     let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
     if new < 0 {
@@ -26,7 +26,7 @@ fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-fn redirect(from: RawFd, to: RawFd) -> io::Result<()> {
+pub(crate) fn redirect(from: RawFd, to: RawFd) -> io::Result<()> {
     // SAFETY: dup2 replaces descriptor `to` (0, 1 or 2) by a copy of the open `from`.
     if unsafe { libc::dup2(from, to) } < 0 {
         return Err(io::Error::last_os_error());

@@ -22,7 +22,7 @@ usage:
                                                  RESP defaults to `-`; --consume deletes REQ
   sremote-endpoint version [--json] [--sha256]   version, protocol, target, executable
   sremote-endpoint modules [--json]              modules and function signatures
-  sremote-endpoint serve                         session mode (not yet supported)
+  sremote-endpoint serve                         session mode: frames on stdin/stdout (PROTOCOL.md)
 exit codes: 0 response written (even an error response), 2 usage error, 3 response not written";
 
 /// A parsed command line.
@@ -40,8 +40,7 @@ enum Command {
     Modules {
         json: bool,
     },
-    /// Session mode (issue 4): length-prefixed frames on stdin/stdout, many calls in
-    /// flight. Not implemented yet: answers "not yet supported" with exit code 2.
+    /// Session mode: length-prefixed frames on stdin/stdout, many calls in flight.
     Serve,
     Help,
 }
@@ -134,12 +133,7 @@ pub(crate) fn run(endpoint: &Endpoint, args: Vec<String>) -> i32 {
             }
             EXIT_OK
         }
-        Ok(Command::Serve) => {
-            eprintln!(
-                "sremote-endpoint serve: session mode is not yet supported by this endpoint ({VERSION})"
-            );
-            EXIT_USAGE
-        }
+        Ok(Command::Serve) => crate::serve::run(endpoint),
         Ok(Command::Help) => {
             println!(
                 "sremote-endpoint {VERSION}: runs sremote call requests on this host\n\n{USAGE}"

@@ -113,6 +113,12 @@ pub(crate) struct Handled {
     pub abandoned: bool,
 }
 
+/// What session mode hands to a dispatch.
+pub(crate) struct SessionCall<'a> {
+    pub env: &'a crate::env::SessionEnv,
+    pub attachments: Vec<Vec<u8>>,
+}
+
 /// Which implementation serves a module.
 enum Target {
     Registered,
@@ -242,10 +248,20 @@ impl Endpoint {
     }
 
     pub(crate) fn dispatch(&self, req: Request) -> Handled {
+        self.dispatch_with(req, None).0
+    }
+
+    /// Run one request; in session mode (`session` given) with the session's environment
+    /// handling and raw attachments for `Blob`s (returned beside the response).
+    pub(crate) fn dispatch_with(
+        &self,
+        req: Request,
+        session: Option<SessionCall<'_>>,
+    ) -> (Handled, Vec<Vec<u8>>) {
         let id = req.id.clone();
-        match catch_unwind(AssertUnwindSafe(|| self.dispatch_inner(req))) {
+        match catch_unwind(AssertUnwindSafe(|| self.dispatch_inner(req, session))) {
             Ok(handled) => handled,
-            Err(payload) => Handled {
+            Err(payload) => (Handled {
                 response: error_response(
                     id,
                     ErrorBody::new(
@@ -257,26 +273,33 @@ impl Endpoint {
                     ),
                 ),
                 abandoned: false,
-            },
+            }, Vec::new()),
         }
     }
 
-    fn dispatch_inner(&self, req: Request) -> Handled {
+    fn dispatch_inner(
+        &self,
+        req: Request,
+        session: Option<SessionCall<'_>>,
+    ) -> (Handled, Vec<Vec<u8>>) {
         let started_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
         let (module, function) = (req.module.clone(), req.function.clone());
-        let fail = |e: CallError| Handled {
-            response: finish(
-                &req.id,
-                Outcome::Error(e.into_body(&module, &function)),
-                String::new(),
-                String::new(),
-                started_unix_ms,
-                0,
-            ),
-            abandoned: false,
+        let fail = |e: CallError| {
+            let handled = Handled {
+                response: finish(
+                    &req.id,
+                    Outcome::Error(e.into_body(&module, &function)),
+                    String::new(),
+                    String::new(),
+                    started_unix_ms,
+                    0,
+                ),
+                abandoned: false,
+            };
+            (handled, Vec::new())
         };
         if !valid_name(&module) {
             return fail(CallError::new(
@@ -294,9 +317,16 @@ impl Endpoint {
                 ),
             ));
         }
-        if let Err(e) = crate::env::apply_request_env(&req) {
-            return fail(e);
-        }
+        let (_env_guard, attachments) = match &session {
+            None => match crate::env::apply_request_env(&req) {
+                Ok(()) => (None, None),
+                Err(e) => return fail(e),
+            },
+            Some(s) => match s.env.enter(&req) {
+                Ok(guard) => (Some(guard), Some(s.attachments.clone())),
+                Err(e) => return fail(e),
+            },
+        };
         let location = self.location();
         if let Err(e) = self.check_modules(&req.check_modules, &location) {
             return fail(e);
@@ -310,6 +340,12 @@ impl Endpoint {
         let endpoint = self.clone();
         let job = move || {
             let mut request = req;
+            if let (Target::Plugin(_), Some(table)) = (&target, &attachments) {
+                // Plugins read plain JSON: bytes go inline as base64.
+                for v in request.args.iter_mut().chain(request.kwargs.values_mut()) {
+                    let _ = sremote_core::protocol::inline_attachments(v, table);
+                }
+            }
             let args = match &target {
                 Target::Registered => Args {
                     args: std::mem::take(&mut request.args),
@@ -324,20 +360,28 @@ impl Endpoint {
                 id: &request.id,
                 location: &location,
             };
-            run_guarded(|| match &target {
-                Target::Registered => {
-                    let def = &endpoint.inner.modules[ctx.module].functions[ctx.function];
-                    CallOutput {
-                        result: def.invoke(&ctx, args),
-                        stdout: String::new(),
-                        stderr: String::new(),
+            let run = || {
+                run_guarded(|| match &target {
+                    Target::Registered => {
+                        let def = &endpoint.inner.modules[ctx.module].functions[ctx.function];
+                        CallOutput {
+                            result: def.invoke(&ctx, args),
+                            stdout: String::new(),
+                            stderr: String::new(),
+                        }
                     }
-                }
-                Target::Plugin(path) => crate::plugin::call(path, &request),
+                    Target::Plugin(path) => crate::plugin::call(path, &request),
+                })
+            };
+            crate::process::with_call_id(&request.id, || match attachments {
+                // Session mode: `{"$blob": N}` arguments come from, and returned `Blob`s
+                // go to, the frame's raw attachments.
+                Some(table) => sremote_core::protocol::with_attachments(table, run),
+                None => (run(), Vec::new()),
             })
         };
         let t0 = Instant::now();
-        let (output, abandoned) = match timeout {
+        let ((output, out_attachments), abandoned) = match timeout {
             None => (job(), false),
             Some(limit) => run_with_timeout(job, limit, &module, &function),
         };
@@ -346,7 +390,7 @@ impl Endpoint {
             Ok(v) => Outcome::Ok(v),
             Err(e) => Outcome::Error(e.into_body(&module, &function)),
         };
-        Handled {
+        let handled = Handled {
             response: finish(
                 &id,
                 outcome,
@@ -356,7 +400,8 @@ impl Endpoint {
                 elapsed_us,
             ),
             abandoned,
-        }
+        };
+        (handled, out_attachments)
     }
 
     fn resolve(
@@ -446,12 +491,14 @@ impl Endpoint {
     }
 }
 
+type JobOutput = (CallOutput, Vec<Vec<u8>>);
+
 fn run_with_timeout(
-    job: impl FnOnce() -> CallOutput + Send + 'static,
+    job: impl FnOnce() -> JobOutput + Send + 'static,
     limit: Duration,
     module: &str,
     function: &str,
-) -> (CallOutput, bool) {
+) -> (JobOutput, bool) {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name(format!("sremote-call {module}.{function}"))
@@ -460,27 +507,34 @@ fn run_with_timeout(
         });
     if let Err(e) = spawned {
         return (
-            CallOutput::error(CallError::raised(format!(
-                "cannot start the call thread: {e}"
-            ))),
+            (
+                CallOutput::error(CallError::raised(format!(
+                    "cannot start the call thread: {e}"
+                ))),
+                Vec::new(),
+            ),
             false,
         );
     }
     match rx.recv_timeout(limit) {
         Ok(output) => (output, false),
         Err(mpsc::RecvTimeoutError::Timeout) => (
-            CallOutput::error(
+            (CallOutput::error(
                 CallError::new(
                     ErrorKind::Timeout,
                     format!("{module}.{function} did not finish within {} ms (timeout_ms) and was abandoned", limit.as_millis()),
                 )
                 .with_data(json!({ "timeout_ms": limit.as_millis() as u64 })),
-            ),
+            ), Vec::new()),
             true,
         ),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            (CallOutput::error(CallError::raised("the call thread ended without a result")), false)
-        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => (
+            (
+                CallOutput::error(CallError::raised("the call thread ended without a result")),
+                Vec::new(),
+            ),
+            false,
+        ),
     }
 }
 

@@ -21,7 +21,8 @@
 //!   response), 2 for a usage error, 3 when the response could not be written.
 //! - `sremote-endpoint version [--json] [--sha256]`
 //! - `sremote-endpoint modules [--json]`
-//! - `sremote-endpoint serve` — session mode, not yet supported (exit code 2).
+//! - `sremote-endpoint serve` — session mode: length-prefixed frames on stdin/stdout,
+//!   many calls in flight, a `session` module of stored values (see PROTOCOL.md).
 //!
 //! ## Lookup of a module
 //! Built-in and registered modules (see [`Endpoint::module`]) first, then a plugin
@@ -45,6 +46,7 @@ mod module;
 mod modules;
 mod plugin;
 mod process;
+mod serve;
 mod types;
 
 pub use endpoint::{CallContext, Endpoint};

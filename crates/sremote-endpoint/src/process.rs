@@ -10,14 +10,29 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Process groups of children that are running now.
-static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Process groups of children that are running now, with the id of the call that
+/// started them (session mode cancels one call's children).
+static RUNNING: Mutex<Vec<(Option<String>, i32)>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The id of the call this thread is running (session mode).
+    static CURRENT_CALL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with children it starts registered under call `id`.
+pub(crate) fn with_call_id<R>(id: &str, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT_CALL.with(|c| c.replace(Some(id.to_string())));
+    let result = f();
+    CURRENT_CALL.with(|c| *c.borrow_mut() = previous);
+    result
+}
 
 struct Registered(i32);
 
 impl Registered {
     fn new(pgid: i32) -> Self {
-        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push(pgid);
+        let call = CURRENT_CALL.with(|c| c.borrow().clone());
+        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push((call, pgid));
         Registered(pgid)
     }
 }
@@ -27,14 +42,33 @@ impl Drop for Registered {
         RUNNING
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|&p| p != self.0);
+            .retain(|(_, p)| *p != self.0);
+    }
+}
+
+/// Kill (SIGKILL) the process groups started by call `id` (session-mode cancel).
+pub(crate) fn kill_call_children(id: &str) {
+    let groups: Vec<i32> = RUNNING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(call, _)| call.as_deref() == Some(id))
+        .map(|(_, pgid)| *pgid)
+        .collect();
+    for pgid in groups {
+        kill_group(pgid);
     }
 }
 
 /// Kill (SIGKILL) the process groups of all children still running. Call mode uses it
 /// after a call timed out, just before the endpoint exits.
 pub(crate) fn kill_running_children() {
-    let groups = RUNNING.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let groups: Vec<i32> = RUNNING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(_, pgid)| *pgid)
+        .collect();
     for pgid in groups {
         kill_group(pgid);
     }
@@ -187,7 +221,7 @@ mod tests {
         assert!(f.timed_out);
         assert_eq!(f.stdout, b"started\n");
         assert!(t0.elapsed() < Duration::from_secs(10));
-        assert!(RUNNING.lock().unwrap().iter().all(|&p| p != f.returncode()));
+        assert!(RUNNING.lock().unwrap().iter().all(|(_, p)| *p != f.returncode()));
     }
 
     #[test]

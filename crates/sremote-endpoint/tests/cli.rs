@@ -134,9 +134,14 @@ fn exit_codes() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
         assert!(out.stdout.is_empty());
     }
+    // serve greets, then exits at once when stdin closes.
     let out = h.run(&["serve"], b"");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not yet supported"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.starts_with(sremote_core::frame::MAGIC));
+    // garbage on its stdin: a clear message and exit 3, no panic.
+    let out = h.run(&["serve"], b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad frame"), "{out:?}");
 }
 
 #[test]

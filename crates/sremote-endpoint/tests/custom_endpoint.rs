@@ -249,13 +249,22 @@ fn main() {
             modules_listing_shows_custom_modules,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // The libtest protocol nextest and cargo test use: `--list [--ignored]`, `--exact`.
+    if argv.iter().any(|a| a == "--list") {
+        if !argv.iter().any(|a| a == "--ignored") {
+            for (name, _) in &tests {
+                println!("{name}: test");
+            }
+        }
+        return;
+    }
+    let exact = argv.iter().any(|a| a == "--exact");
+    let filter: Vec<String> = argv.into_iter().filter(|a| !a.starts_with('-')).collect();
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+        let selected = |f: &String| if exact { name == f } else { name.contains(f.as_str()) };
+        if !filter.is_empty() && !filter.iter().any(selected) {
             continue;
         }
         match std::panic::catch_unwind(test) {

@@ -1,0 +1,249 @@
+//! `sremote-endpoint serve`: session mode. Frames on stdin/stdout (see
+//! `sremote_core::frame`), many calls in flight, answered as they finish.
+//!
+//! Threads follow a leader/follower pattern: one thread at a time reads the next frame;
+//! having read a request it lets the next idle thread take over reading and runs the call
+//! itself, so no call waits for a hand-off between threads. A thread is added whenever a
+//! request arrives and no other thread is waiting to read. The endpoint exits as soon as
+//! stdin closes (the client or its connection went away), killing what its calls started.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use sremote_core::frame::{self, FrameKind};
+use sremote_core::protocol::{ErrorBody, ErrorKind, PROTOCOL_VERSION, Request, Response, VERSION};
+
+use crate::endpoint::{Endpoint, SessionCall, error_response};
+use crate::env::SessionEnv;
+use crate::error::CallError;
+
+/// Most threads a session runs calls on at once; more requests wait for a free one.
+const MAX_THREADS: usize = 1024;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Shared {
+    endpoint: Endpoint,
+    reader: Mutex<BufReader<File>>,
+    writer: Mutex<File>,
+    env: SessionEnv,
+    /// Named values kept between calls (`session.push`/`session.pull`, `{"$ref": name}`).
+    store: Arc<Mutex<HashMap<String, Value>>>,
+    /// Calls answered early because they were cancelled; their late results are dropped.
+    cancelled: Mutex<HashSet<String>>,
+    idle: AtomicUsize,
+    threads: AtomicUsize,
+}
+
+/// Run session mode on this process's stdin/stdout; returns the exit code.
+pub(crate) fn run(endpoint: &Endpoint) -> i32 {
+    // Private copies of the real stdin/stdout for the frames; fd 0 becomes /dev/null and
+    // fd 1 goes to stderr, so nothing a call prints can corrupt the stream.
+    let (input, output) = match private_stdio() {
+        Ok(io) => io,
+        Err(e) => {
+            eprintln!("sremote-endpoint serve: cannot set up stdio: {e}");
+            return crate::cli::EXIT_NO_RESPONSE;
+        }
+    };
+    let store: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+    let endpoint = with_session_module(endpoint.clone(), store.clone());
+    let shared = Arc::new(Shared {
+        endpoint,
+        reader: Mutex::new(BufReader::with_capacity(256 << 10, input)),
+        writer: Mutex::new(output),
+        env: SessionEnv::new(),
+        store,
+        cancelled: Mutex::default(),
+        idle: AtomicUsize::new(0),
+        threads: AtomicUsize::new(1),
+    });
+    let hello = json!({
+        "protocol": PROTOCOL_VERSION, "version": VERSION, "pid": std::process::id(),
+        "capabilities": ["attachments", "cancel", "ping", "store"],
+    });
+    let mut greeting = frame::MAGIC.to_vec();
+    greeting.extend(frame::encode(FrameKind::Hello, hello.to_string().as_bytes()).unwrap_or_default());
+    if write_out(&shared, &greeting).is_err() {
+        return crate::cli::EXIT_NO_RESPONSE;
+    }
+    serve_loop(shared);
+    0
+}
+
+fn private_stdio() -> std::io::Result<(File, File)> {
+    let input = File::from(crate::capture::dup_cloexec(0)?);
+    let output = File::from(crate::capture::dup_cloexec(1)?);
+    let null = File::open("/dev/null")?;
+    crate::capture::redirect(null.as_raw_fd(), 0)?;
+    crate::capture::redirect(2, 1)?;
+    Ok((input, output))
+}
+
+fn write_out(shared: &Shared, bytes: &[u8]) -> std::io::Result<()> {
+    let mut w = lock(&shared.writer);
+    w.write_all(bytes)?;
+    w.flush()
+}
+
+/// The client is gone or spoke garbage: stop everything now.
+fn shut_down(reason: Option<String>) -> ! {
+    crate::process::kill_running_children();
+    if let Some(r) = reason {
+        eprintln!("sremote-endpoint serve: {r}");
+        std::process::exit(crate::cli::EXIT_NO_RESPONSE);
+    }
+    std::process::exit(0);
+}
+
+fn spawn_thread(shared: &Arc<Shared>) {
+    if shared.threads.fetch_add(1, Ordering::SeqCst) >= MAX_THREADS {
+        shared.threads.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let s = shared.clone();
+    let spawned = std::thread::Builder::new().name("sremote-serve".into()).spawn(move || serve_loop(s));
+    if spawned.is_err() {
+        shared.threads.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn serve_loop(shared: Arc<Shared>) {
+    loop {
+        shared.idle.fetch_add(1, Ordering::SeqCst);
+        let frame = {
+            let mut reader = lock(&shared.reader);
+            shared.idle.fetch_sub(1, Ordering::SeqCst);
+            frame::read_frame(&mut *reader)
+        };
+        match frame {
+            Ok(None) => shut_down(None),
+            Err(e) => shut_down(Some(format!("bad frame from the client: {e}"))),
+            Ok(Some((FrameKind::Request, body))) => {
+                // Someone must be reading while this thread runs the call.
+                if shared.idle.load(Ordering::SeqCst) == 0 {
+                    spawn_thread(&shared);
+                }
+                let reply = handle_request(&shared, &body);
+                if let Some(reply) = reply
+                    && write_out(&shared, &reply).is_err()
+                {
+                    shut_down(None);
+                }
+            }
+            Ok(Some((FrameKind::Cancel, body))) => cancel(&shared, &body),
+            Ok(Some((FrameKind::Ping, body))) => {
+                let pong = frame::encode(FrameKind::Pong, &body).unwrap_or_default();
+                if write_out(&shared, &pong).is_err() {
+                    shut_down(None);
+                }
+            }
+            Ok(Some((kind, _))) => shut_down(Some(format!("unexpected {kind:?} frame from the client"))),
+        }
+    }
+}
+
+fn encode_response(response: &Response, attachments: &[Vec<u8>]) -> Vec<u8> {
+    let json = serde_json::to_vec(response).unwrap_or_default();
+    frame::encode_message(FrameKind::Response, &json, attachments).unwrap_or_else(|e| {
+        let body = ErrorBody::new(ErrorKind::Raised, format!("the response cannot be framed: {e}"));
+        let json = serde_json::to_vec(&error_response(response.id.clone(), body)).unwrap_or_default();
+        frame::encode_message(FrameKind::Response, &json, &[]).unwrap_or_default()
+    })
+}
+
+/// Run one request frame; the encoded response frame, or `None` when already answered.
+fn handle_request(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
+    let (json, attachments) = match frame::decode_message(body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            let err = ErrorBody::new(ErrorKind::BadRequest, format!("malformed request frame: {e}"));
+            return Some(encode_response(&error_response(String::new(), err), &[]));
+        }
+    };
+    let mut req = match Request::parse(json) {
+        Ok(r) => r,
+        Err((id, err)) => return Some(encode_response(&error_response(id.unwrap_or_default(), err), &[])),
+    };
+    if let Err(e) = resolve_refs(&shared.store, &mut req) {
+        let (m, f) = (req.module.clone(), req.function.clone());
+        return Some(encode_response(&error_response(req.id, e.into_body(&m, &f)), &[]));
+    }
+    let id = req.id.clone();
+    let (handled, out) = shared.endpoint.dispatch_with(req, Some(SessionCall { env: &shared.env, attachments }));
+    if lock(&shared.cancelled).remove(&id) {
+        return None;
+    }
+    Some(encode_response(&handled.response, &out))
+}
+
+fn cancel(shared: &Shared, body: &[u8]) {
+    let Some(id) = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+    else {
+        return;
+    };
+    lock(&shared.cancelled).insert(id.clone());
+    crate::process::kill_call_children(&id);
+    let body = ErrorBody::new(ErrorKind::Cancelled, "the call was cancelled by the client; its subprocesses were killed");
+    if write_out(shared, &encode_response(&error_response(id, body), &[])).is_err() {
+        shut_down(None);
+    }
+}
+
+/// Replace every `{"$ref": name}` argument by the stored value of that name.
+fn resolve_refs(store: &Mutex<HashMap<String, Value>>, req: &mut Request) -> Result<(), CallError> {
+    fn walk(v: &mut Value, store: &HashMap<String, Value>) -> Result<(), CallError> {
+        match v {
+            Value::Object(map) if map.len() == 1 && map.contains_key("$ref") => {
+                let name = map["$ref"].as_str().unwrap_or_default().to_string();
+                *v = store.get(&name).cloned().ok_or_else(|| {
+                    CallError::bad_arguments(format!("no stored value named {name:?} in this session (push it first)"))
+                })?;
+                Ok(())
+            }
+            Value::Object(map) => map.values_mut().try_for_each(|v| walk(v, store)),
+            Value::Array(items) => items.iter_mut().try_for_each(|v| walk(v, store)),
+            _ => Ok(()),
+        }
+    }
+    let store = lock(store);
+    if store.is_empty() {
+        return Ok(());
+    }
+    req.args.iter_mut().chain(req.kwargs.values_mut()).try_for_each(|v| walk(v, &store))
+}
+
+/// The `session` module: named values that live as long as the session.
+fn with_session_module(endpoint: Endpoint, store: Arc<Mutex<HashMap<String, Value>>>) -> Endpoint {
+    let (push, pull, delete, names) = (store.clone(), store.clone(), store.clone(), store);
+    endpoint.module("session", move |m| {
+        m.doc("values kept in the endpoint between calls of one session");
+        m.function("push", move |name: String, value: sremote_core::protocol::Stored| {
+            lock(&push).insert(name, value.0);
+        })
+        .params(&["name", "value"])
+        .doc("store `value` under `name`; pass {\"$ref\": name} as an argument to use it");
+        m.function("pull", move |name: String| -> Result<Value, CallError> {
+            lock(&pull)
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| CallError::raised(format!("no stored value named {name:?} in this session")))
+        })
+        .params(&["name"]);
+        m.function("delete", move |name: String| lock(&delete).remove(&name).is_some()).params(&["name"]);
+        m.function("names", move || {
+            let mut v: Vec<String> = lock(&names).keys().cloned().collect();
+            v.sort();
+            v
+        });
+    })
+}
