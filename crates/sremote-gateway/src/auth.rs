@@ -199,12 +199,15 @@ pub async fn login(
     log_user: Option<Extension<LogUser>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return ApiError::unprocessable(
-            "bad_form",
-            "POST /auth needs the form fields username and password",
-        )
-        .into_response();
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            return crate::error::form_error("login", &e).into_response();
+        }
+        Err(_) => {
+            let msg = "POST /auth needs the form fields username and password";
+            return ApiError::unprocessable("bad_form", msg).into_response();
+        }
     };
     let ok = {
         let Ok(_permit) = state.login_slots.acquire().await else {

@@ -182,8 +182,7 @@ pub async fn handler(
     if !state.knows_machine(&machine) {
         return Err(ApiError::not_found(format!("unknown machine {machine:?}")));
     }
-    let Form(form) =
-        form.map_err(|e| ApiError::unprocessable("bad_form", format!("bad command form: {e}")))?;
+    let Form(form) = form.map_err(|e| crate::error::form_error("command", &e))?;
     let limits = &state.config.limits;
     let timeout = match form
         .timeout

@@ -93,6 +93,18 @@ impl ApiError {
     }
 }
 
+/// A rejected form body: 413 when it is over the size limit, else 422.
+pub fn form_error(what: &str, e: &axum::extract::rejection::FormRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the {what} form is over this gateway's max_form_bytes"),
+        );
+    }
+    ApiError::unprocessable("bad_form", format!("bad {what} form: {e}"))
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -12,7 +12,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn measure(tls: bool) {
-    let gw = Gateway::start(Opts { tls, ..Opts::default() });
+    let gw = Gateway::start(Opts {
+        tls,
+        ..Opts::default()
+    });
     let c = gw.login().await;
     let label = if tls { "https" } else { "http" };
     for _ in 0..10 {
@@ -40,7 +43,9 @@ async fn measure(tls: bool) {
         c.push(Source::file(&local), "bench/big.bin").await.unwrap();
         let push = t.elapsed();
         let t = Instant::now();
-        c.pull("bench/big.bin", Dest::file(&dir.path().join("back.bin"))).await.unwrap();
+        c.pull("bench/big.bin", Dest::file(&dir.path().join("back.bin")))
+            .await
+            .unwrap();
         let pull = t.elapsed();
         eprintln!(
             "[{label}] round {round}: push 256 MiB {:.0} MiB/s, pull {:.0} MiB/s",

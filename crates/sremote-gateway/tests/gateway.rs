@@ -544,3 +544,92 @@ fn adduser_reads_the_password_from_stdin() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// A client that goes away mid-command takes the command's process group with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_kills_the_command() {
+    use std::io::Write;
+    let gw = Gateway::start(Opts::default());
+    let sid = gw.raw_login();
+    let line = "sh -c 'sleep 300 & echo $! > sleep.pid; wait'";
+    let form = format!(
+        "executable={}",
+        percent_encoding::utf8_percent_encode(line, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    write!(
+        s,
+        "POST /newt/command/{MACHINE} HTTP/1.1\r\nHost: x\r\nCookie: newt_sessionid={sid}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let pidfile = gw.home.join("sleep.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Ok(p) = std::fs::read_to_string(&pidfile)
+            && !p.trim().is_empty()
+        {
+            break p.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command did not start:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(alive(&pid));
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(&pid) {
+        assert!(Instant::now() < deadline, "sleep {pid} survived the client");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_forms_are_413() {
+    let gw = Gateway::start(Opts::default());
+    let sid = gw.raw_login();
+    let body = format!("executable=echo+{}", "x".repeat(5 << 20));
+    let cookie = format!("newt_sessionid={sid}");
+    let (status, text) = gw.raw(
+        "POST",
+        "/newt/command/testhost",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The answer can be lost when the gateway closes the connection on the unread body.
+    assert!(
+        status == 413 || (status == 0 && gw.log().contains("/newt/command/testhost 413")),
+        "{status} {text}"
+    );
+    let (status, text) = gw.raw(
+        "POST",
+        "/newt/command/testhost",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"executable=echo+%27unterminated",
+    );
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("bad_command"), "{text}");
+}

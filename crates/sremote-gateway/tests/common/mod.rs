@@ -204,7 +204,8 @@ impl Gateway {
         }
         req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         s.write_all(req.as_bytes()).expect("send");
-        s.write_all(body).expect("send body");
+        // The server may answer (413) and close before reading all of it.
+        let _ = s.write_all(body);
         let mut resp = Vec::new();
         let _ = s.read_to_end(&mut resp);
         let text = String::from_utf8_lossy(&resp).into_owned();
