@@ -252,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_example_file() {
+        let c = Config::parse(
+            include_str!("../gateway.example.toml"),
+            Path::new("/etc/gw"),
+        )
+        .expect("example");
+        assert_eq!(c.machines, ["cluster"]);
+        assert_eq!(c.limits.max_upload_bytes, 16 << 30);
+        assert!(c.tls.is_some());
+    }
+
+    #[test]
     fn plain_http_only_on_loopback() {
         let base = "users_file = \"u\"\nroots = [\"/tmp\"]\n";
         let err =

@@ -33,6 +33,25 @@ async fn measure(tls: bool) {
         percentile(&times, 0.5),
         percentile(&times, 0.99)
     );
+    let client = sremote_core::RemoteClient::new(gw.login().await);
+    client.do_bootstrap_install().await.unwrap();
+    let mut calls: Vec<Duration> = Vec::new();
+    for i in 0..110 {
+        let t = Instant::now();
+        let _: sremote_core::CallOutput<String> = client
+            .do_remote_call("os", "getenv", sremote_core::args!["HOME"])
+            .await
+            .unwrap();
+        if i >= 10 {
+            calls.push(t.elapsed());
+        }
+    }
+    calls.sort();
+    eprintln!(
+        "[{label}] do_remote_call os.getenv (file mode): p50 {:?}, p99 {:?} (100 calls)",
+        percentile(&calls, 0.5),
+        percentile(&calls, 0.99)
+    );
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("src.bin");
     let size = 256usize << 20;

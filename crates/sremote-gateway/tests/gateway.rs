@@ -633,3 +633,44 @@ async fn oversized_forms_are_413() {
     assert_eq!(status, 422, "{text}");
     assert!(text.contains("bad_command"), "{text}");
 }
+
+/// Connection failures: typed `Connect`; file requests are retried, commands are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_are_typed_and_only_idempotent_requests_retry() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/newt");
+    let err = NewtConnector::login(&url, MACHINE, USER, PASSWORD)
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(err.kind, Kind::Connect, "{err}");
+    let c = NewtConnector::with_session(&url, MACHINE, "sid").unwrap();
+    let t = Instant::now();
+    let err = c
+        .exec(&RemoteCommand::new("true"))
+        .await
+        .expect_err("no server");
+    assert_eq!(err.kind, Kind::Connect, "{err}");
+    let exec_time = t.elapsed();
+    let t = Instant::now();
+    let err = c
+        .push(Source::bytes(b"x"), "/tmp/x")
+        .await
+        .expect_err("no server");
+    assert_eq!(err.kind, Kind::Connect, "{err}");
+    let push_time = t.elapsed();
+    assert!(
+        exec_time < Duration::from_millis(300),
+        "exec is not retried: {exec_time:?}"
+    );
+    assert!(
+        push_time > Duration::from_millis(2500),
+        "push is retried with backoff: {push_time:?}"
+    );
+    let err = NewtConnector::with_session("ftp://x", MACHINE, "t").expect_err("bad url");
+    assert_eq!(err.kind, Kind::InvalidInput, "{err}");
+}

@@ -306,7 +306,7 @@ impl NewtConnector {
         loop {
             let (token, generation) = self.current();
             let req = make(&self.http)?.header(COOKIE, format!("newt_sessionid={token}"));
-            let retry = match req.send().await {
+            match req.send().await {
                 Ok(r)
                     if r.status() == StatusCode::UNAUTHORIZED
                         && !renewed
@@ -319,18 +319,14 @@ impl NewtConnector {
                 Ok(r)
                     if idempotent
                         && attempt < RETRIES
-                        && matches!(r.status().as_u16(), 502 | 503) =>
-                {
-                    true
-                }
+                        && matches!(r.status().as_u16(), 502 | 503) => {}
                 Ok(r) => return Ok(r),
-                Err(e) if idempotent && attempt < RETRIES && e.is_connect() => true,
+                Err(e) if idempotent && attempt < RETRIES && e.is_connect() => {}
                 Err(e) => return Err(network_error(&self.label, action, &e)),
-            };
-            if retry {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
+            // A retry of an idempotent request, after a short backoff.
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
         }
     }
 
