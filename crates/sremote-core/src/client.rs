@@ -1,17 +1,15 @@
 //! `RemoteClient`: calls functions on a host through any [`Connector`].
 
 use std::collections::BTreeMap;
-use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use crate::call::{AsyncCall, CallArgs, CallBuilder, CallMeta, CallOutput, Ref};
 use crate::bootstrap::{self, BootstrapReport, EndpointArtifact, EndpointSource, HostFacts};
 use crate::connector::{Connector, RemoteCommand, Source};
 use crate::error::{
@@ -35,41 +33,6 @@ pub enum CallMode {
     /// Push the request as a file, then one `exec` that answers on stdout (for connectors
     /// without stdin, e.g. REST).
     File,
-}
-
-/// Call arguments; build with [`args!`](crate::args) or from a `Vec<Value>`.
-#[derive(Debug, Clone)]
-pub struct CallArgs(pub Result<Vec<Value>, String>);
-
-impl From<Vec<Value>> for CallArgs {
-    fn from(v: Vec<Value>) -> Self {
-        CallArgs(Ok(v))
-    }
-}
-
-/// Facts about a finished call.
-#[derive(Debug, Clone)]
-pub struct CallMeta {
-    pub id: String,
-    /// Host name reported by the endpoint.
-    pub host: String,
-    pub endpoint_version: String,
-    /// Process id of the endpoint that ran the call.
-    pub pid: u32,
-    pub timing: crate::protocol::Timing,
-    /// The path the call took.
-    pub mode: CallMode,
-    /// Wall time seen by the client, connector operations included.
-    pub round_trip: Duration,
-}
-
-/// A call's value with the output it printed and where it ran.
-#[derive(Debug, Clone)]
-pub struct CallOutput<T> {
-    pub value: T,
-    pub stdout: String,
-    pub stderr: String,
-    pub meta: CallMeta,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +243,46 @@ impl<C: Connector> RemoteClient<C> {
         call.await
     }
 
+    /// Start `module.function(*args)` in the background; see [`AsyncCall`].
+    pub fn call_async<T: DeserializeOwned + Send + 'static>(
+        &self,
+        module: &str,
+        function: &str,
+        args: impl Into<CallArgs>,
+    ) -> AsyncCall<C, T>
+    where
+        C: 'static,
+    {
+        let mut call = self.call::<T>(module, function);
+        match args.into().0 {
+            Ok(v) => call.request.args = v,
+            Err(e) => call.args_error = Some(e),
+        }
+        call.spawn()
+    }
+
+    /// Keep `value` in the endpoint under `name` for later calls of this session (session
+    /// mode only); pass [`Ref`]`(name)` as an argument to use it. Values live as long as
+    /// the session: after a reconnect they must be pushed again.
+    pub async fn push_value(&self, name: &str, value: impl serde::Serialize) -> Result<(), Error> {
+        self.call::<Value>("session", "push").arg(name).arg(value).mode(CallMode::Session).await.map(drop)
+    }
+
+    /// Fetch the value stored under `name` in this session.
+    pub async fn pull_value<T: DeserializeOwned>(&self, name: &str) -> Result<T, Error> {
+        self.call::<T>("session", "pull").arg(name).mode(CallMode::Session).await.map(|o| o.value)
+    }
+
+    /// The session, if one is open and alive (does not open one).
+    pub(crate) async fn live_session(&self) -> Option<Arc<Session>> {
+        self.inner.session.lock().await.as_ref().filter(|s| s.is_alive()).cloned()
+    }
+
+    /// Close the session, if any (the endpoint on the host exits). The next call opens a new one.
+    pub async fn close_session(&self) {
+        self.inner.session.lock().await.take();
+    }
+
     /// Install the endpoint on the host unless the right one is there already.
     pub async fn do_bootstrap_install(&self) -> Result<BootstrapReport, Error> {
         let source = lock(&self.inner.settings).endpoint.clone();
@@ -393,11 +396,11 @@ impl<C: Connector> RemoteClient<C> {
         Value::Object(loc).to_string()
     }
 
-    fn next_id(&self) -> String {
+    pub(crate) fn next_id(&self) -> String {
         format!("{}-{}", self.inner.id_prefix, self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    async fn run_call<T: DeserializeOwned>(&self, call: CallBuilder<'_, C, T>) -> Result<CallOutput<T>, Error> {
+    pub(crate) async fn run_call<T: DeserializeOwned>(&self, call: CallBuilder<'_, C, T>) -> Result<CallOutput<T>, Error> {
         let CallBuilder { mut request, args_error, attachments, check_modules, mode, .. } = call;
         let action = format!("call {}.{}", request.module, request.function);
         if let Some(e) = args_error {
@@ -416,7 +419,9 @@ impl<C: Connector> RemoteClient<C> {
             (mode.unwrap_or(s.mode), s.auto_bootstrap)
         };
         request.check_modules.extend(check_modules);
-        request.id = self.next_id();
+        if request.id.is_empty() {
+            request.id = self.next_id();
+        }
         let started = Instant::now();
         let generation = lock(&self.inner.state).generation;
         let (mode, answer) = match self.send(&request, &attachments, mode, &action).await {
@@ -477,7 +482,7 @@ impl<C: Connector> RemoteClient<C> {
     }
 
     /// The live session, opened (or reopened) on demand.
-    async fn session(&self) -> Result<Arc<Session>, SessionError> {
+    pub(crate) async fn session(&self) -> Result<Arc<Session>, SessionError> {
         let mut slot = self.inner.session.lock().await;
         if let Some(s) = slot.as_ref().filter(|s| s.is_alive()) {
             return Ok(s.clone());
@@ -631,87 +636,3 @@ fn location_dir(json: &str) -> Option<String> {
     v.get("sremote").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
-/// A call being built; `.await` runs it. Made by [`RemoteClient::call`].
-#[must_use = "a call does nothing until it is awaited"]
-pub struct CallBuilder<'a, C, T> {
-    client: &'a RemoteClient<C>,
-    request: Request,
-    args_error: Option<String>,
-    /// Raw bytes of `Blob` arguments, referenced as `{"$blob": N}`.
-    attachments: Vec<Vec<u8>>,
-    check_modules: Vec<String>,
-    mode: Option<CallMode>,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<C: Connector, T> std::fmt::Debug for CallBuilder<'_, C, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallBuilder").field("request", &self.request).finish()
-    }
-}
-
-impl<C, T> CallBuilder<'_, C, T> {
-    fn push_value(&mut self, v: impl Serialize) -> Option<Value> {
-        let (value, table) = with_attachments(std::mem::take(&mut self.attachments), || serde_json::to_value(v));
-        self.attachments = table;
-        match value {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.args_error.get_or_insert(e.to_string());
-                None
-            }
-        }
-    }
-
-    /// Add a positional argument.
-    pub fn arg(mut self, v: impl Serialize) -> Self {
-        if let Some(v) = self.push_value(v) {
-            self.request.args.push(v);
-        }
-        self
-    }
-
-    /// Add positional arguments.
-    pub fn args<I: IntoIterator<Item = V>, V: Serialize>(mut self, vs: I) -> Self {
-        for v in vs {
-            self = self.arg(v);
-        }
-        self
-    }
-
-    /// Add a keyword argument.
-    pub fn kwarg(mut self, name: impl Into<String>, v: impl Serialize) -> Self {
-        if let Some(v) = self.push_value(v) {
-            self.request.kwargs.insert(name.into(), v);
-        }
-        self
-    }
-
-    /// Stop the call on the host after `t`.
-    pub fn timeout(mut self, t: Duration) -> Self {
-        self.request.timeout_ms = Some(t.as_millis().try_into().unwrap_or(u64::MAX));
-        self
-    }
-
-    /// Set an environment variable for this call only.
-    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.request.env.insert(name.into(), value.into());
-        self
-    }
-
-    /// Force the call path for this call.
-    pub fn mode(mut self, mode: CallMode) -> Self {
-        self.mode = Some(mode);
-        self
-    }
-}
-
-impl<'a, C: Connector, T: DeserializeOwned + 'a> IntoFuture for CallBuilder<'a, C, T> {
-    type Output = Result<CallOutput<T>, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        let client = self.client;
-        Box::pin(client.run_call(self))
-    }
-}

@@ -44,9 +44,11 @@ pub mod frame;
 mod session;
 
 #[cfg(feature = "client")]
+mod call;
+#[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]
-pub use client::{CallArgs, CallBuilder, CallMeta, CallMode, CallOutput, RemoteClient};
+pub use client::{AsyncCall, CallArgs, CallBuilder, CallMeta, CallMode, CallOutput, Ref, RemoteClient};
 
 #[cfg(feature = "client")]
 pub mod bootstrap;

@@ -39,6 +39,8 @@ pub(crate) struct Session {
     writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     pending: Pending,
     alive: Arc<AtomicBool>,
+    /// Why the session ended: (the stream was garbled, what happened).
+    death: Arc<Mutex<Option<(bool, String)>>>,
     host: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Endpoint process id on the host (from the handshake).
@@ -114,19 +116,37 @@ impl Session {
         let mut magic = [0u8; 8];
         let handshake = async {
             stdout.read_exact(&mut magic).await?;
-            read_frame(&mut stdout).await
+            if &magic != frame::MAGIC {
+                return Ok(Err(magic));
+            }
+            read_frame(&mut stdout).await.map(Ok)
         };
         let hello = match tokio::time::timeout(Duration::from_secs(60), handshake).await {
-            Ok(Ok(Some((FrameKind::Hello, body)))) if &magic == frame::MAGIC => body,
-            Ok(Ok(_)) if &magic != frame::MAGIC => {
+            Ok(Ok(Ok(Some((FrameKind::Hello, body))))) => body,
+            Ok(Ok(Err(junk))) => {
+                // Show a little more of what arrived, without waiting long for it.
+                let mut more = vec![0u8; 200];
+                let n = tokio::time::timeout(Duration::from_millis(100), stdout.read(&mut more))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                let mut received = junk.to_vec();
+                received.extend_from_slice(&more[..n]);
                 return Err(SessionError::Protocol {
                     detail: "the session did not start with the sremote handshake (is something \
                              in the login scripts printing to stdout?)"
                         .into(),
-                    received: String::from_utf8_lossy(&magic).into_owned(),
+                    received: String::from_utf8_lossy(&received).into_owned(),
                 });
             }
-            Ok(Err(_) | Ok(None)) => {
+            Ok(Ok(Ok(Some((kind, _))))) => {
+                return Err(SessionError::Protocol {
+                    detail: format!("expected a hello frame, got {kind:?}"),
+                    received: String::new(),
+                });
+            }
+            Ok(Err(_) | Ok(Ok(None))) => {
                 // The endpoint ended before the handshake: missing, broken, or too old.
                 let code = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -139,9 +159,6 @@ impl Session {
                         format!("endpoint session ended during the handshake ({other:?}): {tail}"),
                     )),
                 });
-            }
-            Ok(Ok(Some((kind, _)))) => {
-                return Err(SessionError::Protocol { detail: format!("expected a hello frame, got {kind:?}"), received: String::new() });
             }
             Err(_) => {
                 return Err(SessionError::Transport(
@@ -158,10 +175,12 @@ impl Session {
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let last_rx = Arc::new(Mutex::new(Instant::now()));
+        let death: Arc<Mutex<Option<(bool, String)>>> = Arc::default();
         {
             let (pending, alive, host, last_rx) = (pending.clone(), alive.clone(), host.clone(), last_rx.clone());
+            let death = death.clone();
             tasks.push(tokio::spawn(async move {
-                let why = loop {
+                let (garbled, why) = loop {
                     match read_frame(&mut stdout).await {
                         Ok(Some((FrameKind::Response, body))) => {
                             *lock(&last_rx) = Instant::now();
@@ -174,17 +193,20 @@ impl Session {
                                         let _ = tx.send(Ok((resp, atts)));
                                     }
                                 }
-                                Err(e) => break format!("garbled response frame: {e}"),
+                                Err(e) => break (true, format!("garbled response frame: {e}")),
                             }
                         }
                         Ok(Some((FrameKind::Pong | FrameKind::Hello, _))) => *lock(&last_rx) = Instant::now(),
-                        Ok(Some((kind, _))) => break format!("unexpected {kind:?} frame from the endpoint"),
-                        Ok(None) => break "the endpoint closed the session".to_string(),
-                        Err(e) => break format!("reading the session failed: {e}"),
+                        Ok(Some((kind, _))) => break (true, format!("unexpected {kind:?} frame from the endpoint")),
+                        Ok(None) => break (false, "the endpoint closed the session".to_string()),
+                        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                            break (true, format!("garbled data from the endpoint: {e}"));
+                        }
+                        Err(e) => break (false, format!("reading the session failed: {e}")),
                     }
                 };
+                *lock(&death) = Some((garbled, why.clone()));
                 alive.store(false, Ordering::SeqCst);
-                let garbled = why.starts_with("garbled") || why.contains("frame");
                 for (_, tx) in lock(&pending).drain() {
                     let err = if garbled {
                         SessionError::Protocol { detail: why.clone(), received: String::new() }
@@ -200,6 +222,7 @@ impl Session {
             writer: tokio::sync::Mutex::new(process.stdin),
             pending,
             alive,
+            death,
             host,
             tasks,
             pid,
@@ -227,7 +250,11 @@ impl Session {
     /// Send a request message and wait for its response.
     pub(crate) async fn call(&self, id: &str, json: &[u8], attachments: &[Vec<u8>]) -> Result<Answer, SessionError> {
         if !self.is_alive() {
-            return Err(SessionError::Transport(disconnected(&self.host, "the session is closed")));
+            return Err(match lock(&self.death).clone() {
+                Some((true, why)) => SessionError::Protocol { detail: why, received: String::new() },
+                Some((false, why)) => SessionError::Transport(disconnected(&self.host, why)),
+                None => SessionError::Transport(disconnected(&self.host, "the session is closed")),
+            });
         }
         let frame = frame::encode_message(FrameKind::Request, json, attachments)
             .map_err(|e| SessionError::Protocol { detail: e.to_string(), received: String::new() })?;
@@ -243,6 +270,11 @@ impl Session {
             }
         }
         let mut guard = Forget(&self.pending, id, true);
+        // The reader marks the session dead before it fails the pending calls: a call
+        // registered after that must notice here, or it would wait forever.
+        if !self.is_alive() {
+            return Err(SessionError::Transport(disconnected(&self.host, "the session ended")));
+        }
         if let Err(e) = self.send(&frame).await {
             return Err(e);
         }

@@ -1,0 +1,61 @@
+//! The endpoint a client started goes away with the client process.
+use std::time::Duration;
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+async fn wait_dead(pid: u32, what: &str) {
+    for _ in 0..100 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} (pid {pid}) is still running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_exits_when_the_client_process_dies() {
+    let home = tempfile::tempdir().unwrap();
+    let sremote = env!("CARGO_BIN_EXE_sremote");
+    let mut cli = std::process::Command::new(sremote)
+        .args(["bench", "local", "--mode", "session", "--calls", "100000000"])
+        .env("HOME", home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Find the endpoint it started: a child `sremote-endpoint-* serve` of the CLI.
+    let mut endpoint = None;
+    for _ in 0..200 {
+        endpoint = children_of(cli.id()).into_iter().find(|(_, cmd)| cmd.contains("serve")).map(|(p, _)| p);
+        if endpoint.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let endpoint = endpoint.expect("the CLI started a session endpoint");
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    wait_dead(endpoint, "sremote-endpoint serve after its client died").await;
+}
+
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let ppid = stat.rsplit(')').next().unwrap_or("").split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ");
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+

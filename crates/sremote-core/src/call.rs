@@ -1,0 +1,285 @@
+//! A call: its arguments, builder, output and asynchronous handle.
+
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::client::{CallMode, RemoteClient};
+use crate::connector::Connector;
+use crate::error::Error;
+use crate::protocol::{Request, with_attachments};
+
+/// Call arguments; build with [`args!`](crate::args) or from a `Vec<Value>`.
+#[derive(Debug, Clone)]
+pub struct CallArgs(pub Result<Vec<Value>, String>);
+
+impl From<Vec<Value>> for CallArgs {
+    fn from(v: Vec<Value>) -> Self {
+        CallArgs(Ok(v))
+    }
+}
+
+/// Facts about a finished call.
+#[derive(Debug, Clone)]
+pub struct CallMeta {
+    pub id: String,
+    /// Host name reported by the endpoint.
+    pub host: String,
+    pub endpoint_version: String,
+    /// Process id of the endpoint that ran the call.
+    pub pid: u32,
+    pub timing: crate::protocol::Timing,
+    /// The path the call took.
+    pub mode: CallMode,
+    /// Wall time seen by the client, connector operations included.
+    pub round_trip: Duration,
+}
+
+/// A call's value with the output it printed and where it ran.
+#[derive(Debug, Clone)]
+pub struct CallOutput<T> {
+    pub value: T,
+    pub stdout: String,
+    pub stderr: String,
+    pub meta: CallMeta,
+}
+
+/// A call being built; `.await` runs it. Made by [`RemoteClient::call`].
+#[must_use = "a call does nothing until it is awaited"]
+pub struct CallBuilder<'a, C, T> {
+    pub(crate) client: &'a RemoteClient<C>,
+    pub(crate) request: Request,
+    pub(crate) args_error: Option<String>,
+    /// Raw bytes of `Blob` arguments, referenced as `{"$blob": N}`.
+    pub(crate) attachments: Vec<Vec<u8>>,
+    pub(crate) check_modules: Vec<String>,
+    pub(crate) mode: Option<CallMode>,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<C: Connector, T> std::fmt::Debug for CallBuilder<'_, C, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallBuilder").field("request", &self.request).finish()
+    }
+}
+
+impl<C, T> CallBuilder<'_, C, T> {
+    fn push_value(&mut self, v: impl Serialize) -> Option<Value> {
+        let (value, table) = with_attachments(std::mem::take(&mut self.attachments), || serde_json::to_value(v));
+        self.attachments = table;
+        match value {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.args_error.get_or_insert(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Add a positional argument.
+    pub fn arg(mut self, v: impl Serialize) -> Self {
+        if let Some(v) = self.push_value(v) {
+            self.request.args.push(v);
+        }
+        self
+    }
+
+    /// Add positional arguments.
+    pub fn args<I: IntoIterator<Item = V>, V: Serialize>(mut self, vs: I) -> Self {
+        for v in vs {
+            self = self.arg(v);
+        }
+        self
+    }
+
+    /// Add a keyword argument.
+    pub fn kwarg(mut self, name: impl Into<String>, v: impl Serialize) -> Self {
+        if let Some(v) = self.push_value(v) {
+            self.request.kwargs.insert(name.into(), v);
+        }
+        self
+    }
+
+    /// Stop the call on the host after `t`.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.request.timeout_ms = Some(t.as_millis().try_into().unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Set an environment variable for this call only.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.request.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Force the call path for this call.
+    pub fn mode(mut self, mode: CallMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+}
+
+impl<'a, C: Connector, T: DeserializeOwned + 'a> IntoFuture for CallBuilder<'a, C, T> {
+    type Output = Result<CallOutput<T>, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let client = self.client;
+        Box::pin(client.run_call(self))
+    }
+}
+
+impl<'a, C: Connector + 'static, T: DeserializeOwned + Send + 'static> CallBuilder<'a, C, T> {
+    /// Start the call in the background and return a handle to it (IPython's
+    /// `AsyncResult`): [`ready`](AsyncCall::ready), [`get`](AsyncCall::get),
+    /// [`metadata`](AsyncCall::metadata), [`cancel`](AsyncCall::cancel).
+    /// Needs a Tokio runtime.
+    pub fn spawn(mut self) -> AsyncCall<C, T> {
+        let client = self.client.clone();
+        self.request.id = client.next_id();
+        let id = self.request.id.clone();
+        let parts = self.into_parts();
+        let runner = client.clone();
+        let task = tokio::spawn(async move { runner.run_call(parts.rebuild(&runner)).await });
+        AsyncCall { client, id, task: Some(task), meta: None }
+    }
+
+    fn into_parts(self) -> CallParts {
+        CallParts {
+            request: self.request,
+            args_error: self.args_error,
+            attachments: self.attachments,
+            check_modules: self.check_modules,
+            mode: self.mode,
+        }
+    }
+}
+
+/// A call's contents without the borrowed client (to move into a task).
+struct CallParts {
+    request: Request,
+    args_error: Option<String>,
+    attachments: Vec<Vec<u8>>,
+    check_modules: Vec<String>,
+    mode: Option<CallMode>,
+}
+
+impl CallParts {
+    fn rebuild<C, T>(self, client: &RemoteClient<C>) -> CallBuilder<'_, C, T> {
+        CallBuilder {
+            client,
+            request: self.request,
+            args_error: self.args_error,
+            attachments: self.attachments,
+            check_modules: self.check_modules,
+            mode: self.mode,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// A call running in the background; made by [`CallBuilder::spawn`] or
+/// [`RemoteClient::call_async`].
+pub struct AsyncCall<C, T> {
+    client: RemoteClient<C>,
+    id: String,
+    task: Option<tokio::task::JoinHandle<Result<CallOutput<T>, Error>>>,
+    meta: Option<CallMeta>,
+}
+
+impl<C: Connector, T> std::fmt::Debug for AsyncCall<C, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ready = self.task.as_ref().is_none_or(|t| t.is_finished());
+        f.debug_struct("AsyncCall").field("id", &self.id).field("ready", &ready).finish()
+    }
+}
+
+impl<C: Connector + 'static, T: Send + 'static> AsyncCall<C, T> {
+    /// The request id (as it appears in the endpoint's logs and responses).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the call has finished (successfully or not).
+    pub fn ready(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Wait for the result, at most `timeout` (`None`: as long as it takes). When the
+    /// time runs out the call goes on and `get` can be called again; the error is a
+    /// transport `Timeout` that says so. The result can be taken once.
+    pub async fn get(&mut self, timeout: Option<Duration>) -> Result<CallOutput<T>, Error> {
+        let Some(task) = self.task.as_mut() else {
+            return Err(Error::Usage(format!("the result of call {} was already taken", self.id)));
+        };
+        let joined = match timeout {
+            None => task.await,
+            Some(t) => match tokio::time::timeout(t, task).await {
+                Ok(j) => j,
+                Err(_) => {
+                    return Err(Error::Transport(
+                        crate::ConnectorError::new(
+                            crate::ConnectorErrorKind::Timeout,
+                            self.client.host(),
+                            format!("wait for call {}", self.id),
+                        )
+                        .detail(format!("not finished after {t:?}; it is still running"))
+                        .hint("call get() again, or cancel()"),
+                    ));
+                }
+            },
+        };
+        self.task = None;
+        let out = joined.map_err(|e| Error::Usage(format!("call {} was aborted: {e}", self.id)))??;
+        self.meta = Some(out.meta.clone());
+        Ok(out)
+    }
+
+    /// Where and how long the call ran, once it has finished and its result was taken.
+    pub fn metadata(&self) -> Option<&CallMeta> {
+        self.meta.as_ref()
+    }
+
+    /// Cancel the call: in session mode the endpoint kills its subprocesses and answers
+    /// `Cancelled`; in pipe and file mode the remote command is stopped with its channel.
+    pub async fn cancel(&mut self) -> Result<(), Error> {
+        if self.ready() {
+            return Ok(());
+        }
+        let session = self.client.live_session().await;
+        match session {
+            Some(s) => s.cancel(&self.id).await.map_err(|_| {
+                Error::Transport(crate::ConnectorError::new(
+                    crate::ConnectorErrorKind::Disconnected,
+                    self.client.host(),
+                    format!("cancel call {}", self.id),
+                ))
+            }),
+            None => {
+                if let Some(t) = &self.task {
+                    t.abort();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A reference to a value stored in the session with [`RemoteClient::push_value`]; pass
+/// it as an argument and the endpoint substitutes the value (`{"$ref": name}` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref(pub String);
+
+impl Serialize for Ref {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("$ref", &self.0)?;
+        m.end()
+    }
+}
