@@ -36,7 +36,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A live session. Dropping it closes the endpoint's stdin, which ends the endpoint.
 pub(crate) struct Session {
-    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
+    writer: Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>,
     pending: Pending,
     alive: Arc<AtomicBool>,
     /// Why the session ended: (the stream was garbled, what happened).
@@ -83,6 +83,51 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<
     }
     Ok(Some((kind, body)))
 }
+
+/// While calls are waiting, ping the endpoint when it has been quiet, and declare the
+/// connection dead when nothing at all arrives for [`DEAD_AFTER`] (a half-open TCP
+/// connection never reports an error by itself).
+async fn heartbeat(
+    writer: Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    last_rx: Arc<Mutex<Instant>>,
+    host: String,
+) {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    loop {
+        tick.tick().await;
+        if !alive.load(Ordering::SeqCst) {
+            return;
+        }
+        let quiet = lock(&last_rx).elapsed();
+        if lock(&pending).is_empty() {
+            *lock(&last_rx) = Instant::now();
+            continue;
+        }
+        if quiet >= DEAD_AFTER {
+            alive.store(false, Ordering::SeqCst);
+            for (_, tx) in lock(&pending).drain() {
+                let e = ConnectorError::new(ConnectorErrorKind::Disconnected, &host, "session call")
+                    .detail(format!("no answer to heartbeats for {} s", quiet.as_secs()));
+                let _ = tx.send(Err(SessionError::Transport(e)));
+            }
+            return;
+        }
+        if quiet >= PING_EVERY
+            && let Ok(ping) = frame::encode(FrameKind::Ping, &[0u8; 8])
+        {
+            let mut w = writer.lock().await;
+            let _ = w.write_all(&ping).await;
+            let _ = w.flush().await;
+        }
+    }
+}
+
+/// How often a quiet session with waiting calls is pinged.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A session that answers nothing, not even pings, for this long is dead.
+const DEAD_AFTER: Duration = Duration::from_secs(60);
 
 impl Session {
     /// Start `endpoint serve` on the host and complete the handshake.
@@ -218,8 +263,11 @@ impl Session {
                 let _ = wait.await;
             }));
         }
+        let writer: Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>> =
+            Arc::new(tokio::sync::Mutex::new(process.stdin));
+        tasks.push(tokio::spawn(heartbeat(writer.clone(), pending.clone(), alive.clone(), last_rx, host.clone())));
         let session = Session {
-            writer: tokio::sync::Mutex::new(process.stdin),
+            writer,
             pending,
             alive,
             death,
