@@ -67,6 +67,11 @@ pub(crate) fn ssh_error(host: &str, action: &str, err: openssh::Error) -> Connec
     }
 }
 
+/// The server refused to open another channel (sshd `MaxSessions`): nothing was started.
+pub(crate) fn is_refused(err: &openssh::Error) -> bool {
+    std::error::Error::source(err).is_some_and(|s| s.to_string().contains("open refused"))
+}
+
 pub(crate) fn invalid(host: &str, action: &str, what: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::new(Kind::InvalidInput, host, action).detail(what)
 }

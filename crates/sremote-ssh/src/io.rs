@@ -106,12 +106,27 @@ impl Drop for KillGuard {
     }
 }
 
+/// Kill a process group on the host; retried while the server refuses another channel.
 async fn kill(session: Arc<Session>, pid: u32) {
-    let mut cmd = Session::to_raw_command(session, script::kill_line(pid));
-    cmd.stdin(openssh::Stdio::null())
-        .stdout(openssh::Stdio::null())
-        .stderr(openssh::Stdio::null());
-    let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
+    let attempts = async {
+        for _ in 0..100 {
+            let mut cmd = Session::to_raw_command(session.clone(), script::kill_line(pid));
+            let null = openssh::Stdio::null;
+            match cmd
+                .stdin(null())
+                .stdout(null())
+                .stderr(null())
+                .status()
+                .await
+            {
+                Err(e) if crate::error::is_refused(&e) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(15), attempts).await;
 }
 
 /// The exit code of a finished remote process; `None` when it was killed by a signal.
@@ -173,7 +188,7 @@ pub(crate) async fn exec(
     let action = format!("exec {}", cmd.program);
     cmd.validate(c.host_name())?;
     let nonce = script::nonce();
-    let (mut child, session) = c
+    let (mut child, session, _permit) = c
         .start(&script::exec_line(cmd, &nonce), &action, || {
             let stdin = if cmd.stdin.is_some() {
                 piped()
@@ -344,7 +359,7 @@ pub(crate) async fn push(
     };
     let nonce = script::nonce();
     let line = script::push_line(&nonce, to, mode, size);
-    let (mut child, session) = c
+    let (mut child, session, _permit) = c
         .start(&line, &action, || match &file {
             Some(f) => Ok((fd_of(f)?, piped())),
             None => Ok((piped(), piped())),
@@ -427,7 +442,7 @@ pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(
         .map_err(local_err)?;
     let nonce = script::nonce();
     let line = script::pull_line(&nonce, from);
-    let (mut child, session) = c
+    let (mut child, session, _permit) = c
         .start(&line, &action, || {
             Ok((openssh::Stdio::null(), fd_of(tmp.as_file())?))
         })
@@ -502,7 +517,7 @@ pub(crate) async fn spawn(
     let action = format!("spawn {}", cmd.program);
     cmd.validate(c.host_name())?;
     let nonce = script::nonce();
-    let (mut child, session) = c
+    let (mut child, session, permit) = c
         .start(&script::exec_line(cmd, &nonce), &action, || {
             Ok((piped(), piped()))
         })
@@ -561,6 +576,7 @@ pub(crate) async fn spawn(
     let (conn, limit) = (c.clone(), cmd.timeout);
     let mut tx = Some(tx);
     tokio::spawn(async move {
+        let _permit = permit; // the channel is in use until the process ends
         enum End {
             Exited(Result<std::process::ExitStatus, openssh::Error>),
             Dropped,

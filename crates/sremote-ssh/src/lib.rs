@@ -35,6 +35,7 @@ use sremote_core::{
     Connector, ConnectorError, ConnectorErrorKind, Dest, ExecOutput, RemoteCommand, RemotePath,
     RemoteProcess, Source,
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{connect_error, invalid};
 
@@ -68,6 +69,7 @@ pub struct SshConnectorBuilder {
     control_dir: Option<PathBuf>,
     keepalive: Duration,
     idle_persist: Duration,
+    max_sessions: usize,
 }
 
 impl Default for SshConnectorBuilder {
@@ -84,6 +86,7 @@ impl Default for SshConnectorBuilder {
             control_dir: None,
             keepalive: Duration::from_secs(5),
             idle_persist: Duration::from_secs(600),
+            max_sessions: 10,
         }
     }
 }
@@ -149,6 +152,14 @@ impl SshConnectorBuilder {
         self
     }
 
+    /// Open at most this many channels at once over the connection (default 10, sshd's
+    /// default `MaxSessions`); more operations wait for a free one. One is kept for
+    /// killing timed-out programs.
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
+    }
+
     /// Connect to `destination`: `host`, `user@host`, `ssh://user@host:port` or an alias
     /// from ssh_config. Opens the master connection (and authenticates) now.
     pub async fn connect(self, destination: &str) -> Result<SshConnector, ConnectorError> {
@@ -211,6 +222,7 @@ impl SshConnectorBuilder {
                 limit,
                 session: Mutex::new(Arc::new(session)),
                 reconnecting: tokio::sync::Mutex::new(()),
+                sessions: Arc::new(Semaphore::new(self.max_sessions.max(2) - 1)),
             }),
         })
     }
@@ -323,6 +335,7 @@ struct Inner {
     limit: Duration,
     session: Mutex<Arc<Session>>,
     reconnecting: tokio::sync::Mutex<()>,
+    sessions: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for SshConnector {
@@ -380,18 +393,35 @@ impl SshConnector {
     }
 
     /// Start `line` on the host with `stdio()` as its stdin and stdout (stderr is piped).
-    /// A dead master (e.g. idle-expired) is replaced once, which is safe because nothing
-    /// was started on the host.
+    /// The permit (one of `max_sessions - 1`; the last channel is kept for kills) must be
+    /// held until the remote process has ended. Retried where nothing can have started on
+    /// the host: a dead master (e.g. idle-expired) is replaced once, and a channel the
+    /// server refused (its `MaxSessions`) is asked for again for a few seconds.
     async fn start(
         &self,
         line: &str,
         action: &str,
         stdio: impl Fn() -> std::io::Result<(openssh::Stdio, openssh::Stdio)>,
-    ) -> Result<(openssh::Child<Arc<Session>>, Arc<Session>), ConnectorError> {
+    ) -> Result<
+        (
+            openssh::Child<Arc<Session>>,
+            Arc<Session>,
+            OwnedSemaphorePermit,
+        ),
+        ConnectorError,
+    > {
+        let name = &self.inner.name;
+        let permit = self
+            .inner
+            .sessions
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| error::disconnected(name, action))?;
         let mut session = self.session();
-        for attempt in 0..2 {
-            let (stdin, stdout) =
-                stdio().map_err(|e| ConnectorError::io(&self.inner.name, action, &e))?;
+        let (mut reconnected, mut refused) = (false, 0u32);
+        loop {
+            let (stdin, stdout) = stdio().map_err(|e| ConnectorError::io(name, action, &e))?;
             let spawned = Session::to_raw_command(session.clone(), line)
                 .stdin(stdin)
                 .stdout(stdout)
@@ -399,14 +429,24 @@ impl SshConnector {
                 .spawn()
                 .await;
             match spawned {
-                Ok(child) => return Ok((child, session)),
-                Err(openssh::Error::Disconnected) if attempt == 0 => {
-                    session = self.reconnect(&session).await?
+                Ok(child) => return Ok((child, session, permit)),
+                Err(openssh::Error::Disconnected) if !reconnected => {
+                    reconnected = true;
+                    session = self.reconnect(&session).await?;
                 }
-                Err(e) => return Err(error::ssh_error(&self.inner.name, action, e)),
+                Err(e) if error::is_refused(&e) && refused < 50 => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(u64::from(refused) * 10)).await;
+                }
+                Err(e) if error::is_refused(&e) => {
+                    return Err(error::ssh_error(name, action, e).hint(
+                        "the host allows fewer channels per connection (sshd MaxSessions) than \
+                         SshConnectorBuilder::max_sessions: lower it",
+                    ));
+                }
+                Err(e) => return Err(error::ssh_error(name, action, e)),
             }
         }
-        Err(error::disconnected(&self.inner.name, action))
     }
 }
 

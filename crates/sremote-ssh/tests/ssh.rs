@@ -388,3 +388,42 @@ async fn netns_host_as_unprivileged_user() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_operations_than_the_hosts_max_sessions() {
+    // The test sshd keeps sshd's default MaxSessions 10, like real hosts.
+    let c = common::loopback().await;
+    // a duration no other test on this machine uses, to find our own leftovers
+    let secs = format!("30.{}", std::process::id());
+    let started = Instant::now();
+    let runs = (0..40).map(|i| {
+        let (c, secs) = (c.clone(), secs.clone());
+        async move {
+            if i % 4 == 0 {
+                let cmd = RemoteCommand::new("sleep")
+                    .arg(secs)
+                    .timeout(Duration::from_millis(300));
+                let err = c.exec(&cmd).await.expect_err("must time out");
+                assert_eq!(err.kind, ConnectorErrorKind::Timeout, "{err}");
+            } else {
+                let out = c
+                    .exec(&RemoteCommand::new("echo").arg(i.to_string()))
+                    .await
+                    .unwrap();
+                assert_eq!(text(&out.stdout), i.to_string());
+            }
+        }
+    });
+    futures_join(runs).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let count = "ps -eo stat=,args= | grep -v '^Z' | grep -c \"sleep $1\\$\"";
+    let out = c
+        .exec(&RemoteCommand::new("sh").args(["-c", count, "sh", &secs]))
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "0", "timed-out programs must be gone");
+}

@@ -146,7 +146,8 @@ UsePAM no
 UseDNS no
 X11Forwarding no
 PrintMotd no
-MaxSessions 200
+# sshd's default, as on real hosts: at most 10 channels per connection
+MaxSessions 10
 MaxStartups 100:30:200
 LogLevel INFO
 Subsystem sftp internal-sftp

@@ -12,10 +12,19 @@ use sremote_ssh::SshConnector;
 use sremote_testkit::{NetnsHost, Sshd, unique_name};
 
 /// An [`SshConnector`] that holds on to the server it talks to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Hosted<H: std::fmt::Debug + Send + Sync> {
     pub ssh: SshConnector,
     pub host: Arc<H>,
+}
+
+impl<H: std::fmt::Debug + Send + Sync> Clone for Hosted<H> {
+    fn clone(&self) -> Self {
+        Hosted {
+            ssh: self.ssh.clone(),
+            host: self.host.clone(),
+        }
+    }
 }
 
 #[async_trait]
