@@ -121,6 +121,12 @@ pub async fn serve(config: Config) -> Result<(), GatewayError> {
             .join(", "),
         state.users.len()
     );
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        log::event(
+            "WARNING: running as root: every user's commands and file operations run as root",
+        );
+    }
     let app = router(state.clone()).into_make_service();
     let result = match &state.config.tls {
         Some(tls) => {

@@ -48,6 +48,9 @@ use tokio::io::AsyncWriteExt;
 
 mod http;
 pub mod quote;
+mod target;
+
+pub use target::NewtTarget;
 
 use http::{network_error, read_error};
 
