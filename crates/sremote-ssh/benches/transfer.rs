@@ -49,7 +49,10 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(256);
-    let rounds = 3;
+    let rounds: usize = std::env::var("SREMOTE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let sshd = Sshd::start().expect("sshd");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");

@@ -286,7 +286,8 @@ async fn display_name(
         .output()
         .await
         .map_err(|e| {
-            ConnectorError::io(host, "connect", &e)
+            ConnectorError::new(ConnectorErrorKind::Connect, host, "connect")
+                .detail(format!("cannot run the local `ssh` program: {e}"))
                 .hint("install the OpenSSH client (`ssh`) on this machine")
         })?;
     if !out.status.success() {
