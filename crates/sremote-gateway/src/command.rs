@@ -36,17 +36,24 @@ pub struct CommandForm {
 /// How a finished command ended.
 #[derive(Debug)]
 pub struct Finished {
+    /// Exit code; `None` when killed by a signal.
     pub exit_code: Option<i32>,
+    /// The signal that killed it.
     pub signal: Option<i32>,
+    /// Everything it wrote to stdout.
     pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
     pub stderr: Vec<u8>,
 }
 
 /// Why a command gave no [`Finished`].
 #[derive(Debug)]
 pub enum RunError {
+    /// It ran longer than this; its process group was killed.
     Timeout(Duration),
+    /// This stream (`stdout`/`stderr`) passed this many bytes; it was killed.
     OutputLimit(&'static str, usize),
+    /// Starting or waiting for it failed.
     Io(std::io::Error),
 }
 

@@ -122,22 +122,30 @@ impl Default for Limits {
 /// TLS certificate chain and key, both PEM files.
 #[derive(Debug, Clone)]
 pub struct Tls {
+    /// PEM certificate chain.
     pub cert: PathBuf,
+    /// PEM private key.
     pub key: PathBuf,
 }
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Address to listen on.
     pub listen: SocketAddr,
     /// Route prefix, empty or starting with `/` and not ending with one.
     pub base_path: String,
+    /// Machine names served.
     pub machines: Vec<String>,
+    /// The users file.
     pub users_file: PathBuf,
     /// Roots as configured (absolute, `~` expanded), not yet canonical.
     pub roots: Vec<PathBuf>,
+    /// TLS material; `None`: plain HTTP (loopback only).
     pub tls: Option<Tls>,
+    /// How long a session lives after login.
     pub session_lifetime: Duration,
+    /// Size, time and concurrency limits.
     pub limits: Limits,
     /// The gateway user's home directory: commands run there, `~` means it.
     pub home: PathBuf,

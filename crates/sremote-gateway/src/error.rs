@@ -22,8 +22,11 @@ pub enum GatewayError {
 /// JSON `{"status": "ERROR", "error": message, "code": code}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// A short machine-readable code (`auth`, `forbidden`, `too_large`, `timeout`, …).
     pub code: &'static str,
+    /// What happened, for people.
     pub message: String,
 }
 

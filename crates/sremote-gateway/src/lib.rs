@@ -18,6 +18,8 @@
 //! Errors are JSON `{"status": "ERROR", "error": message, "code": code}` with 401, 403,
 //! 404, 413, 422, 500 or 504. See [`config`] for the configuration file.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod command;
 pub mod config;

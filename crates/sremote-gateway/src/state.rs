@@ -11,9 +11,13 @@ use crate::users::Users;
 /// The gateway's shared state.
 #[derive(Debug)]
 pub struct AppState {
+    /// The configuration.
     pub config: Config,
+    /// Users and their verifiers.
     pub users: Users,
+    /// Live sessions.
     pub sessions: SessionStore,
+    /// Where files may be.
     pub roots: Roots,
     /// Bounds the commands running at once.
     pub cmd_slots: Semaphore,

@@ -29,6 +29,7 @@
 //! - An expired session is renewed once, transparently, when the password is held; else
 //!   the error is `Auth`. File requests are retried (3 tries) on connection failures and
 //!   502/503; commands never are.
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::path::Path;
