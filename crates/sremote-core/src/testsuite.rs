@@ -160,8 +160,14 @@ pub async fn missing_cwd_is_not_found<C: Connector>(f: Fixture<C>) {
     assert_eq!(err.kind, ConnectorErrorKind::NotFound, "{err}");
 }
 
-/// 16 MiB through stdin and back through stdout.
+/// 16 MiB through stdin and back through stdout (a connector without stdin must refuse
+/// stdin with `Unsupported` instead).
 pub async fn stdin_16_mib<C: Connector>(f: Fixture<C>) {
+    if !f.connector.supports_stdin() {
+        let err = f.connector.exec(&RemoteCommand::new("cat").stdin(b"x".to_vec())).await.expect_err("stdin refused");
+        assert_eq!(err.kind, ConnectorErrorKind::Unsupported, "a connector without stdin must say so: {err}");
+        return;
+    }
     let data = pseudo_random(16 << 20, 16);
     let out = f.connector.exec(&RemoteCommand::new("cat").stdin(data.clone())).await.expect("exec cat");
     assert!(out.success(), "{}", out.stderr_text());
