@@ -23,6 +23,7 @@ usage:
   sremote-endpoint version [--json] [--sha256]   version, protocol, target, executable
   sremote-endpoint modules [--json]              modules and function signatures
   sremote-endpoint serve                         session mode: frames on stdin/stdout (PROTOCOL.md)
+  sremote-endpoint job COMMAND DIR …             detached jobs (`sremote-endpoint job` lists them)
 exit codes: 0 response written (even an error response), 2 usage error, 3 response not written";
 
 /// A parsed command line.
@@ -42,6 +43,8 @@ enum Command {
     },
     /// Session mode: length-prefixed frames on stdin/stdout, many calls in flight.
     Serve,
+    /// Detached jobs: `job COMMAND DIR …` (see `job.rs`).
+    Job(Vec<String>),
     Help,
 }
 
@@ -95,6 +98,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
             })
         }
         "serve" => Ok(Command::Serve),
+        "job" => Ok(Command::Job(rest.to_vec())),
         "help" | "--help" | "-h" => Ok(Command::Help),
         other => Err(format!("unknown command `{other}`")),
     }
@@ -134,6 +138,7 @@ pub(crate) fn run(endpoint: &Endpoint, args: Vec<String>) -> i32 {
             EXIT_OK
         }
         Ok(Command::Serve) => crate::serve::run(endpoint),
+        Ok(Command::Job(args)) => crate::job::run(endpoint, &args),
         Ok(Command::Help) => {
             println!(
                 "sremote-endpoint {VERSION}: runs sremote call requests on this host\n\n{USAGE}"

@@ -26,7 +26,10 @@
 //!
 //! ## Lookup of a module
 //! Built-in and registered modules (see [`Endpoint::module`]) first, then a plugin
-//! executable `<sremote>/modules/<module>` (see [`Location`]), else `ModuleNotFound`.
+//! executable `<sremote>/modules/<module>` (see [`Location`]), then the Python bridge: the
+//! module is imported by `<sremote>/venv/bin/python3`, else by `python3` on `PATH`
+//! (`py:NAME` always means the Python module NAME); else `ModuleNotFound`. In session mode
+//! one persistent Python worker per session serves the Python calls.
 //!
 //! ## Errors
 //! A function reports failure through its return type (see [`IntoCallResult`]): an `Err`
@@ -41,11 +44,13 @@ mod endpoint;
 mod env;
 mod error;
 mod function;
+mod job;
 mod location;
 mod module;
 mod modules;
 mod plugin;
 mod process;
+mod python;
 mod serve;
 mod types;
 
