@@ -124,6 +124,17 @@ impl<C, T> CallBuilder<'_, C, T> {
     }
 }
 
+impl<C: Connector, T> CallBuilder<'_, C, T> {
+    /// The request this call would send — the client's registered environment, path and
+    /// required modules applied, `Blob` arguments inlined as base64 — to run it another
+    /// way (e.g. as a detached job). Fails with [`Error::Usage`] if an argument could not
+    /// be serialized.
+    pub fn into_request(self) -> Result<Request, Error> {
+        let client = self.client;
+        client.request_of(self)
+    }
+}
+
 impl<'a, C: Connector, T: DeserializeOwned + 'a> IntoFuture for CallBuilder<'a, C, T> {
     type Output = Result<CallOutput<T>, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;

@@ -406,6 +406,22 @@ impl<C: Connector> RemoteClient<C> {
         if let Some(e) = args_error {
             return Err(Error::Usage(format!("{action} on {}: an argument cannot be sent: {e}", self.host())));
         }
+        let (mode, auto_bootstrap) = self.apply_settings(&mut request, check_modules, mode);
+        let started = Instant::now();
+        let generation = lock(&self.inner.state).generation;
+        let (mode, answer) = match self.send(&request, &attachments, mode, &action).await {
+            Err(Error::NotSetup(reason)) if auto_bootstrap => {
+                tracing::info!(host = self.host(), reason = %reason.reason, "endpoint not set up; bootstrapping");
+                self.bootstrap_after_failure(generation).await?;
+                self.send(&request, &attachments, mode, &action).await?
+            }
+            other => other?,
+        };
+        self.finish(answer, &request, mode, started.elapsed(), &action)
+    }
+
+    /// Fill a call's request with the client's settings (env, path, required modules, id).
+    fn apply_settings(&self, request: &mut Request, check_modules: Vec<String>, mode: Option<CallMode>) -> (CallMode, bool) {
         let (mode, auto_bootstrap) = {
             let s = lock(&self.inner.settings);
             for (k, v) in &s.env {
@@ -422,17 +438,38 @@ impl<C: Connector> RemoteClient<C> {
         if request.id.is_empty() {
             request.id = self.next_id();
         }
-        let started = Instant::now();
-        let generation = lock(&self.inner.state).generation;
-        let (mode, answer) = match self.send(&request, &attachments, mode, &action).await {
-            Err(Error::NotSetup(reason)) if auto_bootstrap => {
-                tracing::info!(host = self.host(), reason = %reason.reason, "endpoint not set up; bootstrapping");
-                self.bootstrap_after_failure(generation).await?;
-                self.send(&request, &attachments, mode, &action).await?
-            }
-            other => other?,
-        };
-        self.finish(answer, &request, mode, started.elapsed(), &action)
+        (mode, auto_bootstrap)
+    }
+
+    /// The request `call` would send, with the client's settings applied and `Blob`
+    /// arguments inlined: to run the call another way (e.g. as a detached job).
+    pub(crate) fn request_of<T>(&self, call: CallBuilder<'_, C, T>) -> Result<Request, Error> {
+        let CallBuilder { mut request, args_error, attachments, check_modules, mode, .. } = call;
+        if let Some(e) = args_error {
+            return Err(Error::Usage(format!(
+                "call {}.{} on {}: an argument cannot be sent: {e}",
+                request.module,
+                request.function,
+                self.host()
+            )));
+        }
+        self.apply_settings(&mut request, check_modules, mode);
+        for v in request.args.iter_mut().chain(request.kwargs.values_mut()) {
+            inline_attachments(v, &attachments).map_err(Error::Usage)?;
+        }
+        Ok(request)
+    }
+
+    /// Decode `response`, the answer to `request` obtained another way (e.g. read back
+    /// from a detached job), exactly as a call's answer: `T`, or the typed error.
+    pub fn decode_response<T: DeserializeOwned>(
+        &self,
+        response: Response,
+        request: &Request,
+        round_trip: Duration,
+    ) -> Result<CallOutput<T>, Error> {
+        let action = format!("call {}.{}", request.module, request.function);
+        self.finish((response, Vec::new()), request, CallMode::File, round_trip, &action)
     }
 
     /// The path a call in `mode` takes on this connector.
