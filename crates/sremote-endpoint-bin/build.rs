@@ -15,7 +15,11 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let target = env::var("TARGET").unwrap();
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let workspace = manifest_dir.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
 
     let binary = match env::var_os("SREMOTE_ENDPOINT_BIN") {
         Some(path) => PathBuf::from(path),
@@ -25,14 +29,24 @@ fn main() {
     std::fs::copy(&binary, &embedded)
         .unwrap_or_else(|e| panic!("copy endpoint binary {}: {e}", binary.display()));
     println!("cargo:rustc-env=SREMOTE_ENDPOINT_TARGET={target}");
-    println!("cargo:rustc-env=SREMOTE_ENDPOINT_PATH={}", embedded.display());
+    println!(
+        "cargo:rustc-env=SREMOTE_ENDPOINT_PATH={}",
+        embedded.display()
+    );
 }
 
 fn build_static(workspace: &Path, target: &str) -> PathBuf {
-    for dir in ["crates/sremote-endpoint", "crates/sremote-core/src/protocol.rs", "crates/sremote-core/Cargo.toml"] {
+    for dir in [
+        "crates/sremote-endpoint",
+        "crates/sremote-core/src/protocol.rs",
+        "crates/sremote-core/Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("Cargo.lock").display()
+    );
     // The outer target dir: OUT_DIR is <target>/<profile>/build/<pkg>/out.
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let target_root = env::var_os("CARGO_TARGET_DIR")
@@ -42,27 +56,41 @@ fn build_static(workspace: &Path, target: &str) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--quiet", "--profile", "endpoint", "-p", "sremote-endpoint", "--bin", "sremote-endpoint"])
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "endpoint",
+            "-p",
+            "sremote-endpoint",
+            "--bin",
+            "sremote-endpoint",
+        ])
         .args(["--target", target])
         .arg("--target-dir")
         .arg(&nested);
-    if workspace.join("Cargo.lock").exists() {
-        cmd.arg("--locked");
-    }
     // A clean environment for the nested build: none of the outer build's flags or
     // per-package variables leak in; only static linking for the target is asked for.
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key == "RUSTC_WRAPPER" || key == "RUSTFLAGS" {
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
+            || key == "RUSTC_WRAPPER"
+            || key == "RUSTFLAGS"
+        {
             cmd.env_remove(&key);
         }
     }
     cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
-    let status = cmd.status().expect("run cargo for the static sremote-endpoint build");
+    let status = cmd
+        .status()
+        .expect("run cargo for the static sremote-endpoint build");
     assert!(
         status.success(),
         "building the static sremote-endpoint failed; run deploy/build-endpoint.sh to see why, \
          or set SREMOTE_ENDPOINT_BIN to a prebuilt endpoint"
     );
-    nested.join(target).join("endpoint").join("sremote-endpoint")
+    nested
+        .join(target)
+        .join("endpoint")
+        .join("sremote-endpoint")
 }

@@ -23,7 +23,10 @@ fn framing(c: &mut Criterion) {
     let req = request();
     let json = serde_json::to_vec(&req).unwrap();
     c.bench_function("frame/encode_request", |b| {
-        b.iter(|| frame::encode_message(FrameKind::Request, &serde_json::to_vec(&req).unwrap(), &[]).unwrap())
+        b.iter(|| {
+            frame::encode_message(FrameKind::Request, &serde_json::to_vec(&req).unwrap(), &[])
+                .unwrap()
+        })
     });
     let encoded = frame::encode_message(FrameKind::Request, &json, &[]).unwrap();
     c.bench_function("frame/decode_request", |b| {
@@ -35,10 +38,14 @@ fn framing(c: &mut Criterion) {
     });
     let endpoint = sremote_endpoint::Endpoint::with_builtins();
     let response = serde_json::to_vec(&endpoint.handle(req.clone())).unwrap();
-    c.bench_function("frame/parse_response", |b| b.iter(|| Response::parse(&response).unwrap()));
+    c.bench_function("frame/parse_response", |b| {
+        b.iter(|| Response::parse(&response).unwrap())
+    });
     let big = vec![7u8; 64 << 20];
     c.bench_function("frame/encode_64MiB_attachment", |b| {
-        b.iter(|| frame::encode_message(FrameKind::Request, &json, std::slice::from_ref(&big)).unwrap())
+        b.iter(|| {
+            frame::encode_message(FrameKind::Request, &json, std::slice::from_ref(&big)).unwrap()
+        })
     });
 }
 
@@ -46,20 +53,35 @@ fn dispatch(c: &mut Criterion) {
     let endpoint = sremote_endpoint::Endpoint::with_builtins();
     let mut req = request();
     req.env.clear();
-    c.bench_function("dispatch/os.getenv", |b| b.iter(|| endpoint.handle(req.clone())));
+    c.bench_function("dispatch/os.getenv", |b| {
+        b.iter(|| endpoint.handle(req.clone()))
+    });
 }
 
 fn local_calls(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let home = tempfile::tempdir().unwrap();
     let client = RemoteClient::new(LocalConnector::with_home(home.path()));
     rt.block_on(client.do_bootstrap_install()).unwrap();
     let mut group = c.benchmark_group("local");
     group.measurement_time(Duration::from_secs(5));
-    for (name, mode) in [("session", CallMode::Session), ("pipe", CallMode::Pipe), ("file", CallMode::File)] {
+    for (name, mode) in [
+        ("session", CallMode::Session),
+        ("pipe", CallMode::Pipe),
+        ("file", CallMode::File),
+    ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
-                let out: CallOutput<String> = client.call("os", "getenv").arg("HOME").mode(mode).await.unwrap();
+                let out: CallOutput<String> = client
+                    .call("os", "getenv")
+                    .arg("HOME")
+                    .mode(mode)
+                    .await
+                    .unwrap();
                 out.value
             })
         });

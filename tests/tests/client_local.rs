@@ -8,19 +8,43 @@ use sremote_core::protocol::ErrorKind;
 use sremote_core::{Blob, CallMode, CallOutput, Error, LocalConnector, RemoteClient, args};
 
 fn client() -> (RemoteClient<LocalConnector>, tempfile::TempDir) {
-    let home = tempfile::Builder::new().prefix("sremote-client-home-").tempdir().unwrap();
-    (RemoteClient::new(LocalConnector::with_home(home.path())), home)
+    let home = tempfile::Builder::new()
+        .prefix("sremote-client-home-")
+        .tempdir()
+        .unwrap();
+    (
+        RemoteClient::new(LocalConnector::with_home(home.path())),
+        home,
+    )
 }
 
 #[tokio::test]
 async fn first_call_bootstraps_then_getenv() {
     let (client, home) = client();
-    let out: CallOutput<String> = client.do_remote_call("os", "getenv", args!["HOME"]).await.unwrap();
+    let out: CallOutput<String> = client
+        .do_remote_call("os", "getenv", args!["HOME"])
+        .await
+        .unwrap();
     assert_eq!(out.value, home.path().to_str().unwrap());
-    assert_eq!(out.meta.mode, CallMode::Session, "LocalConnector can spawn: session mode");
-    assert!(home.path().join(".sremote/bin").join(format!("sremote-endpoint-{}", sremote_core::protocol::VERSION)).is_file());
+    assert_eq!(
+        out.meta.mode,
+        CallMode::Session,
+        "LocalConnector can spawn: session mode"
+    );
+    assert!(
+        home.path()
+            .join(".sremote/bin")
+            .join(format!(
+                "sremote-endpoint-{}",
+                sremote_core::protocol::VERSION
+            ))
+            .is_file()
+    );
     let report = client.do_bootstrap_install().await.unwrap();
-    assert!(!report.installed, "second bootstrap must push nothing: {report:?}");
+    assert!(
+        !report.installed,
+        "second bootstrap must push nothing: {report:?}"
+    );
     assert_eq!(report.bytes_pushed, 0);
 }
 
@@ -31,19 +55,37 @@ async fn registered_env_and_paths_apply_to_every_call() {
     client.register_conditional_env_variable("HOME", "/never/used");
     client.register_conditional_env_variable("SREMOTE_UNSET_VAR", "fallback");
     client.add_remote_path("/opt/sremote-test/bin");
-    let v: CallOutput<String> = client.do_remote_call("os", "getenv", args!["myVar"]).await.unwrap();
+    let v: CallOutput<String> = client
+        .do_remote_call("os", "getenv", args!["myVar"])
+        .await
+        .unwrap();
     assert_eq!(v.value, "myValue");
     let v: CallOutput<String> = client.call("os", "getenv").arg("HOME").await.unwrap();
     assert_ne!(v.value, "/never/used", "set-if-unset must not override");
-    let v: CallOutput<String> = client.call("os", "getenv").arg("SREMOTE_UNSET_VAR").await.unwrap();
+    let v: CallOutput<String> = client
+        .call("os", "getenv")
+        .arg("SREMOTE_UNSET_VAR")
+        .await
+        .unwrap();
     assert_eq!(v.value, "fallback");
     let v: CallOutput<String> = client.call("os", "getenv").arg("PATH").await.unwrap();
-    assert!(v.value.starts_with("/opt/sremote-test/bin:"), "PATH = {}", v.value);
-    let v: CallOutput<Option<String>> =
-        client.call("os", "getenv").arg("SREMOTE_NOT_SET_ANYWHERE").await.unwrap();
+    assert!(
+        v.value.starts_with("/opt/sremote-test/bin:"),
+        "PATH = {}",
+        v.value
+    );
+    let v: CallOutput<Option<String>> = client
+        .call("os", "getenv")
+        .arg("SREMOTE_NOT_SET_ANYWHERE")
+        .await
+        .unwrap();
     assert_eq!(v.value, None);
-    let v: CallOutput<String> =
-        client.call("os", "getenv").arg("SREMOTE_NOT_SET_ANYWHERE").kwarg("default", "dflt").await.unwrap();
+    let v: CallOutput<String> = client
+        .call("os", "getenv")
+        .arg("SREMOTE_NOT_SET_ANYWHERE")
+        .kwarg("default", "dflt")
+        .await
+        .unwrap();
     assert_eq!(v.value, "dflt");
 }
 
@@ -51,25 +93,44 @@ async fn registered_env_and_paths_apply_to_every_call() {
 async fn file_mode_delivers_the_request_as_a_file_and_cleans_up() {
     let (client, home) = client();
     client.set_call_mode(CallMode::File);
-    let out: CallOutput<String> = client.do_remote_call("os", "getenv", args!["HOME"]).await.unwrap();
+    let out: CallOutput<String> = client
+        .do_remote_call("os", "getenv", args!["HOME"])
+        .await
+        .unwrap();
     assert_eq!(out.meta.mode, CallMode::File);
     assert_eq!(out.value, home.path().to_str().unwrap());
-    let left: Vec<_> = std::fs::read_dir(home.path().join(".sremote/tmp")).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(home.path().join(".sremote/tmp"))
+        .unwrap()
+        .collect();
     assert!(left.is_empty(), "request files left behind: {left:?}");
 }
 
 #[tokio::test]
 async fn hostile_strings_and_bytes_round_trip_as_data() {
     let (client, home) = client();
-    for (i, s) in sremote_core::testsuite::hostile_strings().iter().enumerate().step_by(7) {
+    for (i, s) in sremote_core::testsuite::hostile_strings()
+        .iter()
+        .enumerate()
+        .step_by(7)
+    {
         let path = format!("{}/f{i}", home.path().display());
-        client.call::<Value>("fs", "write_text").arg(&path).arg(s).await.unwrap();
+        client
+            .call::<Value>("fs", "write_text")
+            .arg(&path)
+            .arg(s)
+            .await
+            .unwrap();
         let back: CallOutput<String> = client.call("fs", "read_text").arg(&path).await.unwrap();
         assert_eq!(&back.value, s, "string {i}");
     }
     let data = sremote_core::testsuite::pseudo_random(1 << 20, 7);
     let path = format!("{}/blob.bin", home.path().display());
-    client.call::<Value>("fs", "write_bytes").arg(&path).arg(Blob(data.clone())).await.unwrap();
+    client
+        .call::<Value>("fs", "write_bytes")
+        .arg(&path)
+        .arg(Blob(data.clone()))
+        .await
+        .unwrap();
     let back: CallOutput<Blob> = client.call("fs", "read_bytes").arg(&path).await.unwrap();
     assert!(back.value.0 == data);
     assert_eq!(std::fs::read(&path).unwrap(), data);
@@ -79,22 +140,58 @@ async fn hostile_strings_and_bytes_round_trip_as_data() {
 async fn remote_errors_are_typed() {
     let (client, _home) = client();
     let kind = |r: Result<CallOutput<Value>, Error>| r.unwrap_err().remote_kind();
-    assert_eq!(kind(client.call("no_such_module", "f").await), Some(ErrorKind::ModuleNotFound));
-    assert_eq!(kind(client.call("os", "no_such_function").await), Some(ErrorKind::FunctionNotFound));
-    assert_eq!(kind(client.call("os", "getenv").await), Some(ErrorKind::BadArguments));
-    assert_eq!(kind(client.call("os", "getenv").arg(1).arg(2).arg(3).await), Some(ErrorKind::BadArguments));
-    assert_eq!(kind(client.call("os", "remove").arg("/no/such/file/anywhere").await), Some(ErrorKind::Raised));
-    let err = client.call::<Value>("os", "remove").arg("/no/such/file/anywhere").await.unwrap_err();
+    assert_eq!(
+        kind(client.call("no_such_module", "f").await),
+        Some(ErrorKind::ModuleNotFound)
+    );
+    assert_eq!(
+        kind(client.call("os", "no_such_function").await),
+        Some(ErrorKind::FunctionNotFound)
+    );
+    assert_eq!(
+        kind(client.call("os", "getenv").await),
+        Some(ErrorKind::BadArguments)
+    );
+    assert_eq!(
+        kind(client.call("os", "getenv").arg(1).arg(2).arg(3).await),
+        Some(ErrorKind::BadArguments)
+    );
+    assert_eq!(
+        kind(
+            client
+                .call("os", "remove")
+                .arg("/no/such/file/anywhere")
+                .await
+        ),
+        Some(ErrorKind::Raised)
+    );
+    let err = client
+        .call::<Value>("os", "remove")
+        .arg("/no/such/file/anywhere")
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("os.remove") && text.contains("local"), "{text}");
+    assert!(
+        text.contains("os.remove") && text.contains("local"),
+        "{text}"
+    );
 
-    let err = client.call::<u32>("os", "getenv").arg("HOME").await.unwrap_err();
+    let err = client
+        .call::<u32>("os", "getenv")
+        .arg("HOME")
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Decode(_)), "{err}");
     assert!(err.to_string().contains("u32"), "{err}");
 
-    let err = client.check_modules(["os", "sremote_no_such_module"]).await.unwrap_err();
+    let err = client
+        .check_modules(["os", "sremote_no_such_module"])
+        .await
+        .unwrap_err();
     match err {
-        Error::ModulesMissing(m) => assert_eq!(m.missing, vec!["sremote_no_such_module".to_string()]),
+        Error::ModulesMissing(m) => {
+            assert_eq!(m.missing, vec!["sremote_no_such_module".to_string()])
+        }
         other => panic!("{other}"),
     }
     client.check_modules(["os", "fs"]).await.unwrap();
@@ -148,14 +245,21 @@ async fn custom_dirs_are_recorded_in_location_and_discovered() {
     client.set_tmp_dir("custom/tmp");
     client.set_call_mode(CallMode::File);
     let out: CallOutput<BTreeMap<String, String>> = client.call("sys", "location").await.unwrap();
-    assert!(out.value["sremote"].ends_with("custom/sr"), "{:?}", out.value);
+    assert!(
+        out.value["sremote"].ends_with("custom/sr"),
+        "{:?}",
+        out.value
+    );
     let loc = std::fs::read_to_string(home.path().join(".sremote/.location")).unwrap();
     assert!(loc.contains("custom/sr"), "{loc}");
     // A fresh client with default settings finds the endpoint through .location.
     let other = RemoteClient::new(LocalConnector::with_home(home.path()));
     let report = other.do_bootstrap_install().await.unwrap();
     assert!(!report.installed, "{report:?}");
-    assert!(report.endpoint_path.starts_with("custom/sr/bin/"), "{report:?}");
+    assert!(
+        report.endpoint_path.starts_with("custom/sr/bin/"),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +268,12 @@ async fn many_concurrent_calls_bootstrap_once() {
     let calls = (0..16).map(|i| {
         let c = client.clone();
         tokio::spawn(async move {
-            let v: CallOutput<String> = c.call("os", "getenv").arg("SREMOTE_I").env("SREMOTE_I", i.to_string()).await.unwrap();
+            let v: CallOutput<String> = c
+                .call("os", "getenv")
+                .arg("SREMOTE_I")
+                .env("SREMOTE_I", i.to_string())
+                .await
+                .unwrap();
             assert_eq!(v.value, i.to_string());
         })
     });

@@ -3,10 +3,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sremote_core::protocol::ErrorKind;
-use sremote_core::{Blob, CallMode, CallOutput, ConnectorErrorKind, Error, LocalConnector, Ref, RemoteClient, args};
+use sremote_core::{
+    Blob, CallMode, CallOutput, ConnectorErrorKind, Error, LocalConnector, Ref, RemoteClient, args,
+};
 
 fn client() -> (RemoteClient<LocalConnector>, tempfile::TempDir) {
-    let home = tempfile::Builder::new().prefix("sremote-session-home-").tempdir().unwrap();
+    let home = tempfile::Builder::new()
+        .prefix("sremote-session-home-")
+        .tempdir()
+        .unwrap();
     let c = RemoteClient::new(LocalConnector::with_home(home.path()));
     c.set_call_mode(CallMode::Session);
     (c, home)
@@ -15,7 +20,12 @@ fn client() -> (RemoteClient<LocalConnector>, tempfile::TempDir) {
 /// Whether process `pid` exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -36,13 +46,20 @@ async fn calls_complete_out_of_order() {
     let slow = client.call_async::<Value>("subprocess", "run", args![["sleep", "1"]]);
     let started = Instant::now();
     let fast: CallOutput<u32> = client.call("os", "getpid").await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(800), "the fast call waited for the slow one");
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "the fast call waited for the slow one"
+    );
     assert_eq!(fast.meta.mode, CallMode::Session);
     let mut slow = slow;
     assert!(!slow.ready());
     let out = slow.get(Some(Duration::from_secs(10))).await.unwrap();
     assert_eq!(out.value["returncode"], 0);
-    assert_eq!(slow.metadata().unwrap().pid, fast.value, "both ran in the same endpoint");
+    assert_eq!(
+        slow.metadata().unwrap().pid,
+        fast.value,
+        "both ran in the same endpoint"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,13 +67,28 @@ async fn get_with_timeout_then_cancel_kills_the_subprocess() {
     let (client, home) = client();
     let pidfile = home.path().join("child.pid");
     let script = "sleep 300 & echo $! > \"$1\"; wait";
-    let mut call = client.call_async::<Value>("subprocess", "run", args![["sh", "-c", script, "sh", pidfile.to_str().unwrap()]]);
-    let err = call.get(Some(Duration::from_millis(300))).await.unwrap_err();
-    assert_eq!(err.transport_kind(), Some(ConnectorErrorKind::Timeout), "{err}");
+    let mut call = client.call_async::<Value>(
+        "subprocess",
+        "run",
+        args![["sh", "-c", script, "sh", pidfile.to_str().unwrap()]],
+    );
+    let err = call
+        .get(Some(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.transport_kind(),
+        Some(ConnectorErrorKind::Timeout),
+        "{err}"
+    );
     while !pidfile.exists() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let child: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let child: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     call.cancel().await.unwrap();
     let err = call.get(Some(Duration::from_secs(5))).await.unwrap_err();
     assert_eq!(err.remote_kind(), Some(ErrorKind::Cancelled), "{err}");
@@ -71,14 +103,19 @@ async fn a_thousand_concurrent_calls_get_their_own_results() {
     let mut calls = Vec::new();
     for i in 0..1000u32 {
         // Every call with its own environment: the endpoint must never mix them up.
-        let call = client.call::<String>("os", "getenv").arg("SREMOTE_N").env("SREMOTE_N", i.to_string());
+        let call = client
+            .call::<String>("os", "getenv")
+            .arg("SREMOTE_N")
+            .env("SREMOTE_N", i.to_string());
         calls.push(call.spawn());
     }
     for (i, mut c) in calls.into_iter().enumerate() {
         assert_eq!(c.get(None).await.unwrap().value, i.to_string());
     }
     // And a thousand with the same environment, all in flight at once.
-    let calls: Vec<_> = (0..1000).map(|_| client.call_async::<u32>("os", "getpid", args![])).collect();
+    let calls: Vec<_> = (0..1000)
+        .map(|_| client.call_async::<u32>("os", "getpid", args![]))
+        .collect();
     for mut c in calls {
         assert!(c.get(None).await.unwrap().value > 0);
     }
@@ -93,14 +130,20 @@ async fn killed_endpoint_fails_calls_in_flight_then_a_new_session_opens() {
     kill9(first);
     let started = Instant::now();
     let err = slow.get(Some(Duration::from_secs(10))).await.unwrap_err();
-    assert_eq!(err.transport_kind(), Some(ConnectorErrorKind::Disconnected), "{err}");
+    assert_eq!(
+        err.transport_kind(),
+        Some(ConnectorErrorKind::Disconnected),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     let second: u32 = client.call::<u32>("os", "getpid").await.unwrap().value;
     assert_ne!(first, second, "a fresh endpoint serves the next call");
 }
 
 fn kill9(pid: u32) {
-    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
 }
 
 /// Install `script` as the endpoint (a fake one) and turn bootstrap off.
@@ -117,11 +160,19 @@ fn fake_endpoint(client: &RemoteClient<LocalConnector>, home: &std::path::Path, 
 async fn garbage_on_the_stream_is_a_protocol_error() {
     let (client, home) = client();
     // A valid greeting, then bytes that are no frame.
-    fake_endpoint(&client, home.path(), "#!/bin/sh\nprintf 'SRMT\\000\\001\\r\\n\\003\\000\\000\\000\\001{}'\nprintf 'this is not a frame at all'\ncat >/dev/null\n");
+    fake_endpoint(
+        &client,
+        home.path(),
+        "#!/bin/sh\nprintf 'SRMT\\000\\001\\r\\n\\003\\000\\000\\000\\001{}'\nprintf 'this is not a frame at all'\ncat >/dev/null\n",
+    );
     let err = client.call::<Value>("os", "getpid").await.unwrap_err();
     assert!(matches!(err, Error::Protocol(_)), "{err}");
     // Noise before the greeting (a chatty login script).
-    fake_endpoint(&client, home.path(), "#!/bin/sh\necho 'Welcome to the cluster!'\ncat >/dev/null\n");
+    fake_endpoint(
+        &client,
+        home.path(),
+        "#!/bin/sh\necho 'Welcome to the cluster!'\ncat >/dev/null\n",
+    );
     client.close_session().await;
     let err = client.call::<Value>("os", "getpid").await.unwrap_err();
     assert!(matches!(err, Error::Protocol(_)), "{err}");
@@ -131,15 +182,29 @@ async fn garbage_on_the_stream_is_a_protocol_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_values_and_references() {
     let (client, _home) = client();
-    client.push_value("weights", vec![1.5, 2.25, -3.0]).await.unwrap();
+    client
+        .push_value("weights", vec![1.5, 2.25, -3.0])
+        .await
+        .unwrap();
     let back: Vec<f64> = client.pull_value("weights").await.unwrap();
     assert_eq!(back, vec![1.5, 2.25, -3.0]);
     client.push_value("name", "HOME").await.unwrap();
-    let home: CallOutput<String> = client.call("os", "getenv").arg(Ref("name".into())).await.unwrap();
+    let home: CallOutput<String> = client
+        .call("os", "getenv")
+        .arg(Ref("name".into()))
+        .await
+        .unwrap();
     assert!(!home.value.is_empty());
-    let err = client.call::<Value>("os", "getenv").arg(Ref("never-pushed".into())).await.unwrap_err();
+    let err = client
+        .call::<Value>("os", "getenv")
+        .arg(Ref("never-pushed".into()))
+        .await
+        .unwrap_err();
     assert_eq!(err.remote_kind(), Some(ErrorKind::BadArguments), "{err}");
-    client.push_value("blob", Blob(vec![0, 1, 2, 255])).await.unwrap();
+    client
+        .push_value("blob", Blob(vec![0, 1, 2, 255]))
+        .await
+        .unwrap();
     let b: Blob = client.pull_value("blob").await.unwrap();
     assert_eq!(b.0, vec![0, 1, 2, 255]);
 }
@@ -149,8 +214,17 @@ async fn sixty_four_mib_both_ways_as_raw_attachments() {
     let (client, home) = client();
     let data = sremote_core::testsuite::pseudo_random(64 << 20, 3);
     let path = home.path().join("big.bin");
-    let n: CallOutput<u64> = client.call("fs", "write_bytes").arg(path.to_str().unwrap()).arg(Blob(data.clone())).await.unwrap();
+    let n: CallOutput<u64> = client
+        .call("fs", "write_bytes")
+        .arg(path.to_str().unwrap())
+        .arg(Blob(data.clone()))
+        .await
+        .unwrap();
     assert_eq!(n.value, 64 << 20);
-    let back: CallOutput<Blob> = client.call("fs", "read_bytes").arg(path.to_str().unwrap()).await.unwrap();
+    let back: CallOutput<Blob> = client
+        .call("fs", "read_bytes")
+        .arg(path.to_str().unwrap())
+        .await
+        .unwrap();
     assert!(back.value.0 == data, "64 MiB came back changed");
 }

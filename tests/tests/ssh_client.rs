@@ -18,7 +18,10 @@ async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
 }
 
 fn endpoint_on(sshd: &Sshd) -> std::path::PathBuf {
-    sshd.home.join(format!(".sremote/bin/sremote-endpoint-{}", sremote_core::protocol::VERSION))
+    sshd.home.join(format!(
+        ".sremote/bin/sremote-endpoint-{}",
+        sremote_core::protocol::VERSION
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +33,10 @@ async fn bootstrap_a_fresh_host_then_nothing_to_do() {
     assert!(endpoint_on(&sshd).is_file());
     use std::os::unix::fs::PermissionsExt;
     for dir in ["", "/bin", "/tmp", "/jobs", "/modules"] {
-        let mode = std::fs::metadata(sshd.home.join(format!(".sremote{dir}"))).unwrap().permissions().mode();
+        let mode = std::fs::metadata(sshd.home.join(format!(".sremote{dir}")))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700, ".sremote{dir} must be private");
     }
     // A second client (a new program) finds it current and pushes nothing.
@@ -44,18 +50,43 @@ async fn registered_variable_in_every_mode() {
     let client = connect(&sshd).await;
     client.register_remote_env_variable("myVar", "myValue $(id) 'q'");
     for mode in [CallMode::Session, CallMode::Pipe, CallMode::File] {
-        let out: CallOutput<String> = client.call("os", "getenv").arg("myVar").mode(mode).await.unwrap();
+        let out: CallOutput<String> = client
+            .call("os", "getenv")
+            .arg("myVar")
+            .mode(mode)
+            .await
+            .unwrap();
         assert_eq!(out.value, "myValue $(id) 'q'", "{mode:?}");
         assert_eq!(out.meta.mode, mode);
-        let home: CallOutput<String> = client.call("os", "getenv").arg("HOME").mode(mode).await.unwrap();
+        let home: CallOutput<String> = client
+            .call("os", "getenv")
+            .arg("HOME")
+            .mode(mode)
+            .await
+            .unwrap();
         assert_eq!(home.value, sshd.home.to_str().unwrap());
     }
     // Hostile strings as call arguments arrive intact in every mode.
-    for (i, s) in sremote_core::testsuite::hostile_strings().iter().enumerate().step_by(11) {
+    for (i, s) in sremote_core::testsuite::hostile_strings()
+        .iter()
+        .enumerate()
+        .step_by(11)
+    {
         for mode in [CallMode::Session, CallMode::Pipe, CallMode::File] {
             let path = format!("h{i}");
-            client.call::<Value>("fs", "write_text").arg(&path).arg(s).mode(mode).await.unwrap();
-            let back: CallOutput<String> = client.call("fs", "read_text").arg(&path).mode(mode).await.unwrap();
+            client
+                .call::<Value>("fs", "write_text")
+                .arg(&path)
+                .arg(s)
+                .mode(mode)
+                .await
+                .unwrap();
+            let back: CallOutput<String> = client
+                .call("fs", "read_text")
+                .arg(&path)
+                .mode(mode)
+                .await
+                .unwrap();
             assert_eq!(&back.value, s, "string {i} in {mode:?}");
         }
     }
@@ -75,7 +106,11 @@ async fn corrupt_and_old_endpoints_are_replaced() {
     std::fs::write(&installed, b"#!/bin/sh\necho 'sremote-endpoint 0.0.1'\n").unwrap();
     // A call that meets the wrong endpoint bootstraps once by itself.
     let fresh = connect(&sshd).await;
-    let pid: CallOutput<u32> = fresh.call("os", "getpid").mode(CallMode::Pipe).await.unwrap();
+    let pid: CallOutput<u32> = fresh
+        .call("os", "getpid")
+        .mode(CallMode::Pipe)
+        .await
+        .unwrap();
     assert!(pid.value > 0);
     let sha = sremote_core::bootstrap::sha256_hex(&std::fs::read(&installed).unwrap());
     assert_eq!(sha, report.sha256);
@@ -87,10 +122,17 @@ async fn not_setup_when_rebootstrap_is_off() {
     let client = connect(&sshd).await;
     client.set_auto_bootstrap(false);
     for mode in [CallMode::Session, CallMode::Pipe, CallMode::File] {
-        let err = client.call::<Value>("os", "getpid").mode(mode).await.unwrap_err();
+        let err = client
+            .call::<Value>("os", "getpid")
+            .mode(mode)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::NotSetup(_)), "{mode:?}: {err}");
         let text = err.to_string();
-        assert!(text.contains("sremote bootstrap") && text.contains(client.host()), "{text}");
+        assert!(
+            text.contains("sremote bootstrap") && text.contains(client.host()),
+            "{text}"
+        );
     }
     assert!(!endpoint_on(&sshd).exists(), "nothing may be installed");
 }
@@ -106,13 +148,23 @@ async fn sshd_killed_mid_call_is_disconnected_without_hanging() {
     sshd.kill();
     let started = Instant::now();
     let err = slow.get(Some(Duration::from_secs(30))).await.unwrap_err();
-    assert_eq!(err.transport_kind(), Some(ConnectorErrorKind::Disconnected), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_eq!(
+        err.transport_kind(),
+        Some(ConnectorErrorKind::Disconnected),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unprivileged_user_on_a_second_host() {
-    let Some(host) = NetnsHost::start_or_skip("srt-client", 41) else { return };
+    let Some(host) = NetnsHost::start_or_skip("srt-client", 41) else {
+        return;
+    };
     let ssh = SshConnector::builder()
         .config_file(&host.ssh_config)
         .connect(&host.name)
@@ -120,10 +172,22 @@ async fn unprivileged_user_on_a_second_host() {
         .unwrap_or_else(|e| panic!("connect: {e}\n--- sshd log:\n{}", host.log()));
     let client = RemoteClient::new(ssh);
     client.register_remote_env_variable("myVar", "myValue");
-    let v: CallOutput<String> = client.do_remote_call("os", "getenv", args!["myVar"]).await.unwrap();
+    let v: CallOutput<String> = client
+        .do_remote_call("os", "getenv", args!["myVar"])
+        .await
+        .unwrap();
     assert_eq!(v.value, "myValue");
     let uname: CallOutput<Value> = client.call("os", "uname").await.unwrap();
-    assert_eq!(uname.value["nodename"], host.name.as_str(), "ran on the namespace host");
-    let user: CallOutput<String> = client.call("os", "getenv").arg("USER").mode(CallMode::Pipe).await.unwrap();
+    assert_eq!(
+        uname.value["nodename"],
+        host.name.as_str(),
+        "ran on the namespace host"
+    );
+    let user: CallOutput<String> = client
+        .call("os", "getenv")
+        .arg("USER")
+        .mode(CallMode::Pipe)
+        .await
+        .unwrap();
     assert_eq!(user.value, host.user);
 }

@@ -75,7 +75,19 @@ pub async fn run(
     }
     let wall = started.elapsed();
     lat.sort();
-    let pick = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     let mean = lat.iter().sum::<Duration>() / lat.len().max(1) as u32;
-    Ok(BenchResult { mode: used, calls: lat.len(), concurrency, p50: pick(0.5), p99: pick(0.99), mean, wall })
+    Ok(BenchResult {
+        mode: used,
+        calls: lat.len(),
+        concurrency,
+        p50: pick(0.5),
+        p99: pick(0.99),
+        mean,
+        wall,
+    })
 }

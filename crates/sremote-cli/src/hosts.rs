@@ -23,7 +23,10 @@ pub async fn connect(host: &str, opts: &HostOptions) -> Result<Arc<dyn Connector
     if NewtTarget::matches(host) {
         return Ok(Arc::new(connect_newt(host).await?));
     }
-    if host.is_empty() || host.starts_with('-') || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if host.is_empty()
+        || host.starts_with('-')
+        || host.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(Error::Usage(format!(
             "{host:?} is not a host: give `local`, user@host, ssh://user@host:port or an ssh config alias"
         )));
@@ -44,7 +47,10 @@ async fn connect_newt(host: &str) -> Result<NewtConnector, Error> {
     let mut builder = NewtConnector::builder(&target.base_url, &target.machine);
     if let Some(ca) = std::env::var_os("SREMOTE_NEWT_CA") {
         let pem = std::fs::read(&ca).map_err(|e| {
-            Error::Usage(format!("cannot read SREMOTE_NEWT_CA={}: {e}", std::path::Path::new(&ca).display()))
+            Error::Usage(format!(
+                "cannot read SREMOTE_NEWT_CA={}: {e}",
+                std::path::Path::new(&ca).display()
+            ))
         })?;
         builder = builder.root_certificates_pem(&pem);
     }
@@ -53,7 +59,11 @@ async fn connect_newt(host: &str) -> Result<NewtConnector, Error> {
     }
     let user = match target.user.clone().or_else(|| std::env::var("USER").ok()) {
         Some(u) => u,
-        None => return Err(Error::Usage(format!("{host}: name the user, as newt+https://USER@HOST/BASE/MACHINE"))),
+        None => {
+            return Err(Error::Usage(format!(
+                "{host}: name the user, as newt+https://USER@HOST/BASE/MACHINE"
+            )));
+        }
     };
     let password = match std::env::var("SREMOTE_NEWT_PASSWORD") {
         Ok(p) => p,

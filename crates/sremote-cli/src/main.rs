@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
-use sremote_core::{CallMode, CallOutput, Connector, Dest, EndpointArtifact, Error, RemoteClient, RemoteCommand, Source};
+use sremote_core::{
+    CallMode, CallOutput, Connector, Dest, EndpointArtifact, Error, RemoteClient, RemoteCommand,
+    Source,
+};
 
 use hosts::HostOptions;
 
@@ -22,6 +25,8 @@ const EXAMPLES: &str = "Examples:
   sremote call local os getenv HOME
   sremote call local os listdir '\"/tmp\"'          # each ARG is JSON if it parses, else a string
   sremote call local subprocess run '[\"uname\",\"-a\"]' --kw timeout=5
+  sremote call local json dumps '{\"a\":1}'           # any module python3 can import
+  sremote call --endpoint ./my-endpoint HOST calc add 2 3   # a custom endpoint
   sremote exec local -- uname -a
   sremote push local ./data.bin data/data.bin
   sremote endpoint info";
@@ -63,6 +68,11 @@ enum Command {
         /// Set an environment variable for the call (repeatable).
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// Call through this custom endpoint binary (built with the sremote-endpoint
+        /// library) instead of the stock one; it is installed on HOST first when missing or
+        /// changed, as `sremote bootstrap --endpoint PATH` does.
+        #[arg(long, value_name = "PATH", env = "SREMOTE_CUSTOM_ENDPOINT")]
+        endpoint: Option<PathBuf>,
     },
     /// Run a program on HOST; its stdout, stderr and exit code pass through.
     Exec {
@@ -81,9 +91,17 @@ enum Command {
         argv: Vec<String>,
     },
     /// Copy a local file to HOST (REMOTE relative: to the home directory).
-    Push { host: String, local: PathBuf, remote: String },
+    Push {
+        host: String,
+        local: PathBuf,
+        remote: String,
+    },
     /// Copy a file from HOST to a local path.
-    Pull { host: String, remote: String, local: PathBuf },
+    Pull {
+        host: String,
+        remote: String,
+        local: PathBuf,
+    },
     /// Install the endpoint on HOST (a no-op when the right one is there).
     Bootstrap {
         host: String,
@@ -146,8 +164,11 @@ fn key_value(s: &str, what: &str) -> Result<(String, String), Error> {
 }
 
 fn seconds(s: Option<f64>) -> Result<Option<Duration>, Error> {
-    s.map(|s| Duration::try_from_secs_f64(s).map_err(|_| Error::Usage(format!("bad timeout {s}: give seconds >= 0"))))
-        .transpose()
+    s.map(|s| {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| Error::Usage(format!("bad timeout {s}: give seconds >= 0")))
+    })
+    .transpose()
 }
 
 fn exit_code(e: &Error) -> u8 {
@@ -181,10 +202,17 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SREMOTE_LOG").unwrap_or_else(|_| filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SREMOTE_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -201,10 +229,26 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
-    let opts = HostOptions { ssh_config: cli.ssh_config.clone() };
+    let opts = HostOptions {
+        ssh_config: cli.ssh_config.clone(),
+    };
     match cli.command {
-        Command::Call { host, module, function, args, kwargs, json, timeout, mode, env } => {
+        Command::Call {
+            host,
+            module,
+            function,
+            args,
+            kwargs,
+            json,
+            timeout,
+            mode,
+            env,
+            endpoint,
+        } => {
             let client = RemoteClient::new(hosts::connect(&host, &opts).await?);
+            if let Some(path) = &endpoint {
+                client.do_bootstrap_install_with(path).await?;
+            }
             let mut call = client.call::<Value>(&module, &function).mode(mode);
             for a in &args {
                 call = call.arg(json_or_string(a));
@@ -224,7 +268,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             print_call(&out, json);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec { host, cwd, env, timeout, argv } => {
+        Command::Exec {
+            host,
+            cwd,
+            env,
+            timeout,
+            argv,
+        } => {
             let connector = hosts::connect(&host, &opts).await?;
             let mut cmd = RemoteCommand::new(&argv[0]).args(&argv[1..]);
             cmd.cwd = cwd;
@@ -239,17 +289,29 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(match out.exit_code {
                 Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
                 None => {
-                    eprintln!("sremote: {} on {} was killed by a signal", argv[0], connector.host());
+                    eprintln!(
+                        "sremote: {} on {} was killed by a signal",
+                        argv[0],
+                        connector.host()
+                    );
                     ExitCode::from(1)
                 }
             })
         }
-        Command::Push { host, local, remote } => {
+        Command::Push {
+            host,
+            local,
+            remote,
+        } => {
             let connector = hosts::connect(&host, &opts).await?;
             connector.push(Source::file(&local), &remote).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pull { host, remote, local } => {
+        Command::Pull {
+            host,
+            remote,
+            local,
+        } => {
             let connector = hosts::connect(&host, &opts).await?;
             connector.pull(&remote, Dest::file(&local)).await?;
             Ok(ExitCode::SUCCESS)
@@ -260,11 +322,27 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 Some(path) => client.do_bootstrap_install_with(&path).await?,
                 None => client.do_bootstrap_install().await?,
             };
-            let what = if report.installed { "installed" } else { "already up to date:" };
-            println!("{} {what} {} ({}, sha256 {})", report.host, report.endpoint_path, report.target, &report.sha256[..16]);
+            let what = if report.installed {
+                "installed"
+            } else {
+                "already up to date:"
+            };
+            println!(
+                "{} {what} {} ({}, sha256 {})",
+                report.host,
+                report.endpoint_path,
+                report.target,
+                &report.sha256[..16]
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { host, mode, calls, concurrency, json } => {
+        Command::Bench {
+            host,
+            mode,
+            calls,
+            concurrency,
+            json,
+        } => {
             let client = RemoteClient::new(hosts::connect(&host, &opts).await?);
             let r = bench::run(client, mode, calls, concurrency).await?;
             if json {
@@ -272,13 +350,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 println!(
                     "{host}: {} calls, {} in flight, mode {}: p50 {:.1} µs, p99 {:.1} µs, {:.0} calls/s",
-                    r.calls, r.concurrency, mode_name(r.mode), r.p50.as_secs_f64() * 1e6,
-                    r.p99.as_secs_f64() * 1e6, r.calls_per_s()
+                    r.calls,
+                    r.concurrency,
+                    mode_name(r.mode),
+                    r.p50.as_secs_f64() * 1e6,
+                    r.p99.as_secs_f64() * 1e6,
+                    r.calls_per_s()
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Endpoint { what: EndpointCommand::Info { json } } => {
+        Command::Endpoint {
+            what: EndpointCommand::Info { json },
+        } => {
             let artifact = match std::env::var_os("SREMOTE_ENDPOINT") {
                 Some(p) => Some(EndpointArtifact::from_file(std::path::Path::new(&p))?),
                 None => EndpointArtifact::bundled(),
@@ -299,7 +383,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 println!("{info}");
             } else {
                 for (k, v) in info.as_object().into_iter().flatten() {
-                    println!("{k:>13}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                    println!(
+                        "{k:>13}: {}",
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -326,7 +415,10 @@ fn print_call(out: &CallOutput<Value>, json: bool) {
             "timing": {"started_unix_ms": m.timing.started_unix_ms, "elapsed_us": m.timing.elapsed_us},
             "mode": mode_name(m.mode), "round_trip_us": m.round_trip.as_micros() as u64,
         });
-        println!("{}", serde_json::to_string_pretty(&whole).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&whole).unwrap_or_default()
+        );
         return;
     }
     print!("{}", out.stdout);

@@ -27,11 +27,25 @@ fn args_are_json_when_they_parse_else_strings() {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join("sub dir")).unwrap();
     let dir = home.path().display().to_string();
-    let out = sremote(home.path(), &["call", "local", "os", "listdir", &format!("\"{dir}\"")]);
+    let out = sremote(
+        home.path(),
+        &["call", "local", "os", "listdir", &format!("\"{dir}\"")],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("sub dir"));
     // `[1` is not JSON: it is sent as the string "[1".
-    let out = sremote(home.path(), &["call", "local", "os", "getenv", "[1", "--kw", "default=\"d\""]);
+    let out = sremote(
+        home.path(),
+        &[
+            "call",
+            "local",
+            "os",
+            "getenv",
+            "[1",
+            "--kw",
+            "default=\"d\"",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "d");
 }
@@ -43,7 +57,11 @@ fn json_output_is_the_whole_response() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["ok"].as_u64().unwrap() > 0);
-    assert!(v["timing"]["elapsed_us"].is_u64() && v["host"].is_string() && v["endpoint_version"].is_string());
+    assert!(
+        v["timing"]["elapsed_us"].is_u64()
+            && v["host"].is_string()
+            && v["endpoint_version"].is_string()
+    );
 }
 
 #[test]
@@ -51,12 +69,24 @@ fn exit_codes_tell_remote_usage_and_transport_failures_apart() {
     let home = tempfile::tempdir().unwrap();
     let out = sremote(home.path(), &["call", "local", "nosuchmodule", "f"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("ModuleNotFound"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ModuleNotFound"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = sremote(home.path(), &["call", "local"]);
     assert_eq!(out.status.code(), Some(2));
     let out = sremote(home.path(), &["call", "bad host", "os", "getpid"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    let out = sremote(home.path(), &["call", "nobody@sremote-no-such-host.invalid", "os", "getpid"]);
+    let out = sremote(
+        home.path(),
+        &[
+            "call",
+            "nobody@sremote-no-such-host.invalid",
+            "os",
+            "getpid",
+        ],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let out = sremote(home.path(), &["pull", "local", "no/such/file", "x"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
@@ -66,11 +96,27 @@ fn exit_codes_tell_remote_usage_and_transport_failures_apart() {
 #[test]
 fn exec_passes_output_and_exit_code_through() {
     let home = tempfile::tempdir().unwrap();
-    let out = sremote(home.path(), &["exec", "local", "--", "sh", "-c", "echo out; echo err >&2; exit 7", "$(id)"]);
+    let out = sremote(
+        home.path(),
+        &[
+            "exec",
+            "local",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+            "$(id)",
+        ],
+    );
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(text(&out.stdout), "out\n");
     assert_eq!(text(&out.stderr), "err\n");
-    let out = sremote(home.path(), &["exec", "local", "--", "printf", "%s|", "a b", "$(id)", "'q'"]);
+    let out = sremote(
+        home.path(),
+        &[
+            "exec", "local", "--", "printf", "%s|", "a b", "$(id)", "'q'",
+        ],
+    );
     assert_eq!(text(&out.stdout), "a b|$(id)|'q'|");
 }
 
@@ -79,15 +125,24 @@ fn push_pull_round_trip_and_endpoint_info() {
     let home = tempfile::tempdir().unwrap();
     let src = home.path().join("src.bin");
     std::fs::write(&src, (0..=255u8).collect::<Vec<_>>()).unwrap();
-    let out = sremote(home.path(), &["push", "local", src.to_str().unwrap(), "data/copy 'q'.bin"]);
+    let out = sremote(
+        home.path(),
+        &["push", "local", src.to_str().unwrap(), "data/copy 'q'.bin"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let back = home.path().join("back.bin");
-    let out = sremote(home.path(), &["pull", "local", "data/copy 'q'.bin", back.to_str().unwrap()]);
+    let out = sremote(
+        home.path(),
+        &["pull", "local", "data/copy 'q'.bin", back.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&src).unwrap());
     let out = sremote(home.path(), &["endpoint", "info", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
-    assert!(v["size"].as_u64().unwrap() < 3 << 20, "static endpoint must stay under 3 MB");
+    assert!(
+        v["size"].as_u64().unwrap() < 3 << 20,
+        "static endpoint must stay under 3 MB"
+    );
 }

@@ -4,7 +4,12 @@ use std::time::Duration;
 /// Whether process `pid` exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -24,7 +29,14 @@ async fn the_endpoint_exits_when_the_client_process_dies() {
     let home = tempfile::tempdir().unwrap();
     let sremote = env!("CARGO_BIN_EXE_sremote");
     let mut cli = std::process::Command::new(sremote)
-        .args(["bench", "local", "--mode", "session", "--calls", "100000000"])
+        .args([
+            "bench",
+            "local",
+            "--mode",
+            "session",
+            "--calls",
+            "100000000",
+        ])
         .env("HOME", home.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -33,7 +45,10 @@ async fn the_endpoint_exits_when_the_client_process_dies() {
     // Find the endpoint it started: a child `sremote-endpoint-* serve` of the CLI.
     let mut endpoint = None;
     for _ in 0..200 {
-        endpoint = children_of(cli.id()).into_iter().find(|(_, cmd)| cmd.contains("serve")).map(|(p, _)| p);
+        endpoint = children_of(cli.id())
+            .into_iter()
+            .find(|(_, cmd)| cmd.contains("serve"))
+            .map(|(p, _)| p);
         if endpoint.is_some() {
             break;
         }
@@ -48,14 +63,25 @@ async fn the_endpoint_exits_when_the_client_process_dies() {
 fn children_of(parent: u32) -> Vec<(u32, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let ppid = stat.rsplit(')').next().unwrap_or("").split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(parent) {
-            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ");
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
             out.push((pid, cmd));
         }
     }
     out
 }
-

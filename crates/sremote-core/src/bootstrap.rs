@@ -42,7 +42,10 @@ impl std::fmt::Debug for EndpointArtifact {
 
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `<os>-<arch>` of an ELF or Mach-O binary, read from its header.
@@ -75,11 +78,17 @@ pub fn binary_target(bytes: &[u8]) -> Option<String> {
 
 impl EndpointArtifact {
     /// The stock endpoint from bytes (its target is read from the binary's header).
-    pub fn from_bytes(bytes: impl Into<Cow<'static, [u8]>>, origin: impl Into<String>) -> Result<Self, Error> {
+    pub fn from_bytes(
+        bytes: impl Into<Cow<'static, [u8]>>,
+        origin: impl Into<String>,
+    ) -> Result<Self, Error> {
         let bytes = bytes.into();
         let origin = origin.into();
-        let target = binary_target(&bytes)
-            .ok_or_else(|| Error::Usage(format!("{origin} is not an ELF or Mach-O executable of a known architecture")))?;
+        let target = binary_target(&bytes).ok_or_else(|| {
+            Error::Usage(format!(
+                "{origin} is not an ELF or Mach-O executable of a known architecture"
+            ))
+        })?;
         Ok(EndpointArtifact {
             target,
             install_name: format!("sremote-endpoint-{}", crate::protocol::VERSION),
@@ -91,8 +100,12 @@ impl EndpointArtifact {
 
     /// The stock endpoint from a file.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Usage(format!("cannot read endpoint binary {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::Usage(format!(
+                "cannot read endpoint binary {}: {e}",
+                path.display()
+            ))
+        })?;
         Self::from_bytes(bytes, path.display().to_string())
     }
 
@@ -100,7 +113,11 @@ impl EndpointArtifact {
     /// stock one under a name that includes its hash, so both can live on one host.
     pub fn custom(path: &Path) -> Result<Self, Error> {
         let mut a = Self::from_file(path)?;
-        a.install_name = format!("sremote-endpoint-{}-{}", crate::protocol::VERSION, &a.sha256[..12]);
+        a.install_name = format!(
+            "sremote-endpoint-{}-{}",
+            crate::protocol::VERSION,
+            &a.sha256[..12]
+        );
         Ok(a)
     }
 
@@ -108,8 +125,11 @@ impl EndpointArtifact {
     pub fn bundled() -> Option<Self> {
         #[cfg(feature = "bundled-endpoint")]
         {
-            Self::from_bytes(sremote_endpoint_bin::ENDPOINT, format!("bundled ({})", sremote_endpoint_bin::TARGET))
-                .ok()
+            Self::from_bytes(
+                sremote_endpoint_bin::ENDPOINT,
+                format!("bundled ({})", sremote_endpoint_bin::TARGET),
+            )
+            .ok()
         }
         #[cfg(not(feature = "bundled-endpoint"))]
         {
@@ -145,7 +165,10 @@ impl EndpointSource {
             EndpointSource::Auto => {
                 let mut found = None;
                 if let Some(file) = std::env::var_os("SREMOTE_ENDPOINT") {
-                    looked.push(format!("$SREMOTE_ENDPOINT={}", PathBuf::from(&file).display()));
+                    looked.push(format!(
+                        "$SREMOTE_ENDPOINT={}",
+                        PathBuf::from(&file).display()
+                    ));
                     found = Some(EndpointArtifact::from_file(Path::new(&file))?);
                 }
                 if let (None, Some(dir)) = (&found, std::env::var_os("SREMOTE_ENDPOINT_DIR")) {
@@ -176,10 +199,18 @@ impl EndpointSource {
     }
 }
 
-fn from_dir(dir: &Path, target: &str, looked: &mut Vec<String>) -> Result<Option<EndpointArtifact>, Error> {
+fn from_dir(
+    dir: &Path,
+    target: &str,
+    looked: &mut Vec<String>,
+) -> Result<Option<EndpointArtifact>, Error> {
     let path = dir.join(format!("sremote-endpoint-{target}"));
     looked.push(path.display().to_string());
-    if path.is_file() { EndpointArtifact::from_file(&path).map(Some) } else { Ok(None) }
+    if path.is_file() {
+        EndpointArtifact::from_file(&path).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// What the probe learned about a host.
@@ -236,7 +267,9 @@ fi
 pub(crate) fn parse_probe(stdout: &[u8]) -> HostFacts {
     let mut facts = HostFacts::default();
     for line in String::from_utf8_lossy(stdout).lines() {
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         match k {
             "os" => facts.os = v.to_string(),
             "arch" => facts.arch = v.to_string(),

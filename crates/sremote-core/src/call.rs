@@ -64,13 +64,17 @@ pub struct CallBuilder<'a, C, T> {
 
 impl<C: Connector, T> std::fmt::Debug for CallBuilder<'_, C, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallBuilder").field("request", &self.request).finish()
+        f.debug_struct("CallBuilder")
+            .field("request", &self.request)
+            .finish()
     }
 }
 
 impl<C, T> CallBuilder<'_, C, T> {
     fn push_value(&mut self, v: impl Serialize) -> Option<Value> {
-        let (value, table) = with_attachments(std::mem::take(&mut self.attachments), || serde_json::to_value(v));
+        let (value, table) = with_attachments(std::mem::take(&mut self.attachments), || {
+            serde_json::to_value(v)
+        });
         self.attachments = table;
         match value {
             Ok(v) => Some(v),
@@ -157,7 +161,12 @@ impl<'a, C: Connector + 'static, T: DeserializeOwned + Send + 'static> CallBuild
         let parts = self.into_parts();
         let runner = client.clone();
         let task = tokio::spawn(async move { runner.run_call(parts.rebuild(&runner)).await });
-        AsyncCall { client, id, task: Some(task), meta: None }
+        AsyncCall {
+            client,
+            id,
+            task: Some(task),
+            meta: None,
+        }
     }
 
     fn into_parts(self) -> CallParts {
@@ -206,7 +215,10 @@ pub struct AsyncCall<C, T> {
 impl<C: Connector, T> std::fmt::Debug for AsyncCall<C, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ready = self.task.as_ref().is_none_or(|t| t.is_finished());
-        f.debug_struct("AsyncCall").field("id", &self.id).field("ready", &ready).finish()
+        f.debug_struct("AsyncCall")
+            .field("id", &self.id)
+            .field("ready", &ready)
+            .finish()
     }
 }
 
@@ -226,7 +238,10 @@ impl<C: Connector + 'static, T: Send + 'static> AsyncCall<C, T> {
     /// transport `Timeout` that says so. The result can be taken once.
     pub async fn get(&mut self, timeout: Option<Duration>) -> Result<CallOutput<T>, Error> {
         let Some(task) = self.task.as_mut() else {
-            return Err(Error::Usage(format!("the result of call {} was already taken", self.id)));
+            return Err(Error::Usage(format!(
+                "the result of call {} was already taken",
+                self.id
+            )));
         };
         let joined = match timeout {
             None => task.await,
@@ -246,7 +261,8 @@ impl<C: Connector + 'static, T: Send + 'static> AsyncCall<C, T> {
             },
         };
         self.task = None;
-        let out = joined.map_err(|e| Error::Usage(format!("call {} was aborted: {e}", self.id)))??;
+        let out =
+            joined.map_err(|e| Error::Usage(format!("call {} was aborted: {e}", self.id)))??;
         self.meta = Some(out.meta.clone());
         Ok(out)
     }

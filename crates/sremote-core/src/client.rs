@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use crate::call::{AsyncCall, CallArgs, CallBuilder, CallMeta, CallOutput, Ref};
 use crate::bootstrap::{self, BootstrapReport, EndpointArtifact, EndpointSource, HostFacts};
+pub use crate::call::{AsyncCall, CallArgs, CallBuilder, CallMeta, CallOutput, Ref};
 use crate::connector::{Connector, RemoteCommand, Source};
 use crate::error::{
     DecodeError, Error, ModulesMissingError, NotSetupError, ProtocolError, RemoteExecError,
 };
-use crate::protocol::{ErrorBody, ErrorKind, Outcome, Request, Response, inline_attachments, with_attachments};
+use crate::protocol::{
+    ErrorBody, ErrorKind, Outcome, Request, Response, inline_attachments, with_attachments,
+};
 use crate::session::{Answer, Session, SessionError};
 
 /// How a call reaches the endpoint.
@@ -88,13 +90,17 @@ pub struct RemoteClient<C> {
 
 impl<C> Clone for RemoteClient<C> {
     fn clone(&self) -> Self {
-        RemoteClient { inner: self.inner.clone() }
+        RemoteClient {
+            inner: self.inner.clone(),
+        }
     }
 }
 
 impl<C: Connector> std::fmt::Debug for RemoteClient<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteClient").field("host", &self.inner.connector.host()).finish()
+        f.debug_struct("RemoteClient")
+            .field("host", &self.inner.connector.host())
+            .finish()
     }
 }
 
@@ -105,7 +111,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<C: Connector> RemoteClient<C> {
     /// A client for the host `connector` reaches. Nothing is sent until the first call.
     pub fn new(connector: C) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         RemoteClient {
             inner: Arc::new(Inner {
                 connector,
@@ -125,7 +133,11 @@ impl<C: Connector> RemoteClient<C> {
                 session: tokio::sync::Mutex::new(None),
                 no_session: std::sync::atomic::AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
-                id_prefix: format!("{:x}-{:x}", std::process::id(), nanos.as_micros() & 0xff_ffff),
+                id_prefix: format!(
+                    "{:x}-{:x}",
+                    std::process::id(),
+                    nanos.as_micros() & 0xff_ffff
+                ),
             }),
         }
     }
@@ -142,12 +154,20 @@ impl<C: Connector> RemoteClient<C> {
 
     /// Set `name=value` in the environment of every call.
     pub fn register_remote_env_variable(&self, name: impl Into<String>, value: impl Into<String>) {
-        lock(&self.inner.settings).env.insert(name.into(), value.into());
+        lock(&self.inner.settings)
+            .env
+            .insert(name.into(), value.into());
     }
 
     /// Set `name=value` for every call unless the host already defines `name`.
-    pub fn register_conditional_env_variable(&self, name: impl Into<String>, value: impl Into<String>) {
-        lock(&self.inner.settings).env_if_unset.insert(name.into(), value.into());
+    pub fn register_conditional_env_variable(
+        &self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) {
+        lock(&self.inner.settings)
+            .env_if_unset
+            .insert(name.into(), value.into());
     }
 
     /// Prepend `dir` to `PATH` (and `PYTHONPATH`) for every call.
@@ -158,11 +178,16 @@ impl<C: Connector> RemoteClient<C> {
     /// Require `modules` for every call: calls fail with [`Error::ModulesMissing`] while
     /// any is absent.
     pub fn require_modules<I: IntoIterator<Item = S>, S: Into<String>>(&self, modules: I) {
-        lock(&self.inner.settings).required_modules.extend(modules.into_iter().map(Into::into));
+        lock(&self.inner.settings)
+            .required_modules
+            .extend(modules.into_iter().map(Into::into));
     }
 
     /// Check now that `modules` are available on the host.
-    pub async fn check_modules<I: IntoIterator<Item = S>, S: Into<String>>(&self, modules: I) -> Result<(), Error> {
+    pub async fn check_modules<I: IntoIterator<Item = S>, S: Into<String>>(
+        &self,
+        modules: I,
+    ) -> Result<(), Error> {
         let mut call = self.call::<Value>("sys", "version");
         call.check_modules = modules.into_iter().map(Into::into).collect();
         call.await.map(drop)
@@ -265,17 +290,32 @@ impl<C: Connector> RemoteClient<C> {
     /// mode only); pass [`Ref`]`(name)` as an argument to use it. Values live as long as
     /// the session: after a reconnect they must be pushed again.
     pub async fn push_value(&self, name: &str, value: impl serde::Serialize) -> Result<(), Error> {
-        self.call::<Value>("session", "push").arg(name).arg(value).mode(CallMode::Session).await.map(drop)
+        self.call::<Value>("session", "push")
+            .arg(name)
+            .arg(value)
+            .mode(CallMode::Session)
+            .await
+            .map(drop)
     }
 
     /// Fetch the value stored under `name` in this session.
     pub async fn pull_value<T: DeserializeOwned>(&self, name: &str) -> Result<T, Error> {
-        self.call::<T>("session", "pull").arg(name).mode(CallMode::Session).await.map(|o| o.value)
+        self.call::<T>("session", "pull")
+            .arg(name)
+            .mode(CallMode::Session)
+            .await
+            .map(|o| o.value)
     }
 
     /// The session, if one is open and alive (does not open one).
     pub(crate) async fn live_session(&self) -> Option<Arc<Session>> {
-        self.inner.session.lock().await.as_ref().filter(|s| s.is_alive()).cloned()
+        self.inner
+            .session
+            .lock()
+            .await
+            .as_ref()
+            .filter(|s| s.is_alive())
+            .cloned()
     }
 
     /// Close the session, if any (the endpoint on the host exits). The next call opens a new one.
@@ -291,23 +331,44 @@ impl<C: Connector> RemoteClient<C> {
 
     /// Install this endpoint binary (e.g. a custom endpoint built with the
     /// `sremote-endpoint` library) and use it for every call of this client.
-    pub async fn do_bootstrap_install_with(&self, binary: &std::path::Path) -> Result<BootstrapReport, Error> {
+    pub async fn do_bootstrap_install_with(
+        &self,
+        binary: &std::path::Path,
+    ) -> Result<BootstrapReport, Error> {
         let artifact = EndpointArtifact::custom(binary)?;
         self.set_endpoint_source(EndpointSource::Artifact(artifact.clone()));
-        self.bootstrap_with(EndpointSource::Artifact(artifact)).await
+        self.bootstrap_with(EndpointSource::Artifact(artifact))
+            .await
     }
 
     /// Learn the host's OS, arch, home and installed endpoint in one `exec`.
     pub async fn probe_host(&self, install_name: &str) -> Result<HostFacts, Error> {
-        let cmd = RemoteCommand::new("sh").args(["-c", bootstrap::PROBE_SCRIPT, "sh", &self.sremote_dir(), install_name]);
-        let out = self.inner.connector.exec(&cmd.timeout(Duration::from_secs(60))).await?;
+        let cmd = RemoteCommand::new("sh").args([
+            "-c",
+            bootstrap::PROBE_SCRIPT,
+            "sh",
+            &self.sremote_dir(),
+            install_name,
+        ]);
+        let out = self
+            .inner
+            .connector
+            .exec(&cmd.timeout(Duration::from_secs(60)))
+            .await?;
         let facts = bootstrap::parse_probe(&out.stdout);
         if !out.success() || facts.os.is_empty() || facts.arch.is_empty() {
             return Err(Error::Protocol(Box::new(ProtocolError {
                 host: self.host().to_string(),
                 action: "probe host for bootstrap".into(),
-                detail: format!("the probe script failed (exit {:?}): {}", out.exit_code, out.stderr_text()),
-                received: String::from_utf8_lossy(&out.stdout).chars().take(300).collect(),
+                detail: format!(
+                    "the probe script failed (exit {:?}): {}",
+                    out.exit_code,
+                    out.stderr_text()
+                ),
+                received: String::from_utf8_lossy(&out.stdout)
+                    .chars()
+                    .take(300)
+                    .collect(),
             })));
         }
         Ok(facts)
@@ -338,11 +399,12 @@ impl<C: Connector> RemoteClient<C> {
             _ => format!("sremote-endpoint-{}", crate::protocol::VERSION),
         };
         let mut facts = self.probe_host(&provisional).await?;
-        if !explicit_dir && let Some(dir) = facts.location.as_deref().and_then(location_dir) {
-            if dir != self.sremote_dir() {
-                lock(&self.inner.state).discovered_dir = Some(dir);
-                facts = self.probe_host(&provisional).await?;
-            }
+        if !explicit_dir
+            && let Some(dir) = facts.location.as_deref().and_then(location_dir)
+            && dir != self.sremote_dir()
+        {
+            lock(&self.inner.state).discovered_dir = Some(dir);
+            facts = self.probe_host(&provisional).await?;
         }
         let artifact = source.resolve(&facts.target(), &host)?;
         let dir = self.sremote_dir();
@@ -358,10 +420,20 @@ impl<C: Connector> RemoteClient<C> {
         if facts.installed_sha256.as_deref() != Some(artifact.sha256.as_str()) {
             let id = self.next_id();
             let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
-            self.inner.connector.push(Source::bytes(artifact.bytes()).mode(0o700), &tmp).await?;
+            self.inner
+                .connector
+                .push(Source::bytes(artifact.bytes()).mode(0o700), &tmp)
+                .await?;
             let location = self.location_json(explicit_dir);
             let cmd = RemoteCommand::new("sh")
-                .args(["-c", bootstrap::FINISH_SCRIPT, "sh", &dir, &tmp, &artifact.install_name])
+                .args([
+                    "-c",
+                    bootstrap::FINISH_SCRIPT,
+                    "sh",
+                    &dir,
+                    &tmp,
+                    &artifact.install_name,
+                ])
                 .args([artifact.sha256.as_str(), location.as_str()])
                 .timeout(Duration::from_secs(120));
             let out = self.inner.connector.exec(&cmd).await?;
@@ -369,7 +441,11 @@ impl<C: Connector> RemoteClient<C> {
                 return Err(Error::NotSetup(Box::new(NotSetupError {
                     host,
                     action: format!("install {} into {dir}/bin", artifact.origin),
-                    reason: format!("the install step failed (exit {:?}): {}", out.exit_code, out.stderr_text()),
+                    reason: format!(
+                        "the install step failed (exit {:?}): {}",
+                        out.exit_code,
+                        out.stderr_text()
+                    ),
                 })));
             }
             report.installed = true;
@@ -390,21 +466,42 @@ impl<C: Connector> RemoteClient<C> {
         let mut loc = serde_json::Map::new();
         loc.insert("sremote".into(), Value::from(self.sremote_dir()));
         if let Some(t) = tmp {
-            let key = if t.starts_with('/') { "absolute_tmp" } else { "relative_tmp" };
+            let key = if t.starts_with('/') {
+                "absolute_tmp"
+            } else {
+                "relative_tmp"
+            };
             loc.insert(key.into(), Value::from(t));
         }
         Value::Object(loc).to_string()
     }
 
     pub(crate) fn next_id(&self) -> String {
-        format!("{}-{}", self.inner.id_prefix, self.inner.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            self.inner.id_prefix,
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
-    pub(crate) async fn run_call<T: DeserializeOwned>(&self, call: CallBuilder<'_, C, T>) -> Result<CallOutput<T>, Error> {
-        let CallBuilder { mut request, args_error, attachments, check_modules, mode, .. } = call;
+    pub(crate) async fn run_call<T: DeserializeOwned>(
+        &self,
+        call: CallBuilder<'_, C, T>,
+    ) -> Result<CallOutput<T>, Error> {
+        let CallBuilder {
+            mut request,
+            args_error,
+            attachments,
+            check_modules,
+            mode,
+            ..
+        } = call;
         let action = format!("call {}.{}", request.module, request.function);
         if let Some(e) = args_error {
-            return Err(Error::Usage(format!("{action} on {}: an argument cannot be sent: {e}", self.host())));
+            return Err(Error::Usage(format!(
+                "{action} on {}: an argument cannot be sent: {e}",
+                self.host()
+            )));
         }
         let (mode, auto_bootstrap) = self.apply_settings(&mut request, check_modules, mode);
         let started = Instant::now();
@@ -421,17 +518,27 @@ impl<C: Connector> RemoteClient<C> {
     }
 
     /// Fill a call's request with the client's settings (env, path, required modules, id).
-    fn apply_settings(&self, request: &mut Request, check_modules: Vec<String>, mode: Option<CallMode>) -> (CallMode, bool) {
+    fn apply_settings(
+        &self,
+        request: &mut Request,
+        check_modules: Vec<String>,
+        mode: Option<CallMode>,
+    ) -> (CallMode, bool) {
         let (mode, auto_bootstrap) = {
             let s = lock(&self.inner.settings);
             for (k, v) in &s.env {
                 request.env.entry(k.clone()).or_insert_with(|| v.clone());
             }
             for (k, v) in &s.env_if_unset {
-                request.env_if_unset.entry(k.clone()).or_insert_with(|| v.clone());
+                request
+                    .env_if_unset
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
             }
             request.path.splice(0..0, s.path.iter().cloned());
-            request.check_modules.extend(s.required_modules.iter().cloned());
+            request
+                .check_modules
+                .extend(s.required_modules.iter().cloned());
             (mode.unwrap_or(s.mode), s.auto_bootstrap)
         };
         request.check_modules.extend(check_modules);
@@ -444,7 +551,14 @@ impl<C: Connector> RemoteClient<C> {
     /// The request `call` would send, with the client's settings applied and `Blob`
     /// arguments inlined: to run the call another way (e.g. as a detached job).
     pub(crate) fn request_of<T>(&self, call: CallBuilder<'_, C, T>) -> Result<Request, Error> {
-        let CallBuilder { mut request, args_error, attachments, check_modules, mode, .. } = call;
+        let CallBuilder {
+            mut request,
+            args_error,
+            attachments,
+            check_modules,
+            mode,
+            ..
+        } = call;
         if let Some(e) = args_error {
             return Err(Error::Usage(format!(
                 "call {}.{} on {}: an argument cannot be sent: {e}",
@@ -469,14 +583,22 @@ impl<C: Connector> RemoteClient<C> {
         round_trip: Duration,
     ) -> Result<CallOutput<T>, Error> {
         let action = format!("call {}.{}", request.module, request.function);
-        self.finish((response, Vec::new()), request, CallMode::File, round_trip, &action)
+        self.finish(
+            (response, Vec::new()),
+            request,
+            CallMode::File,
+            round_trip,
+            &action,
+        )
     }
 
     /// The path a call in `mode` takes on this connector.
     fn resolve_mode(&self, mode: CallMode) -> CallMode {
         match mode {
             CallMode::Auto if !self.inner.no_session.load(Ordering::Relaxed) => CallMode::Session,
-            CallMode::Auto | CallMode::Pipe if !self.inner.connector.supports_stdin() => CallMode::File,
+            CallMode::Auto | CallMode::Pipe if !self.inner.connector.supports_stdin() => {
+                CallMode::File
+            }
             CallMode::Auto => CallMode::Pipe,
             m => m,
         }
@@ -493,29 +615,48 @@ impl<C: Connector> RemoteClient<C> {
         let resolved = self.resolve_mode(mode);
         if resolved == CallMode::Session {
             match self.send_session(request, attachments, action).await {
-                Err(Error::Transport(e)) if e.kind == crate::ConnectorErrorKind::Unsupported && mode == CallMode::Auto => {
+                Err(Error::Transport(e))
+                    if e.kind == crate::ConnectorErrorKind::Unsupported
+                        && mode == CallMode::Auto =>
+                {
                     self.inner.no_session.store(true, Ordering::Relaxed);
                 }
                 other => return other.map(|a| (CallMode::Session, a)),
             }
         }
-        let resolved = self.resolve_mode(if mode == CallMode::Session { CallMode::Auto } else { mode });
+        let resolved = self.resolve_mode(if mode == CallMode::Session {
+            CallMode::Auto
+        } else {
+            mode
+        });
         let body = if attachments.is_empty() {
             serde_json::to_vec(request)
         } else {
             // Plain-JSON paths carry bytes inline as base64.
             let mut inline = request.clone();
             for v in inline.args.iter_mut().chain(inline.kwargs.values_mut()) {
-                inline_attachments(v, attachments).map_err(|e| Error::Usage(format!("{action}: {e}")))?;
+                inline_attachments(v, attachments)
+                    .map_err(|e| Error::Usage(format!("{action}: {e}")))?;
             }
             serde_json::to_vec(&inline)
         }
-        .map_err(|e| Error::Usage(format!("{action} on {}: request cannot be encoded: {e}", self.host())))?;
-        self.send_exec(request, &body, resolved, action).await.map(|r| (resolved, (r, Vec::new())))
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{action} on {}: request cannot be encoded: {e}",
+                self.host()
+            ))
+        })?;
+        self.send_exec(request, &body, resolved, action)
+            .await
+            .map(|r| (resolved, (r, Vec::new())))
     }
 
     fn not_setup(&self, action: &str, reason: String) -> Error {
-        Error::NotSetup(Box::new(NotSetupError { host: self.host().to_string(), action: action.to_string(), reason }))
+        Error::NotSetup(Box::new(NotSetupError {
+            host: self.host().to_string(),
+            action: action.to_string(),
+            reason,
+        }))
     }
 
     /// The live session, opened (or reopened) on demand.
@@ -530,64 +671,112 @@ impl<C: Connector> RemoteClient<C> {
         Ok(session)
     }
 
-    async fn send_session(&self, request: &Request, attachments: &[Vec<u8>], action: &str) -> Result<Answer, Error> {
+    async fn send_session(
+        &self,
+        request: &Request,
+        attachments: &[Vec<u8>],
+        action: &str,
+    ) -> Result<Answer, Error> {
         let map = |e: SessionError| match e {
             SessionError::NotSetup(reason) => self.not_setup(action, reason),
-            SessionError::Protocol { detail, received } => Error::Protocol(Box::new(ProtocolError {
-                host: self.host().to_string(),
-                action: action.to_string(),
-                detail,
-                received,
-            })),
+            SessionError::Protocol { detail, received } => {
+                Error::Protocol(Box::new(ProtocolError {
+                    host: self.host().to_string(),
+                    action: action.to_string(),
+                    detail,
+                    received,
+                }))
+            }
             SessionError::Transport(e) => Error::Transport(e),
         };
         let session = self.session().await.map_err(map)?;
-        let body = serde_json::to_vec(request)
-            .map_err(|e| Error::Usage(format!("{action} on {}: request cannot be encoded: {e}", self.host())))?;
+        let body = serde_json::to_vec(request).map_err(|e| {
+            Error::Usage(format!(
+                "{action} on {}: request cannot be encoded: {e}",
+                self.host()
+            ))
+        })?;
         let call = session.call(&request.id, &body, attachments);
         let answer = match request.timeout_ms {
-            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms) + Duration::from_secs(30), call).await {
+            Some(ms) => match tokio::time::timeout(
+                Duration::from_millis(ms) + Duration::from_secs(30),
+                call,
+            )
+            .await
+            {
                 Ok(a) => a,
                 Err(_) => {
                     let _ = session.cancel(&request.id).await;
                     return Err(Error::Transport(
-                        crate::ConnectorError::new(crate::ConnectorErrorKind::Timeout, self.host(), action)
-                            .detail(format!("no answer {} s after the call's own timeout", 30))
-                            .hint("the host or the connection may be overloaded"),
+                        crate::ConnectorError::new(
+                            crate::ConnectorErrorKind::Timeout,
+                            self.host(),
+                            action,
+                        )
+                        .detail(format!("no answer {} s after the call's own timeout", 30))
+                        .hint("the host or the connection may be overloaded"),
                     ));
                 }
             },
             None => call.await,
         };
         let (response, atts) = answer.map_err(map)?;
-        if let Outcome::Error(ErrorBody { kind: ErrorKind::ProtocolVersion, message, .. }) = &response.outcome {
-            return Err(self.not_setup(action, format!("the endpoint speaks another protocol: {message}")));
+        if let Outcome::Error(ErrorBody {
+            kind: ErrorKind::ProtocolVersion,
+            message,
+            ..
+        }) = &response.outcome
+        {
+            return Err(self.not_setup(
+                action,
+                format!("the endpoint speaks another protocol: {message}"),
+            ));
         }
         Ok((response, atts))
     }
 
-    async fn send_exec(&self, request: &Request, body: &[u8], mode: CallMode, action: &str) -> Result<Response, Error> {
+    async fn send_exec(
+        &self,
+        request: &Request,
+        body: &[u8],
+        mode: CallMode,
+        action: &str,
+    ) -> Result<Response, Error> {
         let endpoint = self.endpoint_path();
-        let timeout = request.timeout_ms.map(|ms| Duration::from_millis(ms) + Duration::from_secs(30));
+        let timeout = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms) + Duration::from_secs(30));
         let mut cmd = match mode {
             CallMode::File => {
                 let req_path = format!("{}/req-{}.json", self.tmp_dir(), request.id);
-                self.inner.connector.push(Source::bytes(body).mode(0o600), &req_path).await?;
+                self.inner
+                    .connector
+                    .push(Source::bytes(body).mode(0o600), &req_path)
+                    .await?;
                 RemoteCommand::new(&endpoint).args(["call", "--consume", &req_path, "-"])
             }
-            _ => RemoteCommand::new(&endpoint).args(["call", "-"]).stdin(body.to_vec()),
+            _ => RemoteCommand::new(&endpoint)
+                .args(["call", "-"])
+                .stdin(body.to_vec()),
         };
         cmd.timeout = timeout;
         let out = self.inner.connector.exec(&cmd).await?;
         match out.exit_code {
             Some(127) => return Err(self.not_setup(action, format!("no endpoint at {endpoint}"))),
             Some(126) => {
-                return Err(self.not_setup(action, format!("{endpoint} cannot be executed: {}", out.stderr_text())));
+                return Err(self.not_setup(
+                    action,
+                    format!("{endpoint} cannot be executed: {}", out.stderr_text()),
+                ));
             }
             _ => {}
         }
         let protocol_error = |detail: String| {
-            let received = if out.stdout.is_empty() { out.stderr_text() } else { String::from_utf8_lossy(&out.stdout).into_owned() };
+            let received = if out.stdout.is_empty() {
+                out.stderr_text()
+            } else {
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
             Error::Protocol(Box::new(ProtocolError {
                 host: self.host().to_string(),
                 action: action.to_string(),
@@ -599,11 +788,22 @@ impl<C: Connector> RemoteClient<C> {
             Some(0) => protocol_error(e),
             code => protocol_error(format!("endpoint exited with {code:?}: {e}")),
         })?;
-        if let Outcome::Error(ErrorBody { kind: ErrorKind::ProtocolVersion, message, .. }) = &response.outcome {
-            return Err(self.not_setup(action, format!("the endpoint speaks another protocol: {message}")));
+        if let Outcome::Error(ErrorBody {
+            kind: ErrorKind::ProtocolVersion,
+            message,
+            ..
+        }) = &response.outcome
+        {
+            return Err(self.not_setup(
+                action,
+                format!("the endpoint speaks another protocol: {message}"),
+            ));
         }
         if response.id != request.id {
-            return Err(protocol_error(format!("response id {:?} does not match request id {:?}", response.id, request.id)));
+            return Err(protocol_error(format!(
+                "response id {:?} does not match request id {:?}",
+                response.id, request.id
+            )));
         }
         Ok(response)
     }
@@ -630,7 +830,11 @@ impl<C: Connector> RemoteClient<C> {
             Outcome::Ok(value) => {
                 let shown = || {
                     let s = value.to_string();
-                    if s.len() > 200 { format!("{}…", &s[..s.floor_char_boundary(200)]) } else { s }
+                    if s.len() > 200 {
+                        format!("{}…", &s[..s.floor_char_boundary(200)])
+                    } else {
+                        s
+                    }
                 };
                 let (decoded, _) = with_attachments(attachments, || T::deserialize(&value));
                 let value = decoded.map_err(|e| {
@@ -642,11 +846,22 @@ impl<C: Connector> RemoteClient<C> {
                         value: shown(),
                     }))
                 })?;
-                Ok(CallOutput { value, stdout: response.stdout, stderr: response.stderr, meta })
+                Ok(CallOutput {
+                    value,
+                    stdout: response.stdout,
+                    stderr: response.stderr,
+                    meta,
+                })
             }
             Outcome::Error(e) if e.kind == ErrorKind::ModulesMissing => {
-                let missing = e.data.get("missing").and_then(|m| serde_json::from_value(m.clone()).ok());
-                let present = e.data.get("present").and_then(|m| serde_json::from_value(m.clone()).ok());
+                let missing = e
+                    .data
+                    .get("missing")
+                    .and_then(|m| serde_json::from_value(m.clone()).ok());
+                let present = e
+                    .data
+                    .get("present")
+                    .and_then(|m| serde_json::from_value(m.clone()).ok());
                 Err(Error::ModulesMissing(Box::new(ModulesMissingError {
                     host,
                     missing: missing.unwrap_or_else(|| request.check_modules.clone()),
@@ -670,6 +885,8 @@ impl<C: Connector> RemoteClient<C> {
 /// The `sremote` dir named by a `.location` JSON document.
 fn location_dir(json: &str) -> Option<String> {
     let v: Value = serde_json::from_str(json.trim()).ok()?;
-    v.get("sremote").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+    v.get("sremote")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
-

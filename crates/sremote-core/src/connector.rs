@@ -55,7 +55,10 @@ pub struct RemoteCommand {
 
 impl RemoteCommand {
     pub fn new(program: impl Into<String>) -> Self {
-        RemoteCommand { program: program.into(), ..Default::default() }
+        RemoteCommand {
+            program: program.into(),
+            ..Default::default()
+        }
     }
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -89,14 +92,20 @@ impl RemoteCommand {
     /// Check what every connector must refuse: NUL bytes anywhere, `=` or an empty env name.
     pub fn validate(&self, host: &str) -> Result<(), ConnectorError> {
         let bad = |what: &str| {
-            Err(ConnectorError::new(ConnectorErrorKind::InvalidInput, host, format!("exec {}", self.program))
-                .detail(format!("{what} cannot be passed to a program"))
-                .hint("remove the NUL byte or the `=` from the value"))
+            Err(ConnectorError::new(
+                ConnectorErrorKind::InvalidInput,
+                host,
+                format!("exec {}", self.program),
+            )
+            .detail(format!("{what} cannot be passed to a program"))
+            .hint("remove the NUL byte or the `=` from the value"))
         };
         if self.program.is_empty() {
             return bad("an empty program name");
         }
-        let strings = std::iter::once(&self.program).chain(&self.args).chain(self.cwd.iter());
+        let strings = std::iter::once(&self.program)
+            .chain(&self.args)
+            .chain(self.cwd.iter());
         if strings.clone().any(|s| s.contains('\0')) {
             return bad("an argument containing a NUL byte");
         }
@@ -145,8 +154,14 @@ impl fmt::Debug for ExecOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecOutput")
             .field("exit_code", &self.exit_code)
-            .field("stdout", &String::from_utf8_lossy(&self.stdout[..self.stdout.len().min(200)]))
-            .field("stderr", &String::from_utf8_lossy(&self.stderr[..self.stderr.len().min(200)]))
+            .field(
+                "stdout",
+                &String::from_utf8_lossy(&self.stdout[..self.stdout.len().min(200)]),
+            )
+            .field(
+                "stderr",
+                &String::from_utf8_lossy(&self.stderr[..self.stderr.len().min(200)]),
+            )
             .finish()
     }
 }
@@ -175,10 +190,18 @@ pub enum SourceData<'a> {
 
 impl<'a> Source<'a> {
     pub fn file(path: &'a Path) -> Self {
-        Source { data: SourceData::File(path), mode: None, progress: None }
+        Source {
+            data: SourceData::File(path),
+            mode: None,
+            progress: None,
+        }
     }
     pub fn bytes(bytes: &'a [u8]) -> Self {
-        Source { data: SourceData::Bytes(bytes), mode: None, progress: None }
+        Source {
+            data: SourceData::Bytes(bytes),
+            mode: None,
+            progress: None,
+        }
     }
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode);
@@ -208,7 +231,10 @@ pub struct Dest<'a> {
 
 impl<'a> Dest<'a> {
     pub fn file(path: &'a Path) -> Self {
-        Dest { path, progress: None }
+        Dest {
+            path,
+            progress: None,
+        }
     }
     pub fn progress(mut self, p: Progress<'a>) -> Self {
         self.progress = Some(p);
@@ -267,7 +293,11 @@ pub trait Connector: Send + Sync + fmt::Debug {
     /// Start a long-lived program with piped stdin/stdout/stderr (enables session mode).
     /// Optional: the default says it is unsupported.
     async fn spawn(&self, cmd: &RemoteCommand) -> Result<RemoteProcess, ConnectorError> {
-        Err(ConnectorError::unsupported(self.host(), "spawn", &cmd.program))
+        Err(ConnectorError::unsupported(
+            self.host(),
+            "spawn",
+            &cmd.program,
+        ))
     }
 
     /// Whether [`exec`](Connector::exec) can feed stdin (pipe mode). Connectors whose

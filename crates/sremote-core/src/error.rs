@@ -55,8 +55,18 @@ pub struct ConnectorError {
 }
 
 impl ConnectorError {
-    pub fn new(kind: ConnectorErrorKind, host: impl Into<String>, action: impl Into<String>) -> Self {
-        ConnectorError { kind, host: host.into(), action: action.into(), detail: String::new(), hint: None }
+    pub fn new(
+        kind: ConnectorErrorKind,
+        host: impl Into<String>,
+        action: impl Into<String>,
+    ) -> Self {
+        ConnectorError {
+            kind,
+            host: host.into(),
+            action: action.into(),
+            detail: String::new(),
+            hint: None,
+        }
     }
     pub fn detail(mut self, detail: impl fmt::Display) -> Self {
         self.detail = detail.to_string();
@@ -68,8 +78,12 @@ impl ConnectorError {
     }
     /// The operation is not offered by this connector.
     pub fn unsupported(host: &str, op: &str, what: &str) -> Self {
-        ConnectorError::new(ConnectorErrorKind::Unsupported, host, format!("{op} {what}"))
-            .detail(format!("this connector does not support {op}"))
+        ConnectorError::new(
+            ConnectorErrorKind::Unsupported,
+            host,
+            format!("{op} {what}"),
+        )
+        .detail(format!("this connector does not support {op}"))
     }
     /// Map a local I/O error, keeping `NotFound`/`PermissionDenied`/`Timeout` apart.
     pub fn io(host: &str, action: impl Into<String>, err: &std::io::Error) -> Self {
@@ -84,7 +98,9 @@ impl ConnectorError {
         };
         let hint = match kind {
             ConnectorErrorKind::NotFound => Some("check the path"),
-            ConnectorErrorKind::PermissionDenied => Some("check the permissions of the path and its directory"),
+            ConnectorErrorKind::PermissionDenied => {
+                Some("check the permissions of the path and its directory")
+            }
             _ => None,
         };
         let e = ConnectorError::new(kind, host, action).detail(err);
@@ -213,11 +229,17 @@ pub enum Error {
 
 fn remote_hint(kind: ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::ModuleNotFound => " — list the host's modules with `sremote call HOST sys modules`",
-        ErrorKind::FunctionNotFound => " — list the module's functions with `sremote call HOST sys modules`",
+        ErrorKind::ModuleNotFound => {
+            " — list the host's modules with `sremote call HOST sys modules`"
+        }
+        ErrorKind::FunctionNotFound => {
+            " — list the module's functions with `sremote call HOST sys modules`"
+        }
         ErrorKind::BadArguments => " — fix the arguments to match the signature",
         ErrorKind::Timeout => " — raise the call's timeout or make the work smaller",
-        ErrorKind::ProtocolVersion => " — run `sremote bootstrap HOST` to install the matching endpoint",
+        ErrorKind::ProtocolVersion => {
+            " — run `sremote bootstrap HOST` to install the matching endpoint"
+        }
         _ => "",
     }
 }
@@ -248,14 +270,23 @@ mod tests {
         let e = ConnectorError::new(ConnectorErrorKind::NotFound, "alice@hpc", "pull data/x")
             .detail("no such file")
             .hint("check the path");
-        assert_eq!(e.to_string(), "pull data/x on alice@hpc failed (NotFound): no such file — check the path");
+        assert_eq!(
+            e.to_string(),
+            "pull data/x on alice@hpc failed (NotFound): no such file — check the path"
+        );
         let e = Error::NotSetup(Box::new(NotSetupError {
             host: "hpc".into(),
             action: "call os.getenv".into(),
             reason: "endpoint missing".into(),
         }));
         let text = e.to_string();
-        assert!(text.contains("call os.getenv on hpc") && text.contains("sremote bootstrap hpc"), "{text}");
-        assert_eq!(std::mem::size_of::<Result<(), Error>>() <= 128, true);
+        assert!(
+            text.contains("call os.getenv on hpc") && text.contains("sremote bootstrap hpc"),
+            "{text}"
+        );
+        assert!(
+            std::mem::size_of::<Result<(), Error>>() <= 128,
+            "keep Error small: box big variants"
+        );
     }
 }

@@ -53,7 +53,12 @@ pub fn header(kind: FrameKind, body_len: usize) -> io::Result<[u8; 5]> {
     let len = u32::try_from(body_len + 1)
         .ok()
         .filter(|l| *l <= MAX_FRAME)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("frame of {body_len} bytes is too large")))?;
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("frame of {body_len} bytes is too large"),
+            )
+        })?;
     let mut h = [0u8; 5];
     h[..4].copy_from_slice(&len.to_le_bytes());
     h[4] = kind as u8;
@@ -61,7 +66,11 @@ pub fn header(kind: FrameKind, body_len: usize) -> io::Result<[u8; 5]> {
 }
 
 /// Encode a message (JSON + attachments) as one frame.
-pub fn encode_message(kind: FrameKind, json: &[u8], attachments: &[Vec<u8>]) -> io::Result<Vec<u8>> {
+pub fn encode_message(
+    kind: FrameKind,
+    json: &[u8],
+    attachments: &[Vec<u8>],
+) -> io::Result<Vec<u8>> {
     let body_len = 4 + json.len() + attachments.iter().map(|a| 8 + a.len()).sum::<usize>();
     let mut out = Vec::with_capacity(5 + body_len);
     out.extend_from_slice(&header(kind, body_len)?);
@@ -89,7 +98,11 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// Split a message body into its JSON and attachments.
 pub fn decode_message(body: &[u8]) -> io::Result<(&[u8], Vec<Vec<u8>>)> {
     let take = |b: &[u8], n: usize| -> io::Result<usize> {
-        if b.len() < n { Err(invalid("message is truncated")) } else { Ok(n) }
+        if b.len() < n {
+            Err(invalid("message is truncated"))
+        } else {
+            Ok(n)
+        }
     };
     take(body, 4)?;
     let json_len = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
@@ -114,7 +127,8 @@ pub fn parse_header(h: [u8; 5]) -> io::Result<(usize, FrameKind)> {
     if len == 0 || len > MAX_FRAME {
         return Err(invalid(format!("bad frame length {len}")));
     }
-    let kind = FrameKind::from_u8(h[4]).ok_or_else(|| invalid(format!("unknown frame kind {}", h[4])))?;
+    let kind =
+        FrameKind::from_u8(h[4]).ok_or_else(|| invalid(format!("unknown frame kind {}", h[4])))?;
     Ok((len as usize - 1, kind))
 }
 
@@ -132,7 +146,10 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(FrameKind, Vec<u8>)>>
     // Grows as bytes arrive: a garbled length cannot make us allocate it up front.
     let got = r.take(len as u64).read_to_end(&mut body)?;
     if got != len {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "stream ended inside a frame",
+        ));
     }
     Ok(Some((kind, body)))
 }
@@ -160,7 +177,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for junk in [&b"hello world\n"[..], b"\xff\xff\xff\xff\x02", b"\x05\x00\x00\x00\x09abcd", b"\x10\x00\x00\x00\x02ab"] {
+        for junk in [
+            &b"hello world\n"[..],
+            b"\xff\xff\xff\xff\x02",
+            b"\x05\x00\x00\x00\x09abcd",
+            b"\x10\x00\x00\x00\x02ab",
+        ] {
             assert!(read_frame(&mut &junk[..]).is_err(), "{junk:?}");
         }
         assert!(decode_message(b"\x05\x00\x00\x00ab").is_err());

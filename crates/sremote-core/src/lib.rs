@@ -24,14 +24,16 @@ pub use protocol::Blob;
 
 mod error;
 pub use error::{
-    ConnectorError, ConnectorErrorKind, DecodeError, Error, ModulesMissingError, NotSetupError, ProtocolError,
-    RemoteExecError,
+    ConnectorError, ConnectorErrorKind, DecodeError, Error, ModulesMissingError, NotSetupError,
+    ProtocolError, RemoteExecError,
 };
 
 #[cfg(feature = "client")]
 pub mod connector;
 #[cfg(feature = "client")]
-pub use connector::{Connector, Dest, ExecOutput, RemoteCommand, RemotePath, RemoteProcess, Source};
+pub use connector::{
+    Connector, Dest, ExecOutput, RemoteCommand, RemotePath, RemoteProcess, Source,
+};
 
 #[cfg(feature = "client")]
 mod local;
@@ -48,7 +50,14 @@ mod call;
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]
-pub use client::{AsyncCall, CallArgs, CallBuilder, CallMeta, CallMode, CallOutput, Ref, RemoteClient};
+pub use client::{
+    AsyncCall, CallArgs, CallBuilder, CallMeta, CallMode, CallOutput, Ref, RemoteClient,
+};
+
+#[cfg(feature = "client")]
+mod install;
+#[cfg(feature = "client")]
+pub use install::InstallReport;
 
 #[cfg(feature = "client")]
 pub mod bootstrap;

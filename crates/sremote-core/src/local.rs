@@ -7,7 +7,9 @@ use std::process::Stdio;
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
-use crate::connector::{Connector, Dest, ExecOutput, RemoteCommand, RemotePath, RemoteProcess, Source, SourceData};
+use crate::connector::{
+    Connector, Dest, ExecOutput, RemoteCommand, RemotePath, RemoteProcess, Source, SourceData,
+};
 use crate::error::{ConnectorError, ConnectorErrorKind};
 
 /// Runs programs and copies files on this machine (`tokio::process`, never a shell).
@@ -30,13 +32,21 @@ impl Default for LocalConnector {
 impl LocalConnector {
     /// This machine, as the current user, home directory `$HOME`.
     pub fn new() -> Self {
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        LocalConnector { home: home.unwrap_or_else(|| PathBuf::from("/")), set_home_env: false }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        LocalConnector {
+            home: home.unwrap_or_else(|| PathBuf::from("/")),
+            set_home_env: false,
+        }
     }
 
     /// This machine with `home` standing in for the home directory (programs get `HOME=home`).
     pub fn with_home(home: impl Into<PathBuf>) -> Self {
-        LocalConnector { home: home.into(), set_home_env: true }
+        LocalConnector {
+            home: home.into(),
+            set_home_env: true,
+        }
     }
 
     /// The directory relative paths are resolved against.
@@ -46,18 +56,41 @@ impl LocalConnector {
 
     fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
-        if p.is_absolute() { p.to_path_buf() } else { self.home.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.home.join(p)
+        }
     }
 
-    fn command(&self, cmd: &RemoteCommand) -> Result<(tokio::process::Command, PathBuf), ConnectorError> {
+    fn command(
+        &self,
+        cmd: &RemoteCommand,
+    ) -> Result<(tokio::process::Command, PathBuf), ConnectorError> {
         cmd.validate("local")?;
-        let cwd = cmd.cwd.as_deref().map(|c| self.resolve(c)).unwrap_or_else(|| self.home.clone());
+        let cwd = cmd
+            .cwd
+            .as_deref()
+            .map(|c| self.resolve(c))
+            .unwrap_or_else(|| self.home.clone());
         if !cwd.is_dir() {
-            return Err(ConnectorError::new(ConnectorErrorKind::NotFound, "local", format!("exec {}", cmd.program))
-                .detail(format!("working directory {} does not exist", cwd.display()))
-                .hint("create the directory or pass another cwd"));
+            return Err(ConnectorError::new(
+                ConnectorErrorKind::NotFound,
+                "local",
+                format!("exec {}", cmd.program),
+            )
+            .detail(format!(
+                "working directory {} does not exist",
+                cwd.display()
+            ))
+            .hint("create the directory or pass another cwd"));
         }
-        let program = if cmd.program.contains('/') { cwd.join(&cmd.program) } else { PathBuf::from(&cmd.program) };
+        // The contract: a relative program path is relative to the home directory.
+        let program = if cmd.program.contains('/') {
+            self.resolve(&cmd.program)
+        } else {
+            PathBuf::from(&cmd.program)
+        };
         let mut c = tokio::process::Command::new(&program);
         c.args(&cmd.args).current_dir(&cwd).kill_on_drop(true);
         if self.set_home_env {
@@ -101,14 +134,19 @@ impl Connector for LocalConnector {
     async fn exec(&self, cmd: &RemoteCommand) -> Result<ExecOutput, ConnectorError> {
         let (mut c, program) = self.command(cmd)?;
         c.process_group(0)
-            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = match c.spawn() {
             Ok(child) => child,
             Err(e) => {
-                return spawn_failure(&program, &e)
-                    .ok_or_else(|| ConnectorError::io("local", format!("exec {}", cmd.program), &e));
+                return spawn_failure(&program, &e).ok_or_else(|| {
+                    ConnectorError::io("local", format!("exec {}", cmd.program), &e)
+                });
             }
         };
         let pid = child.id();
@@ -131,15 +169,22 @@ impl Connector for LocalConnector {
                         "local",
                         format!("exec {}", cmd.program),
                     )
-                    .detail(format!("still running after {limit:?}; it and its children were killed"))
+                    .detail(format!(
+                        "still running after {limit:?}; it and its children were killed"
+                    ))
                     .hint("raise the timeout"));
                 }
             },
             None => waiting.await,
         };
-        let out = out.map_err(|e| ConnectorError::io("local", format!("exec {}", cmd.program), &e))?;
+        let out =
+            out.map_err(|e| ConnectorError::io("local", format!("exec {}", cmd.program), &e))?;
         kill_group(pid); // children left in the background die with the command
-        Ok(ExecOutput { exit_code: out.status.code(), stdout: out.stdout, stderr: out.stderr })
+        Ok(ExecOutput {
+            exit_code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
     }
 
     async fn push(&self, from: Source<'_>, to: &RemotePath) -> Result<(), ConnectorError> {
@@ -153,25 +198,38 @@ impl Connector for LocalConnector {
         // Blocking file I/O is fastest with std; run it off the async threads.
         blocking(|| match data {
             SourceData::File(src) => {
-                let mut file = std::fs::File::open(src)
-                    .map_err(|e| ConnectorError::io("local", &action, &e).hint("check the local path"))?;
-                let meta = file.metadata().map_err(|e| ConnectorError::io("local", &action, &e))?;
+                let mut file = std::fs::File::open(src).map_err(|e| {
+                    ConnectorError::io("local", &action, &e).hint("check the local path")
+                })?;
+                let meta = file
+                    .metadata()
+                    .map_err(|e| ConnectorError::io("local", &action, &e))?;
                 if meta.is_dir() {
-                    return Err(ConnectorError::new(ConnectorErrorKind::InvalidInput, "local", &action)
-                        .detail(format!("{} is a directory", src.display()))
-                        .hint("push the files inside it one by one, or use `sremote push` (recursive)"));
+                    return Err(ConnectorError::new(
+                        ConnectorErrorKind::InvalidInput,
+                        "local",
+                        &action,
+                    )
+                    .detail(format!("{} is a directory", src.display()))
+                    .hint(
+                        "push the files inside it one by one, or use `sremote push` (recursive)",
+                    ));
                 }
                 use std::os::unix::fs::PermissionsExt;
                 let mode = mode.unwrap_or(meta.permissions().mode() & 0o7777);
-                atomic_write(&dest, mode, &action, |out| copy_with_progress(&mut file, out, progress))
+                atomic_write(&dest, mode, &action, |out| {
+                    copy_with_progress(&mut file, out, progress)
+                })
             }
-            SourceData::Bytes(bytes) => atomic_write(&dest, mode.unwrap_or(0o644), &action, |out| {
-                out.write_all(bytes)?;
-                if let Some(p) = progress {
-                    p(bytes.len() as u64);
-                }
-                Ok(())
-            }),
+            SourceData::Bytes(bytes) => {
+                atomic_write(&dest, mode.unwrap_or(0o644), &action, |out| {
+                    out.write_all(bytes)?;
+                    if let Some(p) = progress {
+                        p(bytes.len() as u64);
+                    }
+                    Ok(())
+                })
+            }
         })
     }
 
@@ -179,22 +237,35 @@ impl Connector for LocalConnector {
         let src = self.resolve(from);
         let action = format!("pull {from} -> {}", to.path.display());
         blocking(|| {
-            let mut file = std::fs::File::open(&src).map_err(|e| ConnectorError::io("local", &action, &e))?;
+            let mut file =
+                std::fs::File::open(&src).map_err(|e| ConnectorError::io("local", &action, &e))?;
             use std::os::unix::fs::PermissionsExt;
-            let meta = file.metadata().map_err(|e| ConnectorError::io("local", &action, &e))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| ConnectorError::io("local", &action, &e))?;
             if meta.is_dir() {
-                return Err(ConnectorError::new(ConnectorErrorKind::InvalidInput, "local", &action)
-                    .detail(format!("{} is a directory", src.display())));
+                return Err(ConnectorError::new(
+                    ConnectorErrorKind::InvalidInput,
+                    "local",
+                    &action,
+                )
+                .detail(format!("{} is a directory", src.display())));
             }
-            atomic_write(to.path, meta.permissions().mode() & 0o7777, &action, |out| {
-                copy_with_progress(&mut file, out, to.progress)
-            })
+            atomic_write(
+                to.path,
+                meta.permissions().mode() & 0o7777,
+                &action,
+                |out| copy_with_progress(&mut file, out, to.progress),
+            )
         })
     }
 
     async fn spawn(&self, cmd: &RemoteCommand) -> Result<RemoteProcess, ConnectorError> {
         let (mut c, program) = self.command(cmd)?;
-        c.process_group(0).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = match c.spawn() {
             Ok(child) => child,
             // Like a shell: a program that cannot start is a process that exits 127/126.
@@ -207,13 +278,24 @@ impl Connector for LocalConnector {
                         wait: Box::pin(std::future::ready(Ok(out.exit_code))),
                     });
                 }
-                None => return Err(ConnectorError::io("local", format!("spawn {}", cmd.program), &e)),
+                None => {
+                    return Err(ConnectorError::io(
+                        "local",
+                        format!("spawn {}", cmd.program),
+                        &e,
+                    ));
+                }
             },
         };
-        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
-            return Err(ConnectorError::new(ConnectorErrorKind::Other, "local", format!("spawn {}", cmd.program))
-                .detail("stdio pipes were not created"));
+            return Err(ConnectorError::new(
+                ConnectorErrorKind::Other,
+                "local",
+                format!("spawn {}", cmd.program),
+            )
+            .detail("stdio pipes were not created"));
         };
         let program = cmd.program.clone();
         Ok(RemoteProcess {
@@ -221,8 +303,10 @@ impl Connector for LocalConnector {
             stdout: Box::new(stdout),
             stderr: Box::new(stderr),
             wait: Box::pin(async move {
-                let status =
-                    child.wait().await.map_err(|e| ConnectorError::io("local", format!("wait {program}"), &e))?;
+                let status = child
+                    .wait()
+                    .await
+                    .map_err(|e| ConnectorError::io("local", format!("wait {program}"), &e))?;
                 Ok(status.code())
             }),
         })
@@ -267,9 +351,14 @@ pub(crate) fn atomic_write(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let mut tmp = tempfile::Builder::new().prefix(".sremote-part-").tempfile_in(&dir).map_err(err)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sremote-part-")
+        .tempfile_in(&dir)
+        .map_err(err)?;
     fill(tmp.as_file_mut()).map_err(err)?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(err)?;
     tmp.persist(dest).map_err(|e| err(e.error))?;
     Ok(())
 }

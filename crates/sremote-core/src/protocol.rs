@@ -58,7 +58,11 @@ pub struct Request {
 
 impl Request {
     /// A request with no arguments; fill the public fields to add more.
-    pub fn new(id: impl Into<String>, module: impl Into<String>, function: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        module: impl Into<String>,
+        function: impl Into<String>,
+    ) -> Self {
         Request {
             protocol: PROTOCOL_VERSION,
             id: id.into(),
@@ -80,7 +84,13 @@ impl Request {
     #[allow(clippy::result_large_err)] // the error is the cold path and is sent back as is
     pub fn parse(bytes: &[u8]) -> Result<Request, (Option<String>, ErrorBody)> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            (None, ErrorBody::new(ErrorKind::BadRequest, format!("request is not valid JSON: {e}")))
+            (
+                None,
+                ErrorBody::new(
+                    ErrorKind::BadRequest,
+                    format!("request is not valid JSON: {e}"),
+                ),
+            )
         })?;
         let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
         match value.get("protocol").and_then(Value::as_u64) {
@@ -101,12 +111,19 @@ impl Request {
             None => {
                 return Err((
                     id,
-                    ErrorBody::new(ErrorKind::BadRequest, "request has no numeric `protocol` field"),
+                    ErrorBody::new(
+                        ErrorKind::BadRequest,
+                        "request has no numeric `protocol` field",
+                    ),
                 ));
             }
         }
-        serde_json::from_value(value)
-            .map_err(|e| (id, ErrorBody::new(ErrorKind::BadRequest, format!("malformed request: {e}"))))
+        serde_json::from_value(value).map_err(|e| {
+            (
+                id,
+                ErrorBody::new(ErrorKind::BadRequest, format!("malformed request: {e}")),
+            )
+        })
     }
 }
 
@@ -182,7 +199,14 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ErrorBody { kind, module: None, function: None, message: message.into(), traceback: None, data: Value::Null }
+        ErrorBody {
+            kind,
+            module: None,
+            function: None,
+            message: message.into(),
+            traceback: None,
+            data: Value::Null,
+        }
     }
 }
 
@@ -247,8 +271,8 @@ impl Response {
 
     /// Parse a response. Never panics; the error says what was wrong in one line.
     pub fn parse(bytes: &[u8]) -> Result<Response, String> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("response is not valid JSON: {e}"))?;
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| format!("response is not valid JSON: {e}"))?;
         match value.get("protocol").and_then(Value::as_u64) {
             Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
             Some(v) => {
@@ -278,7 +302,9 @@ thread_local! {
 pub fn with_attachments<R>(attachments: Vec<Vec<u8>>, f: impl FnOnce() -> R) -> (R, Vec<Vec<u8>>) {
     let previous = ATTACHMENTS.with(|a| a.borrow_mut().replace(attachments));
     let result = f();
-    let table = ATTACHMENTS.with(|a| std::mem::replace(&mut *a.borrow_mut(), previous)).unwrap_or_default();
+    let table = ATTACHMENTS
+        .with(|a| std::mem::replace(&mut *a.borrow_mut(), previous))
+        .unwrap_or_default();
     (result, table)
 }
 
@@ -296,9 +322,12 @@ pub fn inline_attachments(value: &mut Value, attachments: &[Vec<u8>]) -> Result<
                 *value = serde_json::json!({ "$bytes": base64::engine::general_purpose::STANDARD.encode(data) });
                 return Ok(());
             }
-            map.values_mut().try_for_each(|v| inline_attachments(v, attachments))
+            map.values_mut()
+                .try_for_each(|v| inline_attachments(v, attachments))
         }
-        Value::Array(items) => items.iter_mut().try_for_each(|v| inline_attachments(v, attachments)),
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|v| inline_attachments(v, attachments)),
         _ => Ok(()),
     }
 }
@@ -347,7 +376,10 @@ impl Serialize for Blob {
         let mut map = s.serialize_map(Some(1))?;
         match index {
             Some(i) => map.serialize_entry("$blob", &i)?,
-            None => map.serialize_entry("$bytes", &base64::engine::general_purpose::STANDARD.encode(&self.0))?,
+            None => map.serialize_entry(
+                "$bytes",
+                &base64::engine::general_purpose::STANDARD.encode(&self.0),
+            )?,
         }
         map.end()
     }
@@ -372,11 +404,15 @@ impl<'de> Deserialize<'de> for Blob {
                 .map_err(|e| D::Error::custom(format!("invalid base64 in $bytes: {e}"))),
             (None, Some(i)) => ATTACHMENTS
                 .with(|a| {
-                    a.borrow_mut().as_mut().and_then(|t| t.get_mut(i).map(std::mem::take))
+                    a.borrow_mut()
+                        .as_mut()
+                        .and_then(|t| t.get_mut(i).map(std::mem::take))
                 })
                 .map(Blob)
                 .ok_or_else(|| D::Error::custom(format!("$blob {i} refers to no attachment"))),
-            _ => Err(D::Error::custom("expected {\"$bytes\": base64} or {\"$blob\": index}")),
+            _ => Err(D::Error::custom(
+                "expected {\"$bytes\": base64} or {\"$blob\": index}",
+            )),
         }
     }
 }
@@ -391,10 +427,15 @@ impl<'de> Deserialize<'de> for Stored {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         fn walk(v: &mut Value) {
             match v {
-                Value::Object(map) if map.len() == 1 && map.get("$blob").is_some_and(Value::is_u64) => {
+                Value::Object(map)
+                    if map.len() == 1 && map.get("$blob").is_some_and(Value::is_u64) =>
+                {
                     let i = map["$blob"].as_u64().unwrap_or(0) as usize;
-                    let data = ATTACHMENTS
-                        .with(|a| a.borrow_mut().as_mut().and_then(|t| t.get_mut(i).map(std::mem::take)));
+                    let data = ATTACHMENTS.with(|a| {
+                        a.borrow_mut()
+                            .as_mut()
+                            .and_then(|t| t.get_mut(i).map(std::mem::take))
+                    });
                     if let Some(data) = data {
                         *v = serde_json::json!({ "$bytes": base64::engine::general_purpose::STANDARD.encode(data) });
                     }
@@ -426,12 +467,26 @@ mod tests {
 
     #[test]
     fn request_defects_are_errors_not_panics() {
-        for bad in [&b"not json"[..], b"[]", b"{}", br#"{"protocol":"1"}"#, br#"{"protocol":1,"id":"a"}"#] {
+        for bad in [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            br#"{"protocol":"1"}"#,
+            br#"{"protocol":1,"id":"a"}"#,
+        ] {
             let (_, err) = Request::parse(bad).unwrap_err();
-            assert_eq!(err.kind, ErrorKind::BadRequest, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                err.kind,
+                ErrorKind::BadRequest,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let (id, err) = Request::parse(br#"{"protocol":2,"id":"q"}"#).unwrap_err();
-        assert_eq!((id.as_deref(), err.kind), (Some("q"), ErrorKind::ProtocolVersion));
+        assert_eq!(
+            (id.as_deref(), err.kind),
+            (Some("q"), ErrorKind::ProtocolVersion)
+        );
         assert!(err.message.contains("protocol 2"));
     }
 
@@ -444,13 +499,20 @@ mod tests {
         r.outcome = Outcome::Ok(Value::from(3));
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["ok"], 3);
-        assert_eq!(Response::parse(&serde_json::to_vec(&r).unwrap()).unwrap(), r);
+        assert_eq!(
+            Response::parse(&serde_json::to_vec(&r).unwrap()).unwrap(),
+            r
+        );
         let future = br#"{"protocol":1,"id":"","endpoint_version":"9","error":{"kind":"Novel","message":"m"}}"#;
         match Response::parse(future).unwrap().outcome {
             Outcome::Error(e) => assert_eq!(e.kind, ErrorKind::Unknown),
             other => panic!("{other:?}"),
         }
-        assert!(Response::parse(br#"{"protocol":3}"#).unwrap_err().contains("protocol 3"));
+        assert!(
+            Response::parse(br#"{"protocol":3}"#)
+                .unwrap_err()
+                .contains("protocol 3")
+        );
     }
 
     #[test]
@@ -458,7 +520,10 @@ mod tests {
         let blob = Blob(vec![0, 1, 2, 255]);
         let inline = serde_json::to_value(&blob).unwrap();
         assert_eq!(inline, serde_json::json!({"$bytes": "AAEC/w=="}));
-        assert_eq!(serde_json::from_value::<Blob>(inline.clone()).unwrap(), blob);
+        assert_eq!(
+            serde_json::from_value::<Blob>(inline.clone()).unwrap(),
+            blob
+        );
 
         let (framed, table) = with_attachments(Vec::new(), || serde_json::to_value(&blob).unwrap());
         assert_eq!(framed, serde_json::json!({"$blob": 0}));

@@ -49,7 +49,10 @@ pub(crate) struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("host", &self.host).field("pid", &self.pid).finish()
+        f.debug_struct("Session")
+            .field("host", &self.host)
+            .field("pid", &self.pid)
+            .finish()
     }
 }
 
@@ -67,7 +70,9 @@ fn disconnected(host: &str, detail: impl std::fmt::Display) -> ConnectorError {
         .hint("the call's outcome is unknown; the next call opens a new session")
 }
 
-async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<(FrameKind, Vec<u8>)>> {
+async fn read_frame(
+    r: &mut (impl AsyncRead + Unpin),
+) -> std::io::Result<Option<(FrameKind, Vec<u8>)>> {
     let mut h = [0u8; 5];
     match r.read_exact(&mut h[..1]).await {
         Ok(_) => {}
@@ -79,7 +84,10 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<
     let mut body = Vec::with_capacity(len.min(1 << 20));
     let got = r.take(len as u64).read_to_end(&mut body).await?;
     if got != len {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "stream ended inside a frame",
+        ));
     }
     Ok(Some((kind, body)))
 }
@@ -108,8 +116,9 @@ async fn heartbeat(
         if quiet >= DEAD_AFTER {
             alive.store(false, Ordering::SeqCst);
             for (_, tx) in lock(&pending).drain() {
-                let e = ConnectorError::new(ConnectorErrorKind::Disconnected, &host, "session call")
-                    .detail(format!("no answer to heartbeats for {} s", quiet.as_secs()));
+                let e =
+                    ConnectorError::new(ConnectorErrorKind::Disconnected, &host, "session call")
+                        .detail(format!("no answer to heartbeats for {} s", quiet.as_secs()));
                 let _ = tx.send(Err(SessionError::Transport(e)));
             }
             return;
@@ -131,7 +140,10 @@ const DEAD_AFTER: Duration = Duration::from_secs(60);
 
 impl Session {
     /// Start `endpoint serve` on the host and complete the handshake.
-    pub(crate) async fn open<C: Connector + ?Sized>(connector: &C, endpoint: &str) -> Result<Session, SessionError> {
+    pub(crate) async fn open<C: Connector + ?Sized>(
+        connector: &C,
+        endpoint: &str,
+    ) -> Result<Session, SessionError> {
         let host = connector.host().to_string();
         let process = connector
             .spawn(&RemoteCommand::new(endpoint).arg("serve"))
@@ -195,10 +207,16 @@ impl Session {
                 // The endpoint ended before the handshake: missing, broken, or too old.
                 let code = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let tail = String::from_utf8_lossy(&lock(&stderr_tail)).trim().to_string();
+                let tail = String::from_utf8_lossy(&lock(&stderr_tail))
+                    .trim()
+                    .to_string();
                 return Err(match code {
-                    Ok(Ok(Some(126 | 127))) => SessionError::NotSetup(format!("no runnable endpoint at {endpoint}: {tail}")),
-                    Ok(Ok(Some(2))) => SessionError::NotSetup(format!("the endpoint at {endpoint} has no session mode: {tail}")),
+                    Ok(Ok(Some(126 | 127))) => SessionError::NotSetup(format!(
+                        "no runnable endpoint at {endpoint}: {tail}"
+                    )),
+                    Ok(Ok(Some(2))) => SessionError::NotSetup(format!(
+                        "the endpoint at {endpoint} has no session mode: {tail}"
+                    )),
                     other => SessionError::Transport(disconnected(
                         &host,
                         format!("endpoint session ended during the handshake ({other:?}): {tail}"),
@@ -222,16 +240,21 @@ impl Session {
         let last_rx = Arc::new(Mutex::new(Instant::now()));
         let death: Arc<Mutex<Option<(bool, String)>>> = Arc::default();
         {
-            let (pending, alive, host, last_rx) = (pending.clone(), alive.clone(), host.clone(), last_rx.clone());
+            let (pending, alive, host, last_rx) = (
+                pending.clone(),
+                alive.clone(),
+                host.clone(),
+                last_rx.clone(),
+            );
             let death = death.clone();
             tasks.push(tokio::spawn(async move {
                 let (garbled, why) = loop {
                     match read_frame(&mut stdout).await {
                         Ok(Some((FrameKind::Response, body))) => {
                             *lock(&last_rx) = Instant::now();
-                            let decoded = frame::decode_message(&body).map_err(|e| e.to_string()).and_then(|(json, atts)| {
-                                Response::parse(json).map(|r| (r, atts))
-                            });
+                            let decoded = frame::decode_message(&body)
+                                .map_err(|e| e.to_string())
+                                .and_then(|(json, atts)| Response::parse(json).map(|r| (r, atts)));
                             match decoded {
                                 Ok((resp, atts)) => {
                                     if let Some(tx) = lock(&pending).remove(&resp.id) {
@@ -241,8 +264,12 @@ impl Session {
                                 Err(e) => break (true, format!("garbled response frame: {e}")),
                             }
                         }
-                        Ok(Some((FrameKind::Pong | FrameKind::Hello, _))) => *lock(&last_rx) = Instant::now(),
-                        Ok(Some((kind, _))) => break (true, format!("unexpected {kind:?} frame from the endpoint")),
+                        Ok(Some((FrameKind::Pong | FrameKind::Hello, _))) => {
+                            *lock(&last_rx) = Instant::now()
+                        }
+                        Ok(Some((kind, _))) => {
+                            break (true, format!("unexpected {kind:?} frame from the endpoint"));
+                        }
                         Ok(None) => break (false, "the endpoint closed the session".to_string()),
                         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                             break (true, format!("garbled data from the endpoint: {e}"));
@@ -254,7 +281,10 @@ impl Session {
                 alive.store(false, Ordering::SeqCst);
                 for (_, tx) in lock(&pending).drain() {
                     let err = if garbled {
-                        SessionError::Protocol { detail: why.clone(), received: String::new() }
+                        SessionError::Protocol {
+                            detail: why.clone(),
+                            received: String::new(),
+                        }
                     } else {
                         SessionError::Transport(disconnected(&host, &why))
                     };
@@ -265,7 +295,13 @@ impl Session {
         }
         let writer: Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>> =
             Arc::new(tokio::sync::Mutex::new(process.stdin));
-        tasks.push(tokio::spawn(heartbeat(writer.clone(), pending.clone(), alive.clone(), last_rx, host.clone())));
+        tasks.push(tokio::spawn(heartbeat(
+            writer.clone(),
+            pending.clone(),
+            alive.clone(),
+            last_rx,
+            host.clone(),
+        )));
         let session = Session {
             writer,
             pending,
@@ -291,21 +327,36 @@ impl Session {
         .await;
         result.map_err(|e| {
             self.alive.store(false, Ordering::SeqCst);
-            SessionError::Transport(disconnected(&self.host, format!("writing to the session failed: {e}")))
+            SessionError::Transport(disconnected(
+                &self.host,
+                format!("writing to the session failed: {e}"),
+            ))
         })
     }
 
     /// Send a request message and wait for its response.
-    pub(crate) async fn call(&self, id: &str, json: &[u8], attachments: &[Vec<u8>]) -> Result<Answer, SessionError> {
+    pub(crate) async fn call(
+        &self,
+        id: &str,
+        json: &[u8],
+        attachments: &[Vec<u8>],
+    ) -> Result<Answer, SessionError> {
         if !self.is_alive() {
             return Err(match lock(&self.death).clone() {
-                Some((true, why)) => SessionError::Protocol { detail: why, received: String::new() },
+                Some((true, why)) => SessionError::Protocol {
+                    detail: why,
+                    received: String::new(),
+                },
                 Some((false, why)) => SessionError::Transport(disconnected(&self.host, why)),
                 None => SessionError::Transport(disconnected(&self.host, "the session is closed")),
             });
         }
-        let frame = frame::encode_message(FrameKind::Request, json, attachments)
-            .map_err(|e| SessionError::Protocol { detail: e.to_string(), received: String::new() })?;
+        let frame = frame::encode_message(FrameKind::Request, json, attachments).map_err(|e| {
+            SessionError::Protocol {
+                detail: e.to_string(),
+                received: String::new(),
+            }
+        })?;
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id.to_string(), tx);
         // If the caller stops waiting (dropped future), forget the entry.
@@ -321,12 +372,18 @@ impl Session {
         // The reader marks the session dead before it fails the pending calls: a call
         // registered after that must notice here, or it would wait forever.
         if !self.is_alive() {
-            return Err(SessionError::Transport(disconnected(&self.host, "the session ended")));
+            return Err(SessionError::Transport(disconnected(
+                &self.host,
+                "the session ended",
+            )));
         }
-        if let Err(e) = self.send(&frame).await {
-            return Err(e);
-        }
-        let answer = rx.await.unwrap_or_else(|_| Err(SessionError::Transport(disconnected(&self.host, "the session ended"))));
+        self.send(&frame).await?;
+        let answer = rx.await.unwrap_or_else(|_| {
+            Err(SessionError::Transport(disconnected(
+                &self.host,
+                "the session ended",
+            )))
+        });
         guard.2 = false;
         answer
     }
@@ -334,8 +391,12 @@ impl Session {
     /// Ask the endpoint to cancel call `id` (its subprocesses are killed).
     pub(crate) async fn cancel(&self, id: &str) -> Result<(), SessionError> {
         let body = serde_json::json!({ "id": id }).to_string();
-        let frame = frame::encode(FrameKind::Cancel, body.as_bytes())
-            .map_err(|e| SessionError::Protocol { detail: e.to_string(), received: String::new() })?;
+        let frame = frame::encode(FrameKind::Cancel, body.as_bytes()).map_err(|e| {
+            SessionError::Protocol {
+                detail: e.to_string(),
+                received: String::new(),
+            }
+        })?;
         self.send(&frame).await
     }
 }

@@ -49,13 +49,79 @@ macro_rules! connector_tests {
 /// 200 argument strings that a shell would mangle. Every one must arrive byte-identical.
 pub fn hostile_strings() -> Vec<String> {
     let base: Vec<String> = [
-        "", " ", "  two  spaces  ", "a b", "'", "''", "\"", "\"\"", "'\"'\"'", "\\", "\\\\", "\\'", "\\\"",
-        "$HOME", "${HOME}", "$(id)", "`id`", "$((1+1))", "$'\\n'", ";", "; rm -rf /tmp/never", "&&", "||", "|",
-        "| cat /etc/passwd", ">", ">>", "<", "2>&1", "&", "*", "?", "[a-z]", "{a,b}", "~", "~root", "#", "# c",
-        "!", "!!", "!$", "%s", "%n", "\n", "\r\n", "line1\nline2", "\t", "tab\there", "-", "--", "-n", "-e",
-        "--help", "-rf", "=", "a=b", "x\u{7f}y", "\u{1b}[31mred", "é", "日本語", "🦀", "ق", "\u{200b}",
-        "\u{feff}", "Ω≈ç√", "' ; echo pwned ; '", "\"; echo pwned; \"", "$(echo pwned)", "`echo pwned`",
-        "a'b\"c`d$e\\f", "\\n", "\x01\x02\x03", "end\\",
+        "",
+        " ",
+        "  two  spaces  ",
+        "a b",
+        "'",
+        "''",
+        "\"",
+        "\"\"",
+        "'\"'\"'",
+        "\\",
+        "\\\\",
+        "\\'",
+        "\\\"",
+        "$HOME",
+        "${HOME}",
+        "$(id)",
+        "`id`",
+        "$((1+1))",
+        "$'\\n'",
+        ";",
+        "; rm -rf /tmp/never",
+        "&&",
+        "||",
+        "|",
+        "| cat /etc/passwd",
+        ">",
+        ">>",
+        "<",
+        "2>&1",
+        "&",
+        "*",
+        "?",
+        "[a-z]",
+        "{a,b}",
+        "~",
+        "~root",
+        "#",
+        "# c",
+        "!",
+        "!!",
+        "!$",
+        "%s",
+        "%n",
+        "\n",
+        "\r\n",
+        "line1\nline2",
+        "\t",
+        "tab\there",
+        "-",
+        "--",
+        "-n",
+        "-e",
+        "--help",
+        "-rf",
+        "=",
+        "a=b",
+        "x\u{7f}y",
+        "\u{1b}[31mred",
+        "é",
+        "日本語",
+        "🦀",
+        "ق",
+        "\u{200b}",
+        "\u{feff}",
+        "Ω≈ç√",
+        "' ; echo pwned ; '",
+        "\"; echo pwned; \"",
+        "$(echo pwned)",
+        "`echo pwned`",
+        "a'b\"c`d$e\\f",
+        "\\n",
+        "\x01\x02\x03",
+        "end\\",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -88,12 +154,22 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 async fn mkdir<C: Connector>(c: &C, dir: &str) {
-    let out = c.exec(&RemoteCommand::new("mkdir").args(["-p", "--", dir])).await.expect("mkdir");
-    assert!(out.success(), "mkdir -p {dir} failed: {}", out.stderr_text());
+    let out = c
+        .exec(&RemoteCommand::new("mkdir").args(["-p", "--", dir]))
+        .await
+        .expect("mkdir");
+    assert!(
+        out.success(),
+        "mkdir -p {dir} failed: {}",
+        out.stderr_text()
+    );
 }
 
 fn split_nul(bytes: &[u8]) -> Vec<String> {
-    let mut parts: Vec<String> = bytes.split(|b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let mut parts: Vec<String> = bytes
+        .split(|b| *b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
     parts.pop(); // after the last NUL
     parts
 }
@@ -101,7 +177,9 @@ fn split_nul(bytes: &[u8]) -> Vec<String> {
 async fn pull_bytes<C: Connector>(c: &C, path: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("pulled");
-    c.pull(path, Dest::file(&local)).await.unwrap_or_else(|e| panic!("pull {path}: {e}"));
+    c.pull(path, Dest::file(&local))
+        .await
+        .unwrap_or_else(|e| panic!("pull {path}: {e}"));
     std::fs::read(&local).unwrap()
 }
 
@@ -115,7 +193,9 @@ fn assert_same_strings(got: &[String], want: &[String]) {
 /// 200 hostile strings as arguments arrive byte-identical.
 pub async fn hostile_arguments<C: Connector>(f: Fixture<C>) {
     let strings = hostile_strings();
-    let cmd = RemoteCommand::new("printf").arg("%s\\0").args(strings.clone());
+    let cmd = RemoteCommand::new("printf")
+        .arg("%s\\0")
+        .args(strings.clone());
     let out = f.connector.exec(&cmd).await.expect("exec printf");
     assert!(out.success(), "printf failed: {}", out.stderr_text());
     assert_same_strings(&split_nul(&out.stdout), &strings);
@@ -126,10 +206,17 @@ pub async fn hostile_program_path<C: Connector>(f: Fixture<C>) {
     let dir = format!("{}/bin dir 'q' \"d\" $(x)", f.scratch);
     let script = format!("{dir}/my prog;echo");
     f.connector
-        .push(Source::bytes(b"#!/bin/sh\nprintf '%s\\0' \"$@\"\n").mode(0o755), &script)
+        .push(
+            Source::bytes(b"#!/bin/sh\nprintf '%s\\0' \"$@\"\n").mode(0o755),
+            &script,
+        )
         .await
         .expect("push script");
-    let out = f.connector.exec(&RemoteCommand::new(&script).args(["a b", "$(id)"])).await.expect("exec");
+    let out = f
+        .connector
+        .exec(&RemoteCommand::new(&script).args(["a b", "$(id)"]))
+        .await
+        .expect("exec");
     assert!(out.success(), "script failed: {:?}", out);
     assert_same_strings(&split_nul(&out.stdout), &["a b".into(), "$(id)".into()]);
 }
@@ -141,7 +228,10 @@ pub async fn env_and_cwd<C: Connector>(f: Fixture<C>) {
     let v1 = "$(id) `id` 'quoted' \"dq\" \\ ; | &".to_string();
     let v2 = "line1\nline2\ttab 日本".to_string();
     let cmd = RemoteCommand::new("sh")
-        .args(["-c", "printf '%s\\0' \"$SREMOTE_T1\" \"$SREMOTE_T2\" \"$(pwd)\""])
+        .args([
+            "-c",
+            "printf '%s\\0' \"$SREMOTE_T1\" \"$SREMOTE_T2\" \"$(pwd)\"",
+        ])
         .env("SREMOTE_T1", &v1)
         .env("SREMOTE_T2", &v2)
         .cwd(&cwd);
@@ -150,13 +240,21 @@ pub async fn env_and_cwd<C: Connector>(f: Fixture<C>) {
     let got = split_nul(&out.stdout);
     assert_eq!(got.len(), 3);
     assert_eq!((&got[0], &got[1]), (&v1, &v2));
-    assert!(got[2].ends_with("/cwd dir 'q' $(x)"), "cwd was {:?}", got[2]);
+    assert!(
+        got[2].ends_with("/cwd dir 'q' $(x)"),
+        "cwd was {:?}",
+        got[2]
+    );
 }
 
 /// A working directory that does not exist is a typed `NotFound`.
 pub async fn missing_cwd_is_not_found<C: Connector>(f: Fixture<C>) {
     let cmd = RemoteCommand::new("true").cwd(format!("{}/no such dir", f.scratch));
-    let err = f.connector.exec(&cmd).await.expect_err("missing cwd must fail");
+    let err = f
+        .connector
+        .exec(&cmd)
+        .await
+        .expect_err("missing cwd must fail");
     assert_eq!(err.kind, ConnectorErrorKind::NotFound, "{err}");
 }
 
@@ -164,26 +262,61 @@ pub async fn missing_cwd_is_not_found<C: Connector>(f: Fixture<C>) {
 /// stdin with `Unsupported` instead).
 pub async fn stdin_16_mib<C: Connector>(f: Fixture<C>) {
     if !f.connector.supports_stdin() {
-        let err = f.connector.exec(&RemoteCommand::new("cat").stdin(b"x".to_vec())).await.expect_err("stdin refused");
-        assert_eq!(err.kind, ConnectorErrorKind::Unsupported, "a connector without stdin must say so: {err}");
+        let err = f
+            .connector
+            .exec(&RemoteCommand::new("cat").stdin(b"x".to_vec()))
+            .await
+            .expect_err("stdin refused");
+        assert_eq!(
+            err.kind,
+            ConnectorErrorKind::Unsupported,
+            "a connector without stdin must say so: {err}"
+        );
         return;
     }
     let data = pseudo_random(16 << 20, 16);
-    let out = f.connector.exec(&RemoteCommand::new("cat").stdin(data.clone())).await.expect("exec cat");
+    let out = f
+        .connector
+        .exec(&RemoteCommand::new("cat").stdin(data.clone()))
+        .await
+        .expect("exec cat");
     assert!(out.success(), "{}", out.stderr_text());
-    assert!(out.stdout == data, "16 MiB came back changed ({} bytes)", out.stdout.len());
+    assert!(
+        out.stdout == data,
+        "16 MiB came back changed ({} bytes)",
+        out.stdout.len()
+    );
 }
 
 /// Exit codes, signals, stderr, and missing programs (127).
 pub async fn exit_codes_and_stderr<C: Connector>(f: Fixture<C>) {
     let c = &f.connector;
-    let out = c.exec(&RemoteCommand::new("sh").args(["-c", "echo out; echo err >&2; exit 3"])).await.unwrap();
-    assert_eq!((out.exit_code, &out.stdout[..], &out.stderr[..]), (Some(3), &b"out\n"[..], &b"err\n"[..]));
-    let out = c.exec(&RemoteCommand::new("sh").args(["-c", "exit 255"])).await.unwrap();
-    assert_eq!(out.exit_code, Some(255), "a real remote 255 is an exit code, not a transport error");
-    let out = c.exec(&RemoteCommand::new("sh").args(["-c", "kill -9 $$"])).await.unwrap();
+    let out = c
+        .exec(&RemoteCommand::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.exit_code, &out.stdout[..], &out.stderr[..]),
+        (Some(3), &b"out\n"[..], &b"err\n"[..])
+    );
+    let out = c
+        .exec(&RemoteCommand::new("sh").args(["-c", "exit 255"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.exit_code,
+        Some(255),
+        "a real remote 255 is an exit code, not a transport error"
+    );
+    let out = c
+        .exec(&RemoteCommand::new("sh").args(["-c", "kill -9 $$"]))
+        .await
+        .unwrap();
     assert_eq!(out.exit_code, None, "killed by a signal");
-    let out = c.exec(&RemoteCommand::new("sremote-no-such-program-x")).await.unwrap();
+    let out = c
+        .exec(&RemoteCommand::new("sremote-no-such-program-x"))
+        .await
+        .unwrap();
     assert_eq!(out.exit_code, Some(127), "missing program: {:?}", out);
 }
 
@@ -194,17 +327,29 @@ pub async fn timeout_kills_children<C: Connector>(f: Fixture<C>) {
     let pidfile = format!("{}/child.pid", f.scratch);
     let script = "sleep 300 & echo $! > \"$1\"; wait";
     let started = Instant::now();
-    let cmd = RemoteCommand::new("sh").args(["-c", script, "sh", &pidfile]).timeout(Duration::from_secs(1));
+    let cmd = RemoteCommand::new("sh")
+        .args(["-c", script, "sh", &pidfile])
+        .timeout(Duration::from_secs(1));
     let err = c.exec(&cmd).await.expect_err("must time out");
     assert_eq!(err.kind, ConnectorErrorKind::Timeout, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(15), "timeout took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "timeout took {:?}",
+        started.elapsed()
+    );
     let pid = String::from_utf8(pull_bytes(c, &pidfile).await).unwrap();
     let pid = pid.trim();
-    assert!(!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()), "pid file: {pid:?}");
+    assert!(
+        !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()),
+        "pid file: {pid:?}"
+    );
     // Dead processes may linger as zombies here (PID 1 reaps lazily): alive = exists and not Z.
     let alive = "st=$(ps -o stat= -p \"$1\") || exit 1; case \"$st\" in Z*) exit 1;; esac; exit 0";
     for _ in 0..50 {
-        let out = c.exec(&RemoteCommand::new("sh").args(["-c", alive, "sh", pid])).await.unwrap();
+        let out = c
+            .exec(&RemoteCommand::new("sh").args(["-c", alive, "sh", pid]))
+            .await
+            .unwrap();
         if !out.success() {
             return;
         }
@@ -214,8 +359,13 @@ pub async fn timeout_kills_children<C: Connector>(f: Fixture<C>) {
 }
 
 async fn round_trip<C: Connector>(c: &C, data: &[u8], remote: &str) {
-    c.push(Source::bytes(data), remote).await.unwrap_or_else(|e| panic!("push {remote}: {e}"));
-    assert!(pull_bytes(c, remote).await == data, "{remote}: pulled bytes differ");
+    c.push(Source::bytes(data), remote)
+        .await
+        .unwrap_or_else(|e| panic!("push {remote}: {e}"));
+    assert!(
+        pull_bytes(c, remote).await == data,
+        "{remote}: pulled bytes differ"
+    );
     // and from a local file
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("src");
@@ -223,38 +373,75 @@ async fn round_trip<C: Connector>(c: &C, data: &[u8], remote: &str) {
     let remote2 = format!("{remote}.fromfile");
     let moved = std::sync::atomic::AtomicU64::new(0);
     let progress = |n: u64| moved.store(n, std::sync::atomic::Ordering::Relaxed);
-    c.push(Source::file(&local).progress(&progress), &remote2).await.unwrap();
-    assert_eq!(moved.load(std::sync::atomic::Ordering::Relaxed), data.len() as u64, "progress did not reach the end");
-    assert!(pull_bytes(c, &remote2).await == data, "{remote2}: pulled bytes differ");
+    c.push(Source::file(&local).progress(&progress), &remote2)
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.load(std::sync::atomic::Ordering::Relaxed),
+        data.len() as u64,
+        "progress did not reach the end"
+    );
+    assert!(
+        pull_bytes(c, &remote2).await == data,
+        "{remote2}: pulled bytes differ"
+    );
 }
 
 /// Empty and binary files, paths with spaces and quotes, missing parents.
 pub async fn push_pull_small_files<C: Connector>(f: Fixture<C>) {
     let all_bytes: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
     round_trip(&f.connector, b"", &format!("{}/empty", f.scratch)).await;
-    round_trip(&f.connector, &all_bytes, &format!("{}/new/parents/bin ary 'q' \"dq\" $(x)", f.scratch)).await;
+    round_trip(
+        &f.connector,
+        &all_bytes,
+        &format!("{}/new/parents/bin ary 'q' \"dq\" $(x)", f.scratch),
+    )
+    .await;
 }
 
 /// A 64 MiB file both ways, byte-identical.
 pub async fn push_pull_64_mib<C: Connector>(f: Fixture<C>) {
-    round_trip(&f.connector, &pseudo_random(64 << 20, 64), &format!("{}/big.bin", f.scratch)).await;
+    round_trip(
+        &f.connector,
+        &pseudo_random(64 << 20, 64),
+        &format!("{}/big.bin", f.scratch),
+    )
+    .await;
 }
 
 /// Pushing keeps or sets the mode, and replaces an existing file whole.
 pub async fn push_keeps_mode_and_replaces_atomically<C: Connector>(f: Fixture<C>) {
     let c = &f.connector;
     let remote = format!("{}/tool.sh", f.scratch);
-    c.push(Source::bytes(b"#!/bin/sh\necho one\n").mode(0o755), &remote).await.unwrap();
+    c.push(Source::bytes(b"#!/bin/sh\necho one\n").mode(0o755), &remote)
+        .await
+        .unwrap();
     let out = c.exec(&RemoteCommand::new(&remote)).await.unwrap();
-    assert_eq!(out.stdout, b"one\n", "pushed script with mode 0755 must run: {:?}", out);
-    c.push(Source::bytes(b"#!/bin/sh\necho two\n").mode(0o700), &remote).await.unwrap();
-    let out = c.exec(&RemoteCommand::new("stat").args(["-c", "%a", "--", &remote])).await.unwrap();
+    assert_eq!(
+        out.stdout, b"one\n",
+        "pushed script with mode 0755 must run: {:?}",
+        out
+    );
+    c.push(Source::bytes(b"#!/bin/sh\necho two\n").mode(0o700), &remote)
+        .await
+        .unwrap();
+    let out = c
+        .exec(&RemoteCommand::new("stat").args(["-c", "%a", "--", &remote]))
+        .await
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "700");
     let out = c.exec(&RemoteCommand::new(&remote)).await.unwrap();
     assert_eq!(out.stdout, b"two\n");
     // No temporary file is left beside it.
-    let out = c.exec(&RemoteCommand::new("ls").args(["-A", "--", &f.scratch])).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tool.sh", "leftovers in the directory");
+    let out = c
+        .exec(&RemoteCommand::new("ls").args(["-A", "--", &f.scratch]))
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "tool.sh",
+        "leftovers in the directory"
+    );
 }
 
 /// Pulling a path that does not exist is a typed `NotFound`, and writes nothing locally.
@@ -268,7 +455,10 @@ pub async fn pull_missing_is_not_found<C: Connector>(f: Fixture<C>) {
         .expect_err("pull of a missing file must fail");
     assert_eq!(err.kind, ConnectorErrorKind::NotFound, "{err}");
     assert!(!local.exists());
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "partial file left locally");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "partial file left locally"
+    );
 }
 
 /// Pushing into a directory the user cannot write is a typed `PermissionDenied`.
@@ -277,7 +467,11 @@ pub async fn push_unwritable_is_permission_denied<C: Connector>(f: Fixture<C>) {
         eprintln!("skipped: the fixture has no unwritable directory");
         return;
     };
-    let err = f.connector.push(Source::bytes(b"x"), &format!("{dir}/sremote-test")).await.expect_err("must fail");
+    let err = f
+        .connector
+        .push(Source::bytes(b"x"), &format!("{dir}/sremote-test"))
+        .await
+        .expect_err("must fail");
     assert_eq!(err.kind, ConnectorErrorKind::PermissionDenied, "{err}");
 }
 

@@ -3,7 +3,11 @@ use sremote_core::LocalConnector;
 use sremote_core::testsuite::Fixture;
 
 async fn fixture() -> Fixture<LocalConnector> {
-    let home = tempfile::Builder::new().prefix("sremote-local-home-").tempdir().unwrap().keep();
+    let home = tempfile::Builder::new()
+        .prefix("sremote-local-home-")
+        .tempdir()
+        .unwrap()
+        .keep();
     Fixture {
         connector: LocalConnector::with_home(home),
         scratch: "scratch dir".to_string(),

@@ -50,10 +50,11 @@ fn read_stderr(mut err: ChildStderr, nonce: String, pid: Arc<AtomicU32>) -> Task
         let mut chunk = vec![0u8; 64 << 10];
         while let Ok(n @ 1..) = err.read(&mut chunk).await {
             buf.extend_from_slice(&chunk[..n]);
-            if pid.load(Ordering::Relaxed) == 0 && buf.len() < (64 << 10) {
-                if let Some(m) = script::find_marker(&buf, &nonce) {
-                    pid.store(m.pid, Ordering::Relaxed);
-                }
+            if pid.load(Ordering::Relaxed) == 0
+                && buf.len() < (64 << 10)
+                && let Some(m) = script::find_marker(&buf, &nonce)
+            {
+                pid.store(m.pid, Ordering::Relaxed);
             }
         }
         buf
@@ -98,10 +99,11 @@ impl KillGuard {
 impl Drop for KillGuard {
     fn drop(&mut self) {
         let pid = self.pid.load(Ordering::Relaxed);
-        if self.armed && pid != 0 {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(kill(self.session.clone(), pid));
-            }
+        if self.armed
+            && pid != 0
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(kill(self.session.clone(), pid));
         }
     }
 }
@@ -490,10 +492,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(r) = &res {
-            if r.is_err() || buf.filled().len() == before {
-                self.done.take();
-            }
+        if let Poll::Ready(r) = &res
+            && (r.is_err() || buf.filled().len() == before)
+        {
+            self.done.take();
         }
         res
     }

@@ -34,12 +34,12 @@ pub(crate) fn descendants(root: u32) -> Vec<u32> {
 }
 
 pub(crate) fn kill(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        if pid > 1 {
-            // SAFETY: a plain syscall on a pid this crate started (or a child of one).
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 1
+    {
+        // SAFETY: a plain syscall on a pid this crate started (or a child of one).
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
 }

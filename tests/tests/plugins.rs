@@ -1,0 +1,201 @@
+//! Plugin executables over a real sshd: `client.install_module` pushes a Python and a shell
+//! plugin (the examples of PROTOCOL.md, "Plugin executables"), which are then called in
+//! every mode; bad output names the plugin; names are checked before anything is sent.
+use serde_json::{Value, json};
+use sremote_core::protocol::ErrorKind;
+use sremote_core::{CallMode, CallOutput, Error, RemoteClient};
+use sremote_ssh::SshConnector;
+use sremote_testkit::Sshd;
+
+const MODES: [CallMode; 3] = [CallMode::Session, CallMode::Pipe, CallMode::File];
+
+async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
+    let ssh = SshConnector::builder()
+        .config_file(&sshd.ssh_config)
+        .connect(&sshd.alias)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}\n--- sshd log:\n{}", sshd.log()));
+    RemoteClient::new(ssh)
+}
+
+/// The Python example of PROTOCOL.md (kept identical: the doc test of the doc).
+const PYTHON_PLUGIN: &str = r#"#!/usr/bin/env python3
+# A plugin module `textstats`: textstats.count(text) and textstats.fail().
+import io, json, sys, traceback
+from contextlib import redirect_stdout
+
+def count(text):
+    print("counting", len(text), "characters")
+    return {"chars": len(text), "words": len(text.split())}
+
+def fail():
+    raise RuntimeError("failing on purpose")
+
+FUNCTIONS = {"count": count, "fail": fail}
+
+request = json.load(sys.stdin)
+out = io.StringIO()
+try:
+    fn = FUNCTIONS[request["function"]]
+    with redirect_stdout(out):
+        value = fn(*request["args"], **request["kwargs"])
+    answer = {"ok": value}
+except KeyError:
+    answer = {"error": {"kind": "FunctionNotFound", "message": "no function " + request["function"]}}
+except Exception as e:
+    answer = {"error": {"kind": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}}
+answer["stdout"] = out.getvalue()
+print(json.dumps(answer))
+"#;
+
+/// The shell example of PROTOCOL.md.
+const SHELL_PLUGIN: &str = r#"#!/bin/sh
+# A plugin module `hostinfo`: hostinfo.uptime() returns the first field of /proc/uptime.
+request=$(cat)
+case $request in
+  *'"function":"uptime"'*)
+    read -r up _ < /proc/uptime
+    printf '{"ok": %s}\n' "$up" ;;
+  *)
+    printf '{"error": {"kind": "FunctionNotFound", "message": "hostinfo has only uptime"}}\n' ;;
+esac
+"#;
+
+fn write_plugin(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_shell_plugins_installed_and_called_in_every_mode() {
+    let sshd = Sshd::start().unwrap();
+    let client = connect(&sshd).await;
+    let local = tempfile::tempdir().unwrap();
+    let py = write_plugin(local.path(), "textstats.py", PYTHON_PLUGIN);
+    let sh = write_plugin(local.path(), "hostinfo.sh", SHELL_PLUGIN);
+    let at = client.install_module("textstats", &py).await.unwrap();
+    assert!(at.ends_with(".sremote/modules/textstats"), "{at}");
+    client.install_module("hostinfo", &sh).await.unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sshd.home.join(".sremote/modules/textstats"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+
+    for mode in MODES {
+        let text = "two words $(id) ; `x`";
+        let v: CallOutput<Value> = client
+            .call("textstats", "count")
+            .arg(text)
+            .mode(mode)
+            .await
+            .unwrap();
+        assert_eq!(
+            v.value,
+            json!({"chars": text.len(), "words": 5}),
+            "{mode:?}"
+        );
+        assert_eq!(v.stdout, format!("counting {} characters\n", text.len()));
+        let err = client
+            .call::<Value>("textstats", "fail")
+            .mode(mode)
+            .await
+            .unwrap_err();
+        match &err {
+            Error::RemoteExec(e) => {
+                assert_eq!(e.kind, ErrorKind::Raised);
+                assert_eq!(e.message, "RuntimeError: failing on purpose");
+                assert!(
+                    e.traceback
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("raise RuntimeError")
+                );
+            }
+            other => panic!("{other}"),
+        }
+        let err = client
+            .call::<Value>("textstats", "nope")
+            .mode(mode)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.remote_kind(),
+            Some(ErrorKind::FunctionNotFound),
+            "{err}"
+        );
+
+        let up: CallOutput<f64> = client.call("hostinfo", "uptime").mode(mode).await.unwrap();
+        assert!(up.value > 0.0, "{mode:?}");
+    }
+    // The endpoint lists them.
+    let listing: CallOutput<Value> = client.call("sys", "modules").await.unwrap();
+    let plugins: Vec<&str> = listing.value["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "plugin")
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(plugins, ["hostinfo", "textstats"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plugin_output_names_the_plugin() {
+    let sshd = Sshd::start().unwrap();
+    let client = connect(&sshd).await;
+    let local = tempfile::tempdir().unwrap();
+    let garbage = write_plugin(
+        local.path(),
+        "g",
+        "#!/bin/sh\necho 'this is not json'\nexit 3\n",
+    );
+    client.install_module("garbled", &garbage).await.unwrap();
+    let neither = write_plugin(local.path(), "n", "#!/bin/sh\necho '{\"value\": 1}'\n");
+    client.install_module("neither", &neither).await.unwrap();
+    for mode in MODES {
+        for (module, expect) in [
+            ("garbled", "this is not json"),
+            ("neither", "exactly one of `ok` and `error`"),
+        ] {
+            let err = client
+                .call::<Value>(module, "f")
+                .mode(mode)
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.remote_kind(), Some(ErrorKind::Raised), "{text}");
+            assert!(
+                text.contains(&format!(".sremote/modules/{module}")),
+                "names the plugin: {text}"
+            );
+            assert!(text.contains(expect), "{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_names_are_checked_before_anything_is_sent() {
+    let sshd = Sshd::start().unwrap();
+    let client = connect(&sshd).await;
+    let local = tempfile::tempdir().unwrap();
+    let file = write_plugin(local.path(), "p", SHELL_PLUGIN);
+    for bad in [
+        "", ".hidden", "-rf", "a/b", "../x", "$(id)", "a b", "os", "sys", "session",
+    ] {
+        let err = client.install_module(bad, &file).await.unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{bad:?}: {err}");
+    }
+    let err = client
+        .install_module("ok-name", &local.path().join("missing"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Usage(m) if m.contains("missing")),
+        "{err}"
+    );
+    assert!(!sshd.home.join(".sremote/modules/ok-name").exists());
+    assert!(!sshd.home.join("x").exists() && !sshd.home.join("a").exists());
+}
