@@ -123,6 +123,13 @@ pub(crate) struct SessionCall<'a> {
 enum Target {
     Registered,
     Plugin(PathBuf),
+    /// The Python bridge: this interpreter, this Python module name; `hint` (when the
+    /// module was not asked for as `py:NAME`) says where else it was looked for.
+    Python {
+        python: PathBuf,
+        module: String,
+        hint: Option<String>,
+    },
 }
 
 impl Endpoint {
@@ -195,7 +202,9 @@ impl Endpoint {
 
     /// The module listing as JSON: `{"modules": [{"name", "kind", "version", "doc",
     /// "functions": [{"name", "signature", "doc"}]}]}`; plugins are listed with kind
-    /// `"plugin"` and no functions (a plugin dispatches by itself).
+    /// `"plugin"` and no functions (a plugin dispatches by itself); the Python bridge is
+    /// one entry named `py:*` of kind `"python"` whose `python` is the interpreter (`null`
+    /// when the host has none).
     pub fn modules_json(&self) -> Value {
         let mut list: Vec<Value> = self
             .inner
@@ -227,6 +236,18 @@ impl Endpoint {
                 );
             }
         }
+        let (python, doc) = match crate::python::find(&location) {
+            Ok(p) => (
+                json!(p),
+                format!(
+                    "any module {} can import (numpy, json, your own packages in the venv); \
+                     `py:NAME` forces Python",
+                    p.display()
+                ),
+            ),
+            Err(why) => (Value::Null, why),
+        };
+        list.push(json!({ "name": "py:*", "kind": "python", "python": python, "doc": doc, "functions": [] }));
         json!({ "modules": list })
     }
 
@@ -261,19 +282,22 @@ impl Endpoint {
         let id = req.id.clone();
         match catch_unwind(AssertUnwindSafe(|| self.dispatch_inner(req, session))) {
             Ok(handled) => handled,
-            Err(payload) => (Handled {
-                response: error_response(
-                    id,
-                    ErrorBody::new(
-                        ErrorKind::Panicked,
-                        format!(
-                            "the endpoint itself panicked: {}",
-                            panic_message(payload.as_ref())
+            Err(payload) => (
+                Handled {
+                    response: error_response(
+                        id,
+                        ErrorBody::new(
+                            ErrorKind::Panicked,
+                            format!(
+                                "the endpoint itself panicked: {}",
+                                panic_message(payload.as_ref())
+                            ),
                         ),
                     ),
-                ),
-                abandoned: false,
-            }, Vec::new()),
+                    abandoned: false,
+                },
+                Vec::new(),
+            ),
         }
     }
 
@@ -301,7 +325,18 @@ impl Endpoint {
             };
             (handled, Vec::new())
         };
-        if !valid_name(&module) {
+        let python_module = module.strip_prefix(crate::python::PREFIX);
+        if let Some(name) = python_module
+            && !crate::python::python_name(name)
+        {
+            return fail(CallError::new(
+                ErrorKind::ModuleNotFound,
+                format!(
+                    "invalid Python module name {name:?} after `py:`: use dotted identifiers such as `os.path`"
+                ),
+            ));
+        }
+        if python_module.is_none() && !valid_name(&module) {
             return fail(CallError::new(
                 ErrorKind::ModuleNotFound,
                 format!(
@@ -328,7 +363,9 @@ impl Endpoint {
             },
         };
         let location = self.location();
-        if let Err(e) = self.check_modules(&req.check_modules, &location) {
+        let in_session = session.is_some();
+        let session_id = in_session.then_some(req.id.as_str());
+        if let Err(e) = self.check_modules(&req.check_modules, &location, session_id) {
             return fail(e);
         }
         let target = match self.resolve(&module, &function, &location) {
@@ -340,8 +377,10 @@ impl Endpoint {
         let endpoint = self.clone();
         let job = move || {
             let mut request = req;
-            if let (Target::Plugin(_), Some(table)) = (&target, &attachments) {
-                // Plugins read plain JSON: bytes go inline as base64.
+            if let (Target::Plugin(_) | Target::Python { .. }, Some(table)) =
+                (&target, &attachments)
+            {
+                // Plugins and Python read plain JSON: bytes go inline as base64.
                 for v in request.args.iter_mut().chain(request.kwargs.values_mut()) {
                     let _ = sremote_core::protocol::inline_attachments(v, table);
                 }
@@ -351,7 +390,7 @@ impl Endpoint {
                     args: std::mem::take(&mut request.args),
                     kwargs: std::mem::take(&mut request.kwargs),
                 },
-                Target::Plugin(_) => Args::default(),
+                Target::Plugin(_) | Target::Python { .. } => Args::default(),
             };
             let ctx = CallContext {
                 endpoint: &endpoint,
@@ -371,6 +410,37 @@ impl Endpoint {
                         }
                     }
                     Target::Plugin(path) => crate::plugin::call(path, &request),
+                    Target::Python {
+                        python,
+                        module,
+                        hint,
+                    } => {
+                        let op = crate::python::Op::Call {
+                            module,
+                            function: &request.function,
+                            args: &request.args,
+                            kwargs: &request.kwargs,
+                        };
+                        let mut out = if in_session {
+                            crate::python::call_session(
+                                python,
+                                &op,
+                                &request.id,
+                                request.timeout_ms,
+                            )
+                        } else {
+                            crate::python::call_once(python, &op, request.timeout_ms)
+                        };
+                        if let (Err(e), Some(hint)) = (&mut out.result, hint)
+                            && e.kind == ErrorKind::ModuleNotFound
+                        {
+                            e.message = format!(
+                                "no module `{module}` on this endpoint: {hint}, and {}",
+                                e.message
+                            );
+                        }
+                        out
+                    }
                 })
             };
             crate::process::with_call_id(&request.id, || match attachments {
@@ -424,25 +494,55 @@ impl Endpoint {
             )
             .with_data(json!({ "functions": names })));
         }
+        if let Some(name) = module.strip_prefix(crate::python::PREFIX) {
+            return match crate::python::find(location) {
+                Ok(python) => Ok(Target::Python {
+                    python,
+                    module: name.to_string(),
+                    hint: None,
+                }),
+                Err(why) => Err(CallError::new(
+                    ErrorKind::ModuleNotFound,
+                    format!("cannot call the Python module `{name}`: {why}"),
+                )
+                .with_data(json!({ "python3": null }))),
+            };
+        }
         if let Some(path) = location.plugin(module) {
             return Ok(Target::Plugin(path));
         }
         let mut available = self.module_names();
         available.extend(location.plugins());
-        // Python bridge hook (issue 8): import `module` in the endpoint's python3 here.
-        Err(CallError::new(
-            ErrorKind::ModuleNotFound,
-            format!(
-                "no module `{module}` on this endpoint: not built in or registered, and no plugin executable \
-                 at {}; Python modules are not supported by this endpoint yet; available modules: {}",
-                location.modules.join(module).display(),
-                available.join(", ")
-            ),
-        )
-        .with_data(json!({ "available": available })))
+        let hint = format!(
+            "not built in or registered (endpoint modules: {}), and no plugin executable at {}",
+            available.join(", "),
+            location.modules.join(module).display()
+        );
+        let python = match crate::python::find(location) {
+            Ok(python) if crate::python::python_name(module) => python,
+            Ok(_) => {
+                return Err(CallError::new(
+                    ErrorKind::ModuleNotFound,
+                    format!("no module `{module}` on this endpoint: {hint}; it is no Python module name either"),
+                )
+                .with_data(json!({ "available": available })));
+            }
+            Err(why) => {
+                return Err(CallError::new(
+                    ErrorKind::ModuleNotFound,
+                    format!("no module `{module}` on this endpoint: {hint}; and {why}"),
+                )
+                .with_data(json!({ "available": available, "python3": null })));
+            }
+        };
+        Ok(Target::Python {
+            python,
+            module: module.to_string(),
+            hint: Some(hint),
+        })
     }
 
-    /// The version of `module` if it is available here (built-in, registered or plugin).
+    /// The version of `module` if it is built in, registered or a plugin.
     fn module_version(&self, module: &str, location: &Location) -> Option<String> {
         if let Some(m) = self.inner.modules.get(module) {
             return Some(m.version.clone().unwrap_or_else(|| VERSION.to_string()));
@@ -450,19 +550,59 @@ impl Endpoint {
         if valid_name(module) && location.plugin(module).is_some() {
             return Some("plugin".to_string());
         }
-        // Python bridge hook (issue 8): ask python3 for `importlib.metadata.version(module)`.
         None
     }
 
-    fn check_modules(&self, wanted: &[String], location: &Location) -> Result<(), CallError> {
+    /// Check that every module in `wanted` is available: built in, registered, a plugin,
+    /// or importable by the host's Python (asked once for all of them; through the
+    /// session's worker when `session_call` is the id of a session-mode call).
+    fn check_modules(
+        &self,
+        wanted: &[String],
+        location: &Location,
+        session_call: Option<&str>,
+    ) -> Result<(), CallError> {
         let mut missing = Vec::new();
         let mut present = BTreeMap::new();
+        let mut ask_python = Vec::new();
         for name in wanted {
-            match self.module_version(name, location) {
+            let python_name = name.strip_prefix(crate::python::PREFIX);
+            match python_name.map_or_else(|| self.module_version(name, location), |_| None) {
                 Some(v) => {
                     present.insert(name.clone(), v);
                 }
+                None if crate::python::python_name(python_name.unwrap_or(name)) => {
+                    ask_python.push(name.clone());
+                }
                 None => missing.push(name.clone()),
+            }
+        }
+        let mut note = String::new();
+        if !ask_python.is_empty() {
+            match crate::python::find(location) {
+                Ok(python) => {
+                    let names: Vec<String> = ask_python
+                        .iter()
+                        .map(|n| {
+                            n.strip_prefix(crate::python::PREFIX)
+                                .unwrap_or(n)
+                                .to_string()
+                        })
+                        .collect();
+                    let found = crate::python::versions(&python, &names, session_call)?;
+                    for (asked, name) in ask_python.into_iter().zip(names) {
+                        match found.get(&name).cloned().flatten() {
+                            Some(v) => {
+                                present.insert(asked, v);
+                            }
+                            None => missing.push(asked),
+                        }
+                    }
+                }
+                Err(why) => {
+                    missing.extend(ask_python);
+                    note = format!(" ({why})");
+                }
             }
         }
         if missing.is_empty() {
@@ -471,7 +611,7 @@ impl Endpoint {
         Err(CallError::new(
             ErrorKind::ModulesMissing,
             format!(
-                "modules missing on this host: {}; the call was not run",
+                "modules missing on this host: {}{note}; the call was not run",
                 missing.join(", ")
             ),
         )

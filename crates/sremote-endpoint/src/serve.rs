@@ -96,6 +96,7 @@ fn write_out(shared: &Shared, bytes: &[u8]) -> std::io::Result<()> {
 /// The client is gone or spoke garbage: stop everything now.
 fn shut_down(reason: Option<String>) -> ! {
     crate::process::kill_running_children();
+    crate::python::shutdown();
     if let Some(r) = reason {
         eprintln!("sremote-endpoint serve: {r}");
         std::process::exit(crate::cli::EXIT_NO_RESPONSE);
@@ -193,6 +194,7 @@ fn cancel(shared: &Shared, body: &[u8]) {
     };
     lock(&shared.cancelled).insert(id.clone());
     crate::process::kill_call_children(&id);
+    crate::python::cancel(&id);
     let body = ErrorBody::new(ErrorKind::Cancelled, "the call was cancelled by the client; its subprocesses were killed");
     if write_out(shared, &encode_response(&error_response(id, body), &[])).is_err() {
         shut_down(None);

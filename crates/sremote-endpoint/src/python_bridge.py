@@ -1,0 +1,299 @@
+# The sremote Python bridge, run by the endpoint as
+# `python3 -c <launcher> <this file>` (the launcher compiles it as "<sremote-python-bridge>").
+#
+# Line JSON on private copies of the original stdin/stdout: one request per line in, one
+# response per line out. While a call runs, fd 1 and fd 2 point at capture files whose
+# contents go into the response's "stdout"/"stderr", so print() and C extensions can never
+# corrupt the channel. The process serves requests until its stdin closes: one call in
+# pipe/file mode, a whole session in session mode (module state persists, like an IPython
+# engine). See PROTOCOL.md, "Python bridge".
+#
+# Requests:  {"op": "call", "module", "function", "args", "kwargs", "env": {"set", "unset"}}
+#            {"op": "versions", "names": [...], "env": ...}
+# Responses: {"ok": value, "stdout", "stderr"} or {"error": {kind, message, traceback, data},
+#            "stdout", "stderr"}
+import base64
+import importlib
+import json
+import os
+import sys
+import traceback
+
+if sys.path and sys.path[0] == "":
+    del sys.path[0]  # `-c` puts the working directory first; imports follow PYTHONPATH only
+
+I64_MIN, U64_MAX = -(2**63), 2**64 - 1
+CAPTURE_LIMIT = 32 << 20
+BRIDGE_FILE = "<sremote-python-bridge>"
+
+
+class CallFailed(Exception):
+    def __init__(self, kind, message, data=None):
+        Exception.__init__(self, message)
+        self.kind, self.message, self.data = kind, message, data
+
+
+def type_name(v):
+    t = type(v)
+    return t.__name__ if t.__module__ == "builtins" else "%s.%s" % (t.__module__, t.__qualname__)
+
+
+def decode(v):
+    """Arguments: {"$bytes": base64} becomes bytes; everything else is plain JSON."""
+    if isinstance(v, dict):
+        if len(v) == 1 and isinstance(v.get("$bytes"), str):
+            return base64.b64decode(v["$bytes"])
+        return {k: decode(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [decode(x) for x in v]
+    return v
+
+
+def encode(v, where="the return value"):
+    """A return value as JSON (see PROTOCOL.md for the conversions)."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        # serde_json reads integers of 64 bits exactly; bigger ones travel as decimal strings.
+        return v if I64_MIN <= v <= U64_MAX else str(v)
+    if isinstance(v, float):
+        return v if v - v == 0 else None  # NaN and infinities have no JSON form: null
+    if isinstance(v, (list, tuple)):
+        return [encode(x, where) for x in v]
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            if isinstance(k, bool) or k is None:
+                k = json.dumps(k)
+            elif isinstance(k, (int, float)):
+                k = str(k)
+            elif not isinstance(k, str):
+                raise CallFailed("Raised", "%s has a dict key of type %s; JSON keys must be str, int, float, bool "
+                                 "or None" % (where, type_name(k)), {"python_type": type_name(k)})
+            out[k] = encode(x, where)
+        return out
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(bytes(v)).decode("ascii")}
+    if isinstance(v, (set, frozenset)):
+        items = [encode(x, where) for x in v]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    if hasattr(v, "tolist") and callable(v.tolist):  # numpy arrays and scalars, array.array
+        return encode(v.tolist(), where)
+    if hasattr(v, "isoformat") and callable(v.isoformat):  # datetime, date, time
+        return v.isoformat()
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    if hasattr(v, "__dataclass_fields__"):
+        import dataclasses
+        return encode(dataclasses.asdict(v), where)
+    if type(v).__name__ == "Decimal":
+        return str(v)
+    raise CallFailed("Raised", "%s is a %s, which has no JSON form; return a JSON value instead (numbers, str, "
+                     "list, dict, bytes; objects with .tolist() such as numpy arrays are converted)"
+                     % (where, type_name(v)), {"python_type": type_name(v)})
+
+
+def noise(frame):
+    name = frame.filename
+    return name.startswith("<frozen importlib") or name.endswith(os.path.join("importlib", "__init__.py"))
+
+
+def traceback_text(e):
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == BRIDGE_FILE:
+        tb = tb.tb_next  # the bridge's own frames are noise, and so is the import machinery
+    te = traceback.TracebackException(type(e), e, tb)
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if not noise(f)])
+    return "".join(te.format())
+
+
+def import_module(name):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if name != missing and not name.startswith(missing + "."):
+            raise  # a module the imported one needs is missing: a failure of that module
+        importlib.invalidate_caches()  # installed since the last look (pip in the same venv)
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as e2:
+            if e2.name != e.name:
+                raise
+        raise CallFailed("ModuleNotFound", "%s (%s) cannot import `%s`: %s" % (
+            sys.executable, python_version(), name, e), {"python": sys.executable})
+
+
+def python_version():
+    return "Python %d.%d.%d" % sys.version_info[:3]
+
+
+SIGNATURES = {}
+
+
+def check_arguments(module, function, fn, args, kwargs):
+    try:
+        sig = SIGNATURES.get(fn)
+    except TypeError:
+        sig = None
+    if sig is None:
+        try:
+            import inspect
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            sig = False  # builtins without a signature: the call itself checks
+        try:
+            SIGNATURES[fn] = sig
+        except TypeError:
+            pass
+    if sig is False:
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise CallFailed("BadArguments", "%s; expected %s.%s%s" % (e, module, function, sig))
+
+
+def call(msg):
+    module, function = msg["module"], msg["function"]
+    obj = import_module(module)
+    for part in function.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            names = sorted(n for n in dir(import_module(module)) if not n.startswith("_"))
+            shown = ", ".join(names[:60]) + (", …" if len(names) > 60 else "")
+            raise CallFailed("FunctionNotFound", "Python module `%s` (%s) has no attribute `%s`; its public "
+                             "names: %s" % (module, getattr(import_module(module), "__file__", "built in"),
+                                            function, shown))
+    if not callable(obj):
+        raise CallFailed("FunctionNotFound", "`%s.%s` is a %s, not a function" % (module, function, type_name(obj)))
+    args, kwargs = decode(msg.get("args", [])), decode(msg.get("kwargs", {}))
+    check_arguments(module, function, obj, args, kwargs)
+    return encode(obj(*args, **kwargs), "the return value of %s.%s" % (module, function))
+
+
+def version_of(name):
+    from importlib import metadata
+    top = name.split(".")[0]
+    try:
+        return metadata.version(top)
+    except Exception:
+        pass
+    try:
+        for dist in metadata.packages_distributions().get(top, []):
+            return metadata.version(dist)
+    except Exception:
+        pass
+    if top in getattr(sys, "stdlib_module_names", ()) or top in sys.builtin_module_names:
+        return "stdlib (%s)" % python_version()
+    v = getattr(sys.modules.get(name), "__version__", None)
+    return str(v) if v is not None else "unknown version"
+
+
+def versions(msg):
+    import importlib.util
+    out = {}
+    for name in msg["names"]:
+        spec = None
+        for attempt in (0, 1):
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None:
+                break
+            importlib.invalidate_caches()
+        out[name] = version_of(name) if spec is not None else None
+    return out
+
+
+def apply_env(env):
+    if not env:
+        return
+    for k in env.get("unset", []):
+        os.environ.pop(k, None)
+    for k, v in env.get("set", {}).items():
+        os.environ[k] = v
+        if k == "PYTHONPATH":
+            for d in reversed([d for d in v.split(os.pathsep) if d]):
+                if d not in sys.path:
+                    sys.path.insert(0, d)
+
+
+class Capture:
+    """fd 1 and fd 2 point at anonymous files for the life of the process."""
+
+    def __init__(self):
+        self.files = []
+        for fd in (1, 2):
+            try:
+                f = os.memfd_create("sremote-python-%d" % fd, os.MFD_CLOEXEC)
+            except (AttributeError, OSError):
+                import tempfile
+                f = os.dup(tempfile.TemporaryFile().fileno())
+            os.dup2(f, fd)
+            os.close(f)
+
+    def take(self):
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except Exception:
+                pass
+        out = []
+        for fd in (1, 2):
+            try:
+                n = os.lseek(fd, 0, os.SEEK_CUR)
+            except OSError:
+                n = 0
+            if n == 0:
+                out.append("")
+                continue
+            data = os.pread(fd, min(n, CAPTURE_LIMIT), 0)
+            text = data.decode("utf-8", "replace")
+            if n > CAPTURE_LIMIT:
+                text += "\n[sremote: output truncated, %d of %d bytes kept]\n" % (CAPTURE_LIMIT, n)
+            out.append(text)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+        return out
+
+
+def serve():
+    channel_in = os.fdopen(os.dup(0), "rb")
+    channel_out = os.fdopen(os.dup(1), "wb")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    capture = Capture()
+    for line in channel_in:
+        reply = {}
+        try:
+            msg = json.loads(line)
+            apply_env(msg.get("env"))
+            if msg.get("op") == "versions":
+                reply["ok"] = versions(msg)
+            else:
+                reply["ok"] = call(msg)
+        except CallFailed as e:
+            reply = {"error": {"kind": e.kind, "message": e.message, "data": e.data}}
+        except RecursionError as e:
+            reply = {"error": {"kind": "Raised", "message": "RecursionError: %s (a cyclic or very deeply nested "
+                               "value?)" % e, "traceback": traceback_text(e)}}
+        except BaseException as e:  # SystemExit and KeyboardInterrupt included: the worker goes on
+            reply = {"error": {"kind": "Raised", "message": "%s: %s" % (type_name(e), e),
+                               "traceback": traceback_text(e), "data": {"exception": type_name(e)}}}
+        reply["stdout"], reply["stderr"] = capture.take()
+        try:
+            text = json.dumps(reply, allow_nan=False, ensure_ascii=False)
+        except Exception as e:
+            text = json.dumps({"error": {"kind": "Raised", "message": "the reply cannot be encoded: %s" % e}})
+        channel_out.write(text.encode("utf-8", "surrogateescape") + b"\n")
+        channel_out.flush()
+
+
+serve()
