@@ -172,6 +172,42 @@ def peer(venv_python, kind, sshd, calls, pin):
     return json.loads(out.stdout)
 
 
+def cli_wall(binary, sshd, args, pin, reps, fresh_home=False):
+    """Median wall time (µs) of a whole `sremote` invocation (connect included)."""
+    lat = []
+    for _ in range(reps):
+        if fresh_home:
+            shutil.rmtree(os.path.join(sshd.home, ".sremote"), ignore_errors=True)
+        t = time.perf_counter()
+        subprocess.run(client_cmd([binary, "--ssh-config", sshd.config] + args, pin), check=True, capture_output=True)
+        lat.append(time.perf_counter() - t)
+    return {"p50_us": statistics.median(lat) * 1e6, "calls_per_s": len(lat) / sum(lat)}
+
+
+def transfer(binary, sshd, state, mib, pin):
+    """MB/s of sremote push/pull against ssh cat, one file of `mib` MiB."""
+    src = os.path.join(state, "transfer.bin")
+    if not os.path.exists(src) or os.path.getsize(src) != mib << 20:
+        with open(src, "wb") as f:
+            f.write(os.urandom(mib << 20))
+    back = os.path.join(state, "back.bin")
+    size = (mib << 20) / 1e6
+
+    def timed(cmd, **kw):
+        t = time.perf_counter()
+        subprocess.run(client_cmd(cmd, pin), check=True, **kw)
+        return size / (time.perf_counter() - t)
+
+    out = {}
+    with open(src, "rb") as f:
+        out["ssh cat push MB/s"] = timed(["ssh", "-F", sshd.config, "bench", "cat > t.bin"], stdin=f)
+    out["sremote push MB/s"] = timed([binary, "--ssh-config", sshd.config, "push", "bench", src, "t2.bin"])
+    with open(back, "wb") as f:
+        out["ssh cat pull MB/s"] = timed(["ssh", "-F", sshd.config, "bench", "cat t.bin"], stdout=f)
+    out["sremote pull MB/s"] = timed([binary, "--ssh-config", sshd.config, "pull", "bench", "t2.bin", back])
+    return out
+
+
 def venv(state):
     path = os.path.join(state, "venv")
     python = os.path.join(path, "bin", "python")
@@ -191,6 +227,7 @@ def main():
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--transfer-mib", type=int, default=256)
     ap.add_argument("--sremote", default=os.path.join(ROOT, "target", "release", "sremote"))
     args = ap.parse_args()
     if not os.path.exists(args.sremote):
@@ -217,9 +254,15 @@ def main():
                 ]:
                     rows.setdefault(name, []).append(fn())
                     print(f"[{'pinned' if pin else 'unpinned'} rep {rep}] {name}: {rows[name][-1]}", file=sys.stderr)
+            getenv = ["call", "bench", "os", "getenv", "HOME"]
+            rows["cli: fresh host, bootstrap + first call"] = [cli_wall(args.sremote, sshd, getenv, pin, 5, fresh_home=True)]
+            rows["cli: warm connect + first call"] = [cli_wall(args.sremote, sshd, getenv, pin, 10)]
             results["pinned" if pin else "unpinned"] = {
                 k: {"p50_us": median_of(v, "p50_us"), "calls_per_s": median_of(v, "calls_per_s")} for k, v in rows.items()
             }
+            if not pin:
+                runs = [transfer(args.sremote, sshd, state, args.transfer_mib, pin) for _ in range(args.reps)]
+                results["transfer"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         finally:
             sshd.stop()
     write_report(args.out, results, args)
@@ -258,6 +301,13 @@ def write_report(path, results, args):
     ]
     for label, a, b, key, goal in checks:
         lines.append(f"| {label} | {ratio('unpinned', a, b, key):.2f} | {ratio('pinned', a, b, key):.2f} | {goal} |")
+    t = results.get("transfer")
+    if t:
+        lines += ["", f"## Transfers ({args.transfer_mib} MiB, unpinned, median of {args.reps})", "",
+                  "| direction | ssh cat MB/s | sremote MB/s | ratio (goal ≥ 0.95) |", "|---|---:|---:|---:|"]
+        for d in ("push", "pull"):
+            a, b = t[f"ssh cat {d} MB/s"], t[f"sremote {d} MB/s"]
+            lines.append(f"| {d} | {a:.0f} | {b:.0f} | {b / a:.2f} |")
     x64 = results["unpinned"]["sremote session x64"]["calls_per_s"]
     lines += ["", f"Session with 64 in flight: {x64:.0f} calls/s unpinned (goal ≥ 20,000).", ""]
     with open(path, "w") as f:
