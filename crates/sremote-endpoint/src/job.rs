@@ -979,6 +979,9 @@ fn cancel(dir: &Path, grace: Duration) -> io::Result<()> {
 
 /// `job rm DIR`: only a job dir (it has `request.json`, its parent is `jobs`), not running.
 fn remove(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return Ok(()); // removed before
+    }
     if !dir.join("request.json").is_file()
         || dir.parent().and_then(Path::file_name) != Some("jobs".as_ref())
     {

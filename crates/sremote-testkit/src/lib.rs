@@ -22,6 +22,7 @@
 
 mod netns;
 mod proc;
+pub mod slurm;
 
 use std::io::Write;
 use std::net::TcpListener;

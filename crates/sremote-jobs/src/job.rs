@@ -1,0 +1,544 @@
+//! [`Job`]: a handle on a detached call.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_core::Stream;
+use serde::de::DeserializeOwned;
+use sremote_core::protocol::Response;
+use sremote_core::{CallOutput, Connector, RemoteClient};
+
+use crate::error::{FailureClass, JobError};
+use crate::remote::{self, DirStatus};
+use crate::scheduler::{Scheduler, SchedulerState};
+use crate::store::{JobRecord, JobState, JobStore};
+
+/// A job's state as last seen, with the details of a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    /// Where the job is.
+    pub state: JobState,
+    /// Why it died (class and the runner's or the batch system's words).
+    pub failure: Option<(FailureClass, String)>,
+    /// What the batch system said (`PENDING (Priority)`, …), when asked.
+    pub scheduler: Option<String>,
+    /// Size of the job's log on the host, bytes.
+    pub log_bytes: u64,
+    /// The machine the job ran on (a compute node for batch jobs).
+    pub ran_on: Option<String>,
+}
+
+/// A piece of a job's log: `data` is the log's bytes `offset..next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// Where `data` starts in the log.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Where the next read starts (`offset + data.len()`): keep it to resume.
+    pub next: u64,
+}
+
+/// A detached call on a host: follow it, cancel it, collect its result. Made by
+/// [`JobsExt::submit`](crate::JobsExt::submit) or [`JobsExt::job`](crate::JobsExt::job).
+/// Cheap to clone.
+pub struct Job<C> {
+    pub(crate) client: RemoteClient<C>,
+    pub(crate) store: JobStore,
+    pub(crate) record: Arc<Mutex<JobRecord>>,
+    /// The job was found in the store (the same call was submitted before).
+    pub(crate) reattached: bool,
+}
+
+impl<C> Clone for Job<C> {
+    fn clone(&self) -> Self {
+        Job {
+            client: self.client.clone(),
+            store: self.store.clone(),
+            record: self.record.clone(),
+            reattached: self.reattached,
+        }
+    }
+}
+
+impl<C: Connector> std::fmt::Debug for Job<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.record();
+        f.debug_struct("Job")
+            .field("id", &r.id)
+            .field("host", &r.host)
+            .field("state", &r.state)
+            .finish()
+    }
+}
+
+/// Default time between SIGTERM and SIGKILL when a job is cancelled.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+impl<C: Connector> Job<C> {
+    pub(crate) fn new(
+        client: RemoteClient<C>,
+        store: JobStore,
+        record: JobRecord,
+        reattached: bool,
+    ) -> Self {
+        Job {
+            client,
+            store,
+            record: Arc::new(Mutex::new(record)),
+            reattached,
+        }
+    }
+
+    /// The job id.
+    pub fn id(&self) -> String {
+        self.record().id
+    }
+
+    /// The store's record of the job, as last seen.
+    pub fn record(&self) -> JobRecord {
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether [`submit`](crate::JobsExt::submit) found this call already submitted and
+    /// reattached instead of submitting it again.
+    pub fn reattached(&self) -> bool {
+        self.reattached
+    }
+
+    /// The client the job talks through.
+    pub fn client(&self) -> &RemoteClient<C> {
+        &self.client
+    }
+
+    fn host(&self) -> String {
+        self.client.host().to_string()
+    }
+
+    fn refresh(&self) -> Result<JobRecord, JobError> {
+        let fresh = self.store.get(&self.id())?;
+        *self.record.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+
+    fn dir(&self, rec: &JobRecord) -> Result<String, JobError> {
+        rec.remote_dir.clone().ok_or_else(|| {
+            JobError::Usage(format!(
+                "job {} on {} is still being submitted (by this or another program); try again in a moment",
+                rec.id, rec.host
+            ))
+        })
+    }
+
+    async fn dir_status(&self, dir: &str) -> Result<DirStatus, JobError> {
+        let action = format!("read the status of job {}", self.id());
+        let out =
+            remote::endpoint(&self.client, &["job", "status", dir], None, &[], &action).await?;
+        remote::parse_status(&out.stdout, self.client.host(), &action)
+    }
+
+    /// Ask the host (and its batch system) where the job is. Terminal states are final and
+    /// answered from the store without asking the host.
+    pub async fn status(&self) -> Result<JobStatus, JobError> {
+        let rec = self.refresh()?;
+        let from_record = |rec: &JobRecord| JobStatus {
+            state: rec.state,
+            failure: rec
+                .failure_class
+                .map(|c| (c, rec.failure.clone().unwrap_or_default())),
+            scheduler: None,
+            log_bytes: 0,
+            ran_on: None,
+        };
+        if rec.state.is_terminal() || rec.remote_dir.is_none() {
+            return Ok(from_record(&rec));
+        }
+        let dir = self.dir(&rec)?;
+        let mut d = self.dir_status(&dir).await?;
+        let mut st = JobStatus {
+            state: JobState::Queued,
+            failure: None,
+            scheduler: None,
+            log_bytes: d.log_bytes,
+            ran_on: d.host.clone(),
+        };
+        let settled_by_dir = matches!(d.state.as_str(), "succeeded" | "failed" | "cancelled");
+        match (rec.scheduler, rec.scheduler_id.as_deref()) {
+            (Scheduler::Direct, _) | (_, None) => self.apply_dir(&mut st, &d),
+            _ if settled_by_dir => self.apply_dir(&mut st, &d),
+            (sched, Some(sid)) => {
+                let ss = remote::scheduler_state(&self.client, sched, sid).await?;
+                st.scheduler = Some(format!("{ss:?}"));
+                match ss {
+                    SchedulerState::Pending(_) => st.state = JobState::Queued,
+                    SchedulerState::Running => st.state = JobState::Running,
+                    finished => {
+                        // The runner may have written its final state just now.
+                        d = self.dir_status(&dir).await?;
+                        st.log_bytes = d.log_bytes;
+                        match finished {
+                            _ if matches!(
+                                d.state.as_str(),
+                                "succeeded" | "failed" | "cancelled"
+                            ) =>
+                            {
+                                self.apply_dir(&mut st, &d)
+                            }
+                            SchedulerState::Finished(Some((FailureClass::Cancelled, _)))
+                                if d.cancel_requested =>
+                            {
+                                st.state = JobState::Cancelled
+                            }
+                            SchedulerState::Finished(Some(why)) => {
+                                st.state = JobState::Died;
+                                st.failure = Some(why);
+                            }
+                            SchedulerState::Finished(None) if d.state == "died" => {
+                                st.state = JobState::Died;
+                                st.failure = Some(d.failure());
+                            }
+                            SchedulerState::Finished(None) => {
+                                st.state = JobState::Died;
+                                st.failure = Some((
+                                    FailureClass::Crashed,
+                                    "the batch job ended without writing a result (see scheduler.out in the job dir)".into(),
+                                ));
+                            }
+                            _ if d.state == "died" => {
+                                st.state = JobState::Died;
+                                st.failure = Some(d.failure());
+                            }
+                            _ => {
+                                st.state = JobState::Died;
+                                st.failure = Some((
+                                    FailureClass::Lost,
+                                    format!(
+                                        "the batch system no longer knows job {sid} and it left no result"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if st.state != rec.state || st.state.is_terminal() {
+            let failure = st.failure.as_ref().map(|(c, m)| (*c, m.as_str()));
+            self.store.set_state(&rec.id, st.state, failure)?;
+            self.refresh()?;
+        }
+        Ok(st)
+    }
+
+    fn apply_dir(&self, st: &mut JobStatus, d: &DirStatus) {
+        st.state = match d.state.as_str() {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            _ => JobState::Died,
+        };
+        if st.state == JobState::Died {
+            st.failure = Some(d.failure());
+        }
+    }
+
+    /// Wait until the job is over, at most `timeout` (`None`: as long as it takes).
+    /// Polls the host with a growing interval (50 ms to 1 s); a dropped connection is
+    /// retried. When time runs out the error is [`JobError::NotFinished`]; the job goes on.
+    pub async fn wait(&self, timeout: Option<Duration>) -> Result<JobStatus, JobError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            match self.status().await {
+                Ok(st) if st.state.is_terminal() => return Ok(st),
+                Ok(st) => {
+                    failing_since = None;
+                    if let Some(t) = timeout
+                        && started.elapsed() >= t
+                    {
+                        return Err(JobError::NotFinished {
+                            id: self.id(),
+                            host: self.host(),
+                            state: st.state,
+                            waited: crate::units::format_duration(started.elapsed()),
+                        });
+                    }
+                }
+                Err(e)
+                    if remote::transient(&e)
+                        && failing_since.is_none_or(|t| t.elapsed() < Duration::from_secs(120)) =>
+                {
+                    failing_since.get_or_insert_with(Instant::now);
+                    tracing::info!(job = %self.id(), error = %e, "status failed; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+            let left = timeout
+                .map(|t| t.saturating_sub(started.elapsed()))
+                .unwrap_or(pause);
+            tokio::time::sleep(pause.min(left).max(Duration::from_millis(10))).await;
+            pause = (pause * 3 / 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Wait for the job, then its value: the call's own error if it failed,
+    /// [`JobError::Died`] or [`JobError::Cancelled`] if it ended without a result.
+    pub async fn result<T: DeserializeOwned>(&self) -> Result<CallOutput<T>, JobError> {
+        let started = Instant::now();
+        let st = self.wait(None).await?;
+        let rec = self.record();
+        match st.state {
+            JobState::Succeeded | JobState::Failed => {
+                let dir = self.dir(&rec)?;
+                let action = format!("collect the result of job {}", rec.id);
+                let out =
+                    remote::endpoint(&self.client, &["job", "result", &dir], None, &[], &action)
+                        .await?;
+                let response = Response::parse(&out.stdout).map_err(|e| {
+                    JobError::remote(
+                        &rec.host,
+                        &action,
+                        e,
+                        "the job's response.json is damaged; submit it again (force)",
+                    )
+                })?;
+                Ok(self
+                    .client
+                    .decode_response(response, &rec.request, started.elapsed())?)
+            }
+            JobState::Cancelled => Err(JobError::Cancelled {
+                id: rec.id,
+                host: rec.host,
+            }),
+            _ => {
+                let (class, reason) = st
+                    .failure
+                    .unwrap_or((FailureClass::Other, "no reason given".into()));
+                Err(JobError::Died {
+                    id: rec.id,
+                    host: rec.host,
+                    class,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// The log from byte `from` on (at most 4 MiB per call; call again from `next`).
+    pub async fn logs(&self, from: u64) -> Result<LogChunk, JobError> {
+        let rec = self.record();
+        let dir = self.dir(&rec)?;
+        let from_s = from.to_string();
+        let action = format!("read the log of job {}", rec.id);
+        let out = remote::endpoint(
+            &self.client,
+            &["job", "log", &dir, "--from", &from_s],
+            None,
+            &[],
+            &action,
+        )
+        .await?;
+        let next = from + out.stdout.len() as u64;
+        Ok(LogChunk {
+            offset: from,
+            data: out.stdout,
+            next,
+        })
+    }
+
+    /// One poll: the directory status and the log bytes from `from`.
+    async fn poll(&self, dir: &str, from: u64) -> Result<(DirStatus, LogChunk), JobError> {
+        let from_s = from.to_string();
+        let action = format!("follow the log of job {}", self.id());
+        let out = remote::endpoint(
+            &self.client,
+            &["job", "poll", dir, "--from", &from_s],
+            None,
+            &[],
+            &action,
+        )
+        .await?;
+        let split = out
+            .stdout
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(out.stdout.len());
+        let status = remote::parse_status(&out.stdout[..split], &self.host(), &action)?;
+        let data = out.stdout.get(split + 1..).unwrap_or_default().to_vec();
+        if data.len() as u64 != status.log_sent {
+            return Err(JobError::remote(
+                &self.host(),
+                action,
+                format!("expected {} log bytes, got {}", status.log_sent, data.len()),
+                "the connection may have broken; follow again from the same offset",
+            ));
+        }
+        let next = from + data.len() as u64;
+        Ok((
+            status,
+            LogChunk {
+                offset: from,
+                data,
+                next,
+            },
+        ))
+    }
+
+    /// Follow the log from byte `from` until the job is over: a stream of chunks, each
+    /// starting where the previous ended. A dropped connection is retried (for up to two
+    /// minutes) from the last byte received, so nothing is lost or repeated; the stream
+    /// ends after the last byte of a finished job.
+    pub fn logs_follow(
+        &self,
+        from: u64,
+    ) -> impl Stream<Item = Result<LogChunk, JobError>> + Send + '_
+    where
+        C: 'static,
+    {
+        struct Cursor {
+            next: u64,
+            done: bool,
+            idle: Duration,
+            quiet_since: Instant,
+            failing_since: Option<Instant>,
+        }
+        let start = Cursor {
+            next: from,
+            done: false,
+            idle: Duration::from_millis(50),
+            quiet_since: Instant::now(),
+            failing_since: None,
+        };
+        futures_util::stream::unfold(start, move |mut cur| async move {
+            if cur.done {
+                return None;
+            }
+            loop {
+                let dir = match self.refresh().and_then(|rec| self.dir(&rec)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        cur.done = true;
+                        return Some((Err(e), cur));
+                    }
+                };
+                match self.poll(&dir, cur.next).await {
+                    Ok((status, chunk)) => {
+                        cur.failing_since = None;
+                        if !chunk.data.is_empty() {
+                            cur.next = chunk.next;
+                            cur.idle = Duration::from_millis(50);
+                            cur.quiet_since = Instant::now();
+                            return Some((Ok(chunk), cur));
+                        }
+                        let mut over = status.terminal() && cur.next >= status.log_bytes;
+                        // A batch job killed hard never says so in its dir: ask the batch
+                        // system now and then.
+                        if !over && cur.quiet_since.elapsed() > Duration::from_secs(2) {
+                            cur.quiet_since = Instant::now();
+                            match self.status().await {
+                                Ok(st) if st.state.is_terminal() => {
+                                    over = cur.next >= st.log_bytes.max(status.log_bytes)
+                                }
+                                Ok(_) => {}
+                                Err(e) if remote::transient(&e) => {}
+                                Err(e) => {
+                                    cur.done = true;
+                                    return Some((Err(e), cur));
+                                }
+                            }
+                        }
+                        if over {
+                            return None;
+                        }
+                        tokio::time::sleep(cur.idle).await;
+                        cur.idle = (cur.idle * 3 / 2).min(Duration::from_millis(500));
+                    }
+                    Err(e) if remote::transient(&e) || matches!(e, JobError::Remote { .. }) => {
+                        let since = *cur.failing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > Duration::from_secs(120) {
+                            cur.done = true;
+                            return Some((Err(e), cur));
+                        }
+                        tracing::info!(job = %self.id(), error = %e, "log follow interrupted; retrying");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => {
+                        cur.done = true;
+                        return Some((Err(e), cur));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Cancel the job: SIGTERM to everything it started, SIGKILL after
+    /// [`DEFAULT_GRACE`], and the batch system's cancel (`scancel`, `qdel`); then wait
+    /// until it is over. A finished job is left as it is.
+    pub async fn cancel(&self) -> Result<JobStatus, JobError> {
+        self.cancel_with_grace(DEFAULT_GRACE).await
+    }
+
+    /// [`cancel`](Self::cancel) with another grace period.
+    pub async fn cancel_with_grace(&self, grace: Duration) -> Result<JobStatus, JobError> {
+        let rec = self.refresh()?;
+        if rec.state.is_terminal() {
+            return self.status().await;
+        }
+        let dir = self.dir(&rec)?;
+        let g = format!("{:.3}", grace.as_secs_f64());
+        let action = format!("cancel job {}", rec.id);
+        remote::endpoint(
+            &self.client,
+            &["job", "cancel", &dir, "--grace", &g],
+            None,
+            &[],
+            &action,
+        )
+        .await?;
+        if let (Some(sid), sched) = (rec.scheduler_id.as_deref(), rec.scheduler) {
+            let argv: Vec<String> = match sched {
+                Scheduler::Slurm => vec!["scancel".into(), sid.into()],
+                Scheduler::Sge | Scheduler::Pbs => vec!["qdel".into(), sid.into()],
+                Scheduler::Direct => Vec::new(),
+            };
+            if !argv.is_empty() {
+                let out = remote::command(&self.client, &argv, None, None).await?;
+                if !out.success() {
+                    tracing::info!(job = %rec.id, stderr = %out.stderr_text(), "batch cancel said no (job already over?)");
+                }
+            }
+        }
+        match self.wait(Some(grace + Duration::from_secs(30))).await {
+            Err(JobError::NotFinished { .. }) => Err(JobError::remote(
+                &rec.host,
+                action,
+                "the job did not stop within the grace period and 30 s more",
+                "check the host: `sremote jobs show ID`, the batch system's queue",
+            )),
+            other => other,
+        }
+    }
+
+    /// Mark the result as handled: `sremote jobs rm --processed` then removes the job.
+    pub fn mark_processed(&self) -> Result<(), JobError> {
+        self.store.mark_processed(&self.id())?;
+        self.refresh().map(drop)
+    }
+
+    /// Remove the job's directory on the host and its record in the store. A job still
+    /// running must be cancelled first.
+    pub async fn clean(&self) -> Result<(), JobError> {
+        let rec = self.refresh()?;
+        if let Some(dir) = &rec.remote_dir {
+            let action = format!("remove job {}", rec.id);
+            remote::endpoint(&self.client, &["job", "rm", dir], None, &[], &action).await?;
+        }
+        self.store.remove(&rec.id)
+    }
+}

@@ -1,0 +1,206 @@
+//! Talking to the endpoint's `job` commands and to the batch system's commands.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use sremote_core::{Connector, ConnectorErrorKind, Error, ExecOutput, RemoteClient, RemoteCommand};
+
+use crate::error::{FailureClass, JobError};
+use crate::scheduler::{
+    Scheduler, SchedulerState, parse_pbs_qstat, parse_scontrol, parse_sge_qacct, parse_sge_qstat,
+};
+
+/// What `sremote-endpoint job status` prints.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct DirStatus {
+    pub state: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub log_bytes: u64,
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// `job poll`: how many log bytes follow the status line.
+    #[serde(default)]
+    pub log_sent: u64,
+}
+
+impl DirStatus {
+    pub fn terminal(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "succeeded" | "failed" | "cancelled" | "died"
+        )
+    }
+
+    /// The failure class the runner recorded for a `died` job.
+    pub fn failure(&self) -> (FailureClass, String) {
+        let class = match self.reason.as_deref() {
+            Some("signal" | "killed") => FailureClass::Killed,
+            Some("vanished") => FailureClass::Vanished,
+            Some("crashed") => FailureClass::Crashed,
+            _ => FailureClass::Other,
+        };
+        (
+            class,
+            self.message
+                .clone()
+                .unwrap_or_else(|| "the job ended without a result".into()),
+        )
+    }
+}
+
+/// Run the endpoint with `args` (and `stdin`); bootstrap once if it is missing. A nonzero
+/// exit other than those in `ok_codes` is an error naming `action`.
+pub(crate) async fn endpoint<C: Connector>(
+    client: &RemoteClient<C>,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    ok_codes: &[i32],
+    action: &str,
+) -> Result<ExecOutput, JobError> {
+    let run = || {
+        let mut cmd = RemoteCommand::new(client.endpoint_path()).args(args.iter().copied());
+        if let Some(bytes) = stdin {
+            cmd = cmd.stdin(bytes.to_vec());
+        }
+        cmd.timeout(Duration::from_secs(120))
+    };
+    let mut out = client
+        .connector()
+        .exec(&run())
+        .await
+        .map_err(Error::Transport)?;
+    if matches!(out.exit_code, Some(126 | 127)) {
+        tracing::info!(
+            host = client.host(),
+            "endpoint missing for a job command; bootstrapping"
+        );
+        client.do_bootstrap_install().await?;
+        out = client
+            .connector()
+            .exec(&run())
+            .await
+            .map_err(Error::Transport)?;
+    }
+    match out.exit_code {
+        Some(0) => Ok(out),
+        Some(c) if ok_codes.contains(&c) => Ok(out),
+        code => Err(JobError::remote(
+            client.host(),
+            action,
+            format!("the endpoint exited with {code:?}: {}", out.stderr_text()),
+            match code {
+                Some(2) => {
+                    "the endpoint on the host may be older than this client: run `sremote bootstrap HOST`"
+                }
+                _ => "check the job directory on the host (permissions, free space)",
+            },
+        )),
+    }
+}
+
+/// Run a batch-system command (an argv, in `cwd`, script on stdin).
+pub(crate) async fn command<C: Connector>(
+    client: &RemoteClient<C>,
+    argv: &[String],
+    cwd: Option<&str>,
+    stdin: Option<&[u8]>,
+) -> Result<ExecOutput, JobError> {
+    let mut cmd = RemoteCommand::new(&argv[0])
+        .args(&argv[1..])
+        .timeout(Duration::from_secs(120));
+    cmd.cwd = cwd.map(str::to_owned);
+    if let Some(s) = stdin {
+        cmd = cmd.stdin(s.to_vec());
+    }
+    let out = client
+        .connector()
+        .exec(&cmd)
+        .await
+        .map_err(Error::Transport)?;
+    if out.exit_code == Some(127) {
+        return Err(JobError::remote(
+            client.host(),
+            format!("run `{}`", argv[0]),
+            format!(
+                "`{}` is not installed on the host (or not in PATH)",
+                argv[0]
+            ),
+            "submit to the batch system the host has, or use Scheduler::Direct",
+        ));
+    }
+    Ok(out)
+}
+
+pub(crate) fn parse_status(out: &[u8], host: &str, action: &str) -> Result<DirStatus, JobError> {
+    serde_json::from_slice(out).map_err(|e| {
+        JobError::remote(
+            host,
+            action,
+            format!(
+                "unreadable job status ({e}): {}",
+                String::from_utf8_lossy(&out[..out.len().min(300)])
+            ),
+            "the endpoint on the host may be of another version: run `sremote bootstrap HOST`",
+        )
+    })
+}
+
+/// Ask the batch system about job `sid`.
+pub(crate) async fn scheduler_state<C: Connector>(
+    client: &RemoteClient<C>,
+    scheduler: Scheduler,
+    sid: &str,
+) -> Result<SchedulerState, JobError> {
+    let run = |argv: &[&str]| {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        async move { command(client, &argv, None, None).await }
+    };
+    match scheduler {
+        Scheduler::Direct => Ok(SchedulerState::Unknown),
+        Scheduler::Slurm => {
+            let out = run(&["scontrol", "show", "job", "-o", sid]).await?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !out.success() {
+                let err = out.stderr_text();
+                if err.contains("Invalid job id") {
+                    return Ok(SchedulerState::Unknown);
+                }
+                // scontrol unavailable: squeue still lists live jobs.
+                let q = run(&["squeue", "-h", "-j", sid, "-o", "%T %r"]).await?;
+                let line = String::from_utf8_lossy(&q.stdout).trim().to_string();
+                return Ok(match line.split_whitespace().next() {
+                    None => SchedulerState::Unknown,
+                    Some(state) => parse_scontrol(&format!("JobState={state}")),
+                });
+            }
+            Ok(parse_scontrol(&text))
+        }
+        Scheduler::Sge => {
+            let out = run(&["qstat", "-u", "*"]).await?;
+            if let Some(s) = parse_sge_qstat(&String::from_utf8_lossy(&out.stdout), sid) {
+                return Ok(s);
+            }
+            let acct = run(&["qacct", "-j", sid]).await?;
+            Ok(parse_sge_qacct(&String::from_utf8_lossy(&acct.stdout)))
+        }
+        Scheduler::Pbs => {
+            let out = run(&["qstat", "-x", "-f", sid]).await?;
+            Ok(parse_pbs_qstat(&String::from_utf8_lossy(&out.stdout)))
+        }
+    }
+}
+
+/// Whether a transport failure may heal by itself (reconnect and try again).
+pub(crate) fn transient(e: &JobError) -> bool {
+    matches!(
+        e,
+        JobError::Call(Error::Transport(t))
+            if matches!(t.kind, ConnectorErrorKind::Disconnected | ConnectorErrorKind::Connect | ConnectorErrorKind::Timeout)
+    )
+}

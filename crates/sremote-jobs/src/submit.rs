@@ -1,0 +1,379 @@
+//! Submitting a call as a job: [`Submit`].
+
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sremote_core::protocol::Request;
+use sremote_core::{Connector, Error, RemoteClient, Source};
+
+use crate::error::JobError;
+use crate::job::Job;
+use crate::remote;
+use crate::scheduler::{
+    HostConfig, JobScript, Resources, Scheduler, choose_partition, parse_submit_output, render,
+};
+use crate::store::{Claim, JobRecord, JobState, JobStore, now_ms};
+
+/// Options of a submission, shared by [`Submit`] and [`Batch`](crate::Batch).
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    /// Where the job runs (default: detached on the host).
+    pub scheduler: Scheduler,
+    /// What it asks the batch system for.
+    pub resources: Resources,
+    /// The host's partitions etc., for choosing a partition.
+    pub host_config: HostConfig,
+    /// A name for people and the batch system (default `module.function`).
+    pub name: Option<String>,
+    /// Submit again even if the same call was submitted before.
+    pub force: bool,
+    /// The store (default: [`JobStore::open_default`]).
+    pub store: Option<JobStore>,
+    /// How to reach the host again (recorded for `sremote jobs …`), e.g. an ssh alias.
+    pub destination: Option<String>,
+}
+
+/// A call being submitted as a job; `.await` it to get the [`Job`]. Made by
+/// [`JobsExt::submit`](crate::JobsExt::submit).
+#[must_use = "a submission does nothing until it is awaited"]
+pub struct Submit<C> {
+    pub(crate) client: RemoteClient<C>,
+    pub(crate) request: Result<Request, Error>,
+    pub(crate) files: Vec<(PathBuf, String)>,
+    pub(crate) options: JobOptions,
+    pub(crate) batch: Option<(String, u64)>,
+}
+
+impl<C: Connector> std::fmt::Debug for Submit<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submit")
+            .field("request", &self.request.as_ref().ok())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<C: Connector + 'static> Submit<C> {
+    /// Run under `scheduler` (default [`Scheduler::Direct`]).
+    pub fn scheduler(mut self, scheduler: Scheduler) -> Self {
+        self.options.scheduler = scheduler;
+        self
+    }
+    /// Ask the batch system for `resources`.
+    pub fn resources(mut self, resources: Resources) -> Self {
+        self.options.resources = resources;
+        self
+    }
+    /// The host's partitions (see [`choose_partition`](crate::choose_partition)).
+    pub fn host_config(mut self, config: HostConfig) -> Self {
+        self.options.host_config = config;
+        self
+    }
+    /// Name the job (default `module.function`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.options.name = Some(name.into());
+        self
+    }
+    /// Submit even if the same call was submitted before (default: reattach to it).
+    pub fn force(mut self, force: bool) -> Self {
+        self.options.force = force;
+        self
+    }
+    /// Record the job in `store` instead of the default one.
+    pub fn store(mut self, store: JobStore) -> Self {
+        self.options.store = Some(store);
+        self
+    }
+    /// Record how to reach the host again (e.g. the ssh alias the user typed).
+    pub fn destination(mut self, destination: impl Into<String>) -> Self {
+        self.options.destination = Some(destination.into());
+        self
+    }
+    /// Copy the local file `path` into the job's working directory as `name` before it
+    /// starts. Its content is part of the call's identity (reattach).
+    pub fn file(mut self, path: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+        self.files.push((path.into(), name.into()));
+        self
+    }
+    /// All options at once.
+    pub fn options(mut self, options: JobOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    async fn run(self) -> Result<Job<C>, JobError> {
+        let Submit {
+            client,
+            request,
+            files,
+            options,
+            batch,
+        } = self;
+        let request = request?;
+        let host = client.host().to_string();
+        let store = match &options.store {
+            Some(s) => s.clone(),
+            None => JobStore::open_default()?,
+        };
+        let mut file_hashes = Vec::new();
+        for (path, name) in &files {
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+                return Err(JobError::Usage(format!(
+                    "input file name {name:?} must be a plain file name (no `/`)"
+                )));
+            }
+            let bytes = std::fs::read(path).map_err(|e| {
+                JobError::Usage(format!("cannot read input file {}: {e}", path.display()))
+            })?;
+            file_hashes.push(json!({ "name": name, "sha256": hex(&Sha256::digest(&bytes)) }));
+        }
+        let hash = call_hash(&host, &request, &file_hashes);
+        let partition = match options.scheduler {
+            Scheduler::Direct => None,
+            _ => choose_partition(&options.resources, &options.host_config.partitions).map_err(
+                |e| {
+                    JobError::Usage(format!(
+                        "submit {}.{} to {host}: {e}",
+                        request.module, request.function
+                    ))
+                },
+            )?,
+        };
+        let mut resources = options.resources.clone();
+        resources.partition = partition.clone();
+        let now = now_ms();
+        let fresh = JobRecord {
+            id: new_job_id(),
+            host: host.clone(),
+            destination: options.destination.clone(),
+            call_hash: hash,
+            request: request.clone(),
+            scheduler: options.scheduler,
+            resources,
+            name: options
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}.{}", request.module, request.function)),
+            remote_dir: None,
+            scheduler_id: None,
+            state: JobState::Submitting,
+            failure_class: None,
+            failure: None,
+            processed: false,
+            batch,
+            submitted_ms: now,
+            updated_ms: now,
+            finished_ms: None,
+        };
+        let record = match store.claim(fresh, options.force)? {
+            Claim::Existing(rec) => return Ok(Job::new(client, store, rec, true)),
+            Claim::New(rec) => rec,
+        };
+        match send(&client, &record, &files, &options.host_config).await {
+            Ok((dir, sid, state)) => {
+                store.set_submitted(&record.id, &dir, sid.as_deref(), state)?;
+            }
+            Err(e) => {
+                // Nothing runs: forget the record so the next submission tries again.
+                let _ = store.remove(&record.id);
+                return Err(e);
+            }
+        }
+        let record = store.get(&record.id)?;
+        Ok(Job::new(client, store, record, false))
+    }
+}
+
+impl<C: Connector + 'static> IntoFuture for Submit<C> {
+    type Output = Result<Job<C>, JobError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// Create the job dir on the host, push the input files, start the job (directly or
+/// through the batch system). Returns the absolute dir, the batch id and the state.
+async fn send<C: Connector>(
+    client: &RemoteClient<C>,
+    rec: &JobRecord,
+    files: &[(PathBuf, String)],
+    config: &HostConfig,
+) -> Result<(String, Option<String>, JobState), JobError> {
+    let host = client.host().to_string();
+    let body = serde_json::to_vec(&rec.request).map_err(|e| {
+        JobError::Usage(format!(
+            "the request of job {} cannot be encoded: {e}",
+            rec.id
+        ))
+    })?;
+    let dir = format!("{}/jobs/{}", client.sremote_dir(), rec.id);
+    let start_now = rec.scheduler == Scheduler::Direct && files.is_empty();
+    let action = format!(
+        "create job {} ({}.{})",
+        rec.id, rec.request.module, rec.request.function
+    );
+    let mut args = vec!["job", "create", dir.as_str()];
+    let req_file;
+    let out = if client.connector().supports_stdin() {
+        args.push("-");
+        if start_now {
+            args.push("--start");
+        }
+        remote::endpoint(client, &args, Some(&body), &[], &action).await?
+    } else {
+        req_file = format!("{}/tmp/job-{}.json", client.sremote_dir(), rec.id);
+        client
+            .connector()
+            .push(Source::bytes(&body).mode(0o600), &req_file)
+            .await
+            .map_err(Error::Transport)?;
+        args.push(&req_file);
+        if start_now {
+            args.push("--start");
+        }
+        remote::endpoint(client, &args, None, &[], &action).await?
+    };
+    let created: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        JobError::remote(
+            &host,
+            &action,
+            format!("unreadable answer: {e}"),
+            "run `sremote bootstrap HOST` to update the endpoint",
+        )
+    })?;
+    let abs_dir = created["dir"].as_str().unwrap_or(&dir).to_string();
+    let exe = created["exe"].as_str().unwrap_or_default().to_string();
+    for (path, name) in files {
+        let to = format!("{dir}/work/{name}");
+        client
+            .connector()
+            .push(Source::file(path).mode(0o600), &to)
+            .await
+            .map_err(Error::Transport)?;
+    }
+    match rec.scheduler {
+        Scheduler::Direct => {
+            if !start_now {
+                let action = format!("start job {}", rec.id);
+                remote::endpoint(client, &["job", "start", &abs_dir], None, &[], &action).await?;
+            }
+            Ok((abs_dir, None, JobState::Running))
+        }
+        sched => {
+            let sub = render(&JobScript {
+                scheduler: sched,
+                id: &rec.id,
+                name: &rec.name,
+                dir: &abs_dir,
+                exe: &exe,
+                resources: &rec.resources,
+                config,
+            })?;
+            let out = remote::command(
+                client,
+                &sub.argv,
+                Some(&abs_dir),
+                Some(sub.script.as_bytes()),
+            )
+            .await?;
+            let action = format!("submit job {} with `{}`", rec.id, sub.argv[0]);
+            if !out.success() {
+                return Err(JobError::remote(
+                    &host,
+                    action,
+                    format!("exit {:?}: {}", out.exit_code, out.stderr_text()),
+                    "check the resources and partition against the cluster's limits",
+                ));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let sid = parse_submit_output(sched, &text).ok_or_else(|| {
+                JobError::remote(
+                    &host,
+                    &action,
+                    format!("no job id in its output: {text:?}"),
+                    "check the batch system",
+                )
+            })?;
+            Ok((abs_dir, Some(sid), JobState::Queued))
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The identity of a call: SHA-256 of host, module, function, args, kwargs and input
+/// files (name and content hash), as canonical JSON (sorted keys).
+pub fn call_hash(host: &str, request: &Request, files: &[Value]) -> String {
+    let identity = json!({
+        "host": host,
+        "module": request.module,
+        "function": request.function,
+        "args": request.args,
+        "kwargs": request.kwargs,
+        "files": files,
+    });
+    let mut canonical = String::new();
+    canonical_json(&identity, &mut canonical);
+    hex(&Sha256::digest(canonical.as_bytes()))
+}
+
+fn canonical_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical_json(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A new job id: milliseconds since the epoch and 32 random bits, base 36 and hex
+/// (`mi8x3k2a-9f3c1b7e`): sortable by time, safe as a file name and a batch job name.
+pub fn new_job_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u64(now_ms());
+    let mut ms = now_ms();
+    let mut base36 = Vec::new();
+    while ms > 0 {
+        base36.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(ms % 36) as usize]);
+        ms /= 36;
+    }
+    base36.reverse();
+    format!(
+        "{}-{:08x}",
+        String::from_utf8_lossy(&base36),
+        h.finish() as u32
+    )
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Stops what slurm-up.sh started (by PID file only). Idempotent.
+#   SLURM_TEST_DIR   (default /tmp/sremote-slurm)
+#   SLURM_KEEP_MUNGE=1  leave munged running
+#   SLURM_PURGE=1       also delete $SLURM_TEST_DIR (logs, state)
+set -uo pipefail
+DIR=${SLURM_TEST_DIR:-/tmp/sremote-slurm}
+export SLURM_CONF=${SLURM_CONF:-/etc/slurm/slurm.conf}
+log() { echo "[slurm-down] $*" >&2; }
+
+# PID 1 here (process_api) reaps orphans lazily, so a dead daemon can linger as a
+# zombie for a few seconds: treat state Z as gone.
+running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
+alive() { [ -f "$1" ] && running "$(cat "$1")"; }
+
+# 1. cancel all jobs so slurmstepd/job processes don't outlive slurmd
+if alive "$DIR/slurmctld.pid"; then
+  ids=$(squeue -h -o %i 2>/dev/null | tr '\n' ' ')
+  if [ -n "${ids// }" ]; then
+    log "cancelling jobs: $ids"; scancel $ids 2>/dev/null
+    for _ in $(seq 100); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.1; done
+  fi
+fi
+
+# 2. daemons, by PID
+for d in slurmd slurmctld; do
+  f="$DIR/$d.pid"
+  if alive "$f"; then
+    pid=$(cat "$f"); log "stopping $d ($pid)"; kill -TERM "$pid"
+    for _ in $(seq 100); do running "$pid" || break; sleep 0.1; done
+    running "$pid" && { log "$d did not exit, SIGKILL"; kill -KILL "$pid"; }
+  fi
+  rm -f "$f"
+done
+
+# 3. munged (started by slurm-up.sh via its own pid file)
+if [ "${SLURM_KEEP_MUNGE:-0}" != 1 ] && alive /run/munge/munged.pid; then
+  pid=$(cat /run/munge/munged.pid); log "stopping munged ($pid)"; kill -TERM "$pid"
+  for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
+fi
+
+rm -f "$DIR/started-by"
+[ "${SLURM_PURGE:-0}" = 1 ] && rm -rf "$DIR"
+log "down"
+exit 0
