@@ -327,7 +327,7 @@ async fn session_worker_keeps_module_state_and_env_follows_calls() {
         .collect();
     for (i, mut c) in calls.into_iter().enumerate() {
         assert_eq!(
-            c.get(Some(Duration::from_secs(30))).await.unwrap(),
+            c.get(Some(Duration::from_secs(30))).await.unwrap().value,
             i as i64
         );
     }

@@ -12,12 +12,14 @@
 #            {"op": "versions", "names": [...], "env": ...}
 # Responses: {"ok": value, "stdout", "stderr"} or {"error": {kind, message, traceback, data},
 #            "stdout", "stderr"}
-import base64
+import binascii
 import importlib
 import json
 import os
 import sys
-import traceback
+
+# Imports are kept few (a pipe-mode call pays for them): `traceback` and `inspect` are
+# imported only when an error needs them.
 
 if sys.path and sys.path[0] == "":
     del sys.path[0]  # `-c` puts the working directory first; imports follow PYTHONPATH only
@@ -42,7 +44,7 @@ def decode(v):
     """Arguments: {"$bytes": base64} becomes bytes; everything else is plain JSON."""
     if isinstance(v, dict):
         if len(v) == 1 and isinstance(v.get("$bytes"), str):
-            return base64.b64decode(v["$bytes"])
+            return binascii.a2b_base64(v["$bytes"])
         return {k: decode(x) for k, x in v.items()}
     if isinstance(v, list):
         return [decode(x) for x in v]
@@ -73,7 +75,7 @@ def encode(v, where="the return value"):
             out[k] = encode(x, where)
         return out
     if isinstance(v, (bytes, bytearray, memoryview)):
-        return {"$bytes": base64.b64encode(bytes(v)).decode("ascii")}
+        return {"$bytes": binascii.b2a_base64(bytes(v), newline=False).decode("ascii")}
     if isinstance(v, (set, frozenset)):
         items = [encode(x, where) for x in v]
         try:
@@ -101,10 +103,15 @@ def noise(frame):
     return name.startswith("<frozen importlib") or name.endswith(os.path.join("importlib", "__init__.py"))
 
 
-def traceback_text(e):
-    tb = e.__traceback__
+def user_frames(tb):
     while tb is not None and tb.tb_frame.f_code.co_filename == BRIDGE_FILE:
-        tb = tb.tb_next  # the bridge's own frames are noise, and so is the import machinery
+        tb = tb.tb_next  # the bridge's own frames are noise
+    return tb
+
+
+def traceback_text(e):
+    import traceback
+    tb = user_frames(e.__traceback__)  # and so is the import machinery (below)
     te = traceback.TracebackException(type(e), e, tb)
     te.stack = traceback.StackSummary.from_list([f for f in te.stack if not noise(f)])
     return "".join(te.format())
@@ -131,30 +138,12 @@ def python_version():
     return "Python %d.%d.%d" % sys.version_info[:3]
 
 
-SIGNATURES = {}
-
-
-def check_arguments(module, function, fn, args, kwargs):
+def signature(fn):
     try:
-        sig = SIGNATURES.get(fn)
-    except TypeError:
-        sig = None
-    if sig is None:
-        try:
-            import inspect
-            sig = inspect.signature(fn)
-        except (TypeError, ValueError):
-            sig = False  # builtins without a signature: the call itself checks
-        try:
-            SIGNATURES[fn] = sig
-        except TypeError:
-            pass
-    if sig is False:
-        return
-    try:
-        sig.bind(*args, **kwargs)
-    except TypeError as e:
-        raise CallFailed("BadArguments", "%s; expected %s.%s%s" % (e, module, function, sig))
+        import inspect
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(…)"
 
 
 def call(msg):
@@ -172,8 +161,14 @@ def call(msg):
     if not callable(obj):
         raise CallFailed("FunctionNotFound", "`%s.%s` is a %s, not a function" % (module, function, type_name(obj)))
     args, kwargs = decode(msg.get("args", [])), decode(msg.get("kwargs", {}))
-    check_arguments(module, function, obj, args, kwargs)
-    return encode(obj(*args, **kwargs), "the return value of %s.%s" % (module, function))
+    try:
+        value = obj(*args, **kwargs)
+    except TypeError as e:
+        # Raised before the function ran a line of its own: the arguments do not fit.
+        if user_frames(e.__traceback__) is None:
+            raise CallFailed("BadArguments", "%s; expected %s.%s%s" % (e, module, function, signature(obj)))
+        raise
+    return encode(value, "the return value of %s.%s" % (module, function))
 
 
 def version_of(name):

@@ -45,7 +45,8 @@ fn divide(a: f64, b: f64) -> Result<f64, CallError> {
     Ok(a / b)
 }
 
-/// What a function prints is captured and returned with the value.
+/// What a function prints is returned with the value (captured per call in pipe and file
+/// mode; in session mode calls share one process and it goes to the endpoint's stderr).
 fn shout(text: String) -> String {
     println!("shouting {text:?}");
     text.to_uppercase()
