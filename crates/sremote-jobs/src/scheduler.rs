@@ -106,7 +106,7 @@ pub struct HostConfig {
 }
 
 /// The partition for `r`: the one it names, else the smallest of `partitions` that fits
-/// (fewest cores, then shortest time, then least memory), else `None` (the batch
+/// (fewest GPUs, then fewest cores, then shortest time, then least memory), else `None` (the batch
 /// system's default) when no partitions are known.
 pub fn choose_partition(r: &Resources, partitions: &[Partition]) -> Result<Option<String>, String> {
     if let Some(p) = &r.partition {
@@ -127,8 +127,8 @@ pub fn choose_partition(r: &Resources, partitions: &[Partition]) -> Result<Optio
         .filter(fits)
         .min_by_key(|p| {
             (
-                p.cores,
                 p.gpus,
+                p.cores,
                 p.max_time.unwrap_or(Duration::MAX),
                 p.max_memory.unwrap_or(u64::MAX),
             )
@@ -575,7 +575,7 @@ pub fn parse_sinfo(text: &str) -> Vec<Partition> {
         let gpus = gres
             .split(',')
             .filter_map(|g| g.strip_prefix("gpu:"))
-            .filter_map(|g| g.rsplit(':').next()?.split('(').next()?.parse::<u32>().ok())
+            .filter_map(|g| g.split('(').next()?.rsplit(':').next()?.parse::<u32>().ok())
             .sum();
         if out.iter().all(|p| p.name != name) {
             out.push(Partition {
