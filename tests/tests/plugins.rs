@@ -1,5 +1,5 @@
 //! Plugin executables over a real sshd: `client.install_module` pushes a Python and a shell
-//! plugin (the examples of PROTOCOL.md, "Plugin executables"), which are then called in
+//! plugin (the examples of PROTOCOL.md, "Plugin executables", read from the file), called in
 //! every mode; bad output names the plugin; names are checked before anything is sent.
 use serde_json::{Value, json};
 use sremote_core::protocol::ErrorKind;
@@ -18,48 +18,22 @@ async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
     RemoteClient::new(ssh)
 }
 
-/// The Python example of PROTOCOL.md (kept identical: the doc test of the doc).
-const PYTHON_PLUGIN: &str = r#"#!/usr/bin/env python3
-# A plugin module `textstats`: textstats.count(text) and textstats.fail().
-import io, json, sys, traceback
-from contextlib import redirect_stdout
-
-def count(text):
-    print("counting", len(text), "characters")
-    return {"chars": len(text), "words": len(text.split())}
-
-def fail():
-    raise RuntimeError("failing on purpose")
-
-FUNCTIONS = {"count": count, "fail": fail}
-
-request = json.load(sys.stdin)
-out = io.StringIO()
-try:
-    fn = FUNCTIONS[request["function"]]
-    with redirect_stdout(out):
-        value = fn(*request["args"], **request["kwargs"])
-    answer = {"ok": value}
-except KeyError:
-    answer = {"error": {"kind": "FunctionNotFound", "message": "no function " + request["function"]}}
-except Exception as e:
-    answer = {"error": {"kind": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}}
-answer["stdout"] = out.getvalue()
-print(json.dumps(answer))
-"#;
-
-/// The shell example of PROTOCOL.md.
-const SHELL_PLUGIN: &str = r#"#!/bin/sh
-# A plugin module `hostinfo`: hostinfo.uptime() returns the first field of /proc/uptime.
-request=$(cat)
-case $request in
-  *'"function":"uptime"'*)
-    read -r up _ < /proc/uptime
-    printf '{"ok": %s}\n' "$up" ;;
-  *)
-    printf '{"error": {"kind": "FunctionNotFound", "message": "hostinfo has only uptime"}}\n' ;;
-esac
-"#;
+/// The code block of language `lang` in PROTOCOL.md's section "Plugin executables": the
+/// documented examples are exactly what is installed and called here.
+fn doc_example(lang: &str) -> String {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md")).unwrap();
+    let section = doc
+        .split("\n## Plugin executables\n")
+        .nth(1)
+        .expect("section Plugin executables");
+    let section = section.split("\n## ").next().unwrap();
+    let block = section
+        .split(&format!("```{lang}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {lang} example"));
+    block.split("```").next().unwrap().to_string()
+}
 
 fn write_plugin(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -72,8 +46,8 @@ async fn python_and_shell_plugins_installed_and_called_in_every_mode() {
     let sshd = Sshd::start().unwrap();
     let client = connect(&sshd).await;
     let local = tempfile::tempdir().unwrap();
-    let py = write_plugin(local.path(), "textstats.py", PYTHON_PLUGIN);
-    let sh = write_plugin(local.path(), "hostinfo.sh", SHELL_PLUGIN);
+    let py = write_plugin(local.path(), "textstats.py", &doc_example("python"));
+    let sh = write_plugin(local.path(), "hostinfo.sh", &doc_example("sh"));
     let at = client.install_module("textstats", &py).await.unwrap();
     assert!(at.ends_with(".sremote/modules/textstats"), "{at}");
     client.install_module("hostinfo", &sh).await.unwrap();
@@ -181,7 +155,7 @@ async fn plugin_names_are_checked_before_anything_is_sent() {
     let sshd = Sshd::start().unwrap();
     let client = connect(&sshd).await;
     let local = tempfile::tempdir().unwrap();
-    let file = write_plugin(local.path(), "p", SHELL_PLUGIN);
+    let file = write_plugin(local.path(), "p", &doc_example("sh"));
     for bad in [
         "", ".hidden", "-rf", "a/b", "../x", "$(id)", "a b", "os", "sys", "session",
     ] {
