@@ -199,11 +199,13 @@ def transfer(binary, sshd, state, mib, pin):
         return size / (time.perf_counter() - t)
 
     out = {}
+    # Both sides pay one fresh connection: no ControlMaster for ssh here.
+    ssh = ["ssh", "-F", sshd.config, "-o", "ControlMaster=no", "-o", "ControlPath=none", "bench"]
     with open(src, "rb") as f:
-        out["ssh cat push MB/s"] = timed(["ssh", "-F", sshd.config, "bench", "cat > t.bin"], stdin=f)
+        out["ssh cat push MB/s"] = timed(ssh + ["cat > t.bin"], stdin=f)
     out["sremote push MB/s"] = timed([binary, "--ssh-config", sshd.config, "push", "bench", src, "t2.bin"])
     with open(back, "wb") as f:
-        out["ssh cat pull MB/s"] = timed(["ssh", "-F", sshd.config, "bench", "cat t.bin"], stdout=f)
+        out["ssh cat pull MB/s"] = timed(ssh + ["cat t.bin"], stdout=f)
     out["sremote pull MB/s"] = timed([binary, "--ssh-config", sshd.config, "pull", "bench", "t2.bin", back])
     return out
 
