@@ -202,9 +202,8 @@ impl Endpoint {
 
     /// The module listing as JSON: `{"modules": [{"name", "kind", "version", "doc",
     /// "functions": [{"name", "signature", "doc"}]}]}`; plugins are listed with kind
-    /// `"plugin"` and no functions (a plugin dispatches by itself); the Python bridge is
-    /// one entry named `py:*` of kind `"python"` whose `python` is the interpreter (`null`
-    /// when the host has none).
+    /// `"plugin"` and no functions (a plugin dispatches by itself). `"python": {"interpreter",
+    /// "doc"}` describes the Python bridge (`interpreter` is `null` when the host has none).
     pub fn modules_json(&self) -> Value {
         let mut list: Vec<Value> = self
             .inner
@@ -236,19 +235,18 @@ impl Endpoint {
                 );
             }
         }
-        let (python, doc) = match crate::python::find(&location) {
-            Ok(p) => (
-                json!(p),
-                format!(
-                    "any module {} can import (numpy, json, your own packages in the venv); \
-                     `py:NAME` forces Python",
+        let python = match crate::python::find(&location) {
+            Ok(p) => json!({
+                "interpreter": p,
+                "doc": format!(
+                    "any module {} can import is callable when no module above has its name; \
+                     `py:NAME` always means the Python module NAME",
                     p.display()
                 ),
-            ),
-            Err(why) => (Value::Null, why),
+            }),
+            Err(why) => json!({ "interpreter": null, "doc": why }),
         };
-        list.push(json!({ "name": "py:*", "kind": "python", "python": python, "doc": doc, "functions": [] }));
-        json!({ "modules": list })
+        json!({ "modules": list, "python": python })
     }
 
     /// Run one request and build its response. Never panics: a panic in the function
