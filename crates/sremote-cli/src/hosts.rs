@@ -1,41 +1,190 @@
-//! Turning a HOST argument into a connector.
+//! Turning a HOST argument into connectors: config names, groups (`@gpu`), comma lists,
+//! `local`, `newt+https://…` URLs and ssh destinations.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
-use sremote_core::{Connector, Error, LocalConnector};
+use sremote_core::{Connector, Error, LocalConnector, RemoteClient, RemoteCommand};
 use sremote_rest::{NewtConnector, NewtTarget};
 use sremote_ssh::SshConnector;
+
+use crate::config::{Config, ConnectorKind, HostSpec};
 
 /// Options that shape how hosts are reached.
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
-    /// An ssh config file (`ssh -F`).
-    pub ssh_config: Option<std::path::PathBuf>,
+    /// An ssh config file (`ssh -F`) for hosts whose config entry names none.
+    pub ssh_config: Option<PathBuf>,
+    /// The hosts config file (`--config`, `$SREMOTE_CONFIG`); `None`: the default path.
+    pub config_path: Option<PathBuf>,
+    /// Hosts worked on at once in a fan-out.
+    pub parallel: usize,
+    /// One JSON object per result instead of text.
+    pub json: bool,
+    config: OnceLock<Arc<Config>>,
 }
 
-/// Connect to `host`: `local` (this machine, no ssh), a REST gateway
-/// (`newt+https://USER@HOST[:PORT]/BASE/MACHINE`), or an ssh destination —
+impl HostOptions {
+    pub fn new(
+        ssh_config: Option<PathBuf>,
+        config_path: Option<PathBuf>,
+        parallel: usize,
+        json: bool,
+    ) -> Self {
+        HostOptions {
+            ssh_config,
+            config_path,
+            parallel: parallel.max(1),
+            json,
+            config: OnceLock::new(),
+        }
+    }
+
+    /// The hosts config, read (and its warnings printed) on first use.
+    pub fn config(&self) -> Result<Arc<Config>, Error> {
+        if let Some(c) = self.config.get() {
+            return Ok(c.clone());
+        }
+        let cfg = Arc::new(Config::load(self.config_path.as_deref())?);
+        for w in &cfg.warnings {
+            crate::output::warn(w);
+        }
+        Ok(self.config.get_or_init(|| cfg).clone())
+    }
+
+    /// Resolve HOST arguments: each may be a config name, a destination, a group (`@gpu`)
+    /// or a comma list of those. `fanout` is set when the syntax names several hosts
+    /// (even if they turn out to be one), so output is prefixed by host.
+    pub fn resolve<S: AsRef<str>>(&self, args: &[S]) -> Result<Targets, Error> {
+        let cfg = self.config()?;
+        let mut hosts: Vec<HostSpec> = Vec::new();
+        let mut fanout = args.len() > 1;
+        for arg in args {
+            let arg = arg.as_ref();
+            if arg.contains(',') {
+                fanout = true;
+            }
+            for part in arg.split(',').map(str::trim) {
+                if part.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "{arg:?}: an empty host in the list — give HOST, a,b,c or @group"
+                    )));
+                }
+                let names = match part.strip_prefix('@') {
+                    Some(group) => {
+                        fanout = true;
+                        cfg.group_members(group)?
+                    }
+                    None => vec![part.to_string()],
+                };
+                for name in names {
+                    if !hosts.iter().any(|h| h.name == name) {
+                        hosts.push(cfg.host(&name));
+                    }
+                }
+            }
+        }
+        if hosts.is_empty() {
+            return Err(Error::Usage("no host given — name a HOST".into()));
+        }
+        Ok(Targets { fanout, hosts })
+    }
+
+    /// Resolve arguments that must name exactly one host.
+    pub fn resolve_one(&self, arg: &str, command: &str) -> Result<HostSpec, Error> {
+        let mut t = self.resolve(&[arg])?;
+        if t.fanout || t.hosts.len() != 1 {
+            return Err(Error::Usage(format!(
+                "`sremote {command}` works on one host; {arg:?} names {} — give one host",
+                t.hosts.len()
+            )));
+        }
+        Ok(t.hosts.remove(0))
+    }
+}
+
+/// The hosts a command runs on.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// Several hosts were asked for (list or group): prefix output by host.
+    pub fanout: bool,
+    pub hosts: Vec<HostSpec>,
+}
+
+/// A connected host.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub spec: HostSpec,
+    pub connector: Arc<dyn Connector>,
+    /// The ssh connector itself, for ssh hosts (tunnels use its control socket).
+    pub ssh: Option<SshConnector>,
+}
+
+impl Connected {
+    /// A client with the host's configured env, path and endpoint dir.
+    pub fn client(&self) -> RemoteClient<Arc<dyn Connector>> {
+        let client = RemoteClient::new(self.connector.clone());
+        for (k, v) in &self.spec.env {
+            client.register_remote_env_variable(k, v);
+        }
+        for p in &self.spec.path {
+            client.add_remote_path(p);
+        }
+        if let Some(d) = &self.spec.endpoint_dir {
+            client.set_sremote_dir(d);
+        }
+        client
+    }
+
+    /// `program args…` with the host's configured env.
+    pub fn command(&self, argv: &[String]) -> RemoteCommand {
+        let mut cmd =
+            RemoteCommand::new(argv.first().cloned().unwrap_or_default()).args(argv.iter().skip(1));
+        for (k, v) in &self.spec.env {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+/// Connect to `host` (a config name or a destination): `local` (this machine, no ssh), a
+/// REST gateway (`newt+https://USER@HOST[:PORT]/BASE/MACHINE`), or an ssh destination —
 /// `[ssh://][user@]host[:port]` or an alias from the ssh config.
+#[allow(dead_code)] // the one-host entry point for commands that need no fan-out (jobs)
 pub async fn connect(host: &str, opts: &HostOptions) -> Result<Arc<dyn Connector>, Error> {
-    if host == "local" {
-        return Ok(Arc::new(LocalConnector::new()));
+    let spec = opts.resolve_one(host, "connect")?;
+    Ok(connect_spec(&spec, opts).await?.connector)
+}
+
+/// Connect to a resolved host.
+pub async fn connect_spec(spec: &HostSpec, opts: &HostOptions) -> Result<Connected, Error> {
+    let done = |connector: Arc<dyn Connector>, ssh| Connected {
+        spec: spec.clone(),
+        connector,
+        ssh,
+    };
+    match spec.connector {
+        ConnectorKind::Local => Ok(done(Arc::new(LocalConnector::new()), None)),
+        ConnectorKind::Newt => Ok(done(Arc::new(connect_newt(&spec.destination).await?), None)),
+        ConnectorKind::Ssh => {
+            let host = spec.destination.as_str();
+            if host.is_empty()
+                || host.starts_with('-')
+                || host.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(Error::Usage(format!(
+                    "{host:?} is not a host: give `local`, user@host, ssh://user@host:port, an ssh config alias, \
+                     a name from the hosts config or @group"
+                )));
+            }
+            let mut builder = SshConnector::builder();
+            if let Some(cfg) = spec.ssh_config.as_ref().or(opts.ssh_config.as_ref()) {
+                builder = builder.config_file(cfg);
+            }
+            let ssh = builder.connect(host).await?;
+            Ok(done(Arc::new(ssh.clone()), Some(ssh)))
+        }
     }
-    if NewtTarget::matches(host) {
-        return Ok(Arc::new(connect_newt(host).await?));
-    }
-    if host.is_empty()
-        || host.starts_with('-')
-        || host.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(Error::Usage(format!(
-            "{host:?} is not a host: give `local`, user@host, ssh://user@host:port or an ssh config alias"
-        )));
-    }
-    let mut builder = SshConnector::builder();
-    if let Some(cfg) = &opts.ssh_config {
-        builder = builder.config_file(cfg);
-    }
-    Ok(Arc::new(builder.connect(host).await?))
 }
 
 /// Log in to a NEWT REST API. Credentials never come from the command line:

@@ -1,0 +1,353 @@
+//! `call`, `exec`, `bootstrap`, `bench`, `endpoint info`: the basic commands, each on one
+//! host or fanned out over several.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{Value, json};
+use sremote_core::{CallMode, CallOutput, EndpointArtifact, Error};
+
+use crate::fanout::{self, Outcome};
+use crate::hosts::{HostOptions, connect_spec};
+
+pub const CALL_EXAMPLES: &str = "Examples:
+  sremote call local os getenv HOME
+  sremote call local os listdir '\"/tmp\"'          # each ARG is JSON if it parses, else a string
+  sremote call local subprocess run '[\"uname\",\"-a\"]' --kw timeout=5
+  sremote call @gpu sys probe --json                  # every host of a group, one JSON line each
+  sremote call --endpoint ./my-endpoint HOST calc add 2 3   # a custom endpoint";
+
+/// Call MODULE.FUNCTION(ARG…) on HOST and print the value.
+#[derive(Args, Debug)]
+#[command(after_help = CALL_EXAMPLES)]
+pub struct CallArgs {
+    /// Host, config name, a,b,c or @group.
+    pub host: String,
+    pub module: String,
+    pub function: String,
+    /// Positional arguments: JSON if they parse as JSON, else strings.
+    pub args: Vec<String>,
+    /// Keyword argument KEY=VALUE (VALUE is JSON if it parses, else a string).
+    #[arg(long = "kw", value_name = "KEY=VALUE")]
+    pub kwargs: Vec<String>,
+    /// Stop the call on the host after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Call path: auto, session, pipe or file.
+    #[arg(long, default_value = "auto", value_parser = parse_mode)]
+    pub mode: CallMode,
+    /// Set an environment variable for the call (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Call through this custom endpoint binary (built with the sremote-endpoint
+    /// library) instead of the stock one; it is installed on HOST first when missing or
+    /// changed, as `sremote bootstrap --endpoint PATH` does.
+    #[arg(long, value_name = "PATH", env = "SREMOTE_CUSTOM_ENDPOINT")]
+    pub endpoint: Option<PathBuf>,
+}
+
+/// Run a program on HOST; its stdout, stderr and exit code pass through.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  sremote exec local -- uname -a
+  sremote exec lab1,lab2 --cwd work -- make -j4     # output prefixed by host
+  sremote exec @cluster --json -- hostname          # one JSON object per host
+
+The program's output arrives when it ends; `sremote run` streams it live.")]
+pub struct ExecArgs {
+    /// Host, config name, a,b,c or @group.
+    pub host: String,
+    /// Working directory on the host (relative: to the home directory).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Kill the program after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+/// Install the endpoint on HOST (a no-op when the right one is there).
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  sremote bootstrap alice@login.cluster.org
+  sremote bootstrap @all --parallel 16
+  sremote bootstrap HOST --endpoint ./target/release/my-endpoint")]
+pub struct BootstrapArgs {
+    /// Host, config name, a,b,c or @group.
+    pub host: String,
+    /// Install this endpoint binary instead of the bundled one (a custom endpoint).
+    #[arg(long)]
+    pub endpoint: Option<PathBuf>,
+}
+
+/// Measure call latency and throughput: `os.getenv("HOME")` N times.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    pub host: String,
+    /// Call path: auto, session, pipe or file.
+    #[arg(long, default_value = "auto", value_parser = parse_mode)]
+    pub mode: CallMode,
+    /// Number of calls.
+    #[arg(long, default_value_t = 1000)]
+    pub calls: usize,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+}
+
+pub fn parse_mode(s: &str) -> Result<CallMode, String> {
+    match s {
+        "auto" => Ok(CallMode::Auto),
+        "session" => Ok(CallMode::Session),
+        "pipe" => Ok(CallMode::Pipe),
+        "file" => Ok(CallMode::File),
+        _ => Err(format!("unknown mode {s:?} (auto, session, pipe, file)")),
+    }
+}
+
+/// The name of a call mode as the CLI spells it.
+pub fn mode_name(mode: CallMode) -> &'static str {
+    match mode {
+        CallMode::Auto => "auto",
+        CallMode::Session => "session",
+        CallMode::Pipe => "pipe",
+        CallMode::File => "file",
+    }
+}
+
+/// A CLI argument: JSON if it parses, else the string itself.
+pub fn json_or_string(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+}
+
+pub fn key_value(s: &str, what: &str) -> Result<(String, String), Error> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(Error::Usage(format!(
+            "{what} {s:?} is not KEY=VALUE — write it as {what} NAME=value"
+        ))),
+    }
+}
+
+pub fn seconds(s: Option<f64>) -> Result<Option<Duration>, Error> {
+    s.map(|s| {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| Error::Usage(format!("bad timeout {s} — give seconds >= 0")))
+    })
+    .transpose()
+}
+
+pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let targets = opts.resolve(&[&a.host])?;
+    let mut kwargs = Vec::new();
+    for kw in &a.kwargs {
+        let (k, v) = key_value(kw, "--kw")?;
+        kwargs.push((k, json_or_string(&v)));
+    }
+    let env: Vec<_> = a
+        .env
+        .iter()
+        .map(|e| key_value(e, "--env"))
+        .collect::<Result<_, _>>()?;
+    let timeout = seconds(a.timeout)?;
+    let args: Vec<Value> = a.args.iter().map(|s| json_or_string(s)).collect();
+    let a = Arc::new((a, kwargs, env, timeout, args));
+    let o = opts.clone();
+    Ok(fanout::each(targets, &opts, move |spec| {
+        let (a, opts) = (a.clone(), o.clone());
+        async move {
+            let (a, kwargs, env, timeout, args) = &*a;
+            let client = connect_spec(&spec, &opts).await?.client();
+            if let Some(path) = &a.endpoint {
+                client.do_bootstrap_install_with(path).await?;
+            }
+            let mut call = client.call::<Value>(&a.module, &a.function).mode(a.mode);
+            for v in args {
+                call = call.arg(v.clone());
+            }
+            for (k, v) in kwargs {
+                call = call.kwarg(k.clone(), v.clone());
+            }
+            for (k, v) in env {
+                call = call.env(k.clone(), v.clone());
+            }
+            if let Some(t) = timeout {
+                call = call.timeout(*t);
+            }
+            let out = call.await?;
+            Ok(call_outcome(&out))
+        }
+    })
+    .await)
+}
+
+fn call_outcome(out: &CallOutput<Value>) -> Outcome {
+    let m = &out.meta;
+    let json = json!({
+        "ok": out.value, "stdout": out.stdout, "stderr": out.stderr, "id": m.id, "host": m.host,
+        "pid": m.pid, "endpoint_version": m.endpoint_version,
+        "timing": {"started_unix_ms": m.timing.started_unix_ms, "elapsed_us": m.timing.elapsed_us},
+        "mode": mode_name(m.mode), "round_trip_us": m.round_trip.as_micros() as u64,
+    });
+    let mut stdout = out.stdout.clone();
+    match &out.value {
+        Value::String(s) => {
+            stdout.push_str(s);
+            stdout.push('\n');
+        }
+        Value::Null => {}
+        v => {
+            stdout.push_str(&serde_json::to_string_pretty(v).unwrap_or_default());
+            stdout.push('\n');
+        }
+    }
+    Outcome {
+        stdout: stdout.into_bytes(),
+        stderr: out.stderr.clone().into_bytes(),
+        json,
+        ..Default::default()
+    }
+}
+
+pub async fn exec(a: ExecArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let targets = opts.resolve(&[&a.host])?;
+    let timeout = seconds(a.timeout)?;
+    let env: Vec<_> = a
+        .env
+        .iter()
+        .map(|e| key_value(e, "--env"))
+        .collect::<Result<_, _>>()?;
+    let a = Arc::new((a, env, timeout));
+    let o = opts.clone();
+    Ok(fanout::each(targets, &opts, move |spec| {
+        let (a, opts) = (a.clone(), o.clone());
+        async move {
+            let (a, env, timeout) = &*a;
+            let c = connect_spec(&spec, &opts).await?;
+            let mut cmd = c.command(&a.argv);
+            cmd.cwd = a.cwd.clone();
+            cmd.timeout = *timeout;
+            for (k, v) in env {
+                cmd = cmd.env(k, v);
+            }
+            let out = c.connector.exec(&cmd).await?;
+            let (code, failure) = match out.exit_code {
+                Some(code) => (u8::try_from(code).unwrap_or(1), None),
+                None => (
+                    1,
+                    Some(format!(
+                        "{} on {} was killed by a signal",
+                        a.argv[0],
+                        c.connector.host()
+                    )),
+                ),
+            };
+            let json = json!({
+                "exit_code": out.exit_code,
+                "stdout": String::from_utf8_lossy(&out.stdout),
+                "stderr": String::from_utf8_lossy(&out.stderr),
+            });
+            Ok(Outcome {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                json,
+                code,
+                failure,
+            })
+        }
+    })
+    .await)
+}
+
+pub async fn bootstrap(a: BootstrapArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let targets = opts.resolve(&[&a.host])?;
+    let endpoint = Arc::new(a.endpoint);
+    let o = opts.clone();
+    Ok(fanout::each(targets, &opts, move |spec| {
+        let (endpoint, opts) = (endpoint.clone(), o.clone());
+        async move {
+            let client = connect_spec(&spec, &opts).await?.client();
+            let report = match &*endpoint {
+                Some(path) => client.do_bootstrap_install_with(path).await?,
+                None => client.do_bootstrap_install().await?,
+            };
+            let what = if report.installed {
+                "installed"
+            } else {
+                "already up to date:"
+            };
+            let text = format!(
+                "{} {what} {} ({}, sha256 {})",
+                report.host,
+                report.endpoint_path,
+                report.target,
+                &report.sha256[..16.min(report.sha256.len())]
+            );
+            let json = json!({"installed": report.installed, "endpoint": report.endpoint_path,
+                "target": report.target, "sha256": report.sha256});
+            Ok(Outcome::text(text, json))
+        }
+    })
+    .await)
+}
+
+pub async fn bench(a: BenchArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let spec = opts.resolve_one(&a.host, "bench")?;
+    let client = connect_spec(&spec, &opts).await?.client();
+    let r = crate::bench::run(client, a.mode, a.calls, a.concurrency).await?;
+    if opts.json {
+        println!("{}", r.to_json());
+    } else {
+        println!(
+            "{}: {} calls, {} in flight, mode {}: p50 {:.1} µs, p99 {:.1} µs, {:.0} calls/s",
+            a.host,
+            r.calls,
+            r.concurrency,
+            mode_name(r.mode),
+            r.p50.as_secs_f64() * 1e6,
+            r.p99.as_secs_f64() * 1e6,
+            r.calls_per_s()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn endpoint_info(json_out: bool) -> Result<ExitCode, Error> {
+    let artifact = match std::env::var_os("SREMOTE_ENDPOINT") {
+        Some(p) => Some(EndpointArtifact::from_file(std::path::Path::new(&p))?),
+        None => EndpointArtifact::bundled(),
+    };
+    let Some(a) = artifact else {
+        return Err(Error::Usage(
+            "this sremote has no bundled endpoint — set SREMOTE_ENDPOINT to one built by deploy/build-endpoint.sh"
+                .into(),
+        ));
+    };
+    let info = json!({
+        "version": sremote_core::protocol::VERSION,
+        "protocol": sremote_core::protocol::PROTOCOL_VERSION,
+        "target": a.target, "sha256": a.sha256, "size": a.bytes().len(),
+        "origin": a.origin, "install_name": a.install_name,
+    });
+    if json_out {
+        println!("{info}");
+    } else {
+        for (k, v) in info.as_object().into_iter().flatten() {
+            println!(
+                "{k:>13}: {}",
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

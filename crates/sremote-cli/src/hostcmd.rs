@@ -1,0 +1,269 @@
+//! `sremote hosts` (list the configured hosts and groups) and `sremote hosts check`
+//! (reachability, endpoint version, latency).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use sremote_core::{Error, RemoteCommand};
+
+use crate::fanout;
+use crate::hosts::{HostOptions, connect_spec};
+use crate::output;
+
+pub const CONFIG_HELP: &str =
+    "The hosts config is ~/.config/sremote/config.toml ($XDG_CONFIG_HOME, or --config /
+SREMOTE_CONFIG):
+
+  [hosts.perlmutter]
+  connector = \"ssh\"                          # ssh (default) | newt | local
+  destination = \"alice@perlmutter.nersc.gov\" # default: the name itself (an ssh alias)
+  ssh_config = \"~/.ssh/config.nersc\"         # like ssh -F
+  endpoint_dir = \"scratch/.sremote\"          # the endpoint's directory on the host
+  env = { OMP_NUM_THREADS = \"8\" }            # set for every call, exec and run
+  path = [\"/opt/tools/bin\"]                  # put first in PATH for every call and run
+  scheduler = \"slurm\"                        # direct | slurm | pbs | sge (jobs)
+  partitions = [\"debug\", { name = \"gpu\", cores = 64, max_time = \"12h\", gpus = 4 }]
+
+  [hosts.me]
+  connector = \"local\"
+
+  [groups]
+  gpu = [\"perlmutter\", \"bob@lab-gpu\"]        # use as @gpu; groups may name @groups
+
+A malformed file is an error naming its line and column; unknown keys are warned about.
+
+Examples:
+  sremote hosts
+  sremote hosts check
+  sremote hosts check @gpu --json";
+
+/// List the configured hosts, or check that they are reachable.
+#[derive(Args, Debug)]
+#[command(after_help = CONFIG_HELP)]
+pub struct HostsArgs {
+    #[command(subcommand)]
+    pub what: Option<HostsCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostsCommand {
+    /// List the configured hosts and groups (the default).
+    List,
+    /// Connect to hosts (default: all configured) and report reachability, endpoint
+    /// version and latency.
+    Check {
+        /// Config names, destinations, a,b,c or @group.
+        names: Vec<String>,
+    },
+}
+
+pub async fn hosts(a: HostsArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    match a.what.unwrap_or(HostsCommand::List) {
+        HostsCommand::List => list(&opts),
+        HostsCommand::Check { names } => check(names, opts).await,
+    }
+}
+
+fn list(opts: &HostOptions) -> Result<ExitCode, Error> {
+    let cfg = opts.config()?;
+    let groups_of = |name: &str| -> Vec<String> {
+        cfg.groups
+            .keys()
+            .filter(|g| {
+                cfg.group_members(g)
+                    .is_ok_and(|m| m.iter().any(|h| h == name))
+            })
+            .map(|g| format!("@{g}"))
+            .collect()
+    };
+    if opts.json {
+        for (name, h) in &cfg.hosts {
+            let parts: Vec<Value> = h
+                .partitions
+                .iter()
+                .map(|p| json!({"name": p.name, "cores": p.cores, "max_time": p.max_time, "max_memory": p.max_memory, "gpus": p.gpus}))
+                .collect();
+            println!(
+                "{}",
+                json!({"host": name, "connector": h.connector.name(), "destination": h.destination,
+                       "ssh_config": h.ssh_config, "endpoint_dir": h.endpoint_dir, "env": h.env, "path": h.path,
+                       "scheduler": h.scheduler.map(|s| s.name()), "partitions": parts,
+                       "groups": groups_of(name)})
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cfg.hosts.is_empty() {
+        println!(
+            "no hosts configured ({}); any ssh destination works without config — see `sremote hosts --help`",
+            cfg.path.as_ref().map_or_else(
+                || crate::config::default_path()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                |p| p.display().to_string()
+            )
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = cfg
+        .hosts
+        .iter()
+        .map(|(name, h)| {
+            vec![
+                name.clone(),
+                h.connector.name().into(),
+                if h.destination.is_empty() {
+                    "-".into()
+                } else {
+                    h.destination.clone()
+                },
+                h.scheduler.map_or("-".into(), |s| s.name().to_string()),
+                groups_of(name).join(" "),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["HOST", "CONNECTOR", "DESTINATION", "SCHEDULER", "GROUPS"],
+            &rows
+        )
+    );
+    println!("({})", cfg.path_text());
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Check {
+    connect: Duration,
+    /// `Ok(version)`, or why there is no usable endpoint.
+    endpoint: Result<String, String>,
+    latency: Duration,
+    destination: String,
+}
+
+async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let names = if names.is_empty() {
+        let cfg = opts.config()?;
+        if cfg.hosts.is_empty() {
+            return Err(Error::Usage(
+                "no hosts configured — name hosts to check (`sremote hosts check HOST…`) or add [hosts.NAME] to the config"
+                    .into(),
+            ));
+        }
+        cfg.hosts.keys().cloned().collect()
+    } else {
+        names
+    };
+    let targets = opts.resolve(&names)?;
+    let o = opts.clone();
+    let results = fanout::map(&targets.hosts, opts.parallel, |spec| {
+        let opts = o.clone();
+        async move {
+            let t = Instant::now();
+            let c = connect_spec(&spec, &opts).await?;
+            let connect = t.elapsed();
+            let client = c.client();
+            client.set_auto_bootstrap(false);
+            let endpoint = match client.call::<Value>("sys", "version").await {
+                Ok(out) => Ok(out.meta.endpoint_version),
+                Err(Error::NotSetup(e)) => Err(e.reason.clone()),
+                Err(e) => return Err(e),
+            };
+            let mut latency = Duration::MAX;
+            for _ in 0..3 {
+                let t = Instant::now();
+                if endpoint.is_ok() {
+                    client.call::<Value>("sys", "version").await?;
+                } else {
+                    c.connector.exec(&RemoteCommand::new("true")).await?;
+                }
+                latency = latency.min(t.elapsed());
+            }
+            Ok(Check {
+                connect,
+                endpoint,
+                latency,
+                destination: c.connector.host().to_string(),
+            })
+        }
+    })
+    .await;
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for (spec, r) in targets.hosts.iter().zip(results) {
+        let name = &spec.name;
+        match r {
+            Ok(ch) => {
+                if opts.json {
+                    println!(
+                        "{}",
+                        json!({"host": name, "ok": true, "reachable": true, "destination": ch.destination,
+                               "endpoint_version": ch.endpoint.as_ref().ok(), "endpoint_problem": ch.endpoint.as_ref().err(),
+                               "connect_ms": ch.connect.as_secs_f64() * 1e3, "latency_ms": ch.latency.as_secs_f64() * 1e3})
+                    );
+                }
+                let (status, version) = match &ch.endpoint {
+                    Ok(v) => (
+                        output::paint("ok", output::Style::Ok, output::colour_stdout()),
+                        v.clone(),
+                    ),
+                    Err(_) => (
+                        "no endpoint".to_string(),
+                        format!("- (sremote bootstrap {name})"),
+                    ),
+                };
+                rows.push(vec![
+                    name.clone(),
+                    status,
+                    version,
+                    output::duration(ch.latency),
+                    output::duration(ch.connect),
+                    ch.destination,
+                ]);
+            }
+            Err(e) => {
+                if opts.json {
+                    println!(
+                        "{}",
+                        json!({"host": name, "ok": false, "reachable": false, "error": output::error_json(&e)})
+                    );
+                }
+                rows.push(vec![
+                    name.clone(),
+                    "unreachable".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    spec.destination.clone(),
+                ]);
+                failed.push((name.clone(), e));
+            }
+        }
+    }
+    if !opts.json {
+        print!(
+            "{}",
+            output::table(
+                &[
+                    "HOST",
+                    "STATUS",
+                    "ENDPOINT",
+                    "LATENCY",
+                    "CONNECT",
+                    "DESTINATION"
+                ],
+                &rows
+            )
+        );
+        for (host, e) in &failed {
+            fanout::report_error(host, e);
+        }
+    }
+    let failed: Vec<_> = failed
+        .iter()
+        .map(|(h, e)| (h.clone(), output::error_kind(e), output::exit_code(e)))
+        .collect();
+    Ok(fanout::summary(targets.hosts.len(), &failed))
+}

@@ -1,0 +1,417 @@
+//! `sremote run HOST -- CMD…`: live stdout/stderr, the remote exit code, and Ctrl-C that
+//! stops the program on the host (SIGINT to its process group, SIGKILL if it lingers).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use sremote_core::{ConnectorErrorKind, Error, RemoteCommand};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+
+use crate::commands::key_value;
+use crate::config::HostSpec;
+use crate::fanout;
+use crate::hosts::{Connected, HostOptions, connect_spec};
+use crate::output;
+
+/// How long a program may take to stop after SIGINT before it gets SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Run a program on HOST with live output; Ctrl-C stops it on the host.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The program's stdout and stderr arrive as it writes them and its exit code is
+sremote's. Ctrl-C (or SIGTERM) sends SIGINT to the program and its children on the
+host, SIGKILL after 3 s or a second Ctrl-C; sremote then exits with 130. Local stdin
+is passed to the program (not with -n, nor with several hosts).
+
+Examples:
+  sremote run gpu1 -- nvidia-smi
+  sremote run gpu1 --cwd proj --env CUDA_VISIBLE_DEVICES=0 -- python train.py --epochs 3
+  sremote run lab1,lab2 -- make -j8      # lines prefixed by host"
+)]
+pub struct RunArgs {
+    /// Host, config name, a,b,c or @group.
+    pub host: String,
+    /// Working directory on the host (relative: to the home directory).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Do not pass stdin to the program (it reads end-of-file).
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
+    /// Run it as a detached job that survives sremote (needs the jobs feature).
+    #[arg(long)]
+    pub detach: bool,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+/// Wraps the program: tells its pid (the process group) on stderr's first line, puts the
+/// configured path first in PATH, then becomes the program. `$1` nonce, `$2` path prefix.
+const WRAPPER: &str = r#"n=$1 p=$2; shift 2
+if [ -n "$p" ]; then PATH=$p:$PATH; export PATH; fi
+printf 'sremote-run-%s %s\n' "$n" "$$" >&2
+exec "$@""#;
+
+/// `$1` signal, `$2` pid: the process group, else the process.
+const KILL: &str =
+    r#"kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" -- "$2" 2>/dev/null; exit 0"#;
+
+pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    if a.detach {
+        return Err(Error::Usage(
+            "`sremote run --detach` needs the jobs feature, which this build does not have yet \
+             — run without --detach, or use the sremote-jobs library"
+                .into(),
+        ));
+    }
+    let targets = opts.resolve(&[&a.host])?;
+    let env: Vec<(String, String)> = a
+        .env
+        .iter()
+        .map(|e| key_value(e, "--env"))
+        .collect::<Result<_, _>>()?;
+    let (cancel_tx, cancel) = watch::channel(0u32);
+    tokio::spawn(watch_signals(cancel_tx));
+    let fan = targets.fanout;
+    let stdin = !a.no_stdin && !fan;
+    let job = Arc::new(Job {
+        argv: a.argv,
+        cwd: a.cwd,
+        env,
+        fan,
+        stdin,
+    });
+    let results = fanout::map(&targets.hosts, opts.parallel, |spec| {
+        let (job, opts, cancel) = (job.clone(), opts.clone(), cancel.clone());
+        async move { job.run_on(spec, &opts, cancel).await }
+    })
+    .await;
+    let interrupted = *cancel.borrow() > 0;
+    if !fan {
+        let r = results
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(Error::Usage("no host".into())));
+        return match r {
+            Ok(_) if interrupted => Ok(ExitCode::from(130)),
+            Ok(End::Exited(code)) => Ok(ExitCode::from(code)),
+            Ok(End::Signalled) => {
+                eprintln!(
+                    "sremote: {} on {} was killed by a signal",
+                    job.argv[0], a.host
+                );
+                Ok(ExitCode::from(1))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    let mut failed = Vec::new();
+    for (spec, r) in targets.hosts.iter().zip(results) {
+        match r {
+            Ok(End::Exited(0)) => {}
+            Ok(End::Exited(code)) => {
+                failed.push((spec.name.clone(), format!("exit code {code}"), 1))
+            }
+            Ok(End::Signalled) => failed.push((spec.name.clone(), "killed by a signal".into(), 1)),
+            Err(e) => {
+                fanout::report_error(&spec.name, &e);
+                failed.push((
+                    spec.name.clone(),
+                    output::error_kind(&e),
+                    output::exit_code(&e),
+                ));
+            }
+        }
+    }
+    if interrupted {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(fanout::summary(targets.hosts.len(), &failed))
+}
+
+/// Count SIGINT, SIGTERM and SIGHUP.
+async fn watch_signals(tx: watch::Sender<u32>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        tx.send_modify(|n| *n += 1);
+    }
+}
+
+enum End {
+    Exited(u8),
+    Signalled,
+}
+
+struct Job {
+    argv: Vec<String>,
+    cwd: Option<String>,
+    env: Vec<(String, String)>,
+    fan: bool,
+    stdin: bool,
+}
+
+fn nonce() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        t.as_nanos() & 0xffff_ffff_ffff
+    )
+}
+
+impl Job {
+    async fn run_on(
+        &self,
+        spec: HostSpec,
+        opts: &HostOptions,
+        mut cancel: watch::Receiver<u32>,
+    ) -> Result<End, Error> {
+        let c = tokio::select! {
+            c = connect_spec(&spec, opts) => c?,
+            _ = cancel.changed() => return Err(Error::Usage("interrupted".into())),
+        };
+        let nonce = nonce();
+        let path = spec.path.join(":");
+        let mut cmd = RemoteCommand::new("/bin/sh")
+            .args(["-c", WRAPPER, "sremote-run", &nonce, &path])
+            .args(&self.argv);
+        cmd.cwd = self.cwd.clone();
+        for (k, v) in spec.env.iter().chain(self.env.iter().map(|(k, v)| (k, v))) {
+            cmd = cmd.env(k, v);
+        }
+        let proc = match c.connector.spawn(&cmd).await {
+            Ok(p) => p,
+            Err(e) if e.kind == ConnectorErrorKind::Unsupported => {
+                return self.without_spawn(&c).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let prefix = self.fan.then(|| spec.name.clone());
+        let out = tokio::spawn(forward(
+            proc.stdout,
+            Sink {
+                prefix: prefix.clone(),
+                stderr: false,
+            },
+            None,
+        ));
+        let (pid_tx, pid_rx) = oneshot::channel();
+        let marker = format!("sremote-run-{nonce} ");
+        let err = tokio::spawn(forward(
+            proc.stderr,
+            Sink {
+                prefix,
+                stderr: true,
+            },
+            Some((marker, pid_tx)),
+        ));
+        let feeder = if self.stdin {
+            let mut remote_in = proc.stdin;
+            Some(tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut remote_in).await;
+                let _ = remote_in.shutdown().await;
+            }))
+        } else {
+            drop(proc.stdin);
+            None
+        };
+        let mut wait = proc.wait;
+        let mut pid_rx = Some(pid_rx);
+        let mut pid: Option<u32> = None;
+        let mut signals_sent = 0u32;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let code = loop {
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut wait => break r?,
+                p = async { pid_rx.as_mut().expect("checked").await }, if pid_rx.is_some() => {
+                    pid_rx = None;
+                    pid = p.ok();
+                }
+                ch = cancel.changed(), if signals_sent < 2 => {
+                    if ch.is_err() { continue; }
+                    let count = *cancel.borrow();
+                    let sig = if count >= 2 || signals_sent == 1 { "KILL" } else { "INT" };
+                    signals_sent = if sig == "KILL" { 2 } else { 1 };
+                    self.signal(&c, pid, sig).await;
+                    deadline = Some(tokio::time::Instant::now() + GRACE);
+                }
+                () = sleep => {
+                    if signals_sent < 2 {
+                        signals_sent = 2;
+                        self.signal(&c, pid, "KILL").await;
+                        deadline = Some(tokio::time::Instant::now() + GRACE);
+                    } else {
+                        // Still no end: give up on it (dropping it kills what is left).
+                        drop(wait);
+                        if let Some(f) = feeder { f.abort(); }
+                        return Ok(End::Signalled);
+                    }
+                }
+            }
+        };
+        // Drain what is left of the output.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = out.await;
+            let _ = err.await;
+        })
+        .await;
+        if let Some(f) = feeder {
+            f.abort();
+        }
+        Ok(match code {
+            Some(c) => End::Exited((c & 0xff) as u8),
+            None => End::Signalled,
+        })
+    }
+
+    /// Send `sig` to the program's process group on the host.
+    async fn signal(&self, c: &Connected, pid: Option<u32>, sig: &str) {
+        let Some(pid) = pid else { return };
+        if !self.fan {
+            let note = if sig == "INT" {
+                "stopping it (Ctrl-C again to kill)"
+            } else {
+                "killing it"
+            };
+            eprintln!("sremote: interrupted: {note} on {}", c.spec.name);
+        }
+        let cmd = RemoteCommand::new("/bin/sh")
+            .args(["-c", KILL, "sremote-kill", sig, &pid.to_string()])
+            .timeout(Duration::from_secs(10));
+        if let Err(e) = c.connector.exec(&cmd).await {
+            output::warn(&format!(
+                "could not signal the program on {}: {e}",
+                c.spec.name
+            ));
+        }
+    }
+
+    /// Connectors without `spawn` (REST): run to the end, then print.
+    async fn without_spawn(&self, c: &Connected) -> Result<End, Error> {
+        tracing::info!(
+            "{} cannot stream; output comes when the program ends",
+            c.spec.name
+        );
+        let mut cmd = c.command(&self.argv);
+        cmd.cwd = self.cwd.clone();
+        for (k, v) in &self.env {
+            cmd = cmd.env(k, v);
+        }
+        let out = c.connector.exec(&cmd).await?;
+        let prefix = self.fan.then(|| c.spec.name.clone());
+        Sink {
+            prefix: prefix.clone(),
+            stderr: false,
+        }
+        .write(&out.stdout, true);
+        Sink {
+            prefix,
+            stderr: true,
+        }
+        .write(&out.stderr, true);
+        Ok(match out.exit_code {
+            Some(code) => End::Exited((code & 0xff) as u8),
+            None => End::Signalled,
+        })
+    }
+}
+
+/// Where a stream goes: straight through, or line by line after `host |`.
+struct Sink {
+    prefix: Option<String>,
+    stderr: bool,
+}
+
+impl Sink {
+    /// Write `buf`; with a prefix only complete lines (the rest stays for later) unless `last`.
+    fn write(&self, buf: &[u8], last: bool) -> usize {
+        let Some(host) = &self.prefix else {
+            if self.stderr {
+                let _ = std::io::stderr().write_all(buf);
+            } else {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(buf);
+                let _ = o.flush();
+            }
+            return buf.len();
+        };
+        let upto = if last {
+            buf.len()
+        } else {
+            buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        };
+        fanout::print_prefixed(host, &buf[..upto], self.stderr);
+        upto
+    }
+}
+
+/// Copy `from` to `sink`; with a marker, the first line must be `<marker><pid>`: it is
+/// taken out and the pid sent.
+async fn forward(
+    mut from: Box<dyn AsyncRead + Send + Unpin>,
+    sink: Sink,
+    mut marker: Option<(String, oneshot::Sender<u32>)>,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 32 << 10];
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((m, _)) = &marker {
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                if buf.len() < 256 {
+                    continue;
+                }
+                marker = None;
+                continue;
+            };
+            let line = String::from_utf8_lossy(&buf[..nl]).into_owned();
+            if let Some(pid) = line
+                .strip_prefix(m.as_str())
+                .and_then(|p| p.trim().parse().ok())
+                && let Some((_, tx)) = marker.take()
+            {
+                let _ = tx.send(pid);
+                buf.drain(..=nl);
+            } else {
+                marker = None;
+            }
+        }
+        let used = sink.write(&buf, false);
+        buf.drain(..used);
+    }
+    if !buf.is_empty() {
+        sink.write(&buf, true);
+    }
+}

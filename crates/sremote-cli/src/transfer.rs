@@ -1,0 +1,376 @@
+//! `sremote push` and `sremote pull`: files and directory trees, `--exclude` globs, a
+//! progress bar on a terminal.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+use sremote_core::{ConnectorErrorKind, Dest, Error, RemoteCommand, Source};
+use tokio::task::JoinSet;
+
+use crate::fanout::{self, Outcome};
+use crate::hosts::{Connected, HostOptions, connect_spec};
+use crate::progress::{Bar, Bars};
+use crate::walk::{self, Excludes, LocalFile, LocalTree};
+
+/// Files moved at once within one transfer.
+const FILES_IN_FLIGHT: usize = 4;
+
+/// Copy a local file or directory to HOST.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "REMOTE is relative to the home directory unless absolute; ending it with `/`
+puts LOCAL inside it. A directory is copied with everything below it.
+
+Examples:
+  sremote push local ./big.bin data/big.bin
+  sremote push gpu1 ./project work/project --exclude target/ --exclude '*.o'
+  sremote push lab1,lab2 ./env.sh bin/        # to several hosts at once"
+)]
+pub struct PushArgs {
+    /// Host, config name, a,b,c or @group.
+    pub host: String,
+    pub local: PathBuf,
+    pub remote: String,
+    /// Leave out matching files and directories (repeatable): `*.o` matches names at any
+    /// depth, `data/*.tmp` paths from the top, `build/` directories only.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+}
+
+/// Copy a file or directory from HOST.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "LOCAL that is an existing directory (or ends with `/`) receives REMOTE inside it.
+From several hosts, each host's copy goes to LOCAL/<host>/.
+
+Examples:
+  sremote pull local data/big.bin ./copy.bin
+  sremote pull gpu1 work/results ./results --exclude '*.ckpt'
+  sremote pull @cluster logs/run.log ./logs/   # ./logs/<host>/run.log"
+)]
+pub struct PullArgs {
+    /// Host, config name, a,b,c or @group.
+    pub host: String,
+    pub remote: String,
+    pub local: PathBuf,
+    /// Leave out matching files and directories (repeatable), as for push.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+}
+
+fn basename(p: &str) -> &str {
+    p.trim_end_matches('/').rsplit('/').next().unwrap_or(p)
+}
+
+/// What a transfer moved.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Moved {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl Moved {
+    fn outcome(self, started: Instant, bar: &Bar) -> Outcome {
+        bar.finish(&format!(
+            "{} file{}",
+            self.files,
+            if self.files == 1 { "" } else { "s" }
+        ));
+        Outcome::text(
+            "",
+            json!({"files": self.files, "bytes": self.bytes, "seconds": started.elapsed().as_secs_f64()}),
+        )
+    }
+}
+
+pub async fn push(a: PushArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let targets = opts.resolve(&[&a.host])?;
+    let meta = std::fs::metadata(&a.local).map_err(|e| {
+        Error::Usage(format!(
+            "cannot push {}: {e} — check the local path",
+            a.local.display()
+        ))
+    })?;
+    let mut remote = a.remote.clone();
+    if remote.ends_with('/') {
+        let name = a
+            .local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        remote.push_str(name);
+    }
+    let tree = if meta.is_dir() {
+        let tree = walk::local_tree(&a.local, &Excludes::new(&a.exclude)?)?;
+        for s in &tree.skipped {
+            crate::output::warn(&format!("{}: {s} is not copied", a.local.display()));
+        }
+        Some(Arc::new(tree))
+    } else {
+        None
+    };
+    let bars = Bars::new(opts.json);
+    let (local, fan) = (Arc::new(a.local), targets.fanout);
+    let (remote, o) = (Arc::new(remote), opts.clone());
+    Ok(fanout::each(targets, &opts, move |spec| {
+        let (local, remote, tree, bars, opts) = (
+            local.clone(),
+            remote.clone(),
+            tree.clone(),
+            bars.clone(),
+            o.clone(),
+        );
+        async move {
+            let label = if fan {
+                spec.name.clone()
+            } else {
+                String::new()
+            };
+            let c = connect_spec(&spec, &opts).await?;
+            let started = Instant::now();
+            let moved = match &tree {
+                Some(tree) => {
+                    let bar = bars.bar(tree.bytes(), &label);
+                    let r = push_tree(&c, tree, &remote, &bar).await;
+                    (r, bar)
+                }
+                None => {
+                    let size = std::fs::metadata(&*local).map(|m| m.len()).unwrap_or(0);
+                    let bar = bars.bar(size, &label);
+                    let cb = bar.file_callback();
+                    let r = c
+                        .connector
+                        .push(Source::file(&local).progress(&cb), &remote)
+                        .await
+                        .map(|()| Moved {
+                            files: 1,
+                            bytes: size,
+                        })
+                        .map_err(Error::from);
+                    (r, bar)
+                }
+            };
+            match moved {
+                (Ok(m), bar) => Ok(m.outcome(started, &bar)),
+                (Err(e), bar) => {
+                    bar.abandon();
+                    Err(e)
+                }
+            }
+        }
+    })
+    .await)
+}
+
+/// Create `dirs` under `root` on the host (`mkdir -p`, names passed as data).
+pub async fn make_dirs(c: &Connected, root: &str, dirs: &[String]) -> Result<(), Error> {
+    let all: Vec<String> = std::iter::once(root.to_string())
+        .chain(dirs.iter().map(|d| walk::join(root, d)))
+        .collect();
+    for chunk in all.chunks(256) {
+        let out = c
+            .connector
+            .exec(&RemoteCommand::new("mkdir").args(["-p", "--"]).args(chunk))
+            .await?;
+        if !out.success() {
+            return Err(Error::Usage(format!(
+                "mkdir -p {root}/… on {} failed: {} — check that you may write there",
+                c.connector.host(),
+                out.stderr_text()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Push every file of `files` to `root/<rel>`, a few at a time.
+pub async fn push_files(
+    c: &Connected,
+    files: &[LocalFile],
+    root: &str,
+    bar: &Bar,
+) -> Result<Moved, Error> {
+    let mut tasks = JoinSet::new();
+    let mut moved = Moved::default();
+    let mut queue = files.iter();
+    loop {
+        while tasks.len() < FILES_IN_FLIGHT {
+            let Some(f) = queue.next() else { break };
+            let (conn, path, dest, bar, size) = (
+                c.connector.clone(),
+                f.path.clone(),
+                walk::join(root, &f.rel),
+                bar.clone(),
+                f.size,
+            );
+            tasks.spawn(async move {
+                let cb = bar.file_callback();
+                conn.push(Source::file(&path).progress(&cb), &dest)
+                    .await
+                    .map(|()| size)
+            });
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let size = done.map_err(|e| Error::Usage(format!("transfer task failed: {e}")))??;
+        moved.files += 1;
+        moved.bytes += size;
+    }
+    Ok(moved)
+}
+
+async fn push_tree(
+    c: &Connected,
+    tree: &LocalTree,
+    remote: &str,
+    bar: &Bar,
+) -> Result<Moved, Error> {
+    make_dirs(c, remote, &tree.dirs).await?;
+    push_files(c, &tree.files, remote, bar).await
+}
+
+pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let targets = opts.resolve(&[&a.host])?;
+    let ex = Arc::new(Excludes::new(&a.exclude)?);
+    let bars = Bars::new(opts.json);
+    let fan = targets.fanout;
+    let a = Arc::new(a);
+    let o = opts.clone();
+    Ok(fanout::each(targets, &opts, move |spec| {
+        let (a, ex, bars, opts) = (a.clone(), ex.clone(), bars.clone(), o.clone());
+        async move {
+            let mut local = a.local.clone();
+            if fan {
+                local = local.join(&spec.name);
+                std::fs::create_dir_all(&local)
+                    .map_err(|e| Error::Usage(format!("cannot create {}: {e}", local.display())))?;
+            }
+            if local.is_dir() || a.local.to_string_lossy().ends_with('/') {
+                local = local.join(basename(&a.remote));
+            }
+            let c = connect_spec(&spec, &opts).await?;
+            let label = if fan {
+                spec.name.clone()
+            } else {
+                String::new()
+            };
+            let started = Instant::now();
+            let bar = bars.bar(0, &label);
+            let cb = bar.file_callback();
+            let first = c
+                .connector
+                .pull(&a.remote, Dest::file(&local).progress(&cb))
+                .await;
+            let moved = match first {
+                Ok(()) => Ok(Moved {
+                    files: 1,
+                    bytes: std::fs::metadata(&local).map(|m| m.len()).unwrap_or(0),
+                }),
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ConnectorErrorKind::Connect
+                            | ConnectorErrorKind::Auth
+                            | ConnectorErrorKind::HostKey
+                            | ConnectorErrorKind::Disconnected
+                    ) =>
+                {
+                    Err(e.into())
+                }
+                // Not a file: a directory? (asked through the endpoint)
+                Err(e) => {
+                    let client = c.client();
+                    match walk::remote_stat(&client, &a.remote).await {
+                        Ok(Some(st)) if st.is_dir => {
+                            bar.abandon();
+                            pull_tree(&c, &a.remote, &local, &ex, &bars, &label).await
+                        }
+                        _ => Err(e.into()),
+                    }
+                }
+            };
+            match moved {
+                Ok(m) => Ok(m.outcome(started, &bar)),
+                Err(e) => {
+                    bar.abandon();
+                    Err(e)
+                }
+            }
+        }
+    })
+    .await)
+}
+
+async fn pull_tree(
+    c: &Connected,
+    remote: &str,
+    local: &Path,
+    ex: &Excludes,
+    bars: &Bars,
+    label: &str,
+) -> Result<Moved, Error> {
+    let client = c.client();
+    let tree = walk::remote_tree(&client, remote, ex)
+        .await?
+        .ok_or_else(|| {
+            Error::Usage(format!("{remote} on {} does not exist", c.connector.host()))
+        })?;
+    for s in &tree.skipped {
+        crate::output::warn(&format!("{}:{remote}: {s} is not copied", c.spec.name));
+    }
+    let mkdir = |p: &Path| {
+        std::fs::create_dir_all(p).map_err(|e| {
+            Error::Usage(format!(
+                "cannot create {}: {e} — check the local path",
+                p.display()
+            ))
+        })
+    };
+    mkdir(local)?;
+    for d in &tree.dirs {
+        mkdir(&local.join(d))?;
+    }
+    let total = tree.files.values().map(|f| f.size).sum();
+    let bar = bars.bar(total, label);
+    let mut tasks = JoinSet::new();
+    let mut moved = Moved::default();
+    let mut queue = tree.files.iter();
+    loop {
+        while tasks.len() < FILES_IN_FLIGHT {
+            let Some((rel, f)) = queue.next() else { break };
+            let (conn, src, dest, bar, size) = (
+                c.connector.clone(),
+                walk::join(remote, rel),
+                local.join(rel),
+                bar.clone(),
+                f.size,
+            );
+            tasks.spawn(async move {
+                let cb = bar.file_callback();
+                conn.pull(&src, Dest::file(&dest).progress(&cb))
+                    .await
+                    .map(|()| size)
+            });
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        match done.map_err(|e| Error::Usage(format!("transfer task failed: {e}")))? {
+            Ok(size) => {
+                moved.files += 1;
+                moved.bytes += size;
+            }
+            Err(e) => {
+                bar.abandon();
+                return Err(e.into());
+            }
+        }
+    }
+    bar.finish(&format!("{} files", moved.files));
+    Ok(moved)
+}

@@ -1,0 +1,323 @@
+//! Directory trees on both sides: excludes, local walks, remote listings through the
+//! endpoint (`os.listdir`, `os.stat`), so nothing is parsed from a shell's output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use glob::{MatchOptions, Pattern};
+use serde::Deserialize;
+use sremote_core::{Connector, Error, RemoteClient};
+use tokio::task::JoinSet;
+
+/// `--exclude` globs. A pattern without `/` matches a name at any depth (`*.o`,
+/// `.git`); one with `/` matches the path from the top of the tree (`data/*.tmp`,
+/// `**/cache`); a trailing `/` matches directories only (`build/`).
+#[derive(Debug, Clone, Default)]
+pub struct Excludes {
+    patterns: Vec<(Pattern, bool, bool)>,
+}
+
+impl Excludes {
+    pub fn new(globs: &[String]) -> Result<Excludes, Error> {
+        let mut patterns = Vec::new();
+        for g in globs {
+            let dir_only = g.ends_with('/');
+            let body = g.trim_end_matches('/').trim_start_matches('/');
+            let anchored = body.contains('/') || g.starts_with('/');
+            let p = Pattern::new(body).map_err(|e| {
+                Error::Usage(format!(
+                    "--exclude {g:?} is not a glob: {e} — use *, ?, [abc] and ** (escape with [*])"
+                ))
+            })?;
+            patterns.push((p, anchored, dir_only));
+        }
+        Ok(Excludes { patterns })
+    }
+
+    /// Whether the entry at relative path `rel` (`/`-separated) is excluded.
+    pub fn excluded(&self, rel: &str, is_dir: bool) -> bool {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let opts = MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        self.patterns.iter().any(|(p, anchored, dir_only)| {
+            (!dir_only || is_dir)
+                && if *anchored {
+                    p.matches_with(rel, opts)
+                } else {
+                    p.matches_with(name, opts)
+                }
+        })
+    }
+}
+
+/// A regular file of a local tree.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    /// Path relative to the top, `/`-separated.
+    pub rel: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// Modification time, whole seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// A local directory tree (after excludes).
+#[derive(Debug, Clone, Default)]
+pub struct LocalTree {
+    pub files: Vec<LocalFile>,
+    /// Every directory below the top, relative (parents before children).
+    pub dirs: Vec<String>,
+    /// Entries left out (symlinked directories, sockets, …), for warnings.
+    pub skipped: Vec<String>,
+}
+
+impl LocalTree {
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+pub fn secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
+    }
+}
+
+/// Walk `root` (a directory), leaving out what `ex` excludes.
+pub fn local_tree(root: &Path, ex: &Excludes) -> Result<LocalTree, Error> {
+    let mut tree = LocalTree::default();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    let io = |p: &Path, e: std::io::Error| {
+        Error::Usage(format!(
+            "cannot read {}: {e} — check the path and its permissions, or --exclude it",
+            p.display()
+        ))
+    };
+    while let Some((dir, rel)) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| io(&dir, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| io(&dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        let mut subdirs = Vec::new();
+        for entry in entries {
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                return Err(Error::Usage(format!(
+                    "{}: the name is not UTF-8, so it cannot be named on the host — rename it or --exclude it",
+                    path.display()
+                )));
+            };
+            let rel = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let link = entry.file_type().map_err(|e| io(&path, e))?.is_symlink();
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(_) if link => {
+                    tree.skipped.push(format!("{rel} (a broken symlink)"));
+                    continue;
+                }
+                Err(e) => return Err(io(&path, e)),
+            };
+            if ex.excluded(&rel, meta.is_dir()) {
+                continue;
+            }
+            if meta.is_dir() {
+                if link {
+                    tree.skipped
+                        .push(format!("{rel} (a symlink to a directory)"));
+                } else {
+                    tree.dirs.push(rel.clone());
+                    subdirs.push((path, rel));
+                }
+            } else if meta.is_file() {
+                tree.files.push(LocalFile {
+                    rel,
+                    path,
+                    size: meta.len(),
+                    mtime: meta.modified().map(secs).unwrap_or(0),
+                });
+            } else {
+                tree.skipped.push(format!("{rel} (not a regular file)"));
+            }
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(tree)
+}
+
+/// A file of a remote tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteFile {
+    pub size: u64,
+    /// Whole seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// A remote directory tree: files and directories by relative path.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteTree {
+    pub files: BTreeMap<String, RemoteFile>,
+    pub dirs: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Stat {
+    pub size: u64,
+    pub mtime: f64,
+    pub is_dir: bool,
+    pub is_file: bool,
+    #[serde(default)]
+    pub is_symlink: bool,
+}
+
+/// `root/rel` as the host should see it.
+pub fn join(root: &str, rel: &str) -> String {
+    let root = root.trim_end_matches('/');
+    if rel.is_empty() {
+        return if root.is_empty() {
+            "/".into()
+        } else {
+            root.into()
+        };
+    }
+    format!("{root}/{rel}")
+}
+
+type Client = RemoteClient<Arc<dyn Connector>>;
+
+/// `os.stat(path)`, or `None` when nothing is there.
+pub async fn remote_stat(client: &Client, path: &str) -> Result<Option<Stat>, Error> {
+    let exists: bool = client.call("os", "path_exists").arg(path).await?.value;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(client.call("os", "stat").arg(path).await?.value))
+}
+
+/// List the tree under directory `root` on the host (`None`: `root` does not exist).
+pub async fn remote_tree(
+    client: &Client,
+    root: &str,
+    ex: &Excludes,
+) -> Result<Option<RemoteTree>, Error> {
+    let Some(top) = remote_stat(client, root).await? else {
+        return Ok(None);
+    };
+    if !top.is_dir {
+        return Err(Error::Usage(format!(
+            "{root} on {} is a file, not a directory — give a directory",
+            client.host()
+        )));
+    }
+    let mut tree = RemoteTree::default();
+    let mut pending = vec![String::new()];
+    while let Some(dir) = pending.pop() {
+        let names: Vec<String> = client
+            .call("os", "listdir")
+            .arg(join(root, &dir))
+            .await?
+            .value;
+        let mut stats = JoinSet::new();
+        let limit = Arc::new(tokio::sync::Semaphore::new(32));
+        for name in names {
+            let rel = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            let (client, path, limit) = (client.clone(), join(root, &rel), limit.clone());
+            stats.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let st: Result<Stat, Error> =
+                    client.call("os", "stat").arg(&path).await.map(|o| o.value);
+                (rel, st)
+            });
+        }
+        let mut found = Vec::new();
+        while let Some(r) = stats.join_next().await {
+            let (rel, st) = r.map_err(|e| Error::Usage(format!("listing task failed: {e}")))?;
+            found.push((rel, st));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        for (rel, st) in found {
+            let st = match st {
+                Ok(st) => st,
+                // Vanished since the listing, or a broken symlink: leave it out.
+                Err(Error::RemoteExec(_)) => {
+                    tree.skipped.push(format!("{rel} (cannot stat)"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if ex.excluded(&rel, st.is_dir) {
+                continue;
+            }
+            if st.is_dir {
+                if st.is_symlink {
+                    tree.skipped
+                        .push(format!("{rel} (a symlink to a directory)"));
+                } else {
+                    tree.dirs.push(rel.clone());
+                    pending.push(rel);
+                }
+            } else if st.is_file {
+                tree.files.insert(
+                    rel,
+                    RemoteFile {
+                        size: st.size,
+                        mtime: st.mtime.floor() as i64,
+                    },
+                );
+            } else {
+                tree.skipped.push(format!("{rel} (not a regular file)"));
+            }
+        }
+    }
+    tree.dirs.sort();
+    Ok(Some(tree))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_rules() {
+        let ex = Excludes::new(&[
+            "*.o".into(),
+            "build/".into(),
+            "data/*.tmp".into(),
+            "**/cache".into(),
+        ])
+        .unwrap();
+        assert!(ex.excluded("a.o", false));
+        assert!(ex.excluded("src/deep/a.o", false));
+        assert!(ex.excluded("build", true));
+        assert!(ex.excluded("x/build", true));
+        assert!(!ex.excluded("build", false));
+        assert!(ex.excluded("data/x.tmp", false));
+        assert!(!ex.excluded("data/sub/x.tmp", false));
+        assert!(!ex.excluded("other/x.tmp", false));
+        assert!(ex.excluded("a/b/cache", true));
+        assert!(!ex.excluded("main.c", false));
+        assert!(Excludes::new(&["[".into()]).is_err());
+    }
+
+    #[test]
+    fn joins() {
+        assert_eq!(join("data/", "a b"), "data/a b");
+        assert_eq!(join("/", "etc"), "/etc");
+        assert_eq!(join("d", ""), "d");
+    }
+}
