@@ -201,6 +201,9 @@ pub(crate) fn transient(e: &JobError) -> bool {
     matches!(
         e,
         JobError::Call(Error::Transport(t))
-            if matches!(t.kind, ConnectorErrorKind::Disconnected | ConnectorErrorKind::Connect | ConnectorErrorKind::Timeout)
+            if matches!(
+                t.kind,
+                ConnectorErrorKind::Disconnected | ConnectorErrorKind::Connect | ConnectorErrorKind::Timeout | ConnectorErrorKind::Other
+            )
     )
 }
