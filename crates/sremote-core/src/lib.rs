@@ -55,6 +55,11 @@ pub use client::{
 };
 
 #[cfg(feature = "client")]
+mod pool;
+#[cfg(feature = "client")]
+pub use pool::{HostPool, HostResult};
+
+#[cfg(feature = "client")]
 mod install;
 #[cfg(feature = "client")]
 pub use install::InstallReport;
