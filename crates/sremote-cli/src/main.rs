@@ -14,6 +14,7 @@ mod config;
 mod fanout;
 mod hostcmd;
 mod hosts;
+mod jobs;
 mod output;
 mod probe;
 mod progress;
@@ -101,6 +102,13 @@ enum Command {
     Bootstrap(commands::BootstrapArgs),
     /// Measure call latency and throughput: `os.getenv("HOME")` N times.
     Bench(commands::BenchArgs),
+    /// Run MODULE.FUNCTION(ARG…) on HOST as a detached job (or through Slurm, SGE, PBS); prints its id.
+    Submit(jobs::SubmitArgs),
+    /// Detached jobs: ls, show, log [-f], cancel, result, rm.
+    Jobs {
+        #[command(subcommand)]
+        what: jobs::JobsCommand,
+    },
     /// About the endpoint binary this program deploys.
     Endpoint {
         #[command(subcommand)]
@@ -183,6 +191,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Tunnel(a) => tunnel::tunnel(a, opts).await,
         Command::Bootstrap(a) => commands::bootstrap(a, opts).await,
         Command::Bench(a) => commands::bench(a, opts).await,
+        Command::Submit(a) => jobs::submit(a, &opts).await,
+        Command::Jobs { what } => jobs::run(what, &opts).await,
         Command::Endpoint {
             what: EndpointCommand::Info,
         } => commands::endpoint_info(cli.json),
