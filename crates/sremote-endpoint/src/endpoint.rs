@@ -39,6 +39,8 @@ pub struct Endpoint {
 struct Inner {
     modules: BTreeMap<String, Module>,
     sremote_dir: Option<PathBuf>,
+    /// Discovered once for a long-lived endpoint (session mode): no file reads per call.
+    fixed_location: Option<Location>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -181,8 +183,18 @@ impl Endpoint {
         self
     }
 
+    /// Discover the location now and keep it for every later call (session mode).
+    pub(crate) fn fix_location(mut self) -> Self {
+        let loc = self.location();
+        Arc::make_mut(&mut self.inner).fixed_location = Some(loc);
+        self
+    }
+
     /// Where this endpoint's files are.
     pub fn location(&self) -> Location {
+        if let Some(loc) = &self.inner.fixed_location {
+            return loc.clone();
+        }
         match &self.inner.sremote_dir {
             Some(dir) => Location::for_dir(dir),
             None => Location::discover(),

@@ -54,7 +54,7 @@ pub(crate) fn run(endpoint: &Endpoint) -> i32 {
         }
     };
     let store: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
-    let endpoint = with_session_module(endpoint.clone(), store.clone());
+    let endpoint = with_session_module(endpoint.clone().fix_location(), store.clone());
     let shared = Arc::new(Shared {
         endpoint,
         reader: Mutex::new(BufReader::with_capacity(256 << 10, input)),
