@@ -1,0 +1,84 @@
+//! Helpers for running the `sremote` binary in tests: a throwaway client HOME, a hosts
+//! config, output as text.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A client side: its own HOME (control sockets, config) and a config file.
+pub struct Client {
+    pub home: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Client {
+    pub fn new(config_toml: &str) -> Client {
+        let home = tempfile::Builder::new()
+            .prefix("srcli-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let config = home.path().join("config.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        Client { home, config }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sremote"));
+        c.args(args)
+            .env("HOME", self.home.path())
+            .env("SREMOTE_CONFIG", &self.config)
+            .env_remove("SREMOTE_ENDPOINT")
+            .env_remove("SREMOTE_SSH_CONFIG")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run sremote")
+    }
+}
+
+/// A `[hosts.NAME]` entry for a testkit sshd (through its ssh_config alias).
+pub fn ssh_host(name: &str, alias: &str, ssh_config: &Path) -> String {
+    format!(
+        "[hosts.{name}]\ndestination = \"{alias}\"\nssh_config = \"{}\"\n",
+        ssh_config.display()
+    )
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Pids of live processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmd).contains(needle) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
