@@ -150,7 +150,6 @@ impl Connected {
 /// Connect to `host` (a config name or a destination): `local` (this machine, no ssh), a
 /// REST gateway (`newt+https://USER@HOST[:PORT]/BASE/MACHINE`), or an ssh destination —
 /// `[ssh://][user@]host[:port]` or an alias from the ssh config.
-#[allow(dead_code)] // the one-host entry point for commands that need no fan-out (jobs)
 pub async fn connect(host: &str, opts: &HostOptions) -> Result<Arc<dyn Connector>, Error> {
     let spec = opts.resolve_one(host, "connect")?;
     Ok(connect_spec(&spec, opts).await?.connector)

@@ -45,7 +45,8 @@ pub struct RunArgs {
     /// Do not pass stdin to the program (it reads end-of-file).
     #[arg(short = 'n', long)]
     pub no_stdin: bool,
-    /// Run it as a detached job that survives sremote (needs the jobs feature).
+    /// Run it as a detached job that survives sremote and the connection; prints the job
+    /// id (follow it with `sremote jobs log -f ID`).
     #[arg(long)]
     pub detach: bool,
     /// The program and its arguments (after `--`).
@@ -65,19 +66,15 @@ const KILL: &str =
     r#"kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" -- "$2" 2>/dev/null; exit 0"#;
 
 pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
-    if a.detach {
-        return Err(Error::Usage(
-            "`sremote run --detach` needs the jobs feature, which this build does not have yet \
-             — run without --detach, or use the sremote-jobs library"
-                .into(),
-        ));
-    }
     let targets = opts.resolve(&[&a.host])?;
     let env: Vec<(String, String)> = a
         .env
         .iter()
         .map(|e| key_value(e, "--env"))
         .collect::<Result<_, _>>()?;
+    if a.detach {
+        return detach(targets, a.argv, a.cwd, env, opts).await;
+    }
     let (cancel_tx, cancel) = watch::channel(0u32);
     tokio::spawn(watch_signals(cancel_tx));
     let fan = targets.fanout;
@@ -135,6 +132,77 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
         return Ok(ExitCode::from(130));
     }
     Ok(fanout::summary(targets.hosts.len(), &failed))
+}
+
+/// `--detach`: submit `job.run(argv)` on every host as a detached job (a new one each time)
+/// and print its id. The program starts in the home directory (or `--cwd`, relative to it)
+/// with the host's configured path first in PATH.
+async fn detach(
+    targets: crate::hosts::Targets,
+    argv: Vec<String>,
+    cwd: Option<String>,
+    env: Vec<(String, String)>,
+    opts: Arc<HostOptions>,
+) -> Result<ExitCode, Error> {
+    use sremote_jobs::JobsExt;
+    let job = Arc::new((argv, cwd, env));
+    let o = opts.clone();
+    Ok(fanout::each(targets, &opts, move |spec| {
+        let (job, opts) = (job.clone(), o.clone());
+        async move {
+            let (argv, cwd, env) = &*job;
+            let client = connect_spec(&spec, &opts).await?.client();
+            let home: Option<String> = client.call("os", "getenv").arg("HOME").await?.value;
+            let dir = match (cwd, home) {
+                (Some(d), _) if d.starts_with('/') => d.clone(),
+                (Some(d), Some(h)) => format!("{h}/{d}"),
+                (None, Some(h)) => h,
+                (Some(d), None) => d.clone(),
+                (None, None) => ".".into(),
+            };
+            let mut wrapped = vec![
+                "/bin/sh".to_string(),
+                "-c".into(),
+                r#"p=$1; shift; if [ -n "$p" ]; then PATH=$p:$PATH; export PATH; fi; exec "$@""#
+                    .into(),
+                "sremote-run".into(),
+                spec.path.join(":"),
+            ];
+            wrapped.extend(argv.iter().cloned());
+            let vars: std::collections::BTreeMap<&String, &String> = spec
+                .env
+                .iter()
+                .chain(env.iter().map(|(k, v)| (k, v)))
+                .collect();
+            let call = client
+                .call::<serde_json::Value>("job", "run")
+                .arg(wrapped)
+                .kwarg("cwd", dir)
+                .kwarg("env", vars);
+            let store = sremote_jobs::JobStore::open_default().map_err(job_error)?;
+            let submitted = client
+                .submit(call)
+                .force(true)
+                .store(store)
+                .destination(&spec.name)
+                .name(argv.join(" "))
+                .await
+                .map_err(job_error)?;
+            let id = submitted.id().to_string();
+            Ok(fanout::Outcome::text(
+                id.clone(),
+                serde_json::json!({"job": id}),
+            ))
+        }
+    })
+    .await)
+}
+
+fn job_error(e: sremote_jobs::JobError) -> Error {
+    match e {
+        sremote_jobs::JobError::Call(e) => e,
+        other => Error::Usage(other.to_string()),
+    }
 }
 
 /// Count SIGINT, SIGTERM and SIGHUP.

@@ -255,3 +255,33 @@ fn tunnel_carries_an_http_request_to_a_server_on_the_host() {
     sigint(&server);
     assert_eq!(wait_exit(&mut server, Duration::from_secs(15)), Some(130));
 }
+
+#[test]
+fn detach_makes_a_job_that_outlives_the_cli() {
+    let a = Sshd::start().unwrap();
+    let client = Client::new(&ssh_host("alpha", &a.alias, &a.ssh_config));
+    std::fs::create_dir(a.home.join("wd")).unwrap();
+    let out = client.run(&[
+        "run",
+        "alpha",
+        "--detach",
+        "--cwd",
+        "wd",
+        "--env",
+        "X=$(x) y",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$X\" in $(pwd); exit 3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    assert!(!id.is_empty());
+    let out = client.run(&["jobs", "result", &id]);
+    assert_eq!(text(&out.stdout).trim(), "3", "{}", text(&out.stderr));
+    let out = client.run(&["jobs", "log", &id]);
+    assert_eq!(
+        text(&out.stdout),
+        format!("$(x) y in {}\n", a.home.join("wd").display())
+    );
+}
