@@ -65,6 +65,100 @@ pub fn header(kind: FrameKind, body_len: usize) -> io::Result<[u8; 5]> {
     Ok(h)
 }
 
+/// Most bytes reserved up front for one attachment (a garbled length must not reserve
+/// gigabytes); beyond this the buffer grows as data arrives.
+const MAX_RESERVE: usize = 256 << 20;
+
+/// The start of a message frame: header, JSON length and JSON. Write it, then for every
+/// attachment [`attachment_prefix`] and the attachment's bytes — no copy into one buffer.
+pub fn message_head(kind: FrameKind, json: &[u8], attachments: &[Vec<u8>]) -> io::Result<Vec<u8>> {
+    let body_len = 4 + json.len() + attachments.iter().map(|a| 8 + a.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(9 + json.len());
+    out.extend_from_slice(&header(kind, body_len)?);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(json);
+    Ok(out)
+}
+
+/// The length prefix written before an attachment.
+pub fn attachment_prefix(attachment: &[u8]) -> [u8; 8] {
+    (attachment.len() as u64).to_le_bytes()
+}
+
+/// Write a message frame (head, then each attachment in place) and flush.
+pub fn write_message(w: &mut impl Write, kind: FrameKind, json: &[u8], attachments: &[Vec<u8>]) -> io::Result<()> {
+    w.write_all(&message_head(kind, json, attachments)?)?;
+    for a in attachments {
+        w.write_all(&attachment_prefix(a))?;
+        w.write_all(a)?;
+    }
+    w.flush()
+}
+
+/// A frame as read: a message (request/response) split into JSON and attachments, each
+/// read into its own buffer, or a plain body.
+#[derive(Debug)]
+pub enum Frame {
+    Message { kind: FrameKind, json: Vec<u8>, attachments: Vec<Vec<u8>> },
+    Plain { kind: FrameKind, body: Vec<u8> },
+}
+
+/// Whether frames of `kind` carry a message.
+pub fn is_message(kind: FrameKind) -> bool {
+    matches!(kind, FrameKind::Request | FrameKind::Response)
+}
+
+/// Check one field's length against what is left of the frame body.
+pub fn take_len(left: &mut usize, n: usize) -> io::Result<usize> {
+    if n > *left {
+        return Err(invalid("message field runs past its frame"));
+    }
+    *left -= n;
+    Ok(n)
+}
+
+/// A buffer for `n` bytes that will arrive (reserved up to [`MAX_RESERVE`]).
+pub fn buffer_for(n: usize) -> Vec<u8> {
+    Vec::with_capacity(n.min(MAX_RESERVE))
+}
+
+/// Read one frame, messages field by field (no intermediate copies); `Ok(None)` at a
+/// clean end of stream.
+pub fn read(r: &mut impl Read) -> io::Result<Option<Frame>> {
+    let mut h = [0u8; 5];
+    match r.read_exact(&mut h[..1]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    r.read_exact(&mut h[1..])?;
+    let (mut left, kind) = parse_header(h)?;
+    let exact = |r: &mut dyn Read, n: usize| -> io::Result<Vec<u8>> {
+        let mut v = buffer_for(n);
+        if r.take(n as u64).read_to_end(&mut v)? != n {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+        }
+        Ok(v)
+    };
+    if !is_message(kind) {
+        return Ok(Some(Frame::Plain { kind, body: exact(r, left)? }));
+    }
+    let mut n4 = [0u8; 4];
+    take_len(&mut left, 4)?;
+    r.read_exact(&mut n4)?;
+    let json_len = take_len(&mut left, u32::from_le_bytes(n4) as usize)?;
+    let json = exact(r, json_len)?;
+    let mut attachments = Vec::new();
+    while left > 0 {
+        let mut n8 = [0u8; 8];
+        take_len(&mut left, 8)?;
+        r.read_exact(&mut n8)?;
+        let n = usize::try_from(u64::from_le_bytes(n8)).map_err(|_| invalid("attachment too large"))?;
+        attachments.push(exact(r, take_len(&mut left, n)?)?);
+    }
+    Ok(Some(Frame::Message { kind, json, attachments }))
+}
+
 /// Encode a message (JSON + attachments) as one frame.
 pub fn encode_message(
     kind: FrameKind,
@@ -173,6 +267,29 @@ mod tests {
         let (json, back) = decode_message(&body).unwrap();
         assert_eq!((json, back), (&br#"{"a":1}"#[..], atts));
         assert!(read_frame(&mut &b""[..]).unwrap().is_none());
+    }
+
+    #[test]
+    fn streamed_messages_read_field_by_field() {
+        let atts = vec![vec![9u8; 100_000], vec![]];
+        let mut wire = Vec::new();
+        write_message(&mut wire, FrameKind::Response, b"{}", &atts).unwrap();
+        wire.extend(encode(FrameKind::Ping, b"12345678").unwrap());
+        let one_buffer = encode_message(FrameKind::Response, b"{}", &atts).unwrap();
+        assert!(wire[..wire.len() - 13] == one_buffer[..], "streamed and buffered encodings differ");
+        let mut r = &wire[..];
+        match read(&mut r).unwrap().unwrap() {
+            Frame::Message { kind, json, attachments } => {
+                assert_eq!((kind, &json[..]), (FrameKind::Response, &b"{}"[..]));
+                assert!(attachments == atts, "attachments differ");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(read(&mut r).unwrap(), Some(Frame::Plain { kind: FrameKind::Ping, .. })));
+        assert!(read(&mut r).unwrap().is_none());
+        // A field longer than its frame is an error.
+        let bad = b"\x09\x00\x00\x00\x02\xff\x00\x00\x00abcd";
+        assert!(read(&mut &bad[..]).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::connector::{Connector, RemoteCommand};
 use crate::error::{ConnectorError, ConnectorErrorKind};
-use crate::frame::{self, FrameKind};
+use crate::frame::{self, Frame, FrameKind};
 use crate::protocol::Response;
 
 /// A response with its raw attachments.
@@ -70,9 +70,9 @@ fn disconnected(host: &str, detail: impl std::fmt::Display) -> ConnectorError {
         .hint("the call's outcome is unknown; the next call opens a new session")
 }
 
-async fn read_frame(
-    r: &mut (impl AsyncRead + Unpin),
-) -> std::io::Result<Option<(FrameKind, Vec<u8>)>> {
+/// Read one frame (messages field by field, each attachment into its own buffer);
+/// `Ok(None)` at a clean end of stream. The async twin of [`frame::read`].
+async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<Frame>> {
     let mut h = [0u8; 5];
     match r.read_exact(&mut h[..1]).await {
         Ok(_) => {}
@@ -80,16 +80,38 @@ async fn read_frame(
         Err(e) => return Err(e),
     }
     r.read_exact(&mut h[1..]).await?;
-    let (len, kind) = frame::parse_header(h)?;
-    let mut body = Vec::with_capacity(len.min(1 << 20));
-    let got = r.take(len as u64).read_to_end(&mut body).await?;
-    if got != len {
+    let (mut left, kind) = frame::parse_header(h)?;
+    if !frame::is_message(kind) {
+        return Ok(Some(Frame::Plain { kind, body: read_exactly(r, left).await? }));
+    }
+    let mut n4 = [0u8; 4];
+    frame::take_len(&mut left, 4)?;
+    r.read_exact(&mut n4).await?;
+    let json_len = frame::take_len(&mut left, u32::from_le_bytes(n4) as usize)?;
+    let json = read_exactly(r, json_len).await?;
+    let mut attachments = Vec::new();
+    while left > 0 {
+        let mut n8 = [0u8; 8];
+        frame::take_len(&mut left, 8)?;
+        r.read_exact(&mut n8).await?;
+        let n = usize::try_from(u64::from_le_bytes(n8)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "attachment too large")
+        })?;
+        attachments.push(read_exactly(r, frame::take_len(&mut left, n)?).await?);
+    }
+    Ok(Some(Frame::Message { kind, json, attachments }))
+}
+
+/// Read exactly `n` bytes into a new buffer (reserved as the bytes are announced).
+async fn read_exactly(r: &mut (impl AsyncRead + Unpin), n: usize) -> std::io::Result<Vec<u8>> {
+    let mut v = frame::buffer_for(n);
+    if r.take(n as u64).read_to_end(&mut v).await? != n {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "stream ended inside a frame",
         ));
     }
-    Ok(Some((kind, body)))
+    Ok(v)
 }
 
 /// While calls are waiting, ping the endpoint when it has been quiet, and declare the
@@ -179,7 +201,10 @@ impl Session {
             read_frame(&mut stdout).await.map(Ok)
         };
         let hello = match tokio::time::timeout(Duration::from_secs(60), handshake).await {
-            Ok(Ok(Ok(Some((FrameKind::Hello, body))))) => body,
+            Ok(Ok(Ok(Some(Frame::Plain {
+                kind: FrameKind::Hello,
+                body,
+            })))) => body,
             Ok(Ok(Err(junk))) => {
                 // Show a little more of what arrived, without waiting long for it.
                 let mut more = vec![0u8; 200];
@@ -197,7 +222,7 @@ impl Session {
                     received: String::from_utf8_lossy(&received).into_owned(),
                 });
             }
-            Ok(Ok(Ok(Some((kind, _))))) => {
+            Ok(Ok(Ok(Some(Frame::Message { kind, .. } | Frame::Plain { kind, .. })))) => {
                 return Err(SessionError::Protocol {
                     detail: format!("expected a hello frame, got {kind:?}"),
                     received: String::new(),
@@ -250,12 +275,13 @@ impl Session {
             tasks.push(tokio::spawn(async move {
                 let (garbled, why) = loop {
                     match read_frame(&mut stdout).await {
-                        Ok(Some((FrameKind::Response, body))) => {
+                        Ok(Some(Frame::Message {
+                            kind: FrameKind::Response,
+                            json,
+                            attachments,
+                        })) => {
                             *lock(&last_rx) = Instant::now();
-                            let decoded = frame::decode_message(&body)
-                                .map_err(|e| e.to_string())
-                                .and_then(|(json, atts)| Response::parse(json).map(|r| (r, atts)));
-                            match decoded {
+                            match Response::parse(&json).map(|r| (r, attachments)) {
                                 Ok((resp, atts)) => {
                                     if let Some(tx) = lock(&pending).remove(&resp.id) {
                                         let _ = tx.send(Ok((resp, atts)));
@@ -264,10 +290,11 @@ impl Session {
                                 Err(e) => break (true, format!("garbled response frame: {e}")),
                             }
                         }
-                        Ok(Some((FrameKind::Pong | FrameKind::Hello, _))) => {
-                            *lock(&last_rx) = Instant::now()
-                        }
-                        Ok(Some((kind, _))) => {
+                        Ok(Some(Frame::Plain {
+                            kind: FrameKind::Pong | FrameKind::Hello,
+                            ..
+                        })) => *lock(&last_rx) = Instant::now(),
+                        Ok(Some(Frame::Message { kind, .. } | Frame::Plain { kind, .. })) => {
                             break (true, format!("unexpected {kind:?} frame from the endpoint"));
                         }
                         Ok(None) => break (false, "the endpoint closed the session".to_string()),
@@ -318,10 +345,16 @@ impl Session {
         self.alive.load(Ordering::SeqCst)
     }
 
-    async fn send(&self, frame: &[u8]) -> Result<(), SessionError> {
+    /// Write `head`, then each attachment in place (length prefix, bytes), and flush:
+    /// a large payload is never copied into one frame buffer.
+    async fn send(&self, head: &[u8], attachments: &[Vec<u8>]) -> Result<(), SessionError> {
         let mut w = self.writer.lock().await;
         let result = async {
-            w.write_all(frame).await?;
+            w.write_all(head).await?;
+            for a in attachments {
+                w.write_all(&frame::attachment_prefix(a)).await?;
+                w.write_all(a).await?;
+            }
             w.flush().await
         }
         .await;
@@ -351,7 +384,7 @@ impl Session {
                 None => SessionError::Transport(disconnected(&self.host, "the session is closed")),
             });
         }
-        let frame = frame::encode_message(FrameKind::Request, json, attachments).map_err(|e| {
+        let head = frame::message_head(FrameKind::Request, json, attachments).map_err(|e| {
             SessionError::Protocol {
                 detail: e.to_string(),
                 received: String::new(),
@@ -377,7 +410,7 @@ impl Session {
                 "the session ended",
             )));
         }
-        self.send(&frame).await?;
+        self.send(&head, attachments).await?;
         let answer = rx.await.unwrap_or_else(|_| {
             Err(SessionError::Transport(disconnected(
                 &self.host,
@@ -397,6 +430,6 @@ impl Session {
                 received: String::new(),
             }
         })?;
-        self.send(&frame).await
+        self.send(&frame, &[]).await
     }
 }

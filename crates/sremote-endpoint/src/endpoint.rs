@@ -125,13 +125,7 @@ pub(crate) struct SessionCall<'a> {
 enum Target {
     Registered,
     Plugin(PathBuf),
-    /// The Python bridge: this interpreter, this Python module name; `hint` (when the
-    /// module was not asked for as `py:NAME`) says where else it was looked for.
-    Python {
-        python: PathBuf,
-        module: String,
-        hint: Option<String>,
-    },
+    Python(crate::python::Target),
 }
 
 impl Endpoint {
@@ -247,18 +241,7 @@ impl Endpoint {
                 );
             }
         }
-        let python = match crate::python::find(&location) {
-            Ok(p) => json!({
-                "interpreter": p,
-                "doc": format!(
-                    "any module {} can import is callable when no module above has its name; \
-                     `py:NAME` always means the Python module NAME",
-                    p.display()
-                ),
-            }),
-            Err(why) => json!({ "interpreter": null, "doc": why }),
-        };
-        json!({ "modules": list, "python": python })
+        json!({ "modules": list, "python": crate::python::listing(&location) })
     }
 
     /// Run one request and build its response. Never panics: a panic in the function
@@ -335,18 +318,7 @@ impl Endpoint {
             };
             (handled, Vec::new())
         };
-        let python_module = module.strip_prefix(crate::python::PREFIX);
-        if let Some(name) = python_module
-            && !crate::python::python_name(name)
-        {
-            return fail(CallError::new(
-                ErrorKind::ModuleNotFound,
-                format!(
-                    "invalid Python module name {name:?} after `py:`: use dotted identifiers such as `os.path`"
-                ),
-            ));
-        }
-        if python_module.is_none() && !valid_name(&module) {
+        if !module.starts_with(crate::python::PREFIX) && !valid_name(&module) {
             return fail(CallError::new(
                 ErrorKind::ModuleNotFound,
                 format!(
@@ -362,18 +334,18 @@ impl Endpoint {
                 ),
             ));
         }
-        let (_env_guard, attachments) = match &session {
+        let in_session = session.is_some();
+        let (_env_guard, attachments) = match session {
             None => match crate::env::apply_request_env(&req) {
                 Ok(()) => (None, None),
                 Err(e) => return fail(e),
             },
-            Some(s) => match s.env.enter(&req) {
-                Ok(guard) => (Some(guard), Some(s.attachments.clone())),
+            Some(SessionCall { env, attachments }) => match env.enter(&req) {
+                Ok(guard) => (Some(guard), Some(attachments)),
                 Err(e) => return fail(e),
             },
         };
         let location = self.location();
-        let in_session = session.is_some();
         let session_id = in_session.then_some(req.id.as_str());
         if let Err(e) = self.check_modules(&req.check_modules, &location, session_id) {
             return fail(e);
@@ -387,9 +359,7 @@ impl Endpoint {
         let endpoint = self.clone();
         let job = move || {
             let mut request = req;
-            if let (Target::Plugin(_) | Target::Python { .. }, Some(table)) =
-                (&target, &attachments)
-            {
+            if let (Target::Plugin(_) | Target::Python(_), Some(table)) = (&target, &attachments) {
                 // Plugins and Python read plain JSON: bytes go inline as base64.
                 for v in request.args.iter_mut().chain(request.kwargs.values_mut()) {
                     let _ = sremote_core::protocol::inline_attachments(v, table);
@@ -400,7 +370,7 @@ impl Endpoint {
                     args: std::mem::take(&mut request.args),
                     kwargs: std::mem::take(&mut request.kwargs),
                 },
-                Target::Plugin(_) | Target::Python { .. } => Args::default(),
+                Target::Plugin(_) | Target::Python(_) => Args::default(),
             };
             let ctx = CallContext {
                 endpoint: &endpoint,
@@ -420,37 +390,7 @@ impl Endpoint {
                         }
                     }
                     Target::Plugin(path) => crate::plugin::call(path, &request),
-                    Target::Python {
-                        python,
-                        module,
-                        hint,
-                    } => {
-                        let op = crate::python::Op::Call {
-                            module,
-                            function: &request.function,
-                            args: &request.args,
-                            kwargs: &request.kwargs,
-                        };
-                        let mut out = if in_session {
-                            crate::python::call_session(
-                                python,
-                                &op,
-                                &request.id,
-                                request.timeout_ms,
-                            )
-                        } else {
-                            crate::python::call_once(python, &op, request.timeout_ms)
-                        };
-                        if let (Err(e), Some(hint)) = (&mut out.result, hint)
-                            && e.kind == ErrorKind::ModuleNotFound
-                        {
-                            e.message = format!(
-                                "no module `{module}` on this endpoint: {hint}, and {}",
-                                e.message
-                            );
-                        }
-                        out
-                    }
+                    Target::Python(py) => py.call(&request, in_session),
                 })
             };
             crate::process::with_call_id(&request.id, || match attachments {
@@ -505,18 +445,7 @@ impl Endpoint {
             .with_data(json!({ "functions": names })));
         }
         if let Some(name) = module.strip_prefix(crate::python::PREFIX) {
-            return match crate::python::find(location) {
-                Ok(python) => Ok(Target::Python {
-                    python,
-                    module: name.to_string(),
-                    hint: None,
-                }),
-                Err(why) => Err(CallError::new(
-                    ErrorKind::ModuleNotFound,
-                    format!("cannot call the Python module `{name}`: {why}"),
-                )
-                .with_data(json!({ "python3": null }))),
-            };
+            return crate::python::Target::forced(name, location).map(Target::Python);
         }
         if let Some(path) = location.plugin(module) {
             return Ok(Target::Plugin(path));
@@ -528,28 +457,7 @@ impl Endpoint {
             available.join(", "),
             location.modules.join(module).display()
         );
-        let python = match crate::python::find(location) {
-            Ok(python) if crate::python::python_name(module) => python,
-            Ok(_) => {
-                return Err(CallError::new(
-                    ErrorKind::ModuleNotFound,
-                    format!("no module `{module}` on this endpoint: {hint}; it is no Python module name either"),
-                )
-                .with_data(json!({ "available": available })));
-            }
-            Err(why) => {
-                return Err(CallError::new(
-                    ErrorKind::ModuleNotFound,
-                    format!("no module `{module}` on this endpoint: {hint}; and {why}"),
-                )
-                .with_data(json!({ "available": available, "python3": null })));
-            }
-        };
-        Ok(Target::Python {
-            python,
-            module: module.to_string(),
-            hint: Some(hint),
-        })
+        crate::python::Target::fallback(module, location, hint, available).map(Target::Python)
     }
 
     /// The version of `module` if it is built in, registered or a plugin.
@@ -587,34 +495,13 @@ impl Endpoint {
                 None => missing.push(name.clone()),
             }
         }
-        let mut note = String::new();
-        if !ask_python.is_empty() {
-            match crate::python::find(location) {
-                Ok(python) => {
-                    let names: Vec<String> = ask_python
-                        .iter()
-                        .map(|n| {
-                            n.strip_prefix(crate::python::PREFIX)
-                                .unwrap_or(n)
-                                .to_string()
-                        })
-                        .collect();
-                    let found = crate::python::versions(&python, &names, session_call)?;
-                    for (asked, name) in ask_python.into_iter().zip(names) {
-                        match found.get(&name).cloned().flatten() {
-                            Some(v) => {
-                                present.insert(asked, v);
-                            }
-                            None => missing.push(asked),
-                        }
-                    }
-                }
-                Err(why) => {
-                    missing.extend(ask_python);
-                    note = format!(" ({why})");
-                }
-            }
-        }
+        let note = crate::python::check(
+            ask_python,
+            location,
+            session_call,
+            &mut present,
+            &mut missing,
+        )?;
         if missing.is_empty() {
             return Ok(());
         }

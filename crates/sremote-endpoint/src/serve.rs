@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use sremote_core::frame::{self, FrameKind};
+use sremote_core::frame::{self, Frame, FrameKind};
 use sremote_core::protocol::{ErrorBody, ErrorKind, PROTOCOL_VERSION, Request, Response, VERSION};
 
 use crate::endpoint::{Endpoint, SessionCall, error_response};
@@ -122,67 +122,68 @@ fn serve_loop(shared: Arc<Shared>) {
         let frame = {
             let mut reader = lock(&shared.reader);
             shared.idle.fetch_sub(1, Ordering::SeqCst);
-            frame::read_frame(&mut *reader)
+            frame::read(&mut *reader)
         };
         match frame {
             Ok(None) => shut_down(None),
             Err(e) => shut_down(Some(format!("bad frame from the client: {e}"))),
-            Ok(Some((FrameKind::Request, body))) => {
+            Ok(Some(Frame::Message { kind: FrameKind::Request, json, attachments })) => {
                 // Someone must be reading while this thread runs the call.
                 if shared.idle.load(Ordering::SeqCst) == 0 {
                     spawn_thread(&shared);
                 }
-                let reply = handle_request(&shared, &body);
-                if let Some(reply) = reply
-                    && write_out(&shared, &reply).is_err()
+                if let Some((response, out)) = handle_request(&shared, &json, attachments)
+                    && write_response(&shared, &response, &out).is_err()
                 {
                     shut_down(None);
                 }
             }
-            Ok(Some((FrameKind::Cancel, body))) => cancel(&shared, &body),
-            Ok(Some((FrameKind::Ping, body))) => {
+            Ok(Some(Frame::Plain { kind: FrameKind::Cancel, body })) => cancel(&shared, &body),
+            Ok(Some(Frame::Plain { kind: FrameKind::Ping, body })) => {
                 let pong = frame::encode(FrameKind::Pong, &body).unwrap_or_default();
                 if write_out(&shared, &pong).is_err() {
                     shut_down(None);
                 }
             }
-            Ok(Some((kind, _))) => shut_down(Some(format!("unexpected {kind:?} frame from the client"))),
+            Ok(Some(Frame::Message { kind, .. } | Frame::Plain { kind, .. })) => {
+                shut_down(Some(format!("unexpected {kind:?} frame from the client")))
+            }
         }
     }
 }
 
-fn encode_response(response: &Response, attachments: &[Vec<u8>]) -> Vec<u8> {
+/// Write a response frame; attachments go out in place, never copied into one buffer.
+fn write_response(shared: &Shared, response: &Response, attachments: &[Vec<u8>]) -> std::io::Result<()> {
     let json = serde_json::to_vec(response).unwrap_or_default();
-    frame::encode_message(FrameKind::Response, &json, attachments).unwrap_or_else(|e| {
-        let body = ErrorBody::new(ErrorKind::Raised, format!("the response cannot be framed: {e}"));
-        let json = serde_json::to_vec(&error_response(response.id.clone(), body)).unwrap_or_default();
-        frame::encode_message(FrameKind::Response, &json, &[]).unwrap_or_default()
-    })
+    let mut w = lock(&shared.writer);
+    match frame::message_head(FrameKind::Response, &json, attachments) {
+        Ok(_) => frame::write_message(&mut *w, FrameKind::Response, &json, attachments),
+        Err(e) => {
+            let body = ErrorBody::new(ErrorKind::Raised, format!("the response cannot be framed: {e}"));
+            let json = serde_json::to_vec(&error_response(response.id.clone(), body)).unwrap_or_default();
+            frame::write_message(&mut *w, FrameKind::Response, &json, &[])
+        }
+    }
 }
 
-/// Run one request frame; the encoded response frame, or `None` when already answered.
-fn handle_request(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
-    let (json, attachments) = match frame::decode_message(body) {
-        Ok(parts) => parts,
-        Err(e) => {
-            let err = ErrorBody::new(ErrorKind::BadRequest, format!("malformed request frame: {e}"));
-            return Some(encode_response(&error_response(String::new(), err), &[]));
-        }
-    };
+type Reply = (Response, Vec<Vec<u8>>);
+
+/// Run one request; its response and attachments, or `None` when already answered.
+fn handle_request(shared: &Shared, json: &[u8], attachments: Vec<Vec<u8>>) -> Option<Reply> {
     let mut req = match Request::parse(json) {
         Ok(r) => r,
-        Err((id, err)) => return Some(encode_response(&error_response(id.unwrap_or_default(), err), &[])),
+        Err((id, err)) => return Some((error_response(id.unwrap_or_default(), err), Vec::new())),
     };
     if let Err(e) = resolve_refs(&shared.store, &mut req) {
         let (m, f) = (req.module.clone(), req.function.clone());
-        return Some(encode_response(&error_response(req.id, e.into_body(&m, &f)), &[]));
+        return Some((error_response(req.id, e.into_body(&m, &f)), Vec::new()));
     }
     let id = req.id.clone();
     let (handled, out) = shared.endpoint.dispatch_with(req, Some(SessionCall { env: &shared.env, attachments }));
     if lock(&shared.cancelled).remove(&id) {
         return None;
     }
-    Some(encode_response(&handled.response, &out))
+    Some((handled.response, out))
 }
 
 fn cancel(shared: &Shared, body: &[u8]) {
@@ -196,7 +197,7 @@ fn cancel(shared: &Shared, body: &[u8]) {
     crate::process::kill_call_children(&id);
     crate::python::cancel(&id);
     let body = ErrorBody::new(ErrorKind::Cancelled, "the call was cancelled by the client; its subprocesses were killed");
-    if write_out(shared, &encode_response(&error_response(id, body), &[])).is_err() {
+    if write_response(shared, &error_response(id, body), &[]).is_err() {
         shut_down(None);
     }
 }

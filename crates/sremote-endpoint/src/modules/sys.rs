@@ -27,7 +27,19 @@ pub(crate) fn register(m: &mut ModuleBuilder) {
         .raw("version", "() -> dict", version)
         .doc("{version, protocol, target, exe} of this endpoint.")
         .raw("location", "() -> dict", location)
-        .doc("{sremote, tmp, modules}: absolute paths of the endpoint's dirs on this host.");
+        .doc("{sremote, tmp, modules}: absolute paths of the endpoint's dirs on this host.")
+        .raw("echo", "(value: any) -> any", echo)
+        .doc("Returns its argument unchanged (round-trip checks and payload benchmarks).");
+}
+
+fn echo(_ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
+    let sig = "sys.echo(value: any) -> any";
+    let mut all: Vec<Value> = args.args.into_iter().chain(args.kwargs.into_values()).collect();
+    if all.len() != 1 {
+        return Err(CallError::bad_arguments(format!("{sig} takes exactly one argument, got {}", all.len())));
+    }
+    // A `{"$blob": N}` goes back as the same attachment: no copy in session mode.
+    Ok(all.remove(0))
 }
 
 fn modules(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
