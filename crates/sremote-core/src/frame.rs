@@ -86,7 +86,12 @@ pub fn attachment_prefix(attachment: &[u8]) -> [u8; 8] {
 }
 
 /// Write a message frame (head, then each attachment in place) and flush.
-pub fn write_message(w: &mut impl Write, kind: FrameKind, json: &[u8], attachments: &[Vec<u8>]) -> io::Result<()> {
+pub fn write_message(
+    w: &mut impl Write,
+    kind: FrameKind,
+    json: &[u8],
+    attachments: &[Vec<u8>],
+) -> io::Result<()> {
     w.write_all(&message_head(kind, json, attachments)?)?;
     for a in attachments {
         w.write_all(&attachment_prefix(a))?;
@@ -99,8 +104,15 @@ pub fn write_message(w: &mut impl Write, kind: FrameKind, json: &[u8], attachmen
 /// read into its own buffer, or a plain body.
 #[derive(Debug)]
 pub enum Frame {
-    Message { kind: FrameKind, json: Vec<u8>, attachments: Vec<Vec<u8>> },
-    Plain { kind: FrameKind, body: Vec<u8> },
+    Message {
+        kind: FrameKind,
+        json: Vec<u8>,
+        attachments: Vec<Vec<u8>>,
+    },
+    Plain {
+        kind: FrameKind,
+        body: Vec<u8>,
+    },
 }
 
 /// Whether frames of `kind` carry a message.
@@ -136,12 +148,18 @@ pub fn read(r: &mut impl Read) -> io::Result<Option<Frame>> {
     let exact = |r: &mut dyn Read, n: usize| -> io::Result<Vec<u8>> {
         let mut v = buffer_for(n);
         if r.take(n as u64).read_to_end(&mut v)? != n {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "stream ended inside a frame",
+            ));
         }
         Ok(v)
     };
     if !is_message(kind) {
-        return Ok(Some(Frame::Plain { kind, body: exact(r, left)? }));
+        return Ok(Some(Frame::Plain {
+            kind,
+            body: exact(r, left)?,
+        }));
     }
     let mut n4 = [0u8; 4];
     take_len(&mut left, 4)?;
@@ -153,10 +171,15 @@ pub fn read(r: &mut impl Read) -> io::Result<Option<Frame>> {
         let mut n8 = [0u8; 8];
         take_len(&mut left, 8)?;
         r.read_exact(&mut n8)?;
-        let n = usize::try_from(u64::from_le_bytes(n8)).map_err(|_| invalid("attachment too large"))?;
+        let n =
+            usize::try_from(u64::from_le_bytes(n8)).map_err(|_| invalid("attachment too large"))?;
         attachments.push(exact(r, take_len(&mut left, n)?)?);
     }
-    Ok(Some(Frame::Message { kind, json, attachments }))
+    Ok(Some(Frame::Message {
+        kind,
+        json,
+        attachments,
+    }))
 }
 
 /// Encode a message (JSON + attachments) as one frame.
@@ -276,16 +299,29 @@ mod tests {
         write_message(&mut wire, FrameKind::Response, b"{}", &atts).unwrap();
         wire.extend(encode(FrameKind::Ping, b"12345678").unwrap());
         let one_buffer = encode_message(FrameKind::Response, b"{}", &atts).unwrap();
-        assert!(wire[..wire.len() - 13] == one_buffer[..], "streamed and buffered encodings differ");
+        assert!(
+            wire[..wire.len() - 13] == one_buffer[..],
+            "streamed and buffered encodings differ"
+        );
         let mut r = &wire[..];
         match read(&mut r).unwrap().unwrap() {
-            Frame::Message { kind, json, attachments } => {
+            Frame::Message {
+                kind,
+                json,
+                attachments,
+            } => {
                 assert_eq!((kind, &json[..]), (FrameKind::Response, &b"{}"[..]));
                 assert!(attachments == atts, "attachments differ");
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(read(&mut r).unwrap(), Some(Frame::Plain { kind: FrameKind::Ping, .. })));
+        assert!(matches!(
+            read(&mut r).unwrap(),
+            Some(Frame::Plain {
+                kind: FrameKind::Ping,
+                ..
+            })
+        ));
         assert!(read(&mut r).unwrap().is_none());
         // A field longer than its frame is an error.
         let bad = b"\x09\x00\x00\x00\x02\xff\x00\x00\x00abcd";

@@ -41,6 +41,18 @@ mod local;
 pub use local::LocalConnector;
 
 pub mod frame;
+pub mod shell;
+
+#[cfg(test)]
+fn testsuite_strings() -> Vec<String> {
+    [
+        "", " ", "a b", "'", "\"", "\\", "$HOME", "$(id)", "`id`", ";", "|", "&", "*", "~", "\n",
+        "\t", "é🦀", "-n", "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
 
 #[cfg(feature = "client")]
 mod session;

@@ -82,7 +82,10 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<
     r.read_exact(&mut h[1..]).await?;
     let (mut left, kind) = frame::parse_header(h)?;
     if !frame::is_message(kind) {
-        return Ok(Some(Frame::Plain { kind, body: read_exactly(r, left).await? }));
+        return Ok(Some(Frame::Plain {
+            kind,
+            body: read_exactly(r, left).await?,
+        }));
     }
     let mut n4 = [0u8; 4];
     frame::take_len(&mut left, 4)?;
@@ -99,7 +102,11 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<
         })?;
         attachments.push(read_exactly(r, frame::take_len(&mut left, n)?).await?);
     }
-    Ok(Some(Frame::Message { kind, json, attachments }))
+    Ok(Some(Frame::Message {
+        kind,
+        json,
+        attachments,
+    }))
 }
 
 /// Read exactly `n` bytes into a new buffer (reserved as the bytes are announced).

@@ -13,14 +13,9 @@
 
 use sremote_core::RemoteCommand;
 
-/// Quote one word for POSIX word splitting.
+/// Quote one word for POSIX word splitting (see [`sremote_core::shell::quote`]).
 pub fn quote(word: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:,+@".contains(c);
-    if !word.is_empty() && word.chars().all(safe) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    sremote_core::shell::quote(word).into_owned()
 }
 
 /// Whether the command needs the `env` wrapper (env vars or a working directory).

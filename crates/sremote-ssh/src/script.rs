@@ -16,19 +16,9 @@ pub(crate) const EXIT_DENIED: i32 = 81;
 pub(crate) const EXIT_BAD_TARGET: i32 = 82;
 pub(crate) const EXIT_SHORT: i32 = 85;
 
-/// Quote one word for a POSIX shell: `'…'` with `'` written as `'\''`.
+/// Quote one word for a POSIX shell (see [`sremote_core::shell::quote`]).
 pub(crate) fn quote(word: &str) -> String {
-    let mut out = String::with_capacity(word.len() + 2);
-    out.push('\'');
-    for c in word.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
+    sremote_core::shell::quote(word).into_owned()
 }
 
 fn line<'a>(script: &str, args: impl IntoIterator<Item = &'a str>) -> String {

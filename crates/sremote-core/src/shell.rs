@@ -1,0 +1,61 @@
+//! Quoting for POSIX shells, for the few places where a command line must pass through
+//! one (an SSH server's login shell, NEWT's word splitting, a batch script). Arguments are
+//! data: every word that is not plainly safe is single-quoted, with `'` written as `'\''`,
+//! which any POSIX shell and POSIX word splitting turn back into the exact bytes.
+
+use std::borrow::Cow;
+
+/// Quote one word: unchanged when it is non-empty and made only of
+/// `[A-Za-z0-9_./:,+@-]`, else single-quoted.
+pub fn quote(word: &str) -> Cow<'_, str> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:,+@".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        Cow::Borrowed(word)
+    } else {
+        Cow::Owned(format!("'{}'", word.replace('\'', r"'\''")))
+    }
+}
+
+/// Quote every word and join them with spaces.
+pub fn join<I, S>(words: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    words
+        .into_iter()
+        .map(|w| quote(w.as_ref()).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_words_stay_and_the_rest_is_quoted() {
+        assert_eq!(quote("abc/d.e-f"), "abc/d.e-f");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(join(["echo", "$(id)", "-n"]), "echo '$(id)' -n");
+    }
+
+    #[test]
+    fn a_real_shell_gives_the_words_back() {
+        let words = crate::testsuite_strings();
+        let script = format!("printf '%s\\0' {}", join(&words));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let got: Vec<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        assert_eq!(&got[..got.len() - 1], &words[..]);
+    }
+}
