@@ -8,6 +8,7 @@
 //!
 //! Each command lives in its own module; `run()` only dispatches.
 
+mod batch;
 mod bench;
 mod commands;
 mod config;

@@ -97,8 +97,10 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
             .into_iter()
             .next()
             .unwrap_or_else(|| Err(Error::Usage("no host".into())));
+        if interrupted {
+            return Ok(ExitCode::from(130));
+        }
         return match r {
-            Ok(_) if interrupted => Ok(ExitCode::from(130)),
             Ok(End::Exited(code)) => Ok(ExitCode::from(code)),
             Ok(End::Signalled) => {
                 eprintln!(

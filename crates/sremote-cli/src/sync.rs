@@ -156,7 +156,13 @@ pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                     return Err(e);
                 }
             };
-            set_mtimes(&c, dir, &send).await?;
+            // Files in tar batches kept their times; give the others theirs.
+            let singles: Vec<LocalFile> = send
+                .iter()
+                .filter(|f| moved.one_by_one.contains(&f.rel))
+                .cloned()
+                .collect();
+            set_mtimes(&c, dir, &singles).await?;
             bar.finish(&format!("{} files", moved.files));
             let text = format!(
                 "sent {} of {} files ({}) to {}:{dir} in {:.1} s",
@@ -203,7 +209,7 @@ async fn local_hashes(tree: Arc<LocalTree>) -> Result<BTreeMap<String, String>, 
 const HASH: &str = r#"if command -v sha256sum >/dev/null 2>&1; then h=sha256sum
 elif command -v shasum >/dev/null 2>&1; then h='shasum -a 256'
 else echo 'neither sha256sum nor shasum is installed' >&2; exit 3; fi
-for f; do if [ -f "$f" ]; then $h < "$f" | cut -c1-64; else echo -; fi; done"#;
+for f; do if [ -f "$f" ]; then $h < "$f"; else echo -; fi; done"#;
 
 async fn remote_hashes(c: &Connected, dir: &str, rels: &[String]) -> Result<Vec<String>, Error> {
     let mut out = Vec::with_capacity(rels.len());
@@ -213,7 +219,11 @@ async fn remote_hashes(c: &Connected, dir: &str, rels: &[String]) -> Result<Vec<
             .args(chunk.iter().map(|r| walk::join(dir, r)));
         let res = c.connector.exec(&cmd).await?;
         let text = String::from_utf8_lossy(&res.stdout);
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        // `<hash>  -` per file: the hash is the first word.
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .collect();
         if !res.success() || lines.len() != chunk.len() {
             return Err(Error::Usage(format!(
                 "hashing files on {} failed: {} — drop --checksum to compare sizes and times",

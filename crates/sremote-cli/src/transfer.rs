@@ -11,6 +11,7 @@ use serde_json::json;
 use sremote_core::{ConnectorErrorKind, Dest, Error, RemoteCommand, Source};
 use tokio::task::JoinSet;
 
+use crate::batch::{self, Batch};
 use crate::fanout::{self, Outcome};
 use crate::hosts::{Connected, HostOptions, connect_spec};
 use crate::progress::{Bar, Bars};
@@ -67,14 +68,16 @@ fn basename(p: &str) -> &str {
 }
 
 /// What a transfer moved.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Moved {
     pub files: usize,
     pub bytes: u64,
+    /// Files that went one by one (not in a tar batch, which keeps modification times).
+    pub one_by_one: Vec<String>,
 }
 
 impl Moved {
-    fn outcome(self, started: Instant, bar: &Bar) -> Outcome {
+    fn outcome(&self, started: Instant, bar: &Bar) -> Outcome {
         bar.finish(&format!(
             "{} file{}",
             self.files,
@@ -149,6 +152,7 @@ pub async fn push(a: PushArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                         .map(|()| Moved {
                             files: 1,
                             bytes: size,
+                            ..Default::default()
                         })
                         .map_err(Error::from);
                     (r, bar)
@@ -187,31 +191,47 @@ pub async fn make_dirs(c: &Connected, root: &str, dirs: &[String]) -> Result<(),
     Ok(())
 }
 
-/// Push every file of `files` to `root/<rel>`, a few at a time.
+/// Push every file of `files` to `root/<rel>`: small ones in tar batches, large ones a
+/// few at a time.
 pub async fn push_files(
     c: &Connected,
     files: &[LocalFile],
     root: &str,
     bar: &Bar,
 ) -> Result<Moved, Error> {
-    let mut tasks = JoinSet::new();
+    let (batches, mut singles) = batch::split(files, |f| f.size);
     let mut moved = Moved::default();
-    let mut queue = files.iter();
+    let mut tar = true;
+    for b in batches {
+        if !tar {
+            singles.extend(b);
+            continue;
+        }
+        let n = b.len();
+        match batch::push(c, b.clone(), root).await? {
+            Batch::Done(bytes) => {
+                moved.files += n;
+                moved.bytes += bytes;
+                bar.inc(bytes);
+            }
+            Batch::NoTar => {
+                tar = false;
+                singles.extend(b);
+            }
+        }
+    }
+    moved.one_by_one = singles.iter().map(|f| f.rel.clone()).collect();
+    let mut tasks = JoinSet::new();
+    let mut queue = singles.into_iter();
     loop {
         while tasks.len() < FILES_IN_FLIGHT {
             let Some(f) = queue.next() else { break };
-            let (conn, path, dest, bar, size) = (
-                c.connector.clone(),
-                f.path.clone(),
-                walk::join(root, &f.rel),
-                bar.clone(),
-                f.size,
-            );
+            let (conn, dest, bar) = (c.connector.clone(), walk::join(root, &f.rel), bar.clone());
             tasks.spawn(async move {
                 let cb = bar.file_callback();
-                conn.push(Source::file(&path).progress(&cb), &dest)
+                conn.push(Source::file(&f.path).progress(&cb), &dest)
                     .await
-                    .map(|()| size)
+                    .map(|()| f.size)
             });
         }
         let Some(done) = tasks.join_next().await else {
@@ -270,6 +290,7 @@ pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                 Ok(()) => Ok(Moved {
                     files: 1,
                     bytes: std::fs::metadata(&local).map(|m| m.len()).unwrap_or(0),
+                    ..Default::default()
                 }),
                 Err(e)
                     if matches!(
@@ -337,18 +358,48 @@ async fn pull_tree(
     }
     let total = tree.files.values().map(|f| f.size).sum();
     let bar = bars.bar(total, label);
-    let mut tasks = JoinSet::new();
+    let all: Vec<(String, u64)> = tree
+        .files
+        .iter()
+        .map(|(r, f)| (r.clone(), f.size))
+        .collect();
+    let (batches, mut singles) = batch::split(&all, |f| f.1);
     let mut moved = Moved::default();
-    let mut queue = tree.files.iter();
+    let mut tar = true;
+    for b in batches {
+        if !tar {
+            singles.extend(b);
+            continue;
+        }
+        let rels: Vec<String> = b.iter().map(|f| f.0.clone()).collect();
+        match batch::pull(c, &rels, remote, local).await {
+            Ok(Batch::Done(bytes)) => {
+                moved.files += rels.len();
+                moved.bytes += bytes;
+                bar.inc(bytes);
+            }
+            Ok(Batch::NoTar) => {
+                tar = false;
+                singles.extend(b);
+            }
+            Err(e) => {
+                bar.abandon();
+                return Err(e);
+            }
+        }
+    }
+    let mut tasks = JoinSet::new();
+    let mut queue = singles.into_iter();
     loop {
         while tasks.len() < FILES_IN_FLIGHT {
-            let Some((rel, f)) = queue.next() else { break };
-            let (conn, src, dest, bar, size) = (
+            let Some((rel, size)) = queue.next() else {
+                break;
+            };
+            let (conn, src, dest, bar) = (
                 c.connector.clone(),
-                walk::join(remote, rel),
-                local.join(rel),
+                walk::join(remote, &rel),
+                local.join(&rel),
                 bar.clone(),
-                f.size,
             );
             tasks.spawn(async move {
                 let cb = bar.file_callback();

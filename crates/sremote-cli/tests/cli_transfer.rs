@@ -50,8 +50,22 @@ fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn push_and_pull_trees_with_hostile_names_and_excludes() {
+    trees_round_trip(false);
+}
+
+#[test]
+fn push_and_pull_trees_one_file_at_a_time() {
+    trees_round_trip(true);
+}
+
+/// Small files travel in tar batches, or (`one_by_one`, as on hosts without tar) each
+/// with its own transfer.
+fn trees_round_trip(one_by_one: bool) {
     let a = Sshd::start().unwrap();
-    let client = Client::new(&ssh_host("alpha", &a.alias, &a.ssh_config));
+    let mut client = Client::new(&ssh_host("alpha", &a.alias, &a.ssh_config));
+    if one_by_one {
+        client.env.push(("SREMOTE_NO_TAR".into(), "1".into()));
+    }
     let src = client.home.path().join("src tree");
     make_tree(&src);
     let out = client.run(&[

@@ -13,6 +13,8 @@ pub fn text(b: &[u8]) -> String {
 pub struct Client {
     pub home: tempfile::TempDir,
     pub config: PathBuf,
+    /// Extra environment for every run.
+    pub env: Vec<(String, String)>,
 }
 
 impl Client {
@@ -23,7 +25,11 @@ impl Client {
             .unwrap();
         let config = home.path().join("config.toml");
         std::fs::write(&config, config_toml).unwrap();
-        Client { home, config }
+        Client {
+            home,
+            config,
+            env: Vec::new(),
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -37,6 +43,9 @@ impl Client {
             .env_remove("XDG_RUNTIME_DIR")
             .env_remove("NO_COLOR")
             .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
 
