@@ -331,6 +331,37 @@ async fn session_worker_keeps_module_state_and_env_follows_calls() {
             i as i64
         );
     }
+    // Cancelling a running Python call kills the worker; the next call gets a new one.
+    let worker: u32 = client.call("helpers", "pid").await.unwrap().value;
+    let mut slow = client.call_async::<Value>("helpers", "sleep", sremote_core::args![30]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    slow.cancel().await.unwrap();
+    let err = slow.get(Some(Duration::from_secs(10))).await.unwrap_err();
+    assert_eq!(remote(&err).kind, ErrorKind::Cancelled, "{err}");
+    let n: CallOutput<u32> = client.call("helpers", "bump").await.unwrap();
+    assert_eq!(n.value, 1, "a new worker after the cancel");
+    assert!(
+        !alive(worker),
+        "the cancelled call's worker {worker} is gone"
+    );
+    // Closing the session ends its worker too: nothing is left on the host.
+    let worker: u32 = client.call("helpers", "pid").await.unwrap().value;
+    assert!(alive(worker));
+    client.close_session().await;
+    let started = Instant::now();
+    while alive(worker) && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!alive(worker), "worker {worker} outlived its session");
+}
+
+/// Whether process `pid` runs (the test host is this machine); zombies count as gone.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
