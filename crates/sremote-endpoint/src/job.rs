@@ -44,7 +44,8 @@ pub(crate) const USAGE: &str = "\
   sremote-endpoint job log DIR [--from N] [--max M]    log bytes from offset N
   sremote-endpoint job poll DIR [--from N] [--max M]   status JSON line, then log bytes from N
   sremote-endpoint job follow DIR [--from N]     stream the log from N until the job ends
-  sremote-endpoint job cancel DIR [--grace SECS] SIGTERM the job, SIGKILL after the grace period
+  sremote-endpoint job cancel DIR [--grace SECS] [--mark]  SIGTERM the job, SIGKILL after the
+                                                 grace period (--mark: only record the request)
   sremote-endpoint job result DIR                print the response (exit 4 while there is none)
   sremote-endpoint job rm DIR                    delete a finished job's directory";
 
@@ -283,6 +284,7 @@ struct Opts {
     max: u64,
     grace: Option<Duration>,
     start: bool,
+    mark_only: bool,
 }
 
 fn parse(args: &[String]) -> Result<(String, Opts), String> {
@@ -296,6 +298,7 @@ fn parse(args: &[String]) -> Result<(String, Opts), String> {
         max: LOG_MAX,
         grace: None,
         start: false,
+        mark_only: false,
     };
     let mut positional = Vec::new();
     let mut it = rest.iter();
@@ -310,6 +313,7 @@ fn parse(args: &[String]) -> Result<(String, Opts), String> {
             "--max" => opts.max = number(a, it.next())? as u64,
             "--grace" => opts.grace = Some(Duration::from_secs_f64(number(a, it.next())?.min(1e6))),
             "--start" => opts.start = true,
+            "--mark" => opts.mark_only = true,
             s if s.starts_with("--") => return Err(format!("`job {cmd}` does not take `{s}`")),
             _ => positional.push(a.clone()),
         }
@@ -352,7 +356,7 @@ pub(crate) fn run(endpoint: &Endpoint, args: &[String]) -> i32 {
         "log" => log(&dir, opts.from, opts.max),
         "poll" => poll(&dir, opts.from, opts.max),
         "follow" => follow(&dir, opts.from),
-        "cancel" => cancel(&dir, opts.grace.unwrap_or(DEFAULT_GRACE)),
+        "cancel" => cancel(&dir, opts.grace.unwrap_or(DEFAULT_GRACE), opts.mark_only),
         "result" => match std::fs::read(dir.join("response.json")) {
             Ok(bytes) => io::stdout()
                 .write_all(&bytes)
@@ -930,11 +934,17 @@ fn follow(dir: &Path, mut from: u64) -> io::Result<()> {
 }
 
 /// `job cancel DIR`: record the request, then stop what runs on this host.
-fn cancel(dir: &Path, grace: Duration) -> io::Result<()> {
+fn cancel(dir: &Path, grace: Duration, mark_only: bool) -> io::Result<()> {
     let s = current_status(dir)?;
     if !s.state.terminal() {
         let marker = json!({ "grace_ms": grace.as_millis() as u64, "requested_unix_ms": now_ms() });
         write_atomic(&dir.join("cancel"), marker.to_string().as_bytes())?;
+    }
+    if mark_only {
+        // A batch job: the batch system's cancel delivers the signal (and ends the job
+        // as cancelled in its own accounting).
+        println!("{}", status(dir)?);
+        return Ok(());
     }
     let here = s.host.as_deref() == Some(hostname().as_str());
     match s.state {

@@ -493,26 +493,39 @@ impl<C: Connector> Job<C> {
         let dir = self.dir(&rec)?;
         let g = format!("{:.3}", grace.as_secs_f64());
         let action = format!("cancel job {}", rec.id);
-        remote::endpoint(
-            &self.client,
-            &["job", "cancel", &dir, "--grace", &g],
-            None,
-            &[],
-            &action,
-        )
-        .await?;
-        if let (Some(sid), sched) = (rec.scheduler_id.as_deref(), rec.scheduler) {
-            let argv: Vec<String> = match sched {
-                Scheduler::Slurm => vec!["scancel".into(), sid.into()],
-                Scheduler::Sge | Scheduler::Pbs => vec!["qdel".into(), sid.into()],
-                Scheduler::Direct => Vec::new(),
-            };
-            if !argv.is_empty() {
-                let out = remote::command(&self.client, &argv, None, None).await?;
-                if !out.success() {
-                    tracing::info!(job = %rec.id, stderr = %out.stderr_text(), "batch cancel said no (job already over?)");
-                }
+        let batch_cancel: Vec<String> = match (rec.scheduler, rec.scheduler_id.as_deref()) {
+            (Scheduler::Slurm, Some(sid)) => vec!["scancel".into(), sid.into()],
+            (Scheduler::Sge | Scheduler::Pbs, Some(sid)) => vec!["qdel".into(), sid.into()],
+            _ => Vec::new(),
+        };
+        // A batch job: record the request, then let the batch system signal the job (so its
+        // accounting says cancelled); if it refuses (the job is over, or it is not there),
+        // signal the job directly.
+        let mut signalled = false;
+        if !batch_cancel.is_empty() {
+            remote::endpoint(
+                &self.client,
+                &["job", "cancel", &dir, "--grace", &g, "--mark"],
+                None,
+                &[],
+                &action,
+            )
+            .await?;
+            let out = remote::command(&self.client, &batch_cancel, None, None).await?;
+            signalled = out.success();
+            if !signalled {
+                tracing::info!(job = %rec.id, stderr = %out.stderr_text(), "batch cancel said no; signalling directly");
             }
+        }
+        if !signalled {
+            remote::endpoint(
+                &self.client,
+                &["job", "cancel", &dir, "--grace", &g],
+                None,
+                &[],
+                &action,
+            )
+            .await?;
         }
         match self.wait(Some(grace + Duration::from_secs(30))).await {
             Err(JobError::NotFinished { .. }) => Err(JobError::remote(
