@@ -26,7 +26,8 @@ const GRACE: Duration = Duration::from_secs(3);
     after_help = "The program's stdout and stderr arrive as it writes them and its exit code is
 sremote's. Ctrl-C (or SIGTERM) sends SIGINT to the program and its children on the
 host, SIGKILL after 3 s or a second Ctrl-C; sremote then exits with 130. Local stdin
-is passed to the program (not with -n, nor with several hosts).
+is passed to the program (not with -n, nor with several hosts). With --json each
+line is an object {host, stream, line}, and each host ends with {host, exit_code}.
 
 Examples:
   sremote run gpu1 -- nvidia-smi
@@ -84,6 +85,11 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
         cwd: a.cwd,
         env,
         fan,
+        mode: match (opts.json, fan) {
+            (true, _) => Mode::Json,
+            (false, true) => Mode::Prefixed,
+            (false, false) => Mode::Raw,
+        },
         stdin,
     });
     let results = fanout::map(&targets.hosts, opts.parallel, |spec| {
@@ -92,6 +98,18 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
     })
     .await;
     let interrupted = *cancel.borrow() > 0;
+    if opts.json {
+        for (spec, r) in targets.hosts.iter().zip(&results) {
+            let v = match r {
+                Ok(End::Exited(code)) => serde_json::json!({"host": spec.name, "exit_code": code}),
+                Ok(End::Signalled) => {
+                    serde_json::json!({"host": spec.name, "exit_code": null, "signalled": true})
+                }
+                Err(e) => serde_json::json!({"host": spec.name, "error": output::error_json(e)}),
+            };
+            println!("{v}");
+        }
+    }
     if !fan {
         let r = results
             .into_iter()
@@ -237,6 +255,7 @@ struct Job {
     cwd: Option<String>,
     env: Vec<(String, String)>,
     fan: bool,
+    mode: Mode,
     stdin: bool,
 }
 
@@ -278,23 +297,16 @@ impl Job {
             }
             Err(e) => return Err(e.into()),
         };
-        let prefix = self.fan.then(|| spec.name.clone());
         let out = tokio::spawn(forward(
             proc.stdout,
-            Sink {
-                prefix: prefix.clone(),
-                stderr: false,
-            },
+            Sink::new(&spec.name, self.mode, false),
             None,
         ));
         let (pid_tx, pid_rx) = oneshot::channel();
         let marker = format!("sremote-run-{nonce} ");
         let err = tokio::spawn(forward(
             proc.stderr,
-            Sink {
-                prefix,
-                stderr: true,
-            },
+            Sink::new(&spec.name, self.mode, true),
             Some((marker, pid_tx)),
         ));
         let feeder = if self.stdin {
@@ -396,17 +408,8 @@ impl Job {
             cmd = cmd.env(k, v);
         }
         let out = c.connector.exec(&cmd).await?;
-        let prefix = self.fan.then(|| c.spec.name.clone());
-        Sink {
-            prefix: prefix.clone(),
-            stderr: false,
-        }
-        .write(&out.stdout, true);
-        Sink {
-            prefix,
-            stderr: true,
-        }
-        .write(&out.stderr, true);
+        Sink::new(&c.spec.name, self.mode, false).write(&out.stdout, true);
+        Sink::new(&c.spec.name, self.mode, true).write(&out.stderr, true);
         Ok(match out.exit_code {
             Some(code) => End::Exited((code & 0xff) as u8),
             None => End::Signalled,
@@ -414,16 +417,37 @@ impl Job {
     }
 }
 
-/// Where a stream goes: straight through, or line by line after `host |`.
+/// How output is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Unchanged (one host).
+    Raw,
+    /// Line by line after `host |`.
+    Prefixed,
+    /// One JSON object per line: `{"host", "stream", "line"}`.
+    Json,
+}
+
+/// Where a stream goes.
 struct Sink {
-    prefix: Option<String>,
+    host: String,
+    mode: Mode,
     stderr: bool,
 }
 
 impl Sink {
-    /// Write `buf`; with a prefix only complete lines (the rest stays for later) unless `last`.
+    fn new(host: &str, mode: Mode, stderr: bool) -> Sink {
+        Sink {
+            host: host.to_string(),
+            mode,
+            stderr,
+        }
+    }
+
+    /// Write `buf`; line modes write only complete lines (the rest stays for later) unless
+    /// `last`. Returns how much was written.
     fn write(&self, buf: &[u8], last: bool) -> usize {
-        let Some(host) = &self.prefix else {
+        if self.mode == Mode::Raw {
             if self.stderr {
                 let _ = std::io::stderr().write_all(buf);
             } else {
@@ -432,13 +456,26 @@ impl Sink {
                 let _ = o.flush();
             }
             return buf.len();
-        };
+        }
         let upto = if last {
             buf.len()
         } else {
             buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
         };
-        fanout::print_prefixed(host, &buf[..upto], self.stderr);
+        if self.mode == Mode::Prefixed {
+            fanout::print_prefixed(&self.host, &buf[..upto], self.stderr);
+            return upto;
+        }
+        let text = String::from_utf8_lossy(&buf[..upto]);
+        let stream = if self.stderr { "stderr" } else { "stdout" };
+        let mut o = std::io::stdout().lock();
+        for line in text.strip_suffix('\n').unwrap_or(&text).split('\n') {
+            if upto > 0 {
+                let v = serde_json::json!({"host": self.host, "stream": stream, "line": line});
+                let _ = writeln!(o, "{v}");
+            }
+        }
+        let _ = o.flush();
         upto
     }
 }

@@ -55,6 +55,33 @@ fn hosts_lists_the_config_and_its_settings_apply_to_calls() {
     assert_eq!(text(&out.stdout), "yes it is\n");
     let out = client.run(&["run", "me", "--", "sh", "-c", "echo \"${PATH%%:*}\""]);
     assert_eq!(text(&out.stdout), "/opt/sremote-test/bin\n");
+    let out = client.run(&[
+        "run",
+        "me,local",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for host in ["me", "local"] {
+        let mine: Vec<_> = lines.iter().filter(|v| v["host"] == host).collect();
+        assert_eq!(mine.len(), 3, "{lines:?}");
+        assert!(
+            mine.iter()
+                .any(|v| v["stream"] == "stdout" && v["line"] == "out")
+        );
+        assert!(
+            mine.iter()
+                .any(|v| v["stream"] == "stderr" && v["line"] == "err")
+        );
+        assert_eq!(mine[2]["exit_code"], 3);
+    }
     // A group of one is still a fan-out: output prefixed.
     let out = client.run(&["exec", "@mine", "--", "echo", "x"]);
     assert_eq!(text(&out.stdout), "me | x\n");
