@@ -8,7 +8,8 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ps >/dev/null || need+=(procps)
 command -v git >/dev/null || need+=(git)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The hosts' sessions use the system python (not a pyenv one on the runner's PATH).
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 if [ "${SREMOTE_TEST_SLURM:-1}" = 1 ]; then
   command -v slurmctld >/dev/null || need+=(slurmctld)
   command -v slurmd >/dev/null || need+=(slurmd)
