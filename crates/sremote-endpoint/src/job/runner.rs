@@ -1,0 +1,465 @@
+//! The job runner and worker, detaching, and the processes of a job (Linux: `/proc`).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use sremote_core::protocol::{ErrorKind, Outcome, Request};
+
+use super::{
+    DEFAULT_GRACE, EXIT_CANCELLED, EXIT_DIED, EXIT_FAILED, EXIT_IO, EXIT_OK, State, Status,
+    cancel_requested, invalid, now_ms, read_response, read_status, write_atomic, write_status,
+};
+use crate::endpoint::{Endpoint, hostname};
+use crate::error::CallError;
+
+// ---------------------------------------------------------------------------------------
+// Processes (Linux: /proc; elsewhere: kill(pid, 0))
+// ---------------------------------------------------------------------------------------
+
+/// `(state, session id, start time)` of `pid`.
+pub(super) fn proc_stat(pid: u32) -> Option<(char, u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = after.split(' ').collect();
+    // after ")": state(3) ppid(4) pgrp(5) session(6) … starttime(22)
+    Some((
+        f.first()?.chars().next()?,
+        f.get(3)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+    ))
+}
+
+pub(super) fn start_time(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(_, _, start)| start)
+}
+
+/// Whether the process `pid` started at `start` still runs (not a zombie, not reused).
+pub(super) fn alive(pid: u32, start: Option<u64>) -> bool {
+    if Path::new("/proc/self/stat").exists() {
+        return match proc_stat(pid) {
+            Some((state, _, st)) => state != 'Z' && state != 'X' && start.is_none_or(|s| s == st),
+            None => false,
+        };
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    i32::try_from(pid).is_ok_and(|p| unsafe { libc::kill(p, 0) } == 0)
+}
+
+/// Signal every live process of session `sid` (the worker and all it started, whatever
+/// process groups they made). Returns how many were signalled.
+pub(super) fn signal_session(sid: u32, sig: i32) -> usize {
+    let mut n = 0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // No /proc: the worker's process group is the best we can reach.
+        // SAFETY: killpg only sends a signal to the group the worker leads.
+        return usize::from(unsafe { libc::killpg(sid as i32, sig) } == 0);
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Some((state, s, _)) = proc_stat(pid)
+            && s == sid
+            && state != 'Z'
+        {
+            // SAFETY: kill only sends a signal to a process of the job's own session.
+            unsafe { libc::kill(pid as i32, sig) };
+            n += 1;
+        }
+    }
+    n
+}
+
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNALLED.store(sig, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Double fork: the grandchild, in its own session with stdio on `/dev/null` and
+/// `runner.log`, becomes `job run DIR`. Returns its pid once its `exec` succeeded.
+pub(super) fn detach(dir: &Path) -> io::Result<u32> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let status = read_status(dir)?;
+    if status.state != State::Queued {
+        return Err(invalid(format!(
+            "the job is {:?}, not queued: it was started before",
+            status.state
+        )));
+    }
+    let exe = std::env::current_exe()?;
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| invalid("a path contains a NUL byte".into()));
+    let argv_owned = [
+        cstr(exe.as_os_str().as_bytes())?,
+        cstr(b"job")?,
+        cstr(b"run")?,
+        cstr(dir.as_os_str().as_bytes())?,
+    ];
+    let argv: Vec<*const libc::c_char> = argv_owned
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let devnull = File::open("/dev/null")?;
+    let runner_log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(dir.join("runner.log"))?;
+    // A close-on-exec pipe: EOF means the exec worked; 4 bytes of errno mean it did not;
+    // then 4 bytes carry the grandchild's pid.
+    let mut fds = [0; 2];
+    let mut pidfds = [0; 2];
+    for pair in [&mut fds, &mut pidfds] {
+        // SAFETY: pipe fills the array with two fresh descriptors; fcntl marks them
+        // close-on-exec (this process starts no threads that could exec in between).
+        unsafe {
+            if libc::pipe(pair.as_mut_ptr()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::fcntl(pair[0], libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(pair[1], libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    use std::os::fd::AsRawFd;
+    let (null_fd, log_fd) = (devnull.as_raw_fd(), runner_log.as_raw_fd());
+    // SAFETY: this process is single-threaded here (the endpoint's `job` commands start no
+    // threads); between fork and exec/_exit only async-signal-safe calls are made.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if child == 0 {
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(pidfds[0]);
+            libc::setsid();
+            let grandchild = libc::fork();
+            if grandchild != 0 {
+                if grandchild > 0 {
+                    let pid = grandchild as u32;
+                    libc::write(pidfds[1], (&pid as *const u32).cast(), 4);
+                }
+                libc::_exit(if grandchild < 0 { 1 } else { 0 });
+            }
+            libc::dup2(null_fd, 0);
+            libc::dup2(log_fd, 1);
+            libc::dup2(log_fd, 2);
+            libc::execv(argv[0], argv.as_ptr());
+            let err = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            libc::write(fds[1], (&err as *const i32).cast(), 4);
+            libc::_exit(127);
+        }
+    }
+    // SAFETY: closing our copies of the write ends; reading from our read ends.
+    unsafe {
+        libc::close(fds[1]);
+        libc::close(pidfds[1]);
+        let mut st = 0;
+        libc::waitpid(child, &mut st, 0);
+    }
+    let read4 = |fd: i32| -> Option<[u8; 4]> {
+        let mut buf = [0u8; 4];
+        // SAFETY: reading at most 4 bytes into a 4-byte buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), 4) };
+        (n == 4).then_some(buf)
+    };
+    let pid = read4(pidfds[0]).map(u32::from_ne_bytes);
+    let exec_error = read4(fds[0]).map(i32::from_ne_bytes);
+    // SAFETY: closing the read ends we own.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(pidfds[0]);
+    }
+    match (exec_error, pid) {
+        (Some(errno), _) => Err(io::Error::from_raw_os_error(errno)),
+        (None, Some(pid)) => Ok(pid),
+        (None, None) => Err(io::Error::other(
+            "the detached runner could not be started (fork failed)",
+        )),
+    }
+}
+
+/// `job run DIR`: the runner (foreground).
+pub(super) fn run_job(dir: &Path) -> i32 {
+    match supervise(dir) {
+        Ok(state) => match state {
+            State::Succeeded => EXIT_OK,
+            State::Failed => EXIT_FAILED,
+            State::Cancelled => EXIT_CANCELLED,
+            _ => EXIT_DIED,
+        },
+        Err(e) => {
+            eprintln!("sremote-endpoint: job run {}: {e}", dir.display());
+            let mut s = read_status(dir).unwrap_or_else(|_| Status::queued());
+            if !s.state.terminal() {
+                s.finish(
+                    State::Died,
+                    Some("crashed"),
+                    Some(format!("the job runner failed: {e}")),
+                );
+                let _ = write_status(dir, &s);
+            }
+            EXIT_IO
+        }
+    }
+}
+
+fn supervise(dir: &Path) -> io::Result<State> {
+    install_signal_handlers();
+    let mut status = read_status(dir)?;
+    if status.state != State::Queued {
+        return Err(invalid(format!(
+            "the job is {:?}, not queued: it ran before",
+            status.state
+        )));
+    }
+    if cancel_requested(dir).is_some() {
+        status.finish(
+            State::Cancelled,
+            None,
+            Some("cancelled before it started".into()),
+        );
+        write_status(dir, &status)?;
+        return Ok(State::Cancelled);
+    }
+    let me = std::process::id();
+    status.state = State::Running;
+    status.host = Some(hostname());
+    status.pid = Some(me);
+    status.pid_start = start_time(me);
+    status.started_unix_ms = Some(now_ms());
+    let log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(dir.join("log"))?;
+    let exe = std::env::current_exe()?;
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cmd = Command::new(exe);
+    cmd.args(["job", "worker"])
+        .arg(dir)
+        .current_dir(dir.join("work"))
+        .env("SREMOTE_JOB_DIR", dir)
+        .env("SREMOTE_JOB_ID", &id)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; the worker leads a new session so that every
+    // process it starts can be found (and signalled) by its session id.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let worker = child.id();
+    status.worker_pid = Some(worker);
+    write_status(dir, &status)?;
+    let mut term_sent: Option<(Instant, Duration)> = None;
+    let mut killed = false;
+    let exit = loop {
+        if let Some(exit) = child.try_wait()? {
+            break exit;
+        }
+        let sig = SIGNALLED.load(Ordering::SeqCst);
+        if sig != 0 && term_sent.is_none() {
+            let grace = cancel_requested(dir).unwrap_or(DEFAULT_GRACE);
+            signal_session(worker, libc::SIGTERM);
+            term_sent = Some((Instant::now(), grace));
+        }
+        if let Some((at, grace)) = term_sent
+            && !killed
+            && at.elapsed() >= grace
+        {
+            signal_session(worker, libc::SIGKILL);
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Whatever the call left running in its session ends with the job.
+    signal_session(worker, libc::SIGKILL);
+    status.exit_code = exit.code();
+    status.signal = exit.signal();
+    let signalled = SIGNALLED.load(Ordering::SeqCst);
+    let (state, reason, message) = final_state(dir, exit.code(), exit.signal(), signalled);
+    status.finish(state, reason.as_deref(), message);
+    write_status(dir, &status)?;
+    Ok(state)
+}
+
+/// The final state from the response (if any), a cancel request, and how the worker ended.
+pub(super) fn final_state(
+    dir: &Path,
+    code: Option<i32>,
+    signal: Option<i32>,
+    runner_signal: i32,
+) -> (State, Option<String>, Option<String>) {
+    if let Some(resp) = read_response(dir) {
+        return match resp.outcome {
+            Outcome::Ok(_) => (State::Succeeded, None, None),
+            Outcome::Error(e) => (State::Failed, Some(e.kind.to_string()), Some(e.message)),
+        };
+    }
+    if cancel_requested(dir).is_some() {
+        return (State::Cancelled, None, Some("cancelled on request".into()));
+    }
+    if runner_signal != 0 {
+        return (
+            State::Died,
+            Some("signal".into()),
+            Some(format!(
+                "the job was stopped by {} (from the batch system — time limit, memory, cancel — or an administrator)",
+                signal_name(runner_signal)
+            )),
+        );
+    }
+    match (code, signal) {
+        (_, Some(sig)) if sig == libc::SIGKILL => (
+            State::Died,
+            Some("killed".into()),
+            Some(
+                "the call was killed (SIGKILL) without a result — often the out-of-memory killer"
+                    .into(),
+            ),
+        ),
+        (_, Some(sig)) => (
+            State::Died,
+            Some("killed".into()),
+            Some(format!(
+                "the call was killed by {} without a result",
+                signal_name(sig)
+            )),
+        ),
+        (code, None) => (
+            State::Died,
+            Some("crashed".into()),
+            Some(format!(
+                "the call exited with code {} without writing a result",
+                code.unwrap_or(-1)
+            )),
+        ),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGUSR1 => "SIGUSR1".into(),
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// `job worker DIR` (started by the runner): run the request with fd 1 and 2 on the log.
+pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
+    let response = match std::fs::read(dir.join("request.json")) {
+        Err(e) => crate::endpoint::error_response(
+            String::new(),
+            sremote_core::protocol::ErrorBody::new(
+                ErrorKind::BadRequest,
+                format!("cannot read the job's request: {e}"),
+            ),
+        ),
+        Ok(bytes) => match Request::parse(&bytes) {
+            Err((id, body)) => crate::endpoint::error_response(id.unwrap_or_default(), body),
+            Ok(req) => {
+                let ep = endpoint.clone().module("job", |m| {
+                    m.doc("Only in jobs: run programs whose output goes live to the job's log.");
+                    m.function("run", job_run)
+                        .params(&["argv", "cwd", "env"])
+                        .returns("int")
+                        .doc("Run argv (no shell) with stdout and stderr on the job's log; returns the exit code (-N: killed by signal N).");
+                });
+                ep.dispatch(req).response
+            }
+        },
+    };
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    let bytes = match serde_json::to_vec(&response) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("sremote-endpoint: cannot encode the job's response: {e}");
+            return EXIT_IO;
+        }
+    };
+    match write_atomic(&dir.join("response.json"), &bytes) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!(
+                "sremote-endpoint: cannot write {}/response.json: {e}",
+                dir.display()
+            );
+            EXIT_IO
+        }
+    }
+}
+
+/// `job.run(argv, cwd, env)`: a program with inherited stdout/stderr (the job's log).
+fn job_run(
+    argv: Vec<String>,
+    cwd: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+) -> Result<i32, CallError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(CallError::bad_arguments(
+            "job.run(): argv must name a program (it is empty)",
+        ));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null());
+    if let Some(d) = &cwd {
+        cmd.current_dir(d);
+    }
+    for (k, v) in env.iter().flatten() {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(CallError::bad_arguments(format!(
+                "job.run(): invalid environment variable {k:?}"
+            )));
+        }
+        cmd.env(k, v);
+    }
+    let _ = io::stdout().flush();
+    let status = cmd.status().map_err(|e| {
+        CallError::raised(format!(
+            "job.run({}): {e}",
+            serde_json::to_string(&argv).unwrap_or_default()
+        ))
+    })?;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| -s))
+        .unwrap_or(-1))
+}
