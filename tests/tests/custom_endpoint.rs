@@ -9,20 +9,9 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use sremote_core::protocol::ErrorKind;
-use sremote_core::{CallMode, CallOutput, Connector, Error, RemoteClient, RemoteCommand};
-use sremote_ssh::SshConnector;
+use sremote_core::{CallMode, CallOutput, Connector, Error, RemoteCommand};
 use sremote_testkit::Sshd;
-
-const MODES: [CallMode; 3] = [CallMode::Session, CallMode::Pipe, CallMode::File];
-
-async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
-    let ssh = SshConnector::builder()
-        .config_file(&sshd.ssh_config)
-        .connect(&sshd.alias)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}\n--- sshd log:\n{}", sshd.log()));
-    RemoteClient::new(ssh)
-}
+use sremote_tests::{MODES, connect};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,20 +3,9 @@
 //! every mode; bad output names the plugin; names are checked before anything is sent.
 use serde_json::{Value, json};
 use sremote_core::protocol::ErrorKind;
-use sremote_core::{CallMode, CallOutput, Error, RemoteClient};
-use sremote_ssh::SshConnector;
+use sremote_core::{CallOutput, Error};
 use sremote_testkit::Sshd;
-
-const MODES: [CallMode; 3] = [CallMode::Session, CallMode::Pipe, CallMode::File];
-
-async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
-    let ssh = SshConnector::builder()
-        .config_file(&sshd.ssh_config)
-        .connect(&sshd.alias)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}\n--- sshd log:\n{}", sshd.log()));
-    RemoteClient::new(ssh)
-}
+use sremote_tests::{MODES, connect};
 
 /// The code block of language `lang` in PROTOCOL.md's section "Plugin executables": the
 /// documented examples are exactly what is installed and called here.

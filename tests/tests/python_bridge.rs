@@ -9,17 +9,7 @@ use sremote_core::protocol::ErrorKind;
 use sremote_core::{Blob, CallMode, CallOutput, Error, RemoteClient};
 use sremote_ssh::SshConnector;
 use sremote_testkit::Sshd;
-
-const MODES: [CallMode; 3] = [CallMode::Session, CallMode::Pipe, CallMode::File];
-
-async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
-    let ssh = SshConnector::builder()
-        .config_file(&sshd.ssh_config)
-        .connect(&sshd.alias)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}\n--- sshd log:\n{}", sshd.log()));
-    RemoteClient::new(ssh)
-}
+use sremote_tests::{MODES, alive, connect};
 
 /// A Python module of our own on the host, in `~/pyhelpers` (put on the path by the client).
 const HELPERS: &str = r#"
@@ -353,15 +343,6 @@ async fn session_worker_keeps_module_state_and_env_follows_calls() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!alive(worker), "worker {worker} outlived its session");
-}
-
-/// Whether process `pid` runs (the test host is this machine); zombies count as gone.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

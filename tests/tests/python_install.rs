@@ -7,18 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 use sremote_core::protocol::ErrorKind;
-use sremote_core::{CallMode, CallOutput, Error, RemoteClient};
-use sremote_ssh::SshConnector;
+use sremote_core::{CallMode, CallOutput, Error};
 use sremote_testkit::Sshd;
-
-async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
-    let ssh = SshConnector::builder()
-        .config_file(&sshd.ssh_config)
-        .connect(&sshd.alias)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}\n--- sshd log:\n{}", sshd.log()));
-    RemoteClient::new(ssh)
-}
+use sremote_tests::connect;
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")

@@ -6,6 +6,7 @@ use sremote_core::protocol::ErrorKind;
 use sremote_core::{
     Blob, CallMode, CallOutput, ConnectorErrorKind, Error, LocalConnector, Ref, RemoteClient, args,
 };
+use sremote_tests::wait_dead;
 
 fn client() -> (RemoteClient<LocalConnector>, tempfile::TempDir) {
     let home = tempfile::Builder::new()
@@ -15,29 +16,6 @@ fn client() -> (RemoteClient<LocalConnector>, tempfile::TempDir) {
     let c = RemoteClient::new(LocalConnector::with_home(home.path()));
     c.set_call_mode(CallMode::Session);
     (c, home)
-}
-
-/// Whether process `pid` exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-async fn wait_dead(pid: u32, what: &str) {
-    for _ in 0..100 {
-        if !alive(pid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} (pid {pid}) is still running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

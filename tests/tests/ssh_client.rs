@@ -7,15 +7,7 @@ use serde_json::Value;
 use sremote_core::{CallMode, CallOutput, ConnectorErrorKind, Error, RemoteClient, args};
 use sremote_ssh::SshConnector;
 use sremote_testkit::{NetnsHost, Sshd};
-
-async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
-    let ssh = SshConnector::builder()
-        .config_file(&sshd.ssh_config)
-        .connect(&sshd.alias)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}\n--- sshd log:\n{}", sshd.log()));
-    RemoteClient::new(ssh)
-}
+use sremote_tests::connect;
 
 fn endpoint_on(sshd: &Sshd) -> std::path::PathBuf {
     sshd.home.join(format!(
