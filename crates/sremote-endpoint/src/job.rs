@@ -368,7 +368,11 @@ fn create(dir: &Path, request: &str, start_now: bool) -> io::Result<()> {
         .unwrap_or_default();
     let mut out = json!({ "dir": dir.display().to_string(), "exe": exe, "host": hostname() });
     if start_now {
-        out["pid"] = json!(detach(dir)?);
+        // Started before (a client retrying after a lost answer): say so, start nothing.
+        match read_status(dir)?.state {
+            State::Queued => out["pid"] = json!(detach(dir)?),
+            state => out["started_before"] = json!(state),
+        }
     }
     println!("{out}");
     Ok(())

@@ -257,6 +257,17 @@ impl<C: Connector> Job<C> {
         loop {
             match self.status().await {
                 Ok(st) if st.state.is_terminal() => return Ok(st),
+                Ok(st)
+                    if st.state == JobState::Submitting
+                        && self.record().updated_ms + 120_000 < crate::store::now_ms() =>
+                {
+                    let rec = self.record();
+                    return Err(JobError::Usage(format!(
+                        "job {} on {} was never fully submitted (its submitter stopped half-way); submit the \
+                         same call again to take it over",
+                        rec.id, rec.host
+                    )));
+                }
                 Ok(st) => {
                     failing_since = None;
                     if let Some(t) = timeout
@@ -372,12 +383,19 @@ impl<C: Connector> Job<C> {
         let status = remote::parse_status(&out.stdout[..split], &self.host(), &action)?;
         let data = out.stdout.get(split + 1..).unwrap_or_default().to_vec();
         if data.len() as u64 != status.log_sent {
-            return Err(JobError::remote(
-                &self.host(),
-                action,
-                format!("expected {} log bytes, got {}", status.log_sent, data.len()),
-                "the connection may have broken; follow again from the same offset",
-            ));
+            // A cut connection: retried by the follower from the same offset.
+            return Err(JobError::Call(sremote_core::Error::Transport(
+                sremote_core::ConnectorError::new(
+                    sremote_core::ConnectorErrorKind::Disconnected,
+                    self.host(),
+                    action,
+                )
+                .detail(format!(
+                    "expected {} log bytes, got {}",
+                    status.log_sent,
+                    data.len()
+                )),
+            )));
         }
         let next = from + data.len() as u64;
         Ok((
@@ -459,7 +477,7 @@ impl<C: Connector> Job<C> {
                         tokio::time::sleep(cur.idle).await;
                         cur.idle = (cur.idle * 3 / 2).min(Duration::from_millis(500));
                     }
-                    Err(e) if remote::transient(&e) || matches!(e, JobError::Remote { .. }) => {
+                    Err(e) if remote::transient(&e) => {
                         let since = *cur.failing_since.get_or_insert_with(Instant::now);
                         if since.elapsed() > Duration::from_secs(120) {
                             cur.done = true;

@@ -176,8 +176,16 @@ impl<C: Connector + 'static> Submit<C> {
             Ok((dir, sid, state)) => {
                 store.set_submitted(&record.id, &dir, sid.as_deref(), state)?;
             }
+            Err(e) if remote::transient(&e) => {
+                // The job may have started before the connection broke: keep the record
+                // (`submitting`) so that submitting the same call again finds this job id
+                // and `job create` (idempotent) settles it, instead of running it twice.
+                let dir = format!("{}/jobs/{}", client.sremote_dir(), record.id);
+                let _ = store.set_submitted(&record.id, &dir, None, JobState::Submitting);
+                return Err(e);
+            }
             Err(e) => {
-                // Nothing runs: forget the record so the next submission tries again.
+                // Refused: nothing runs. Forget the record so the next submission tries again.
                 let _ = store.remove(&record.id);
                 return Err(e);
             }

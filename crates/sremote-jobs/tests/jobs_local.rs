@@ -380,3 +380,42 @@ async fn hostile_arguments_and_names_and_clean() {
         Err(JobError::NotFound { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_that_died_half_way_is_taken_over_without_running_twice() {
+    let h = host();
+    let counter = h.home.path().join("runs");
+    let call = || {
+        h.client
+            .call::<Value>("job", "run")
+            .arg(sh(&format!("echo x >> '{}'", counter.display())))
+    };
+    let job = h
+        .client
+        .submit(call())
+        .store(h.store.clone())
+        .await
+        .unwrap();
+    job.wait(None).await.unwrap();
+    // Make the record look like its submitter died after the host started the job but
+    // before the store heard back: `submitting`, two minutes old.
+    let mut rec = h.store.get(&job.id()).unwrap();
+    h.store.remove(&rec.id).unwrap();
+    rec.state = JobState::Submitting;
+    rec.updated_ms -= 200_000;
+    rec.submitted_ms -= 200_000;
+    h.store.insert(&rec).unwrap();
+    let again = h
+        .client
+        .submit(call())
+        .store(h.store.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.id(), job.id(), "taken over under the same id");
+    assert_eq!(again.result::<i32>().await.unwrap().value, 0);
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap(),
+        "x\n",
+        "it ran once"
+    );
+}
