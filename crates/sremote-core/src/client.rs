@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::bootstrap::{self, BootstrapReport, EndpointArtifact, EndpointSource, HostFacts};
+use crate::bootstrap::EndpointSource;
 pub use crate::call::{AsyncCall, CallArgs, CallBuilder, CallMeta, CallOutput, Ref};
 use crate::connector::{Connector, RemoteCommand, Source};
 use crate::error::{
@@ -38,38 +38,38 @@ pub enum CallMode {
 }
 
 #[derive(Debug, Clone)]
-struct Settings {
-    env: BTreeMap<String, String>,
-    env_if_unset: BTreeMap<String, String>,
-    path: Vec<String>,
-    required_modules: Vec<String>,
-    sremote_dir: Option<String>,
-    tmp_dir: Option<String>,
-    mode: CallMode,
-    auto_bootstrap: bool,
-    endpoint: EndpointSource,
+pub(crate) struct Settings {
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) env_if_unset: BTreeMap<String, String>,
+    pub(crate) path: Vec<String>,
+    pub(crate) required_modules: Vec<String>,
+    pub(crate) sremote_dir: Option<String>,
+    pub(crate) tmp_dir: Option<String>,
+    pub(crate) mode: CallMode,
+    pub(crate) auto_bootstrap: bool,
+    pub(crate) endpoint: EndpointSource,
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(crate) struct State {
     /// Install name of the endpoint in use (set by bootstrap of a custom endpoint).
-    install_name: Option<String>,
+    pub(crate) install_name: Option<String>,
     /// sremote dir learned from the host's `.location`.
-    discovered_dir: Option<String>,
+    pub(crate) discovered_dir: Option<String>,
     /// Bumped by every finished bootstrap (lets concurrent calls share one).
-    generation: u64,
+    pub(crate) generation: u64,
 }
 
-struct Inner<C> {
-    connector: C,
-    settings: Mutex<Settings>,
-    state: Mutex<State>,
-    bootstrap_lock: tokio::sync::Mutex<()>,
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+pub(crate) struct Inner<C> {
+    pub(crate) connector: C,
+    pub(crate) settings: Mutex<Settings>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) bootstrap_lock: tokio::sync::Mutex<()>,
+    pub(crate) session: tokio::sync::Mutex<Option<Arc<Session>>>,
     /// Set once the connector said it cannot spawn: Auto then uses pipe/file.
-    no_session: std::sync::atomic::AtomicBool,
-    next_id: AtomicU64,
-    id_prefix: String,
+    pub(crate) no_session: std::sync::atomic::AtomicBool,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) id_prefix: String,
 }
 
 /// Calls functions on one host. Cheap to clone (shared state).
@@ -85,7 +85,7 @@ struct Inner<C> {
 /// # Ok(()) }
 /// ```
 pub struct RemoteClient<C> {
-    inner: Arc<Inner<C>>,
+    pub(crate) inner: Arc<Inner<C>>,
 }
 
 impl<C> Clone for RemoteClient<C> {
@@ -104,7 +104,7 @@ impl<C: Connector> std::fmt::Debug for RemoteClient<C> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -321,159 +321,6 @@ impl<C: Connector> RemoteClient<C> {
     /// Close the session, if any (the endpoint on the host exits). The next call opens a new one.
     pub async fn close_session(&self) {
         self.inner.session.lock().await.take();
-    }
-
-    /// Install the endpoint on the host unless the right one is there already.
-    pub async fn do_bootstrap_install(&self) -> Result<BootstrapReport, Error> {
-        let source = lock(&self.inner.settings).endpoint.clone();
-        self.bootstrap_with(source).await
-    }
-
-    /// Install this endpoint binary (e.g. a custom endpoint built with the
-    /// `sremote-endpoint` library) and use it for every call of this client.
-    pub async fn do_bootstrap_install_with(
-        &self,
-        binary: &std::path::Path,
-    ) -> Result<BootstrapReport, Error> {
-        let artifact = EndpointArtifact::custom(binary)?;
-        self.set_endpoint_source(EndpointSource::Artifact(artifact.clone()));
-        self.bootstrap_with(EndpointSource::Artifact(artifact))
-            .await
-    }
-
-    /// Learn the host's OS, arch, home and installed endpoint in one `exec`.
-    pub async fn probe_host(&self, install_name: &str) -> Result<HostFacts, Error> {
-        let cmd = RemoteCommand::new("sh").args([
-            "-c",
-            bootstrap::PROBE_SCRIPT,
-            "sh",
-            &self.sremote_dir(),
-            install_name,
-        ]);
-        let out = self
-            .inner
-            .connector
-            .exec(&cmd.timeout(Duration::from_secs(60)))
-            .await?;
-        let facts = bootstrap::parse_probe(&out.stdout);
-        if !out.success() || facts.os.is_empty() || facts.arch.is_empty() {
-            return Err(Error::Protocol(Box::new(ProtocolError {
-                host: self.host().to_string(),
-                action: "probe host for bootstrap".into(),
-                detail: format!(
-                    "the probe script failed (exit {:?}): {}",
-                    out.exit_code,
-                    out.stderr_text()
-                ),
-                received: String::from_utf8_lossy(&out.stdout)
-                    .chars()
-                    .take(300)
-                    .collect(),
-            })));
-        }
-        Ok(facts)
-    }
-
-    async fn bootstrap_with(&self, source: EndpointSource) -> Result<BootstrapReport, Error> {
-        let _one_at_a_time = self.inner.bootstrap_lock.lock().await;
-        self.bootstrap_locked(source).await
-    }
-
-    /// Bootstrap after a call found no endpoint, unless another task did so meanwhile.
-    async fn bootstrap_after_failure(&self, seen_generation: u64) -> Result<(), Error> {
-        let _one_at_a_time = self.inner.bootstrap_lock.lock().await;
-        if lock(&self.inner.state).generation != seen_generation {
-            return Ok(());
-        }
-        let source = lock(&self.inner.settings).endpoint.clone();
-        self.bootstrap_locked(source).await.map(drop)
-    }
-
-    async fn bootstrap_locked(&self, source: EndpointSource) -> Result<BootstrapReport, Error> {
-        let host = self.host().to_string();
-        let explicit_dir = lock(&self.inner.settings).sremote_dir.is_some();
-        // The probe needs an install name before it knows the target; the stock name does
-        // not depend on the target, a custom one is fixed by its artifact.
-        let provisional = match &source {
-            EndpointSource::Artifact(a) => a.install_name.clone(),
-            _ => format!("sremote-endpoint-{}", crate::protocol::VERSION),
-        };
-        let mut facts = self.probe_host(&provisional).await?;
-        if !explicit_dir
-            && let Some(dir) = facts.location.as_deref().and_then(location_dir)
-            && dir != self.sremote_dir()
-        {
-            lock(&self.inner.state).discovered_dir = Some(dir);
-            facts = self.probe_host(&provisional).await?;
-        }
-        let artifact = source.resolve(&facts.target(), &host)?;
-        let dir = self.sremote_dir();
-        let endpoint_path = format!("{dir}/bin/{}", artifact.install_name);
-        let mut report = BootstrapReport {
-            host: host.clone(),
-            target: artifact.target.clone(),
-            endpoint_path,
-            installed: false,
-            bytes_pushed: 0,
-            sha256: artifact.sha256.clone(),
-        };
-        if facts.installed_sha256.as_deref() != Some(artifact.sha256.as_str()) {
-            let id = self.next_id();
-            let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
-            self.inner
-                .connector
-                .push(Source::bytes(artifact.bytes()).mode(0o700), &tmp)
-                .await?;
-            let location = self.location_json(explicit_dir);
-            let cmd = RemoteCommand::new("sh")
-                .args([
-                    "-c",
-                    bootstrap::FINISH_SCRIPT,
-                    "sh",
-                    &dir,
-                    &tmp,
-                    &artifact.install_name,
-                ])
-                .args([artifact.sha256.as_str(), location.as_str()])
-                .timeout(Duration::from_secs(120));
-            let out = self.inner.connector.exec(&cmd).await?;
-            if !out.success() {
-                return Err(Error::NotSetup(Box::new(NotSetupError {
-                    host,
-                    action: format!("install {} into {dir}/bin", artifact.origin),
-                    reason: format!(
-                        "the install step failed (exit {:?}): {}",
-                        out.exit_code,
-                        out.stderr_text()
-                    ),
-                })));
-            }
-            report.installed = true;
-            report.bytes_pushed = artifact.bytes().len() as u64;
-        }
-        let mut state = lock(&self.inner.state);
-        state.install_name = Some(artifact.install_name.clone());
-        state.generation += 1;
-        Ok(report)
-    }
-
-    /// `.location` JSON to write when the user chose custom directories.
-    fn location_json(&self, explicit_dir: bool) -> String {
-        let tmp = lock(&self.inner.settings).tmp_dir.clone();
-        if !explicit_dir && tmp.is_none() {
-            return String::new();
-        }
-        let mut loc = serde_json::Map::new();
-        loc.insert("sremote".into(), Value::from(self.sremote_dir()));
-        if let Some(t) = tmp {
-            let key = if t.starts_with('/') {
-                "absolute_tmp"
-            } else {
-                "relative_tmp"
-            };
-            loc.insert(key.into(), Value::from(t));
-        }
-        Value::Object(loc).to_string()
     }
 
     pub(crate) fn next_id(&self) -> String {
@@ -880,13 +727,4 @@ impl<C: Connector> RemoteClient<C> {
             }))),
         }
     }
-}
-
-/// The `sremote` dir named by a `.location` JSON document.
-fn location_dir(json: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(json.trim()).ok()?;
-    v.get("sremote")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
