@@ -186,8 +186,16 @@ pub(crate) async fn scheduler_state<C: Connector>(
             if let Some(s) = parse_sge_qstat(&String::from_utf8_lossy(&out.stdout), sid) {
                 return Ok(s);
             }
-            let acct = run(&["qacct", "-j", sid]).await?;
-            Ok(parse_sge_qacct(&String::from_utf8_lossy(&acct.stdout)))
+            // Gone from qstat: its accounting record may take a moment to be written.
+            for _ in 0..8 {
+                let acct = run(&["qacct", "-j", sid]).await?;
+                let state = parse_sge_qacct(&String::from_utf8_lossy(&acct.stdout));
+                if state != SchedulerState::Unknown {
+                    return Ok(state);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Ok(SchedulerState::Unknown)
         }
         Scheduler::Pbs => {
             let out = run(&["qstat", "-x", "-f", sid]).await?;

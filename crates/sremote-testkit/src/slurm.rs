@@ -1,12 +1,13 @@
-//! A single-node Slurm (slurmctld, slurmd, munged) for tests: [`Slurm`].
+//! Single-node batch systems for tests: [`Slurm`] (slurmctld, slurmd, munged) and [`Sge`]
+//! (Debian's Grid Engine: sge_qmaster, sge_execd).
 //!
-//! Slurm's ports (6817/6818) and `/etc/slurm/slurm.conf` belong to the whole machine, so
-//! there is one instance per machine, shared by every test process: a machine-wide lock
-//! file serialises starting and stopping, and every user holds a shared lock on a second
-//! file for as long as it uses Slurm. The last user stops Slurm — only if this harness
-//! started it (a Slurm that was up before is left alone). Starting and stopping run the
-//! project's own `scripts/slurm-up.sh` and `scripts/slurm-down.sh` (which install the
-//! Debian packages when missing, need root, and kill only the PIDs they recorded).
+//! Their ports (6817/6818) and `/etc/slurm/slurm.conf` belong to the whole machine, so
+//! there is one instance of each per machine, shared by every test process: a machine-wide
+//! lock file serialises starting and stopping, and every user holds a shared lock on a
+//! second file for as long as it uses the system. The last user stops it — only if this
+//! harness started it (one that was up before is left alone). Starting and stopping run the
+//! project's own `scripts/{slurm,sge}-{up,down}.sh` (which install the Debian packages when
+//! missing, need root, and kill only the PIDs they recorded).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -17,10 +18,116 @@ use std::time::Duration;
 
 use crate::{Error, failed};
 
-const LOCK: &str = "/tmp/sremote-slurm.lock";
-const USERS: &str = "/tmp/sremote-slurm.users";
+/// A machine-wide service started by a script: lock files, marker, scripts, probe.
+struct Service {
+    lock: &'static str,
+    users: &'static str,
+    marker: &'static str,
+    up: &'static str,
+    down: &'static str,
+    env: &'static [(&'static str, &'static str)],
+    is_up: fn() -> bool,
+}
+
 const STATE_DIR: &str = "/tmp/sremote-slurm";
-const MARKER: &str = "/tmp/sremote-slurm.started-by-testkit";
+
+const SLURM: Service = Service {
+    lock: "/tmp/sremote-slurm.lock",
+    users: "/tmp/sremote-slurm.users",
+    marker: "/tmp/sremote-slurm.started-by-testkit",
+    up: "slurm-up.sh",
+    down: "slurm-down.sh",
+    env: &[("SLURM_TEST_DIR", STATE_DIR), ("SLURM_INSTALL", "1")],
+    is_up: slurm_is_up,
+};
+
+const SGE: Service = Service {
+    lock: "/tmp/sremote-sge.lock",
+    users: "/tmp/sremote-sge.users",
+    marker: "/tmp/sremote-sge.started-by-testkit",
+    up: "sge-up.sh",
+    down: "sge-down.sh",
+    env: &[],
+    // sge-up.sh checks the details itself, quickly, and says "already up".
+    is_up: || false,
+};
+
+fn slurm_is_up() -> bool {
+    crate::run(Command::new("scontrol").arg("ping")).is_ok_and(|o| o.contains("is UP"))
+        && crate::run(Command::new("sinfo").args(["-h", "-o", "%T"])).is_ok_and(|o| {
+            o.lines()
+                .any(|l| ["idle", "mixed", "allocated"].contains(&l.trim_end_matches('*')))
+        })
+}
+
+impl Service {
+    fn script(&self, name: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(scripts().join(name));
+        for (k, v) in self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Join (starting it if needed); returns the shared lock held while in use.
+    fn join(&self, what: &str) -> Result<File, Error> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(Error::Skip(format!(
+                "single-node {what} needs root (daemons, configuration under /etc)"
+            )));
+        }
+        let lock = open_lock(self.lock)?;
+        flock(&lock, libc::LOCK_EX).map_err(|e| failed(format!("lock {}: {e}", self.lock)))?;
+        let users = open_lock(self.users)?;
+        flock(&users, libc::LOCK_SH).map_err(|e| failed(format!("lock {}: {e}", self.users)))?;
+        if (self.is_up)() {
+            return Ok(users);
+        }
+        let mut last = String::new();
+        let mut already = None;
+        // Another test binary may hold the dpkg lock while installing: retry.
+        for _ in 0..5 {
+            match self
+                .script(self.up)
+                .stdin(std::process::Stdio::null())
+                .output()
+            {
+                Ok(out) if out.status.success() => {
+                    already = Some(String::from_utf8_lossy(&out.stderr).contains("already up"));
+                    break;
+                }
+                Ok(out) => last = String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let Some(already) = already else {
+            return Err(failed(format!("{} failed: {last}", self.up)));
+        };
+        // A script that found everything up started nothing: then nothing is stopped later.
+        if !already {
+            std::fs::write(self.marker, std::process::id().to_string())
+                .map_err(|e| failed(format!("write {}: {e}", self.marker)))?;
+        }
+        Ok(users)
+    }
+
+    /// Leave; the last user stops what this harness started.
+    fn leave(&self, users: &File) {
+        let Ok(lock) = open_lock(self.lock) else {
+            return;
+        };
+        if flock(&lock, libc::LOCK_EX).is_err() {
+            return;
+        }
+        if flock(users, libc::LOCK_EX | libc::LOCK_NB).is_ok() && Path::new(self.marker).exists() {
+            let _ = crate::run(&mut self.script(self.down));
+            let _ = std::fs::remove_file(self.marker);
+        }
+    }
+}
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
@@ -68,47 +175,7 @@ impl Slurm {
         if let Some(s) = slot.upgrade() {
             return Ok(s);
         }
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err(Error::Skip(
-                "single-node Slurm needs root (daemons, /etc/slurm)".into(),
-            ));
-        }
-        let lock = open_lock(LOCK)?;
-        flock(&lock, libc::LOCK_EX).map_err(|e| failed(format!("lock {LOCK}: {e}")))?;
-        let users = open_lock(USERS)?;
-        flock(&users, libc::LOCK_SH).map_err(|e| failed(format!("lock {USERS}: {e}")))?;
-        let was_up = crate::run(Command::new("scontrol").arg("ping"))
-            .is_ok_and(|o| o.contains("is UP"))
-            && crate::run(Command::new("sinfo").args(["-h", "-o", "%T"])).is_ok_and(|o| {
-                o.lines()
-                    .any(|l| ["idle", "mixed", "allocated"].contains(&l.trim_end_matches('*')))
-            });
-        if !was_up {
-            let mut last = String::new();
-            let mut up = false;
-            // Another test binary may hold the dpkg lock while installing: retry.
-            for _ in 0..5 {
-                match crate::run(
-                    Command::new("bash")
-                        .arg(scripts().join("slurm-up.sh"))
-                        .env("SLURM_TEST_DIR", STATE_DIR)
-                        .env("SLURM_INSTALL", "1"),
-                ) {
-                    Ok(_) => {
-                        up = true;
-                        break;
-                    }
-                    Err(e) => last = e.to_string(),
-                }
-                std::thread::sleep(Duration::from_secs(2));
-            }
-            if !up {
-                return Err(failed(format!("slurm-up.sh failed: {last}")));
-            }
-            std::fs::write(MARKER, std::process::id().to_string())
-                .map_err(|e| failed(format!("write {MARKER}: {e}")))?;
-        }
+        let users = SLURM.join("Slurm")?;
         let node = crate::run(Command::new("hostname").arg("-s"))?
             .trim()
             .to_string();
@@ -118,7 +185,6 @@ impl Slurm {
             users,
         });
         *slot = Arc::downgrade(&slurm);
-        drop(lock);
         Ok(slurm)
     }
 
@@ -168,18 +234,41 @@ impl Slurm {
 
 impl Drop for Slurm {
     fn drop(&mut self) {
-        let Ok(lock) = open_lock(LOCK) else { return };
-        if flock(&lock, libc::LOCK_EX).is_err() {
-            return;
+        SLURM.leave(&self.users);
+    }
+}
+
+/// A running single-node Grid Engine (queue `all.q`), shared like [`Slurm`]; `qsub`,
+/// `qstat`, `qacct` and `qdel` work for every user and ssh session.
+#[derive(Debug)]
+pub struct Sge {
+    users: File,
+}
+
+impl Sge {
+    /// Start Grid Engine (about 3 s; installing the packages first if they are missing), or
+    /// join the instance that runs. Needs root: otherwise [`Error::Skip`].
+    pub fn start() -> Result<Arc<Sge>, Error> {
+        static SHARED: Mutex<Weak<Sge>> = Mutex::new(Weak::new());
+        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slot.upgrade() {
+            return Ok(s);
         }
-        // The last user (no one else holds the shared lock) stops what this harness started.
-        if flock(&self.users, libc::LOCK_EX | libc::LOCK_NB).is_ok() && Path::new(MARKER).exists() {
-            let _ = crate::run(
-                Command::new("bash")
-                    .arg(scripts().join("slurm-down.sh"))
-                    .env("SLURM_TEST_DIR", STATE_DIR),
-            );
-            let _ = std::fs::remove_file(MARKER);
-        }
+        let sge = Arc::new(Sge {
+            users: SGE.join("Grid Engine")?,
+        });
+        *slot = Arc::downgrade(&sge);
+        Ok(sge)
+    }
+
+    /// `qacct -j ID` (the accounting record of a finished job).
+    pub fn qacct(&self, id: &str) -> String {
+        crate::run(Command::new("qacct").args(["-j", id])).unwrap_or_default()
+    }
+}
+
+impl Drop for Sge {
+    fn drop(&mut self) {
+        SGE.leave(&self.users);
     }
 }
