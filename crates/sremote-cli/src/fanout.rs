@@ -219,10 +219,16 @@ fn print_json(host: &str, o: &Outcome) {
         Value::Null => json!({}),
         other => json!({"value": other}),
     };
-    v["host"] = json!(host);
-    if v.get("ok").is_none_or(|ok| !ok.is_boolean())
-        && !v.as_object().is_some_and(|m| m.contains_key("ok"))
+    // "host" is the name asked for; a different one the result carried is "hostname".
+    if let Some(h) = v.get("host").cloned()
+        && h != json!(host)
     {
+        v["hostname"] = h;
+    }
+    v["host"] = json!(host);
+    // `call` puts the value in "ok"; everything else gets a success flag there. A failed
+    // host always has an "error" object.
+    if v.get("ok").is_none() {
         v["ok"] = json!(o.code == 0);
     }
     if o.code != 0 {

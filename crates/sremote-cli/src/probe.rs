@@ -197,8 +197,9 @@ pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
             })
             .collect();
         for (host, _) in &failed {
-            let mut row = vec![host.clone(), "unreachable".into()];
-            row.extend(std::iter::repeat_n("-".to_string(), header.len() - 2));
+            let mut row = vec![host.clone()];
+            row.extend(std::iter::repeat_n("-".to_string(), header.len() - 3));
+            row.extend(["unreachable".to_string(), "-".to_string()]);
             table.push(row);
         }
         print!("{}", output::table(&header, &table));

@@ -17,7 +17,7 @@ use sremote_core::{Error, RemoteCommand};
 use crate::fanout::{self, Outcome};
 use crate::hosts::{Connected, HostOptions, connect_spec};
 use crate::progress::Bars;
-use crate::transfer::{make_dirs, push_files};
+use crate::transfer::{keep_mtimes, make_dirs, push_files};
 use crate::walk::{self, Excludes, LocalFile, LocalTree};
 
 /// Send a local directory to HOST:DIR, only the files that changed.
@@ -156,13 +156,7 @@ pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                     return Err(e);
                 }
             };
-            // Files in tar batches kept their times; give the others theirs.
-            let singles: Vec<LocalFile> = send
-                .iter()
-                .filter(|f| moved.one_by_one.contains(&f.rel))
-                .cloned()
-                .collect();
-            set_mtimes(&c, dir, &singles).await?;
+            keep_mtimes(&c, dir, &send, &moved).await?;
             bar.finish(&format!("{} files", moved.files));
             let text = format!(
                 "sent {} of {} files ({}) to {}:{dir} in {:.1} s",
@@ -236,54 +230,6 @@ async fn remote_hashes(c: &Connected, dir: &str, rels: &[String]) -> Result<Vec<
     Ok(out)
 }
 
-/// `touch -t` wants local time: with TZ=UTC0 it is UTC. `$1` time, `$2` file, repeated.
-const TOUCH: &str = r#"export TZ=UTC0; s=0
-while [ $# -ge 2 ]; do touch -c -m -t "$1" -- "$2" || s=1; shift 2; done; exit $s"#;
-
-/// `[[CC]YY]MMDDhhmm.SS` in UTC for seconds since the epoch.
-pub fn touch_stamp(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}.{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-async fn set_mtimes(c: &Connected, dir: &str, files: &[LocalFile]) -> Result<(), Error> {
-    let files: Vec<&LocalFile> = files
-        .iter()
-        .filter(|f| (0..253_402_300_800).contains(&f.mtime))
-        .collect();
-    for chunk in files.chunks(256) {
-        let mut cmd = RemoteCommand::new("/bin/sh").args(["-c", TOUCH, "sremote-touch"]);
-        for f in chunk {
-            cmd = cmd.arg(touch_stamp(f.mtime)).arg(walk::join(dir, &f.rel));
-        }
-        let out = c.connector.exec(&cmd).await?;
-        if !out.success() {
-            crate::output::warn(&format!(
-                "{}: could not set modification times ({}); the next sync may send these files again",
-                c.spec.name,
-                out.stderr_text()
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,12 +249,5 @@ mod tests {
             Some(("newt+https://u@gw:8443/newt/m", "d/e"))
         );
         assert_eq!(split_dest("nocolon"), None);
-    }
-
-    #[test]
-    fn stamps() {
-        assert_eq!(touch_stamp(0), "197001010000.00");
-        assert_eq!(touch_stamp(951_782_400), "200002290000.00");
-        assert_eq!(touch_stamp(1_700_000_000), "202311142213.20");
     }
 }

@@ -142,7 +142,9 @@ pub async fn push(a: PushArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                     (r, bar)
                 }
                 None => {
-                    let size = std::fs::metadata(&*local).map(|m| m.len()).unwrap_or(0);
+                    let meta = std::fs::metadata(&*local);
+                    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+                    let mtime = meta.ok().and_then(|m| m.modified().ok()).map(walk::secs);
                     let bar = bars.bar(size, &label);
                     let cb = bar.file_callback();
                     let r = c
@@ -155,6 +157,12 @@ pub async fn push(a: PushArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                             ..Default::default()
                         })
                         .map_err(Error::from);
+                    let r = match (r, mtime) {
+                        (Ok(m), Some(t)) => {
+                            set_mtimes(&c, &[(remote.to_string(), t)]).await.map(|()| m)
+                        }
+                        (r, _) => r,
+                    };
                     (r, bar)
                 }
             };
@@ -244,6 +252,70 @@ pub async fn push_files(
     Ok(moved)
 }
 
+/// `touch -t` wants local time: with TZ=UTC0 it is UTC. `$1` time, `$2` file, repeated.
+const TOUCH: &str = r#"export TZ=UTC0; s=0
+while [ $# -ge 2 ]; do touch -c -m -t "$1" -- "$2" || s=1; shift 2; done; exit $s"#;
+
+/// `[[CC]YY]MMDDhhmm.SS` in UTC for seconds since the epoch.
+pub fn touch_stamp(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}.{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Give files on the host these modification times (`(path, seconds)`).
+pub async fn set_mtimes(c: &Connected, files: &[(String, i64)]) -> Result<(), Error> {
+    let files: Vec<&(String, i64)> = files
+        .iter()
+        .filter(|f| (0..253_402_300_800).contains(&f.1))
+        .collect();
+    for chunk in files.chunks(256) {
+        let mut cmd = RemoteCommand::new("/bin/sh").args(["-c", TOUCH, "sremote-touch"]);
+        for (path, mtime) in chunk {
+            cmd = cmd.arg(touch_stamp(*mtime)).arg(path);
+        }
+        let out = c.connector.exec(&cmd).await?;
+        if !out.success() {
+            crate::output::warn(&format!(
+                "{}: could not set modification times ({}); the next sync may send them again",
+                c.spec.name,
+                out.stderr_text()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// After `push_files`: files in tar batches kept their times; give the others theirs.
+pub async fn keep_mtimes(
+    c: &Connected,
+    root: &str,
+    files: &[LocalFile],
+    moved: &Moved,
+) -> Result<(), Error> {
+    let singles: Vec<(String, i64)> = files
+        .iter()
+        .filter(|f| moved.one_by_one.contains(&f.rel))
+        .map(|f| (walk::join(root, &f.rel), f.mtime))
+        .collect();
+    set_mtimes(c, &singles).await
+}
+
 async fn push_tree(
     c: &Connected,
     tree: &LocalTree,
@@ -251,7 +323,9 @@ async fn push_tree(
     bar: &Bar,
 ) -> Result<Moved, Error> {
     make_dirs(c, remote, &tree.dirs).await?;
-    push_files(c, &tree.files, remote, bar).await
+    let moved = push_files(c, &tree.files, remote, bar).await?;
+    keep_mtimes(c, remote, &tree.files, &moved).await?;
+    Ok(moved)
 }
 
 pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
@@ -424,4 +498,16 @@ async fn pull_tree(
     }
     bar.finish(&format!("{} files", moved.files));
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps() {
+        assert_eq!(touch_stamp(0), "197001010000.00");
+        assert_eq!(touch_stamp(951_782_400), "200002290000.00");
+        assert_eq!(touch_stamp(1_700_000_000), "202311142213.20");
+    }
 }

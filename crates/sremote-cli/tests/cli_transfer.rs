@@ -97,6 +97,19 @@ fn trees_round_trip(one_by_one: bool) {
         remote.join("empty dir").is_dir(),
         "empty directories are created"
     );
+    // push keeps modification times: a sync right after it has nothing to send.
+    let out = client.run(&[
+        "--json",
+        "sync",
+        src.to_str().unwrap(),
+        "alpha:dest $(x)/tree",
+        "--exclude",
+        "*.tmp",
+        "--exclude",
+        "build/",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sent"], 0, "{v} {}", text(&out.stderr));
     assert!(!a.home.join("PWNED").exists() && !remote.join("PWNED").exists());
 
     // Back again, leaving out one more pattern; into an existing directory.
@@ -166,9 +179,17 @@ fn sync_sends_only_what_changed() {
     assert_eq!(second["unchanged"], n);
     assert_eq!(sync(&["--checksum"])["sent"], 0);
 
-    // Same size, new content and mtime: sent by mtime.
+    // Same size, new content and mtime: sent by mtime. (Times compare in whole seconds,
+    // so the test moves it away from the second of the first sync.)
     let f = src.join("a b/a b.txt");
     std::fs::write(&f, "file X\n").unwrap();
+    let past = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
     let t = sync(&[]);
     assert_eq!(t["sent"], 1);
     assert_eq!(t["files"][0], "a b/a b.txt");
