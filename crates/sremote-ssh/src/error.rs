@@ -62,6 +62,21 @@ pub(crate) fn ssh_error(host: &str, action: &str, err: openssh::Error) -> Connec
                 detail.push_str(&s.to_string());
                 source = s.source();
             }
+            // A master connection that died under us shows up as a failure to reach the
+            // multiplex socket, or a broken/reset stream: the connection is gone.
+            let gone = [
+                "multiplex server",
+                "Broken pipe",
+                "Connection reset",
+                "unexpected end of file",
+            ]
+            .iter()
+            .any(|m| detail.contains(m));
+            if gone {
+                return disconnected(host, action).detail(format!(
+                    "the SSH connection broke before the operation finished ({detail})"
+                ));
+            }
             ConnectorError::new(Kind::Other, host, action).detail(detail)
         }
     }
