@@ -300,7 +300,7 @@ pub async fn bootstrap(a: BootstrapArgs, opts: Arc<HostOptions>) -> Result<ExitC
 }
 
 pub async fn bench(a: BenchArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
-    let spec = opts.resolve_one(&a.host, "bench")?;
+    let spec = opts.resolve_one(&a.host, "`sremote bench`")?;
     let client = connect_spec(&spec, &opts).await?.client();
     let r = crate::bench::run(client, a.mode, a.calls, a.concurrency).await?;
     if opts.json {

@@ -95,8 +95,7 @@ impl HostOptions {
         let mut t = self.resolve(&[arg])?;
         if t.fanout || t.hosts.len() != 1 {
             return Err(Error::Usage(format!(
-                "`sremote {command}` works on one host; {arg:?} names {} — give one host",
-                t.hosts.len()
+                "{command} works on one host, and {arg:?} is a list or a group — name one host"
             )));
         }
         Ok(t.hosts.remove(0))
@@ -151,7 +150,7 @@ impl Connected {
 /// REST gateway (`newt+https://USER@HOST[:PORT]/BASE/MACHINE`), or an ssh destination —
 /// `[ssh://][user@]host[:port]` or an alias from the ssh config.
 pub async fn connect(host: &str, opts: &HostOptions) -> Result<Arc<dyn Connector>, Error> {
-    let spec = opts.resolve_one(host, "connect")?;
+    let spec = opts.resolve_one(host, "this command")?;
     Ok(connect_spec(&spec, opts).await?.connector)
 }
 

@@ -43,7 +43,7 @@ pub struct TunnelArgs {
 }
 
 pub async fn tunnel(a: TunnelArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
-    let spec = opts.resolve_one(&a.host, "tunnel")?;
+    let spec = opts.resolve_one(&a.host, "`sremote tunnel`")?;
     if spec.connector == ConnectorKind::Newt {
         return Err(
             ConnectorError::unsupported(&spec.name, "tunnel", &a.remote_port.to_string())
