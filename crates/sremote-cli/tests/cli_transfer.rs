@@ -291,7 +291,7 @@ fn progress_bar_and_colour_only_on_a_terminal() {
     let (code, screen) = under_pty(&client, &args);
     assert_eq!(code, Some(0), "{screen}");
     assert!(
-        screen.contains("/48.00 MiB") && screen.contains("MiB/s ETA"),
+        screen.contains("/48.00 MiB") && screen.contains("B/s ETA"),
         "no progress on the terminal: {screen:?}"
     );
     assert!(screen.contains("1 file in"), "{screen:?}");
