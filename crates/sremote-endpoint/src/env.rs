@@ -75,8 +75,16 @@ impl SessionEnv {
         if !req.path.is_empty() {
             let prefix = req.path.join(":");
             for var in ["PATH", "PYTHONPATH"] {
-                let old = want.get(var).or(self.base.get(var)).cloned().unwrap_or_default();
-                let value = if old.is_empty() { prefix.clone() } else { format!("{prefix}:{old}") };
+                let old = want
+                    .get(var)
+                    .or(self.base.get(var))
+                    .cloned()
+                    .unwrap_or_default();
+                let value = if old.is_empty() {
+                    prefix.clone()
+                } else {
+                    format!("{prefix}:{old}")
+                };
                 want.insert(var.to_string(), value);
             }
         }
@@ -84,7 +92,10 @@ impl SessionEnv {
     }
 
     /// Make the process environment the request's, and hold it until the guard drops.
-    pub(crate) fn enter(&self, req: &Request) -> Result<std::sync::RwLockReadGuard<'_, ()>, CallError> {
+    pub(crate) fn enter(
+        &self,
+        req: &Request,
+    ) -> Result<std::sync::RwLockReadGuard<'_, ()>, CallError> {
         check_request(req)?;
         let want = self.wanted(req);
         loop {

@@ -32,7 +32,10 @@ struct Registered(i32);
 impl Registered {
     fn new(pgid: i32) -> Self {
         let call = CURRENT_CALL.with(|c| c.borrow().clone());
-        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push((call, pgid));
+        RUNNING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((call, pgid));
         Registered(pgid)
     }
 }
@@ -221,7 +224,13 @@ mod tests {
         assert!(f.timed_out);
         assert_eq!(f.stdout, b"started\n");
         assert!(t0.elapsed() < Duration::from_secs(10));
-        assert!(RUNNING.lock().unwrap().iter().all(|(_, p)| *p != f.returncode()));
+        assert!(
+            RUNNING
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|(_, p)| *p != f.returncode())
+        );
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub(crate) fn run(endpoint: &Endpoint) -> i32 {
         "capabilities": ["attachments", "cancel", "ping", "store"],
     });
     let mut greeting = frame::MAGIC.to_vec();
-    greeting.extend(frame::encode(FrameKind::Hello, hello.to_string().as_bytes()).unwrap_or_default());
+    greeting
+        .extend(frame::encode(FrameKind::Hello, hello.to_string().as_bytes()).unwrap_or_default());
     if write_out(&shared, &greeting).is_err() {
         return crate::cli::EXIT_NO_RESPONSE;
     }
@@ -110,7 +111,9 @@ fn spawn_thread(shared: &Arc<Shared>) {
         return;
     }
     let s = shared.clone();
-    let spawned = std::thread::Builder::new().name("sremote-serve".into()).spawn(move || serve_loop(s));
+    let spawned = std::thread::Builder::new()
+        .name("sremote-serve".into())
+        .spawn(move || serve_loop(s));
     if spawned.is_err() {
         shared.threads.fetch_sub(1, Ordering::SeqCst);
     }
@@ -127,7 +130,11 @@ fn serve_loop(shared: Arc<Shared>) {
         match frame {
             Ok(None) => shut_down(None),
             Err(e) => shut_down(Some(format!("bad frame from the client: {e}"))),
-            Ok(Some(Frame::Message { kind: FrameKind::Request, json, attachments })) => {
+            Ok(Some(Frame::Message {
+                kind: FrameKind::Request,
+                json,
+                attachments,
+            })) => {
                 // Someone must be reading while this thread runs the call.
                 if shared.idle.load(Ordering::SeqCst) == 0 {
                     spawn_thread(&shared);
@@ -138,8 +145,14 @@ fn serve_loop(shared: Arc<Shared>) {
                     shut_down(None);
                 }
             }
-            Ok(Some(Frame::Plain { kind: FrameKind::Cancel, body })) => cancel(&shared, &body),
-            Ok(Some(Frame::Plain { kind: FrameKind::Ping, body })) => {
+            Ok(Some(Frame::Plain {
+                kind: FrameKind::Cancel,
+                body,
+            })) => cancel(&shared, &body),
+            Ok(Some(Frame::Plain {
+                kind: FrameKind::Ping,
+                body,
+            })) => {
                 let pong = frame::encode(FrameKind::Pong, &body).unwrap_or_default();
                 if write_out(&shared, &pong).is_err() {
                     shut_down(None);
@@ -153,14 +166,22 @@ fn serve_loop(shared: Arc<Shared>) {
 }
 
 /// Write a response frame; attachments go out in place, never copied into one buffer.
-fn write_response(shared: &Shared, response: &Response, attachments: &[Vec<u8>]) -> std::io::Result<()> {
+fn write_response(
+    shared: &Shared,
+    response: &Response,
+    attachments: &[Vec<u8>],
+) -> std::io::Result<()> {
     let json = serde_json::to_vec(response).unwrap_or_default();
     let mut w = lock(&shared.writer);
     match frame::message_head(FrameKind::Response, &json, attachments) {
         Ok(_) => frame::write_message(&mut *w, FrameKind::Response, &json, attachments),
         Err(e) => {
-            let body = ErrorBody::new(ErrorKind::Raised, format!("the response cannot be framed: {e}"));
-            let json = serde_json::to_vec(&error_response(response.id.clone(), body)).unwrap_or_default();
+            let body = ErrorBody::new(
+                ErrorKind::Raised,
+                format!("the response cannot be framed: {e}"),
+            );
+            let json =
+                serde_json::to_vec(&error_response(response.id.clone(), body)).unwrap_or_default();
             frame::write_message(&mut *w, FrameKind::Response, &json, &[])
         }
     }
@@ -179,7 +200,13 @@ fn handle_request(shared: &Shared, json: &[u8], attachments: Vec<Vec<u8>>) -> Op
         return Some((error_response(req.id, e.into_body(&m, &f)), Vec::new()));
     }
     let id = req.id.clone();
-    let (handled, out) = shared.endpoint.dispatch_with(req, Some(SessionCall { env: &shared.env, attachments }));
+    let (handled, out) = shared.endpoint.dispatch_with(
+        req,
+        Some(SessionCall {
+            env: &shared.env,
+            attachments,
+        }),
+    );
     if lock(&shared.cancelled).remove(&id) {
         return None;
     }
@@ -196,7 +223,10 @@ fn cancel(shared: &Shared, body: &[u8]) {
     lock(&shared.cancelled).insert(id.clone());
     crate::process::kill_call_children(&id);
     crate::python::cancel(&id);
-    let body = ErrorBody::new(ErrorKind::Cancelled, "the call was cancelled by the client; its subprocesses were killed");
+    let body = ErrorBody::new(
+        ErrorKind::Cancelled,
+        "the call was cancelled by the client; its subprocesses were killed",
+    );
     if write_response(shared, &error_response(id, body), &[]).is_err() {
         shut_down(None);
     }
@@ -209,7 +239,9 @@ fn resolve_refs(store: &Mutex<HashMap<String, Value>>, req: &mut Request) -> Res
             Value::Object(map) if map.len() == 1 && map.contains_key("$ref") => {
                 let name = map["$ref"].as_str().unwrap_or_default().to_string();
                 *v = store.get(&name).cloned().ok_or_else(|| {
-                    CallError::bad_arguments(format!("no stored value named {name:?} in this session (push it first)"))
+                    CallError::bad_arguments(format!(
+                        "no stored value named {name:?} in this session (push it first)"
+                    ))
                 })?;
                 Ok(())
             }
@@ -222,7 +254,10 @@ fn resolve_refs(store: &Mutex<HashMap<String, Value>>, req: &mut Request) -> Res
     if store.is_empty() {
         return Ok(());
     }
-    req.args.iter_mut().chain(req.kwargs.values_mut()).try_for_each(|v| walk(v, &store))
+    req.args
+        .iter_mut()
+        .chain(req.kwargs.values_mut())
+        .try_for_each(|v| walk(v, &store))
 }
 
 /// The `session` module: named values that live as long as the session.
@@ -230,19 +265,24 @@ fn with_session_module(endpoint: Endpoint, store: Arc<Mutex<HashMap<String, Valu
     let (push, pull, delete, names) = (store.clone(), store.clone(), store.clone(), store);
     endpoint.module("session", move |m| {
         m.doc("values kept in the endpoint between calls of one session");
-        m.function("push", move |name: String, value: sremote_core::protocol::Stored| {
-            lock(&push).insert(name, value.0);
-        })
+        m.function(
+            "push",
+            move |name: String, value: sremote_core::protocol::Stored| {
+                lock(&push).insert(name, value.0);
+            },
+        )
         .params(&["name", "value"])
         .doc("store `value` under `name`; pass {\"$ref\": name} as an argument to use it");
         m.function("pull", move |name: String| -> Result<Value, CallError> {
-            lock(&pull)
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| CallError::raised(format!("no stored value named {name:?} in this session")))
+            lock(&pull).get(&name).cloned().ok_or_else(|| {
+                CallError::raised(format!("no stored value named {name:?} in this session"))
+            })
         })
         .params(&["name"]);
-        m.function("delete", move |name: String| lock(&delete).remove(&name).is_some()).params(&["name"]);
+        m.function("delete", move |name: String| {
+            lock(&delete).remove(&name).is_some()
+        })
+        .params(&["name"]);
         m.function("names", move || {
             let mut v: Vec<String> = lock(&names).keys().cloned().collect();
             v.sort();

@@ -141,7 +141,10 @@ fn exit_codes() {
     // garbage on its stdin: a clear message and exit 3, no panic.
     let out = h.run(&["serve"], b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad frame"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad frame"),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -263,7 +263,13 @@ fn main() {
     let filter: Vec<String> = argv.into_iter().filter(|a| !a.starts_with('-')).collect();
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
-        let selected = |f: &String| if exact { name == f } else { name.contains(f.as_str()) };
+        let selected = |f: &String| {
+            if exact {
+                name == f
+            } else {
+                name.contains(f.as_str())
+            }
+        };
         if !filter.is_empty() && !filter.iter().any(selected) {
             continue;
         }

@@ -34,9 +34,16 @@ pub(crate) fn register(m: &mut ModuleBuilder) {
 
 fn echo(_ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
     let sig = "sys.echo(value: any) -> any";
-    let mut all: Vec<Value> = args.args.into_iter().chain(args.kwargs.into_values()).collect();
+    let mut all: Vec<Value> = args
+        .args
+        .into_iter()
+        .chain(args.kwargs.into_values())
+        .collect();
     if all.len() != 1 {
-        return Err(CallError::bad_arguments(format!("{sig} takes exactly one argument, got {}", all.len())));
+        return Err(CallError::bad_arguments(format!(
+            "{sig} takes exactly one argument, got {}",
+            all.len()
+        )));
     }
     // A `{"$blob": N}` goes back as the same attachment: no copy in session mode.
     Ok(all.remove(0))
