@@ -273,10 +273,12 @@ fn remote_failure(
         Some(script::EXIT_SHORT) => (Kind::Other, "the data was cut short; try again"),
         _ => (Kind::Other, "see the detail for the host's error message"),
     };
-    let detail = if text.is_empty() {
-        format!("the host's script exited with {code:?}")
-    } else {
-        text
+    let detail = match (text.is_empty(), code) {
+        (false, _) => text,
+        (true, Some(script::EXIT_NOT_FOUND)) => "no such file on the host".to_string(),
+        (true, Some(script::EXIT_DENIED)) => "permission denied on the host".to_string(),
+        (true, Some(script::EXIT_BAD_TARGET)) => "not a regular file".to_string(),
+        (true, code) => format!("the transfer script on the host failed (exit {code:?})"),
     };
     ConnectorError::new(kind, c.host_name(), action)
         .detail(detail)
