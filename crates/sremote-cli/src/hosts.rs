@@ -146,12 +146,13 @@ impl Connected {
     }
 }
 
-/// Connect to `host` (a config name or a destination): `local` (this machine, no ssh), a
-/// REST gateway (`newt+https://USER@HOST[:PORT]/BASE/MACHINE`), or an ssh destination —
-/// `[ssh://][user@]host[:port]` or an alias from the ssh config.
-pub async fn connect(host: &str, opts: &HostOptions) -> Result<Arc<dyn Connector>, Error> {
+/// A client for `host` with the host's configured env, path and endpoint dir applied.
+pub async fn client(
+    host: &str,
+    opts: &HostOptions,
+) -> Result<RemoteClient<Arc<dyn Connector>>, Error> {
     let spec = opts.resolve_one(host, "this command")?;
-    Ok(connect_spec(&spec, opts).await?.connector)
+    Ok(connect_spec(&spec, opts).await?.client())
 }
 
 /// Connect to a resolved host.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sremote_core::{Connector, Error, RemoteClient};
+use sremote_core::{Connector, Error};
 use sremote_jobs::units::{parse_duration, parse_size};
 use sremote_jobs::{
     Job, JobError, JobFilter, JobRecord, JobState, JobStore, JobsExt, Resources, Scheduler,
@@ -166,7 +166,7 @@ pub async fn submit(a: SubmitArgs, opts: &HostOptions) -> Result<ExitCode, Error
         (_, _, true) => Scheduler::Pbs,
         _ => Scheduler::Direct,
     };
-    let client = RemoteClient::new(hosts::connect(&a.host, opts).await?);
+    let client = hosts::client(&a.host, opts).await?;
     let mut call = client.call::<Value>(&a.module, &a.function);
     for arg in &a.args {
         call = call.arg(json_or_string(arg));
@@ -242,7 +242,7 @@ async fn open(
         Err(e) => return Ok(Err(e)),
     };
     let target = rec.destination.clone().unwrap_or_else(|| rec.host.clone());
-    let client = RemoteClient::new(hosts::connect(&target, opts).await?);
+    let client = hosts::client(&target, opts).await?;
     Ok(client.job(id, Some(&store)))
 }
 
