@@ -119,14 +119,41 @@ fn spawn_thread(shared: &Arc<Shared>) {
     }
 }
 
+/// Built-in functions that answer at once: a session runs them on the thread that read
+/// them, still holding the reader (no hand-off to another thread, which costs a cross-CPU
+/// wake-up per call). Anything else — and anything with a timeout — lets the next thread
+/// read first, so slow calls never hold up others or a cancel.
+const INLINE: &[(&str, &str)] = &[
+    ("os", "getenv"),
+    ("os", "getpid"),
+    ("os", "environ"),
+    ("os", "getcwd"),
+    ("os", "cpu_count"),
+    ("os", "uname"),
+    ("sys", "version"),
+    ("sys", "location"),
+    ("sys", "echo"),
+    ("session", "push"),
+    ("session", "pull"),
+    ("session", "delete"),
+    ("session", "names"),
+];
+
+fn runs_inline(req: &Request) -> bool {
+    req.timeout_ms.is_none()
+        && req.check_modules.is_empty()
+        && INLINE
+            .iter()
+            .any(|(m, f)| req.module == *m && req.function == *f)
+}
+
 fn serve_loop(shared: Arc<Shared>) {
     loop {
         shared.idle.fetch_add(1, Ordering::SeqCst);
-        let frame = {
-            let mut reader = lock(&shared.reader);
-            shared.idle.fetch_sub(1, Ordering::SeqCst);
-            frame::read(&mut *reader)
-        };
+        let mut guard = lock(&shared.reader);
+        shared.idle.fetch_sub(1, Ordering::SeqCst);
+        let frame = frame::read(&mut *guard);
+        let mut reader = Some(guard);
         match frame {
             Ok(None) => shut_down(None),
             Err(e) => shut_down(Some(format!("bad frame from the client: {e}"))),
@@ -135,11 +162,15 @@ fn serve_loop(shared: Arc<Shared>) {
                 json,
                 attachments,
             })) => {
-                // Someone must be reading while this thread runs the call.
-                if shared.idle.load(Ordering::SeqCst) == 0 {
-                    spawn_thread(&shared);
+                let parsed = Request::parse(&json);
+                if !matches!(&parsed, Ok(req) if runs_inline(req)) {
+                    // Let the next thread read while this one runs the call.
+                    drop(reader.take());
+                    if shared.idle.load(Ordering::SeqCst) == 0 {
+                        spawn_thread(&shared);
+                    }
                 }
-                if let Some((response, out)) = handle_request(&shared, &json, attachments)
+                if let Some((response, out)) = handle_request(&shared, parsed, attachments)
                     && write_response(&shared, &response, &out).is_err()
                 {
                     shut_down(None);
@@ -190,8 +221,12 @@ fn write_response(
 type Reply = (Response, Vec<Vec<u8>>);
 
 /// Run one request; its response and attachments, or `None` when already answered.
-fn handle_request(shared: &Shared, json: &[u8], attachments: Vec<Vec<u8>>) -> Option<Reply> {
-    let mut req = match Request::parse(json) {
+fn handle_request(
+    shared: &Shared,
+    parsed: Result<Request, (Option<String>, ErrorBody)>,
+    attachments: Vec<Vec<u8>>,
+) -> Option<Reply> {
+    let mut req = match parsed {
         Ok(r) => r,
         Err((id, err)) => return Some((error_response(id.unwrap_or_default(), err), Vec::new())),
     };
