@@ -150,13 +150,9 @@ fn main() -> ExitCode {
         .with_ansi(output::colour_stderr())
         .with_writer(std::io::stderr)
         .init();
-    let mut builder = if std::env::var_os("SREMOTE_MT").is_some() {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(2);
-        b
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
+    // One thread: the CLI waits on the network, and a single-threaded runtime has no
+    // cross-thread wake-ups (measured: more calls/s in flight, same latency).
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
