@@ -183,3 +183,34 @@ async fn unprivileged_user_on_a_second_host() {
         .unwrap();
     assert_eq!(user.value, host.user);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_by_hand_then_bootstrap_has_nothing_to_do() {
+    let sshd = Sshd::start().unwrap();
+    let artifact = sremote_core::EndpointArtifact::bundled().expect("bundled endpoint");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("sremote-endpoint");
+    std::fs::write(&bin, artifact.bytes()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/deploy-endpoint.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("-F")
+        .arg(&sshd.ssh_config)
+        .arg(&sshd.alias)
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = connect(&sshd).await.do_bootstrap_install().await.unwrap();
+    assert!(
+        !report.installed,
+        "the hand-deployed endpoint is the right one: {report:?}"
+    );
+}
