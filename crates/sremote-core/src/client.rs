@@ -498,6 +498,22 @@ impl<C: Connector> RemoteClient<C> {
             .map(|r| (resolved, (r, Vec::new())))
     }
 
+    /// An endpoint of another protocol version answers with `ProtocolVersion`: that is
+    /// an endpoint to replace (`NotSetup`), not a failed call.
+    fn check_protocol(&self, response: &Response, action: &str) -> Result<(), Error> {
+        match &response.outcome {
+            Outcome::Error(ErrorBody {
+                kind: ErrorKind::ProtocolVersion,
+                message,
+                ..
+            }) => Err(self.not_setup(
+                action,
+                format!("the endpoint speaks another protocol: {message}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn not_setup(&self, action: &str, reason: String) -> Error {
         Error::NotSetup(Box::new(NotSetupError {
             host: self.host().to_string(),
@@ -568,17 +584,7 @@ impl<C: Connector> RemoteClient<C> {
             None => call.await,
         };
         let (response, atts) = answer.map_err(map)?;
-        if let Outcome::Error(ErrorBody {
-            kind: ErrorKind::ProtocolVersion,
-            message,
-            ..
-        }) = &response.outcome
-        {
-            return Err(self.not_setup(
-                action,
-                format!("the endpoint speaks another protocol: {message}"),
-            ));
-        }
+        self.check_protocol(&response, action)?;
         Ok((response, atts))
     }
 
@@ -635,17 +641,7 @@ impl<C: Connector> RemoteClient<C> {
             Some(0) => protocol_error(e),
             code => protocol_error(format!("endpoint exited with {code:?}: {e}")),
         })?;
-        if let Outcome::Error(ErrorBody {
-            kind: ErrorKind::ProtocolVersion,
-            message,
-            ..
-        }) = &response.outcome
-        {
-            return Err(self.not_setup(
-                action,
-                format!("the endpoint speaks another protocol: {message}"),
-            ));
-        }
+        self.check_protocol(&response, action)?;
         if response.id != request.id {
             return Err(protocol_error(format!(
                 "response id {:?} does not match request id {:?}",
