@@ -12,8 +12,14 @@ pub fn quote(word: &str) -> Cow<'_, str> {
     if !word.is_empty() && word.chars().all(safe) {
         Cow::Borrowed(word)
     } else {
-        Cow::Owned(format!("'{}'", word.replace('\'', r"'\''")))
+        Cow::Owned(quote_always(word))
     }
+}
+
+/// Quote one word always, even a safe one (for generated scripts that read better when
+/// every path looks the same).
+pub fn quote_always(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// Quote every word and join them with spaces.
@@ -39,6 +45,8 @@ mod tests {
         assert_eq!(quote(""), "''");
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote_always("abc"), "'abc'");
+        assert_eq!(quote_always("it's"), quote("it's"));
         assert_eq!(join(["echo", "$(id)", "-n"]), "echo '$(id)' -n");
     }
 

@@ -191,9 +191,10 @@ pub struct BatchSubmission {
     pub argv: Vec<String>,
 }
 
-/// Quote `s` for a POSIX shell: `'…'` with `'` written as `'\''`.
+/// Quote `s` for a POSIX shell: `'…'` with `'` written as `'\''`
+/// ([`sremote_core::shell::quote_always`]).
 pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    sremote_core::shell::quote_always(s)
 }
 
 /// A job name every batch system accepts: `[A-Za-z0-9_.-]`, starting with a letter, at
