@@ -20,6 +20,10 @@ fi
 [ -x "$bin" ] || { echo "deploy-endpoint: $bin is not an executable endpoint" >&2; exit 2; }
 version=$("$bin" version --json | sed -n 's/.*"version": *"\([^"]*\)".*/\1/p')
 [ -n "$version" ] || { echo "deploy-endpoint: cannot read the version of $bin" >&2; exit 2; }
+# The version becomes part of a file name inside the remote command lines below.
+case $version in
+  *[!A-Za-z0-9._+-]*|[.-]*) echo "deploy-endpoint: $bin reports the version \"$version\", not one of [A-Za-z0-9._+-]" >&2; exit 2 ;;
+esac
 sha=$(sha256sum "$bin" | cut -c1-64)
 name="sremote-endpoint-$version"
 tmp=".sremote/bin/.$name.deploy-$$"
