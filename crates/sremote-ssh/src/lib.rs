@@ -210,6 +210,12 @@ impl SshConnectorBuilder {
             b.jump_hosts(&self.jump_hosts);
         }
         let (resolved, host) = b.resolve(destination);
+        // `ssh://-oOption=…` resolves to a host that ssh would read as an option.
+        if host.is_empty() || host.starts_with('-') {
+            return fail(format!(
+                "{host:?} (from {destination:?}) is not a valid ssh host name"
+            ));
+        }
         let (builder, host) = (resolved.into_owned(), host.to_string());
         let name = display_name(&builder, &self, &host).await?;
         let limit = self.connect_timeout.max(Duration::from_secs(1)) * 2 + Duration::from_secs(5);

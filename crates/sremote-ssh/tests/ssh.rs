@@ -90,6 +90,9 @@ async fn bad_destinations_are_refused_before_running_ssh() {
         "-oProxyCommand=touch /tmp/sremote-pwned",
         "a b",
         "host\nx",
+        "ssh://",
+        "ssh://-oProxyCommand=touch${IFS}/tmp/sremote-pwned",
+        "ssh://u@-oProxyCommand=touch${IFS}/tmp/sremote-pwned:22",
     ] {
         let err = SshConnector::connect(dest).await.expect_err(dest);
         assert_eq!(
