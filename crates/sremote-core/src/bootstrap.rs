@@ -253,14 +253,14 @@ fi
 pub(crate) const FINISH_SCRIPT: &str = r#"umask 077
 d="$1"; tmp="$2"; final="$3"; want="$4"
 for sub in "" /bin /tmp /jobs /modules; do
-  mkdir -p -- "$d$sub" && chmod 700 -- "$d$sub" || { echo "cannot create $d$sub" >&2; exit 66; }
+  mkdir -p -- "$d$sub" && chmod 700 -- "$d$sub" || { rm -f -- "$tmp"; echo "cannot create $d$sub" >&2; exit 66; }
 done
 got=$( (sha256sum -- "$tmp" || shasum -a 256 -- "$tmp") 2>/dev/null | cut -c1-64)
 [ -n "$got" ] || got=$("$tmp" version --sha256 2>/dev/null)
 if [ "$got" != "$want" ]; then
   rm -f -- "$tmp"; echo "SHA-256 mismatch after upload: got '$got', want '$want'" >&2; exit 65
 fi
-chmod 755 -- "$tmp" && mv -f -- "$tmp" "$d/bin/$final" || exit 67
+chmod 755 -- "$tmp" && mv -f -- "$tmp" "$d/bin/$final" || { rm -f -- "$tmp"; exit 67; }
 if [ -n "$5" ]; then
   mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$5" > "$HOME/.sremote/.location.tmp" \
     && mv -f -- "$HOME/.sremote/.location.tmp" "$HOME/.sremote/.location" || exit 68
