@@ -281,3 +281,21 @@ async fn many_concurrent_calls_bootstrap_once() {
         c.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn file_mode_leaves_no_request_behind_when_the_endpoint_is_missing() {
+    let (client, home) = client();
+    client.set_auto_bootstrap(false);
+    client.set_call_mode(CallMode::File);
+    let err = client.call::<Value>("os", "getpid").await.unwrap_err();
+    assert!(matches!(err, Error::NotSetup(_)), "{err}");
+    let tmp = home.path().join(".sremote/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "request files left in {}: {left:?}",
+        tmp.display()
+    );
+}

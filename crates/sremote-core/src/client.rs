@@ -599,6 +599,7 @@ impl<C: Connector> RemoteClient<C> {
         let timeout = request
             .timeout_ms
             .map(|ms| Duration::from_millis(ms) + Duration::from_secs(30));
+        let mut request_file = None;
         let mut cmd = match mode {
             CallMode::File => {
                 let req_path = format!("{}/req-{}.json", self.tmp_dir(), request.id);
@@ -606,6 +607,7 @@ impl<C: Connector> RemoteClient<C> {
                     .connector
                     .push(Source::bytes(body).mode(0o600), &req_path)
                     .await?;
+                request_file = Some(req_path.clone());
                 RemoteCommand::new(&endpoint).args(["call", "--consume", &req_path, "-"])
             }
             _ => RemoteCommand::new(&endpoint)
@@ -613,7 +615,17 @@ impl<C: Connector> RemoteClient<C> {
                 .stdin(body.to_vec()),
         };
         cmd.timeout = timeout;
-        let out = self.inner.connector.exec(&cmd).await?;
+        let result = self.inner.connector.exec(&cmd).await;
+        // The endpoint consumes the request file; when it never ran, remove it ourselves
+        // (best effort: the connection may be gone).
+        let consumed = matches!(&result, Ok(out) if !matches!(out.exit_code, Some(126 | 127)));
+        if let (false, Some(path)) = (consumed, request_file) {
+            let rm = RemoteCommand::new("rm")
+                .args(["-f", "--", &path])
+                .timeout(Duration::from_secs(10));
+            let _ = self.inner.connector.exec(&rm).await;
+        }
+        let out = result?;
         match out.exit_code {
             Some(127) => return Err(self.not_setup(action, format!("no endpoint at {endpoint}"))),
             Some(126) => {

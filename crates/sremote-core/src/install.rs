@@ -76,9 +76,9 @@ src=$d/src/$4
 new=$d/src/.$4.new.$$
 rm -rf -- "$new"
 if [ -n "$3" ]; then
-  git clone --quiet --depth 1 --branch "$3" -- "$2" "$new" >&2
+  git -c protocol.ext.allow=never clone --quiet --depth 1 --branch "$3" -- "$2" "$new" >&2
 else
-  git clone --quiet --depth 1 -- "$2" "$new" >&2
+  git -c protocol.ext.allow=never clone --quiet --depth 1 -- "$2" "$new" >&2
 fi || { rm -rf -- "$new"; echo "sremote: git clone of $2 failed" >&2; exit 74; }
 rm -rf -- "$src" && mv -- "$new" "$src" || { echo "sremote: cannot move the clone to $src" >&2; exit 70; }
 pip_install -- "$src" || { echo "sremote: pip install of $src failed" >&2; exit 75; }
