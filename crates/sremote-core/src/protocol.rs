@@ -83,6 +83,12 @@ impl Request {
     /// the request id when it could be read.
     #[allow(clippy::result_large_err)] // the error is the cold path and is sent back as is
     pub fn parse(bytes: &[u8]) -> Result<Request, (Option<String>, ErrorBody)> {
+        // Fast path: one pass into the struct. Anything wrong is diagnosed below.
+        if let Ok(req) = serde_json::from_slice::<Request>(bytes)
+            && req.protocol == PROTOCOL_VERSION
+        {
+            return Ok(req);
+        }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
             (
                 None,
@@ -271,6 +277,11 @@ impl Response {
 
     /// Parse a response. Never panics; the error says what was wrong in one line.
     pub fn parse(bytes: &[u8]) -> Result<Response, String> {
+        if let Ok(resp) = serde_json::from_slice::<Response>(bytes)
+            && resp.protocol == PROTOCOL_VERSION
+        {
+            return Ok(resp);
+        }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| format!("response is not valid JSON: {e}"))?;
         match value.get("protocol").and_then(Value::as_u64) {
