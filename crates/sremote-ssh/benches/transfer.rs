@@ -127,7 +127,7 @@ async fn main() {
         m.as_secs_f64() / o.as_secs_f64()
     );
 
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours, mut theirs, mut theirs_mux) = (Vec::new(), Vec::new(), Vec::new());
     let local = dir.path().join("pulled.bin");
     for _ in 0..rounds {
         let s = Instant::now();
@@ -137,13 +137,17 @@ async fn main() {
         ours.push(s.elapsed());
         let out = Stdio::from(std::fs::File::create(dir.path().join("cat.bin")).unwrap());
         theirs.push(ssh(&sshd, &[], "cat bench/cat.bin", Stdio::null(), out));
+        let out = Stdio::from(std::fs::File::create(dir.path().join("catmux.bin")).unwrap());
+        theirs_mux.push(ssh(&sshd, &mux, "cat bench/cat.bin", Stdio::null(), out));
     }
     assert!(std::fs::read(&local).unwrap() == std::fs::read(&src).unwrap());
-    let (o, t) = (median(ours), median(theirs));
+    let (o, t, m) = (median(ours), median(theirs), median(theirs_mux));
     println!(
-        "pull {mib} MiB: SshConnector {} | ssh 'cat f' {} | ratio {:.2}",
+        "pull {mib} MiB: SshConnector {} | ssh 'cat f' {} | ssh -S mux 'cat f' {} | ratio {:.2} (vs mux {:.2})",
         rate(o),
         rate(t),
-        t.as_secs_f64() / o.as_secs_f64()
+        rate(m),
+        t.as_secs_f64() / o.as_secs_f64(),
+        m.as_secs_f64() / o.as_secs_f64()
     );
 }
