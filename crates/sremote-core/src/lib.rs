@@ -40,6 +40,7 @@ mod local;
 #[cfg(feature = "client")]
 pub use local::LocalConnector;
 
+pub mod civil;
 pub mod frame;
 pub mod shell;
 
