@@ -100,7 +100,7 @@ fi
 if [ -f "$DIR/slurmctld.pid" ] && running "$(cat "$DIR/slurmctld.pid")" \
    && [ -f "$DIR/slurmd.pid" ] && running "$(cat "$DIR/slurmd.pid")" \
    && [ -f "$CONF" ] && [ "$(gen_conf)" = "$(cat "$CONF")" ] \
-   && sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+   && sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated|completing)'; then
   log "already up"; sinfo; exit 0
 fi
 # stale / half-up: tear down what we started before

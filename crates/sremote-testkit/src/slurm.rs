@@ -55,8 +55,12 @@ const SGE: Service = Service {
 fn slurm_is_up() -> bool {
     crate::run(Command::new("scontrol").arg("ping")).is_ok_and(|o| o.contains("is UP"))
         && crate::run(Command::new("sinfo").args(["-h", "-o", "%T"])).is_ok_and(|o| {
-            o.lines()
-                .any(|l| ["idle", "mixed", "allocated"].contains(&l.trim_end_matches('*')))
+            o.lines().any(|l| {
+                // `%T` adds flags: `*` not responding, `+`/`-` more states; a node finishing
+                // a job is `completing`. All of these take jobs.
+                let base = l.trim_end_matches(['*', '+', '-', '~', '#', '!', '%', '$', '@', '^']);
+                ["idle", "mixed", "allocated", "completing"].contains(&base)
+            })
         })
 }
 
@@ -81,8 +85,12 @@ impl Service {
         let lock = open_lock(self.lock)?;
         flock(&lock, libc::LOCK_EX).map_err(|e| failed(format!("lock {}: {e}", self.lock)))?;
         let users = open_lock(self.users)?;
+        // Another live process holds a shared lock: it started or joined the service and may
+        // have jobs in it right now. Never restart it under that process (a node that is
+        // momentarily `completing` must not look broken); join as it is.
+        let in_use = flock(&users, libc::LOCK_EX | libc::LOCK_NB).is_err();
         flock(&users, libc::LOCK_SH).map_err(|e| failed(format!("lock {}: {e}", self.users)))?;
-        if (self.is_up)() {
+        if in_use || (self.is_up)() {
             return Ok(users);
         }
         let mut last = String::new();
