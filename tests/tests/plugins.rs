@@ -129,12 +129,23 @@ async fn bad_plugin_output_names_the_plugin() {
                 .await
                 .unwrap_err();
             let text = err.to_string();
-            assert_eq!(err.remote_kind(), Some(ErrorKind::Raised), "{text}");
+            let Error::Protocol(p) = &err else {
+                panic!("a Protocol error, not {err:?}")
+            };
             assert!(
-                text.contains(&format!(".sremote/modules/{module}")),
-                "names the plugin: {text}"
+                p.module
+                    .as_deref()
+                    .is_some_and(|m| m.ends_with(&format!(".sremote/modules/{module}"))),
+                "names the plugin: {p:?}"
+            );
+            assert!(
+                text.contains(&format!(".sremote/modules/{module}")) && !text.contains("bootstrap"),
+                "names the plugin, and does not send the user to bootstrap: {text}"
             );
             assert!(text.contains(expect), "{text}");
+            if module == "garbled" {
+                assert_eq!(p.received, "this is not json\n", "{p:?}");
+            }
         }
     }
 }

@@ -346,6 +346,7 @@ impl<C: Connector> RemoteClient<C> {
                     .chars()
                     .take(300)
                     .collect(),
+                module: None,
             })));
         }
         Ok(facts)

@@ -548,6 +548,7 @@ impl<C: Connector> RemoteClient<C> {
                     action: action.to_string(),
                     detail,
                     received,
+                    module: None,
                 }))
             }
             SessionError::Transport(e) => Error::Transport(e),
@@ -647,6 +648,7 @@ impl<C: Connector> RemoteClient<C> {
                 action: action.to_string(),
                 detail,
                 received: received.chars().take(300).collect(),
+                module: None,
             }))
         };
         let response = Response::parse(&out.stdout).map_err(|e| match out.exit_code {
@@ -721,6 +723,21 @@ impl<C: Connector> RemoteClient<C> {
                     host,
                     missing: missing.unwrap_or_else(|| request.check_modules.clone()),
                     present: present.unwrap_or_default(),
+                })))
+            }
+            Outcome::Error(e) if e.kind == ErrorKind::Protocol => {
+                let quoted = |key: &str| e.data.get(key).and_then(Value::as_str).map(str::to_owned);
+                Err(Error::Protocol(Box::new(ProtocolError {
+                    host,
+                    action: action.to_string(),
+                    module: quoted("plugin")
+                        .or_else(|| quoted("module"))
+                        .or(Some(format!(
+                            "module {}",
+                            e.module.as_deref().unwrap_or(&request.module)
+                        ))),
+                    received: quoted("output").unwrap_or_default(),
+                    detail: e.message,
                 })))
             }
             Outcome::Error(e) => Err(Error::RemoteExec(Box::new(RemoteExecError {

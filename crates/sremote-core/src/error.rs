@@ -154,7 +154,8 @@ pub struct NotSetupError {
     pub reason: String,
 }
 
-/// The endpoint answered with something that is not a valid response.
+/// Something answered with what is not a valid answer: the endpoint itself (its response
+/// or session stream), or a module behind it (a plugin executable, the Python bridge).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolError {
     pub host: String,
@@ -162,6 +163,29 @@ pub struct ProtocolError {
     pub detail: String,
     /// The start of what was received, for diagnosis.
     pub received: String,
+    /// The module whose answer was garbled, e.g. the plugin's path on the host; `None`
+    /// when it was the endpoint's own answer.
+    pub module: Option<String>,
+}
+
+impl ProtocolError {
+    fn source_and_hint(&self) -> (String, String) {
+        match &self.module {
+            None => (
+                "the endpoint".into(),
+                format!(
+                    "the endpoint may be broken or of another version: run `sremote bootstrap {}`",
+                    self.host
+                ),
+            ),
+            Some(m) => (
+                m.clone(),
+                "fix the module so that it prints one JSON answer (see PROTOCOL.md, \"Plugin \
+                 executables\")"
+                    .into(),
+            ),
+        }
+    }
 }
 
 /// The value came back but did not fit the requested Rust type.
@@ -208,9 +232,9 @@ pub enum Error {
     ModulesMissing(Box<ModulesMissingError>),
 
     #[error(
-        "{} on {}: garbled answer from the endpoint: {} (received: {:?}) — the endpoint may be \
-         broken or of another version: run `sremote bootstrap {}`",
-        .0.action, .0.host, .0.detail, .0.received, .0.host
+        "{} on {}: garbled answer from {}: {} (received: {:?}) — {}",
+        .0.action, .0.host, .0.source_and_hint().0, .0.detail, .0.received,
+        .0.source_and_hint().1
     )]
     Protocol(Box<ProtocolError>),
 

@@ -156,6 +156,11 @@ pub enum ErrorKind {
     Timeout,
     /// The call was cancelled by the client.
     Cancelled,
+    /// A module behind the endpoint (a plugin executable, the Python bridge) answered the
+    /// endpoint with output that is not a valid answer. The message names the module;
+    /// `data.plugin` (or `data.module`) and `data.output` quote it. Clients report it as
+    /// their protocol error (`Error::Protocol` in Rust).
+    Protocol,
     /// A kind this client version does not know (sent by a newer endpoint).
     #[serde(other)]
     Unknown,
@@ -175,6 +180,7 @@ impl ErrorKind {
             ErrorKind::ModulesMissing => "ModulesMissing",
             ErrorKind::Timeout => "Timeout",
             ErrorKind::Cancelled => "Cancelled",
+            ErrorKind::Protocol => "Protocol",
             ErrorKind::Unknown => "Unknown",
         }
     }

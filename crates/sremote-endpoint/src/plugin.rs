@@ -8,7 +8,7 @@
 //!
 //! An `error.kind` that is one of the protocol's kinds is kept; any other kind (e.g. a
 //! Python exception name) becomes `Raised` with the kind in front of the message. Output
-//! that is not such an object is reported as `Raised` with a message starting
+//! that is not such an object is reported as kind `Protocol` with a message starting
 //! `plugin <path> answered with invalid JSON` that quotes what it printed.
 
 use std::path::Path;
@@ -70,13 +70,16 @@ pub(crate) fn call(path: &Path, req: &Request) -> CallOutput {
         return out;
     }
     let invalid = |why: String| {
-        CallError::raised(format!(
+        CallError::new(
+            ErrorKind::Protocol,
+            format!(
             "plugin {} answered with invalid JSON ({why}); it must print one object \
              {{\"ok\": value}} or {{\"error\": {{\"kind\", \"message\"}}}}; exit status {}; it printed: {}",
             path.display(),
             finished.returncode(),
             quote(&finished.stdout)
-        ))
+            ),
+        )
         .with_data(serde_json::json!({
             "plugin": path.display().to_string(),
             "status": finished.returncode(),

@@ -326,11 +326,18 @@ struct ReplyError {
 impl Reply {
     fn parse(line: &[u8], python: &Path) -> Result<Reply, CallError> {
         serde_json::from_slice(line).map_err(|e| {
-            CallError::raised(format!(
-                "the Python bridge ({}) answered with invalid JSON ({e}): {}",
-                python.display(),
-                String::from_utf8_lossy(&line[..line.len().min(500)])
-            ))
+            let output = String::from_utf8_lossy(&line[..line.len().min(500)]).into_owned();
+            CallError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "the Python bridge ({}) answered with invalid JSON ({e}): {output}",
+                    python.display(),
+                ),
+            )
+            .with_data(serde_json::json!({
+                "module": format!("Python bridge ({})", python.display()),
+                "output": output,
+            }))
         })
     }
 

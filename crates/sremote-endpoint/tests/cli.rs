@@ -468,7 +468,8 @@ esac
         "FunctionNotFound"
     );
     let e = h.err("shellplug", "garbage", json!([]));
-    assert_eq!(kind(&e), "Raised");
+    assert_eq!(kind(&e), "Protocol");
+    assert_eq!(e["data"]["output"], "this is not json\n");
     assert!(
         msg(&e).starts_with("plugin ") && msg(&e).contains("answered with invalid JSON"),
         "{}",

@@ -321,6 +321,7 @@ fn check_modules_and_plugins_with_a_fixed_sremote_dir() {
     assert_eq!(ep.location().modules, dir.path().join("modules"));
     // The plugin echoes the request back: it is not `{"ok"}` / `{"error"}`.
     let e = err(ep.handle(request("echo", "f", json!([]))));
+    assert_eq!(e.kind, ErrorKind::Protocol);
     assert!(
         e.message.contains("answered with invalid JSON"),
         "{}",
