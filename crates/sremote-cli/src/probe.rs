@@ -264,4 +264,15 @@ mod tests {
         assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<String>(), "abc");
         assert_eq!(pct(Some(512), Some(1024)), "512 B (50%)");
     }
+
+    #[test]
+    fn gpu_memory_is_bytes() {
+        // As `sys.probe` sends it: nvidia-smi's MiB turned into bytes.
+        let p: Probe = serde_json::from_value(json!({"gpus": [
+            {"name": "NVIDIA A100", "memory_total": 40960u64 << 20, "memory_free": 40000u64 << 20},
+            {"name": "NVIDIA A100", "memory_total": 40960u64 << 20, "memory_free": 960u64 << 20},
+        ]}))
+        .unwrap();
+        assert_eq!(gpus(&p), "2x NVIDIA A100 (40.0 GiB of 80.0 GiB free)");
+    }
 }

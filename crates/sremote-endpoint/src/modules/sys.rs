@@ -64,7 +64,7 @@ fn location(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
     Ok(serde_json::to_value(ctx.location())?)
 }
 
-/// A GPU as `nvidia-smi` reports it (memory in MiB).
+/// A GPU as `nvidia-smi` reports it, memory in bytes (`nvidia-smi` gives MiB).
 #[derive(Debug, Serialize, PartialEq)]
 struct Gpu {
     name: String,
@@ -153,15 +153,19 @@ fn gpus() -> Vec<Gpu> {
     }
 }
 
+/// `name, memory.total, memory.free` lines (`--format=csv,noheader,nounits`: MiB) into
+/// GPUs with sizes in bytes, like every size of `sys.probe`. A field that is not a number
+/// (`[N/A]`, `[Not Supported]`) is unknown.
 fn parse_gpus(csv: &str) -> Vec<Gpu> {
+    let mib = |v: &str| v.parse::<u64>().ok().and_then(|n| n.checked_mul(1 << 20));
     csv.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let mut fields = line.split(',').map(str::trim);
             Gpu {
                 name: fields.next().unwrap_or_default().to_string(),
-                memory_total: fields.next().and_then(|v| v.parse().ok()),
-                memory_free: fields.next().and_then(|v| v.parse().ok()),
+                memory_total: fields.next().and_then(mib),
+                memory_free: fields.next().and_then(mib),
             }
         })
         .collect()
@@ -203,12 +207,19 @@ mod tests {
         );
         assert_eq!(meminfo_bytes("MemTotal: 1 kB", "Mem"), None);
         assert_eq!(
-            parse_gpus("NVIDIA A100-SXM4-40GB, 40960, 40000\n\n"),
-            vec![Gpu {
-                name: "NVIDIA A100-SXM4-40GB".into(),
-                memory_total: Some(40960),
-                memory_free: Some(40000)
-            }]
+            parse_gpus("NVIDIA A100-SXM4-40GB, 40960, 40000\n\nTesla K80, [N/A], 11441\n"),
+            vec![
+                Gpu {
+                    name: "NVIDIA A100-SXM4-40GB".into(),
+                    memory_total: Some(40960 << 20),
+                    memory_free: Some(40000 << 20)
+                },
+                Gpu {
+                    name: "Tesla K80".into(),
+                    memory_total: None,
+                    memory_free: Some(11441 * 1024 * 1024)
+                }
+            ]
         );
     }
 }
