@@ -7,7 +7,7 @@
 //! ssh_config = "~/.ssh/config.nersc"        # like `ssh -F`
 //! endpoint_dir = "$SCRATCH/.sremote"        # the sremote dir on the host
 //! env = { OMP_NUM_THREADS = "8" }           # set for every call, exec and run
-//! path = ["/global/common/software/bin"]    # prepended to PATH for every call and run
+//! path = ["/global/common/software/bin"]    # prepended to PATH for every call, exec and run
 //! scheduler = "slurm"                       # direct | slurm | pbs | sge (for jobs)
 //! partitions = [{ name = "debug", cores = 128, max_time = "30m", gpus = 4 }]
 //!

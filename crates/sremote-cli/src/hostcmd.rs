@@ -23,7 +23,7 @@ SREMOTE_CONFIG):
   ssh_config = \"~/.ssh/config.nersc\"         # like ssh -F
   endpoint_dir = \"scratch/.sremote\"          # the endpoint's directory on the host
   env = { OMP_NUM_THREADS = \"8\" }            # set for every call, exec and run
-  path = [\"/opt/tools/bin\"]                  # put first in PATH for every call and run
+  path = [\"/opt/tools/bin\"]                  # first in PATH for every call, exec and run
   scheduler = \"slurm\"                        # direct | slurm | pbs | sge (jobs)
   partitions = [\"debug\", { name = \"gpu\", cores = 64, max_time = \"12h\", gpus = 4 }]
 

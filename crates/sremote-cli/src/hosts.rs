@@ -135,15 +135,37 @@ impl Connected {
         client
     }
 
-    /// `program args…` with the host's configured env.
+    /// `program args…` with the host's configured env and path additions (the path
+    /// through [`PATH_WRAPPER`]: the program and its arguments stay argv words).
     pub fn command(&self, argv: &[String]) -> RemoteCommand {
-        let mut cmd =
-            RemoteCommand::new(argv.first().cloned().unwrap_or_default()).args(argv.iter().skip(1));
+        let mut cmd = if self.spec.path.is_empty() {
+            RemoteCommand::new(argv.first().cloned().unwrap_or_default())
+                .args(argv.iter().skip(1))
+        } else {
+            RemoteCommand::new("/bin/sh").args(with_path(&self.spec.path, argv))
+        };
         for (k, v) in &self.spec.env {
             cmd = cmd.env(k, v);
         }
         cmd
     }
+}
+
+/// Puts `$1` (the configured path, `:`-joined; empty: none) first in PATH, then becomes
+/// the program `$2…`. Variable data reaches it only as positional arguments.
+pub const PATH_WRAPPER: &str =
+    r#"p=$1; shift; if [ -n "$p" ]; then PATH=$p:$PATH; export PATH; fi; exec "$@""#;
+
+/// The arguments of `/bin/sh` that run `argv` with `path` first in PATH.
+pub fn with_path(path: &[String], argv: &[String]) -> Vec<String> {
+    let mut out = vec![
+        "-c".to_string(),
+        PATH_WRAPPER.to_string(),
+        "sremote-path".to_string(),
+        path.join(":"),
+    ];
+    out.extend(argv.iter().cloned());
+    out
 }
 
 /// A client for `host` with the host's configured env, path and endpoint dir applied.

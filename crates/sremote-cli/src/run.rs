@@ -180,15 +180,8 @@ async fn detach(
                 (Some(d), None) => d.clone(),
                 (None, None) => ".".into(),
             };
-            let mut wrapped = vec![
-                "/bin/sh".to_string(),
-                "-c".into(),
-                r#"p=$1; shift; if [ -n "$p" ]; then PATH=$p:$PATH; export PATH; fi; exec "$@""#
-                    .into(),
-                "sremote-run".into(),
-                spec.path.join(":"),
-            ];
-            wrapped.extend(argv.iter().cloned());
+            let mut wrapped = vec!["/bin/sh".to_string()];
+            wrapped.extend(crate::hosts::with_path(&spec.path, argv));
             let vars: std::collections::BTreeMap<&String, &String> = spec
                 .env
                 .iter()

@@ -55,6 +55,18 @@ fn hosts_lists_the_config_and_its_settings_apply_to_calls() {
     assert_eq!(text(&out.stdout), "yes it is\n");
     let out = client.run(&["run", "me", "--", "sh", "-c", "echo \"${PATH%%:*}\""]);
     assert_eq!(text(&out.stdout), "/opt/sremote-test/bin\n");
+    let out = client.run(&["exec", "me", "--", "sh", "-c", "echo \"${PATH%%:*}\""]);
+    assert_eq!(
+        text(&out.stdout),
+        "/opt/sremote-test/bin\n",
+        "exec gets the configured path first in PATH: {}",
+        text(&out.stderr)
+    );
+    // Through that wrapper the arguments are still data, and a missing program is 127.
+    let out = client.run(&["exec", "me", "--", "printf", "[%s]\n", "$(echo no)", "a  b;"]);
+    assert_eq!(text(&out.stdout), "[$(echo no)]\n[a  b;]\n");
+    let out = client.run(&["exec", "me", "--", "no-such-program-here"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
     let out = client.run(&[
         "run",
         "me,local",
