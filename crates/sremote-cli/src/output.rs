@@ -101,10 +101,17 @@ pub fn warn(msg: &str) {
     eprintln!("{} {msg}", paint("warning:", Style::Warn, colour_stderr()));
 }
 
-/// The CLI's exit code for an error: 3 transport, 2 usage, 1 anything else.
+/// The CLI's exit code for an error (the table in `--help` and the README): 3 when the
+/// host cannot be reached or talked to, 2 usage, 1 anything else — including transport
+/// errors about what was asked on a host that answered (a missing file, no permission, a
+/// value that cannot be passed, an operation the connector lacks).
 pub fn exit_code(e: &Error) -> u8 {
+    use sremote_core::ConnectorErrorKind as K;
     match e {
-        Error::Transport(_) => 3,
+        Error::Transport(t) => match t.kind {
+            K::NotFound | K::PermissionDenied | K::InvalidInput | K::Unsupported => 1,
+            _ => 3,
+        },
         Error::Usage(_) => 2,
         _ => 1,
     }
@@ -219,5 +226,18 @@ mod tests {
         let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    BB\nxyz  1\n");
         assert_eq!(visible_len(&paint("ok", Style::Ok, true)), 2);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_table() {
+        use sremote_core::{ConnectorError, ConnectorErrorKind as K};
+        let t = |kind| exit_code(&Error::Transport(ConnectorError::new(kind, "h", "pull x")));
+        for kind in [K::Connect, K::Auth, K::HostKey, K::Disconnected, K::Timeout, K::Other] {
+            assert_eq!(t(kind), 3, "{kind}: the host cannot be reached or talked to");
+        }
+        for kind in [K::NotFound, K::PermissionDenied, K::InvalidInput, K::Unsupported] {
+            assert_eq!(t(kind), 1, "{kind}: the host answered, the operation failed");
+        }
+        assert_eq!(exit_code(&Error::Usage("x".into())), 2);
     }
 }

@@ -88,8 +88,9 @@ fn exit_codes_tell_remote_usage_and_transport_failures_apart() {
         ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    // A missing file is the host's answer, not a failure to reach it: 1, like a failed call.
     let out = sremote(home.path(), &["pull", "local", "no/such/file", "x"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("NotFound"));
 }
 

@@ -140,7 +140,7 @@ fn trees_round_trip(one_by_one: bool) {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(back.join("one.bin")).unwrap().len(), 300_000);
     let out = client.run(&["pull", "alpha", "no/such dir", back.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
         err.starts_with("error: ") && err.contains("no/such dir") && err.contains("\n  hint: "),
