@@ -109,7 +109,7 @@ where
     while let Some((i, r)) = rx.recv().await {
         let host = &targets.hosts[i].name;
         if !targets.fanout {
-            return single(r, opts.json);
+            return single(r, opts.json, host);
         }
         match r {
             Ok(o) => {
@@ -129,10 +129,7 @@ where
             }
             Err(e) => {
                 if opts.json {
-                    println!(
-                        "{}",
-                        json!({"host": host, "ok": false, "error": output::error_json(&e)})
-                    );
+                    println!("{}", output::error_object(Some(host), &e));
                 } else {
                     report_error(host, &e);
                 }
@@ -166,7 +163,7 @@ pub fn summary(total: usize, failed: &[(String, String, u8)]) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn single(r: Result<Outcome, Error>, json: bool) -> ExitCode {
+fn single(r: Result<Outcome, Error>, json: bool, host: &str) -> ExitCode {
     match r {
         Ok(o) => {
             if json {
@@ -187,7 +184,7 @@ fn single(r: Result<Outcome, Error>, json: bool) -> ExitCode {
             ExitCode::from(o.code)
         }
         Err(e) => {
-            output::print_error(&e);
+            output::report(&e, json, Some(host));
             ExitCode::from(output::exit_code(&e))
         }
     }

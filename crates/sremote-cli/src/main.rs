@@ -160,10 +160,11 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    let json = cli.json;
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            output::print_error(&e);
+            output::report(&e, json, None);
             ExitCode::from(output::exit_code(&e))
         }
     };

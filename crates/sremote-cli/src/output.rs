@@ -137,6 +137,29 @@ pub fn error_json(e: &Error) -> serde_json::Value {
     serde_json::json!({"kind": error_kind(e), "message": msg, "hint": hint, "exit_code": exit_code(e)})
 }
 
+/// A failed host (or command, `host` `None`) under `--json`:
+/// `{"host": …, "ok": false, "error": {kind, message, hint, exit_code}}`.
+pub fn error_object(host: Option<&str>, e: &Error) -> serde_json::Value {
+    let mut v = serde_json::json!({"ok": false, "error": error_json(e)});
+    if let Some(h) = host {
+        v["host"] = serde_json::json!(h);
+    }
+    v
+}
+
+/// Report a failure: with `--json` the [`error_object`] on stdout (one line, as a fan-out
+/// prints it), else the text of [`print_error`] on stderr.
+pub fn report(e: &Error, json: bool, host: Option<&str>) {
+    if json {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", error_object(host, e));
+        let _ = out.flush();
+    } else {
+        print_error(e);
+    }
+}
+
 /// `1.5 GiB`, `312 KiB`, `17 B`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -232,11 +255,31 @@ mod tests {
     fn exit_codes_follow_the_table() {
         use sremote_core::{ConnectorError, ConnectorErrorKind as K};
         let t = |kind| exit_code(&Error::Transport(ConnectorError::new(kind, "h", "pull x")));
-        for kind in [K::Connect, K::Auth, K::HostKey, K::Disconnected, K::Timeout, K::Other] {
-            assert_eq!(t(kind), 3, "{kind}: the host cannot be reached or talked to");
+        for kind in [
+            K::Connect,
+            K::Auth,
+            K::HostKey,
+            K::Disconnected,
+            K::Timeout,
+            K::Other,
+        ] {
+            assert_eq!(
+                t(kind),
+                3,
+                "{kind}: the host cannot be reached or talked to"
+            );
         }
-        for kind in [K::NotFound, K::PermissionDenied, K::InvalidInput, K::Unsupported] {
-            assert_eq!(t(kind), 1, "{kind}: the host answered, the operation failed");
+        for kind in [
+            K::NotFound,
+            K::PermissionDenied,
+            K::InvalidInput,
+            K::Unsupported,
+        ] {
+            assert_eq!(
+                t(kind),
+                1,
+                "{kind}: the host answered, the operation failed"
+            );
         }
         assert_eq!(exit_code(&Error::Usage("x".into())), 2);
     }

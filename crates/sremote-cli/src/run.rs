@@ -105,7 +105,7 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
                 Ok(End::Signalled) => {
                     serde_json::json!({"host": spec.name, "exit_code": null, "signalled": true})
                 }
-                Err(e) => serde_json::json!({"host": spec.name, "error": output::error_json(e)}),
+                Err(e) => output::error_object(Some(&spec.name), e),
             };
             println!("{v}");
         }
@@ -127,6 +127,8 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
                 );
                 Ok(ExitCode::from(1))
             }
+            // Already printed as JSON above.
+            Err(e) if opts.json => Ok(ExitCode::from(output::exit_code(&e))),
             Err(e) => Err(e),
         };
     }

@@ -65,6 +65,52 @@ fn json_output_is_the_whole_response() {
 }
 
 #[test]
+fn json_failures_are_the_fanout_error_object() {
+    let home = tempfile::tempdir().unwrap();
+    let json_line = |out: &Output| -> serde_json::Value {
+        let stdout = text(&out.stdout);
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    // One host, as with several: {"host", "ok": false, "error": {kind, message, hint, exit_code}}.
+    let out = sremote(
+        home.path(),
+        &["--json", "call", "local", "nosuchmodule", "f"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_line(&out);
+    assert_eq!((&v["host"], &v["ok"]), (&"local".into(), &false.into()));
+    assert_eq!(v["error"]["kind"], "ModuleNotFound");
+    assert_eq!(v["error"]["exit_code"], 1);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nosuchmodule")
+    );
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let out = sremote(
+        home.path(),
+        &["pull", "local", "no/such/file", "x", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_line(&out);
+    assert_eq!(v["error"]["kind"], "NotFound");
+    assert!(v["error"]["hint"].is_string(), "{v}");
+    let out = sremote(
+        home.path(),
+        &["--json", "run", "local", "--", "no-such-program-x"],
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    // Failures before any host is reached: the same object without a host.
+    let out = sremote(home.path(), &["--json", "exec", "@nogroup", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json_line(&out);
+    assert_eq!(v["error"]["kind"], "Usage");
+    assert!(v.get("host").is_none(), "{v}");
+}
+
+#[test]
 fn exit_codes_tell_remote_usage_and_transport_failures_apart() {
     let home = tempfile::tempdir().unwrap();
     let out = sremote(home.path(), &["call", "local", "nosuchmodule", "f"]);
