@@ -1,7 +1,6 @@
 //! `call`, `exec`, `bootstrap`, `bench`, `endpoint info`: the basic commands, each on one
 //! host or fanned out over several.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use sremote_core::{CallMode, CallOutput, EndpointArtifact, Error};
 
 use crate::fanout::{self, Outcome};
-use crate::hosts::{HostOptions, connect_spec};
+use crate::hosts::{HostOptions, connect_spec, connect_transport};
 
 pub const CALL_EXAMPLES: &str = "Examples:
   sremote call local os getenv HOME
@@ -42,11 +41,6 @@ pub struct CallArgs {
     /// Set an environment variable for the call (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Call through this custom endpoint binary (built with the sremote-endpoint
-    /// library) instead of the stock one; it is installed on HOST first when missing or
-    /// changed, as `sremote bootstrap --endpoint PATH` does.
-    #[arg(long, value_name = "PATH", env = "SREMOTE_CUSTOM_ENDPOINT")]
-    pub endpoint: Option<PathBuf>,
 }
 
 /// Run a program on HOST; its stdout, stderr and exit code pass through.
@@ -83,9 +77,6 @@ pub struct ExecArgs {
 pub struct BootstrapArgs {
     /// Host, config name, a,b,c or @group.
     pub host: String,
-    /// Install this endpoint binary instead of the bundled one (a custom endpoint).
-    #[arg(long)]
-    pub endpoint: Option<PathBuf>,
 }
 
 /// Measure call latency and throughput: `os.getenv("HOME")` N times.
@@ -166,9 +157,6 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         async move {
             let (a, kwargs, env, timeout, args) = &*a;
             let client = connect_spec(&spec, &opts).await?.client();
-            if let Some(path) = &a.endpoint {
-                client.do_bootstrap_install_with(path).await?;
-            }
             let mut call = client.call::<Value>(&a.module, &a.function).mode(a.mode);
             for v in args {
                 call = call.arg(v.clone());
@@ -231,7 +219,7 @@ pub async fn exec(a: ExecArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         let (a, opts) = (a.clone(), o.clone());
         async move {
             let (a, env, timeout) = &*a;
-            let c = connect_spec(&spec, &opts).await?;
+            let c = connect_transport(&spec, &opts).await?;
             let mut cmd = c.command(&a.argv);
             cmd.cwd = a.cwd.clone();
             cmd.timeout = *timeout;
@@ -269,14 +257,17 @@ pub async fn exec(a: ExecArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
 
 pub async fn bootstrap(a: BootstrapArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
     let targets = opts.resolve(&[&a.host])?;
-    let endpoint = Arc::new(a.endpoint);
     let o = opts.clone();
     Ok(fanout::each(targets, &opts, move |spec| {
-        let (endpoint, opts) = (endpoint.clone(), o.clone());
+        let opts = o.clone();
         async move {
-            let client = connect_spec(&spec, &opts).await?.client();
-            let report = match &*endpoint {
-                Some(path) => client.do_bootstrap_install_with(path).await?,
+            let c = connect_transport(&spec, &opts).await?;
+            let client = c.base_client();
+            let report = match &c.endpoint {
+                Some(custom) => {
+                    c.artifact(custom)?;
+                    client.do_bootstrap_install_with(&custom.path).await?
+                }
                 None => client.do_bootstrap_install().await?,
             };
             let what = if report.installed {
@@ -320,10 +311,11 @@ pub async fn bench(a: BenchArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn endpoint_info(json_out: bool) -> Result<ExitCode, Error> {
-    let artifact = match std::env::var_os("SREMOTE_ENDPOINT") {
-        Some(p) => Some(EndpointArtifact::from_file(std::path::Path::new(&p))?),
-        None => EndpointArtifact::bundled(),
+pub fn endpoint_info(json_out: bool, custom: Option<&std::path::Path>) -> Result<ExitCode, Error> {
+    let artifact = match (custom, std::env::var_os("SREMOTE_ENDPOINT")) {
+        (Some(p), _) => Some(EndpointArtifact::custom(p)?),
+        (None, Some(p)) => Some(EndpointArtifact::from_file(std::path::Path::new(&p))?),
+        (None, None) => EndpointArtifact::bundled(),
     };
     let Some(a) = artifact else {
         return Err(Error::Usage(

@@ -6,6 +6,7 @@
 //! destination = "alice@perlmutter.nersc.gov" # default: the host's name (an ssh alias)
 //! ssh_config = "~/.ssh/config.nersc"        # like `ssh -F`
 //! endpoint_dir = "$SCRATCH/.sremote"        # the sremote dir on the host
+//! endpoint = "~/build/my-endpoint"          # a custom endpoint binary (local path) to use
 //! env = { OMP_NUM_THREADS = "8" }           # set for every call, exec and run
 //! path = ["/global/common/software/bin"]    # prepended to PATH for every call, exec and run
 //! scheduler = "slurm"                       # direct | slurm | pbs | sge (for jobs)
@@ -106,6 +107,9 @@ pub struct HostSpec {
     pub destination: String,
     pub ssh_config: Option<PathBuf>,
     pub endpoint_dir: Option<String>,
+    /// A custom endpoint binary (a local file, built with the `sremote-endpoint` library)
+    /// to install and call instead of the stock endpoint.
+    pub endpoint: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub path: Vec<String>,
     pub scheduler: Option<SchedulerKind>,
@@ -145,6 +149,7 @@ struct RawHost {
     destination: Option<Spanned<String>>,
     ssh_config: Option<String>,
     endpoint_dir: Option<String>,
+    endpoint: Option<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -169,6 +174,7 @@ const HOST_KEYS: &[&str] = &[
     "destination",
     "ssh_config",
     "endpoint_dir",
+    "endpoint",
     "env",
     "path",
     "scheduler",
@@ -322,12 +328,30 @@ impl Config {
                     },
                 })
                 .collect();
+            let endpoint = match h.endpoint {
+                Some(e) if e.get_ref().trim().is_empty() => {
+                    return Err(at(
+                        Some(e.span()),
+                        "endpoint is empty: give the path of a custom endpoint binary, or remove the key",
+                    ));
+                }
+                // `~/` is the home directory; a relative path is relative to the config file.
+                Some(e) => {
+                    let p = expand_home(e.get_ref());
+                    Some(match path.parent() {
+                        Some(dir) if p.is_relative() => dir.join(p),
+                        _ => p,
+                    })
+                }
+                None => None,
+            };
             let spec = HostSpec {
                 name: name.clone(),
                 connector,
                 destination,
                 ssh_config: h.ssh_config.map(|p| expand_home(&p)),
                 endpoint_dir: h.endpoint_dir,
+                endpoint,
                 env: h.env,
                 path: h.path,
                 scheduler: h.scheduler,
@@ -530,8 +554,10 @@ partitions = ["debug", { name = "gpu", cores = 64, max_time = "12h", gpus = 4 }]
 
 [hosts.me]
 connector = "local"
+endpoint = "bin/my-endpoint"
 
 [hosts.lab]
+endpoint = "/opt/ep"
 
 [groups]
 all = ["pm", "@small"]
@@ -548,6 +574,16 @@ small = ["me", "lab", "bob@elsewhere"]
         assert_eq!(pm.partitions[1].gpus, Some(4));
         assert_eq!(pm.partitions[1].max_time.as_deref(), Some("12h"));
         assert_eq!(cfg.hosts["me"].connector, ConnectorKind::Local);
+        assert_eq!(
+            cfg.hosts["me"].endpoint.as_deref(),
+            Some(Path::new("/cfg/bin/my-endpoint")),
+            "relative to the config file"
+        );
+        assert_eq!(
+            cfg.hosts["lab"].endpoint.as_deref(),
+            Some(Path::new("/opt/ep"))
+        );
+        assert_eq!(pm.endpoint, None);
         assert_eq!(cfg.hosts["lab"].destination, "lab");
         assert_eq!(
             cfg.group_members("all").unwrap(),

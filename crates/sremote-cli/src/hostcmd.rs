@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sremote_core::{Error, RemoteCommand};
 
 use crate::fanout;
-use crate::hosts::{HostOptions, connect_spec};
+use crate::hosts::{Client, Connected, CustomEndpoint, HostOptions, connect_transport};
 use crate::output;
 
 pub const CONFIG_HELP: &str =
@@ -22,6 +22,7 @@ SREMOTE_CONFIG):
   destination = \"alice@perlmutter.nersc.gov\" # default: the name itself (an ssh alias)
   ssh_config = \"~/.ssh/config.nersc\"         # like ssh -F
   endpoint_dir = \"scratch/.sremote\"          # the endpoint's directory on the host
+  endpoint = \"~/build/my-endpoint\"          # a custom endpoint binary (local path) to use
   env = { OMP_NUM_THREADS = \"8\" }            # set for every call, exec and run
   path = [\"/opt/tools/bin\"]                  # first in PATH for every call, exec and run
   scheduler = \"slurm\"                        # direct | slurm | pbs | sge (jobs)
@@ -89,7 +90,7 @@ fn list(opts: &HostOptions) -> Result<ExitCode, Error> {
             println!(
                 "{}",
                 json!({"host": name, "connector": h.connector.name(), "destination": h.destination,
-                       "ssh_config": h.ssh_config, "endpoint_dir": h.endpoint_dir, "env": h.env, "path": h.path,
+                       "ssh_config": h.ssh_config, "endpoint_dir": h.endpoint_dir, "endpoint": h.endpoint, "env": h.env, "path": h.path,
                        "scheduler": h.scheduler.map(|s| s.name()), "partitions": parts,
                        "groups": groups_of(name)})
             );
@@ -135,6 +136,43 @@ fn list(opts: &HostOptions) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The endpoint's version, or why there is no usable endpoint (nothing is installed).
+async fn version(client: &Client) -> Result<Result<String, String>, Error> {
+    match client.call::<Value>("sys", "version").await {
+        Ok(out) => Ok(Ok(out.meta.endpoint_version)),
+        Err(Error::NotSetup(e)) => Ok(Err(e.reason.clone())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the host has this very custom endpoint (by SHA-256); when it has, `client`
+/// calls it from now on. Installs nothing.
+async fn custom_installed(
+    c: &Connected,
+    client: &Client,
+    custom: &CustomEndpoint,
+) -> Result<bool, Error> {
+    let artifact = c.artifact(custom)?;
+    let mut facts = client.probe_host(&artifact.install_name).await?;
+    // A host whose endpoint lives elsewhere says so in `~/.sremote/.location`.
+    let moved = facts
+        .location
+        .as_deref()
+        .and_then(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .and_then(|v| v.get("sremote")?.as_str().map(str::to_owned))
+        .filter(|d| c.spec.endpoint_dir.is_none() && !d.is_empty() && *d != client.sremote_dir());
+    if let Some(dir) = moved {
+        client.set_sremote_dir(dir);
+        facts = client.probe_host(&artifact.install_name).await?;
+    }
+    if facts.installed_sha256.as_deref() != Some(artifact.sha256.as_str()) {
+        return Ok(false);
+    }
+    // Current: this "install" is one probe and points the client at it.
+    client.do_bootstrap_install_with(&custom.path).await?;
+    Ok(true)
+}
+
 struct Check {
     connect: Duration,
     /// `Ok(version)`, or why there is no usable endpoint.
@@ -162,14 +200,22 @@ async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, E
         let opts = o.clone();
         async move {
             let t = Instant::now();
-            let c = connect_spec(&spec, &opts).await?;
+            let c = connect_transport(&spec, &opts).await?;
             let connect = t.elapsed();
-            let client = c.client();
+            let client = c.base_client();
             client.set_auto_bootstrap(false);
-            let endpoint = match client.call::<Value>("sys", "version").await {
-                Ok(out) => Ok(out.meta.endpoint_version),
-                Err(Error::NotSetup(e)) => Err(e.reason.clone()),
-                Err(e) => return Err(e),
+            let endpoint = match &c.endpoint {
+                None => version(&client).await?,
+                Some(custom) => {
+                    if custom_installed(&c, &client, custom).await? {
+                        version(&client).await?
+                    } else {
+                        Err(format!(
+                            "the custom endpoint {} is not installed, or another build is",
+                            custom.path.display()
+                        ))
+                    }
+                }
             };
             let mut latency = Duration::MAX;
             for _ in 0..3 {

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use sremote_core::{Connector, Error, LocalConnector, RemoteClient, RemoteCommand};
+use sremote_core::{
+    Connector, EndpointArtifact, Error, LocalConnector, RemoteClient, RemoteCommand,
+};
 use sremote_rest::{NewtConnector, NewtTarget};
 use sremote_ssh::SshConnector;
 
@@ -21,6 +23,9 @@ pub struct HostOptions {
     pub parallel: usize,
     /// One JSON object per result instead of text.
     pub json: bool,
+    /// A custom endpoint binary for every host (`--endpoint`, `$SREMOTE_CUSTOM_ENDPOINT`);
+    /// it wins over a host's `endpoint` in the config.
+    pub endpoint: Option<PathBuf>,
     config: OnceLock<Arc<Config>>,
 }
 
@@ -30,12 +35,14 @@ impl HostOptions {
         config_path: Option<PathBuf>,
         parallel: usize,
         json: bool,
+        endpoint: Option<PathBuf>,
     ) -> Self {
         HostOptions {
             ssh_config,
             config_path,
             parallel: parallel.max(1),
             json,
+            endpoint,
             config: OnceLock::new(),
         }
     }
@@ -110,6 +117,17 @@ pub struct Targets {
     pub hosts: Vec<HostSpec>,
 }
 
+/// The client type of the CLI.
+pub type Client = RemoteClient<Arc<dyn Connector>>;
+
+/// A custom endpoint binary and where it was named (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomEndpoint {
+    pub path: PathBuf,
+    /// `--endpoint` (or its variable), or the host's config entry.
+    pub origin: String,
+}
+
 /// A connected host.
 #[derive(Debug, Clone)]
 pub struct Connected {
@@ -117,11 +135,68 @@ pub struct Connected {
     pub connector: Arc<dyn Connector>,
     /// The ssh connector itself, for ssh hosts (tunnels use its control socket).
     pub ssh: Option<SshConnector>,
+    /// The custom endpoint calls on this host go to, if any.
+    pub endpoint: Option<CustomEndpoint>,
+    /// The client, made (and a custom endpoint installed) once per connection.
+    client: Arc<tokio::sync::OnceCell<Client>>,
 }
 
 impl Connected {
-    /// A client with the host's configured env, path and endpoint dir.
-    pub fn client(&self) -> RemoteClient<Arc<dyn Connector>> {
+    /// The client for calls on this host: the host's configured env, path and endpoint
+    /// dir applied, and the custom endpoint, when one is named (`--endpoint`,
+    /// `$SREMOTE_CUSTOM_ENDPOINT` or the host's `endpoint` key), already installed by
+    /// [`connect_spec`] and used for every call. Clones share it.
+    ///
+    /// After [`connect_transport`] (which leaves the endpoint alone) use
+    /// [`Connected::endpoint_client`].
+    pub fn client(&self) -> Client {
+        if let Some(c) = self.client.get() {
+            return c.clone();
+        }
+        if self.endpoint.is_some() {
+            tracing::warn!(
+                host = %self.spec.name,
+                "client() before the custom endpoint was installed: calls go to the stock endpoint"
+            );
+        }
+        let c = self.base_client();
+        let _ = self.client.set(c.clone());
+        self.client.get().cloned().unwrap_or(c)
+    }
+
+    /// [`Connected::client`], installing the custom endpoint first if that has not been
+    /// done on this connection yet (one probe `exec` when it is current).
+    pub async fn endpoint_client(&self) -> Result<Client, Error> {
+        self.client
+            .get_or_try_init(|| async {
+                let client = self.base_client();
+                if let Some(custom) = &self.endpoint {
+                    self.artifact(custom)?;
+                    client.do_bootstrap_install_with(&custom.path).await?;
+                }
+                Ok(client)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The custom endpoint as an artifact, or an error naming where it was configured.
+    pub fn artifact(&self, custom: &CustomEndpoint) -> Result<EndpointArtifact, Error> {
+        EndpointArtifact::custom(&custom.path).map_err(|e| {
+            Error::Usage(format!(
+                "cannot use the custom endpoint {} for {} (named by {}): {} — build it (see \
+                 examples/custom-endpoint), or fix the path",
+                custom.path.display(),
+                self.spec.name,
+                custom.origin,
+                crate::output::split_hint(&e.to_string()).0
+            ))
+        })
+    }
+
+    /// A client with the host's configured env, path and endpoint dir, and nothing
+    /// installed (`hosts check` looks before it installs anything).
+    pub fn base_client(&self) -> Client {
         let client = RemoteClient::new(self.connector.clone());
         for (k, v) in &self.spec.env {
             client.register_remote_env_variable(k, v);
@@ -139,8 +214,7 @@ impl Connected {
     /// through [`PATH_WRAPPER`]: the program and its arguments stay argv words).
     pub fn command(&self, argv: &[String]) -> RemoteCommand {
         let mut cmd = if self.spec.path.is_empty() {
-            RemoteCommand::new(argv.first().cloned().unwrap_or_default())
-                .args(argv.iter().skip(1))
+            RemoteCommand::new(argv.first().cloned().unwrap_or_default()).args(argv.iter().skip(1))
         } else {
             RemoteCommand::new("/bin/sh").args(with_path(&self.spec.path, argv))
         };
@@ -168,21 +242,52 @@ pub fn with_path(path: &[String], argv: &[String]) -> Vec<String> {
     out
 }
 
-/// A client for `host` with the host's configured env, path and endpoint dir applied.
-pub async fn client(
-    host: &str,
-    opts: &HostOptions,
-) -> Result<RemoteClient<Arc<dyn Connector>>, Error> {
+/// A client for `host` as [`Connected::client`] makes it: configured env, path and
+/// endpoint dir applied, a custom endpoint installed and used when one is named.
+pub async fn client(host: &str, opts: &HostOptions) -> Result<Client, Error> {
     let spec = opts.resolve_one(host, "this command")?;
     Ok(connect_spec(&spec, opts).await?.client())
 }
 
-/// Connect to a resolved host.
+/// The custom endpoint for `spec`: `--endpoint`/`$SREMOTE_CUSTOM_ENDPOINT`, else the
+/// host's `endpoint` key.
+pub fn custom_endpoint(spec: &HostSpec, opts: &HostOptions) -> Option<CustomEndpoint> {
+    if let Some(p) = &opts.endpoint {
+        return Some(CustomEndpoint {
+            path: p.clone(),
+            origin: "--endpoint / SREMOTE_CUSTOM_ENDPOINT".into(),
+        });
+    }
+    let p = spec.endpoint.as_ref()?;
+    let file = opts
+        .config()
+        .ok()
+        .map_or_else(|| "the config".to_string(), |c| c.path_text());
+    Some(CustomEndpoint {
+        path: p.clone(),
+        origin: format!("`endpoint` of [hosts.{}] in {file}", spec.name),
+    })
+}
+
+/// Connect to a resolved host for calls: when a custom endpoint is named for it, that
+/// binary is installed now (when missing or changed) and [`Connected::client`] calls it.
 pub async fn connect_spec(spec: &HostSpec, opts: &HostOptions) -> Result<Connected, Error> {
+    let c = connect_transport(spec, opts).await?;
+    if c.endpoint.is_some() {
+        c.endpoint_client().await?;
+    }
+    Ok(c)
+}
+
+/// Connect to a resolved host for programs and files only: nothing is installed (a
+/// custom endpoint waits for [`Connected::endpoint_client`]).
+pub async fn connect_transport(spec: &HostSpec, opts: &HostOptions) -> Result<Connected, Error> {
     let done = |connector: Arc<dyn Connector>, ssh| Connected {
         spec: spec.clone(),
         connector,
         ssh,
+        endpoint: custom_endpoint(spec, opts),
+        client: Arc::default(),
     };
     match spec.connector {
         ConnectorKind::Local => Ok(done(Arc::new(LocalConnector::new()), None)),

@@ -72,6 +72,16 @@ struct Cli {
     /// Machine-readable output: JSON (one object per host when there are several).
     #[arg(long, global = true)]
     json: bool,
+    /// Use this custom endpoint binary (built with the sremote-endpoint library) instead
+    /// of the stock one on every host this command talks to: installed first when missing
+    /// or changed. Wins over a host's `endpoint` in the config.
+    #[arg(
+        long,
+        global = true,
+        env = "SREMOTE_CUSTOM_ENDPOINT",
+        value_name = "PATH"
+    )]
+    endpoint: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -179,6 +189,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         cli.config.clone(),
         cli.parallel,
         cli.json,
+        cli.endpoint.clone(),
     ));
     match cli.command {
         Command::Call(a) => commands::call(a, opts).await,
@@ -196,7 +207,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Jobs { what } => jobs::run(what, &opts).await,
         Command::Endpoint {
             what: EndpointCommand::Info,
-        } => commands::endpoint_info(cli.json),
+        } => commands::endpoint_info(cli.json, cli.endpoint.as_deref()),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "sremote", &mut std::io::stdout());

@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 use crate::commands::key_value;
 use crate::config::HostSpec;
 use crate::fanout;
-use crate::hosts::{Connected, HostOptions, connect_spec};
+use crate::hosts::{Connected, HostOptions, connect_spec, connect_transport};
 use crate::output;
 
 /// How long a program may take to stop after SIGINT before it gets SIGKILL.
@@ -273,7 +273,7 @@ impl Job {
         mut cancel: watch::Receiver<u32>,
     ) -> Result<End, Error> {
         let c = tokio::select! {
-            c = connect_spec(&spec, opts) => c?,
+            c = connect_transport(&spec, opts) => c?,
             _ = cancel.changed() => return Err(Error::Usage("interrupted".into())),
         };
         let nonce = nonce();

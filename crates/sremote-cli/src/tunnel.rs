@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::config::ConnectorKind;
-use crate::hosts::{Connected, HostOptions, connect_spec};
+use crate::hosts::{Connected, HostOptions, connect_transport};
 
 /// Forward a local port to a port on HOST, until Ctrl-C.
 #[derive(Args, Debug)]
@@ -60,7 +60,7 @@ pub async fn tunnel(a: TunnelArgs, opts: Arc<HostOptions>) -> Result<ExitCode, E
             a.remote_host
         )));
     }
-    let c = Arc::new(connect_spec(&spec, &opts).await?);
+    let c = Arc::new(connect_transport(&spec, &opts).await?);
     let port = a.local_port.unwrap_or(a.remote_port);
     let listener = TcpListener::bind((a.bind.as_str(), port))
         .await

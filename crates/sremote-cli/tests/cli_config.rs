@@ -63,7 +63,15 @@ fn hosts_lists_the_config_and_its_settings_apply_to_calls() {
         text(&out.stderr)
     );
     // Through that wrapper the arguments are still data, and a missing program is 127.
-    let out = client.run(&["exec", "me", "--", "printf", "[%s]\n", "$(echo no)", "a  b;"]);
+    let out = client.run(&[
+        "exec",
+        "me",
+        "--",
+        "printf",
+        "[%s]\n",
+        "$(echo no)",
+        "a  b;",
+    ]);
     assert_eq!(text(&out.stdout), "[$(echo no)]\n[a  b;]\n");
     let out = client.run(&["exec", "me", "--", "no-such-program-here"]);
     assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
@@ -171,4 +179,122 @@ fn completions_and_help_with_examples() {
     }
     let out = client.run(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The file names in the endpoint's `bin` directory under `home`.
+fn installed(home: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(home.join(".sremote/bin"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_custom_endpoint_named_in_the_config_serves_every_command() {
+    // A copy of the stock endpoint stands in for a custom one: it is installed under its
+    // own name (sremote-endpoint-<version>-<sha12>), so the path the endpoint reports
+    // tells which binary answered.
+    let stock = Client::new("");
+    let out = stock.run(&["bootstrap", "local"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stock_names = installed(stock.home.path());
+    assert_eq!(stock_names.len(), 1, "{stock_names:?}");
+
+    let client = Client::new(
+        "[hosts.mine]\nconnector = \"local\"\nendpoint = \"ep/custom-endpoint\"\n\n\
+         [hosts.broken]\nconnector = \"local\"\nendpoint = \"nope/missing\"\n",
+    );
+    let custom = client.home.path().join("ep/custom-endpoint");
+    std::fs::create_dir_all(custom.parent().unwrap()).unwrap();
+    std::fs::copy(
+        stock.home.path().join(".sremote/bin").join(&stock_names[0]),
+        &custom,
+    )
+    .unwrap();
+    let out = client.run(&[
+        "endpoint",
+        "info",
+        "--json",
+        "--endpoint",
+        custom.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name = info["install_name"].as_str().unwrap().to_string();
+    assert!(name.starts_with(&format!("{}-", stock_names[0])), "{name}");
+
+    // probe, the first command on this host: it installs the custom endpoint, not the stock one.
+    let out = client.run(&["probe", "mine", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(installed(client.home.path()), [name.clone()]);
+    // call, bench, hosts check: all answered by it (the config names it; no flag).
+    let out = client.run(&["call", "mine", "sys", "version", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let exe = v["ok"]["exe"].as_str().unwrap();
+    assert!(exe.ends_with(&format!("/.sremote/bin/{name}")), "{exe}");
+    let out = client.run(&["bench", "mine", "--calls", "3", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = client.run(&["hosts", "check", "mine", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["endpoint_version"].is_string(), "{v}");
+    assert_eq!(installed(client.home.path()), [name.clone()]);
+
+    // hosts check installs nothing: elsewhere it reports the custom endpoint missing.
+    let other = Client::new(&format!(
+        "[hosts.mine]\nconnector = \"local\"\nendpoint = \"{}\"\n",
+        custom.display()
+    ));
+    let out = other.run(&["hosts", "check", "mine", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["endpoint_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("custom endpoint")),
+        "{v}"
+    );
+    assert!(installed(other.home.path()).is_empty());
+    // SREMOTE_CUSTOM_ENDPOINT (like --endpoint) applies to any host, config or not.
+    let out = other
+        .command(&["exec", "local", "--", "true"])
+        .env("SREMOTE_CUSTOM_ENDPOINT", &custom)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        installed(other.home.path()).is_empty(),
+        "exec needs no endpoint"
+    );
+    let out = other
+        .command(&["call", "local", "os", "getpid"])
+        .env("SREMOTE_CUSTOM_ENDPOINT", &custom)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(installed(other.home.path()), [name.clone()]);
+
+    // A missing binary: a usage error naming the file, the host and where it was named.
+    let out = client.run(&["call", "broken", "os", "getpid"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("nope/missing")
+            && err.contains("[hosts.broken]")
+            && err.contains(&client.config.display().to_string())
+            && err.contains("hint:"),
+        "{err}"
+    );
+    let out = client.run(&["call", "mine", "os", "getpid", "--endpoint", "/no/such/ep"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--endpoint"),
+        "{}",
+        text(&out.stderr)
+    );
 }
