@@ -24,6 +24,11 @@ impl Bars {
         }
     }
 
+    /// Whether bars are drawn (a terminal, not `--json`).
+    pub fn visible(&self) -> bool {
+        self.multi.is_some()
+    }
+
     /// A bar for `total` bytes, labelled (e.g. with the host).
     pub fn bar(&self, total: u64, label: &str) -> Bar {
         let Some(multi) = &self.multi else {

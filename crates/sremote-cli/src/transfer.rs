@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::batch::{self, Batch};
 use crate::fanout::{self, Outcome};
-use crate::hosts::{Connected, HostOptions, connect_spec};
+use crate::hosts::{Connected, HostOptions, connect_transport};
 use crate::progress::{Bar, Bars};
 use crate::walk::{self, Excludes, LocalFile, LocalTree};
 
@@ -133,7 +133,7 @@ pub async fn push(a: PushArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
             } else {
                 String::new()
             };
-            let c = connect_spec(&spec, &opts).await?;
+            let c = connect_transport(&spec, &opts).await?;
             let started = Instant::now();
             let moved = match &tree {
                 Some(tree) => {
@@ -331,14 +331,20 @@ pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
             if local.is_dir() || a.local.to_string_lossy().ends_with('/') {
                 local = local.join(basename(&a.remote));
             }
-            let c = connect_spec(&spec, &opts).await?;
+            let c = connect_transport(&spec, &opts).await?;
             let label = if fan {
                 spec.name.clone()
             } else {
                 String::new()
             };
             let started = Instant::now();
-            let bar = bars.bar(0, &label);
+            // The bar's total first (rate and ETA need it), only when there is a bar.
+            let total = if bars.visible() {
+                remote_size(&c, &a.remote).await.unwrap_or(0)
+            } else {
+                0
+            };
+            let bar = bars.bar(total, &label);
             let cb = bar.file_callback();
             let first = c
                 .connector
@@ -363,8 +369,11 @@ pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                 }
                 // Not a file: a directory? (asked through the endpoint)
                 Err(e) => {
-                    let client = c.client();
-                    match walk::remote_stat(&client, &a.remote).await {
+                    let stat = match c.endpoint_client().await {
+                        Ok(client) => walk::remote_stat(&client, &a.remote).await,
+                        Err(other) => Err(other),
+                    };
+                    match stat {
                         Ok(Some(st)) if st.is_dir => {
                             bar.abandon();
                             pull_tree(&c, &a.remote, &local, &ex, &bars, &label).await
@@ -385,6 +394,19 @@ pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
     .await)
 }
 
+/// Size in bytes of the file `path` on the host (`wc -c`, the path an argument), or
+/// `None` when it is not a readable file.
+async fn remote_size(c: &Connected, path: &str) -> Option<u64> {
+    let cmd = RemoteCommand::new("/bin/sh")
+        .args(["-c", r#"exec wc -c < "$1""#, "sremote-size", path])
+        .timeout(std::time::Duration::from_secs(30));
+    let out = c.connector.exec(&cmd).await.ok()?;
+    if !out.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 async fn pull_tree(
     c: &Connected,
     remote: &str,
@@ -393,7 +415,7 @@ async fn pull_tree(
     bars: &Bars,
     label: &str,
 ) -> Result<Moved, Error> {
-    let client = c.client();
+    let client = c.endpoint_client().await?;
     let tree = walk::remote_tree(&client, remote, ex)
         .await?
         .ok_or_else(|| {

@@ -295,6 +295,21 @@ fn progress_bar_and_colour_only_on_a_terminal() {
         "no progress on the terminal: {screen:?}"
     );
     assert!(screen.contains("1 file in"), "{screen:?}");
+    // A single-file pull knows its total too (the remote size is asked first).
+    let back = client.home.path().join("back.bin");
+    let pull = [
+        "pull",
+        "local",
+        dest.to_str().unwrap(),
+        back.to_str().unwrap(),
+    ];
+    let (code, screen) = under_pty(&client, &pull);
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains("/48.00 MiB") && !screen.contains("/0 B"),
+        "pull's bar has no total: {screen:?}"
+    );
+    assert_eq!(std::fs::metadata(&back).unwrap().len(), 48 << 20);
     let out = client
         .command(&args)
         .stderr(Stdio::piped())
