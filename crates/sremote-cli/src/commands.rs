@@ -81,7 +81,18 @@ pub struct BootstrapArgs {
 
 /// Measure call latency and throughput: `os.getenv("HOME")` N times.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "The first calls (up to 20) warm up — bootstrap, session — and are not counted.
+Several hosts are measured at the same time; --parallel 1 measures one after another.
+
+Examples:
+  sremote bench local
+  sremote bench gpu1 --mode pipe --calls 200        # one endpoint process per call
+  sremote bench gpu1 --concurrency 16               # throughput with 16 calls in flight
+  sremote bench @cluster --parallel 1 --json        # every host of a group, one by one"
+)]
 pub struct BenchArgs {
+    /// Host, config name, a,b,c or @group.
     pub host: String,
     /// Call path: auto, session, pipe or file.
     #[arg(long, default_value = "auto", value_parser = parse_mode)]
@@ -291,24 +302,34 @@ pub async fn bootstrap(a: BootstrapArgs, opts: Arc<HostOptions>) -> Result<ExitC
 }
 
 pub async fn bench(a: BenchArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
-    let spec = opts.resolve_one(&a.host, "`sremote bench`")?;
-    let client = connect_spec(&spec, &opts).await?.client();
-    let r = crate::bench::run(client, a.mode, a.calls, a.concurrency).await?;
-    if opts.json {
-        println!("{}", r.to_json());
-    } else {
-        println!(
-            "{}: {} calls, {} in flight, mode {}: p50 {:.1} µs, p99 {:.1} µs, {:.0} calls/s",
-            a.host,
-            r.calls,
-            r.concurrency,
-            mode_name(r.mode),
-            r.p50.as_secs_f64() * 1e6,
-            r.p99.as_secs_f64() * 1e6,
-            r.calls_per_s()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    let targets = opts.resolve(&[&a.host])?;
+    let fan = targets.fanout;
+    let a = Arc::new(a);
+    let o = opts.clone();
+    Ok(fanout::each(targets, &opts, move |spec| {
+        let (a, opts) = (a.clone(), o.clone());
+        async move {
+            let client = connect_spec(&spec, &opts).await?.client();
+            let r = crate::bench::run(client, a.mode, a.calls, a.concurrency).await?;
+            // Several hosts: the fan-out prefixes each line with its host.
+            let host = if fan {
+                String::new()
+            } else {
+                format!("{}: ", spec.name)
+            };
+            let text = format!(
+                "{host}{} calls, {} in flight, mode {}: p50 {:.1} µs, p99 {:.1} µs, {:.0} calls/s",
+                r.calls,
+                r.concurrency,
+                mode_name(r.mode),
+                r.p50.as_secs_f64() * 1e6,
+                r.p99.as_secs_f64() * 1e6,
+                r.calls_per_s()
+            );
+            Ok(Outcome::text(text, r.to_json()))
+        }
+    })
+    .await)
 }
 
 pub fn endpoint_info(json_out: bool, custom: Option<&std::path::Path>) -> Result<ExitCode, Error> {

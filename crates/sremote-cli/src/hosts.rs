@@ -102,7 +102,7 @@ impl HostOptions {
         let mut t = self.resolve(&[arg])?;
         if t.fanout || t.hosts.len() != 1 {
             return Err(Error::Usage(format!(
-                "{command} works on one host, and {arg:?} is a list or a group — name one host"
+                "{command} works on one host only (no a,b,c lists or @groups), and {arg:?} is a list or a group — name one host"
             )));
         }
         Ok(t.hosts.remove(0))

@@ -65,6 +65,30 @@ fn json_output_is_the_whole_response() {
 }
 
 #[test]
+fn bench_takes_lists_and_tunnel_says_it_does_not() {
+    let home = tempfile::tempdir().unwrap();
+    let out = sremote(home.path(), &["bench", "local,local", "--calls", "30"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("local | 30 calls, 1 in flight"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = sremote(home.path(), &["bench", "local,", "--calls", "30"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = sremote(home.path(), &["--json", "bench", "local", "--calls", "30"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["calls"], 30, "{v}");
+    let out = sremote(home.path(), &["tunnel", "local,other", "8888"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`sremote tunnel` works on one host only"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn json_failures_are_the_fanout_error_object() {
     let home = tempfile::tempdir().unwrap();
     let json_line = |out: &Output| -> serde_json::Value {
