@@ -52,9 +52,22 @@ pub struct HostsArgs {
 #[derive(Subcommand, Debug)]
 pub enum HostsCommand {
     /// List the configured hosts and groups (the default).
+    #[command(after_help = "Examples:
+  sremote hosts list
+  sremote hosts list --json                     # one object per host, with its settings
+  sremote hosts --config ./lab.toml             # another config file")]
     List,
     /// Connect to hosts (default: all configured) and report reachability, endpoint
     /// version and latency.
+    #[command(
+        after_help = "Installs nothing: a host without the endpoint (or without the custom endpoint
+its config names) is reported as `no endpoint`.
+
+Examples:
+  sremote hosts check                           # every configured host
+  sremote hosts check gpu1,lab @cluster
+  sremote hosts check @gpu --json               # one object per host"
+    )]
     Check {
         /// Config names, destinations, a,b,c or @group.
         names: Vec<String>,

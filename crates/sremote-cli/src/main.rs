@@ -121,6 +121,7 @@ enum Command {
         what: jobs::JobsCommand,
     },
     /// About the endpoint binary this program deploys.
+    #[command(after_help = ENDPOINT_EXAMPLES)]
     Endpoint {
         #[command(subcommand)]
         what: EndpointCommand,
@@ -133,9 +134,17 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+const ENDPOINT_EXAMPLES: &str = "Examples:
+  sremote endpoint info                            # the endpoint bundled in sremote
+  sremote endpoint info --json
+  sremote endpoint info --endpoint ./my-endpoint   # a custom endpoint: its install name
+  SREMOTE_ENDPOINT=./sremote-endpoint-linux-aarch64 sremote endpoint info";
+
 #[derive(Subcommand, Debug)]
 enum EndpointCommand {
-    /// Version, SHA-256, target and origin of the endpoint binary.
+    /// Version, SHA-256, target and origin of the endpoint binary (`--endpoint`: that
+    /// custom endpoint; `$SREMOTE_ENDPOINT`: that build).
+    #[command(after_help = ENDPOINT_EXAMPLES)]
     Info,
 }
 

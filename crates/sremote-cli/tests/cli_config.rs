@@ -169,9 +169,26 @@ fn completions_and_help_with_examples() {
         "{help}"
     );
     for cmd in [
-        "run", "push", "sync", "probe", "tunnel", "hosts", "exec", "call",
+        "run",
+        "push",
+        "pull",
+        "sync",
+        "probe",
+        "tunnel",
+        "hosts",
+        "hosts list",
+        "hosts check",
+        "exec",
+        "call",
+        "bootstrap",
+        "bench",
+        "endpoint",
+        "endpoint info",
+        "completions",
     ] {
-        let out = client.run(&[cmd, "--help"]);
+        let mut args: Vec<&str> = cmd.split(' ').collect();
+        args.push("--help");
+        let out = client.run(&args);
         assert!(
             text(&out.stdout).contains("Examples:"),
             "{cmd} --help has no examples"
