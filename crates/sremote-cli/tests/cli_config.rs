@@ -248,7 +248,7 @@ fn a_custom_endpoint_named_in_the_config_serves_every_command() {
     // probe, the first command on this host: it installs the custom endpoint, not the stock one.
     let out = client.run(&["probe", "mine", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(installed(client.home.path()), [name.clone()]);
+    assert_eq!(installed(client.home.path()), vec![name.clone()]);
     // call, bench, hosts check: all answered by it (the config names it; no flag).
     let out = client.run(&["call", "mine", "sys", "version", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -261,7 +261,7 @@ fn a_custom_endpoint_named_in_the_config_serves_every_command() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["endpoint_version"].is_string(), "{v}");
-    assert_eq!(installed(client.home.path()), [name.clone()]);
+    assert_eq!(installed(client.home.path()), vec![name.clone()]);
 
     // hosts check installs nothing: elsewhere it reports the custom endpoint missing.
     let other = Client::new(&format!(
@@ -294,7 +294,7 @@ fn a_custom_endpoint_named_in_the_config_serves_every_command() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(installed(other.home.path()), [name.clone()]);
+    assert_eq!(installed(other.home.path()), vec![name.clone()]);
 
     // A missing binary: a usage error naming the file, the host and where it was named.
     let out = client.run(&["call", "broken", "os", "getpid"]);
