@@ -114,6 +114,11 @@ async fn killed_endpoint_fails_calls_in_flight_then_a_new_session_opens() {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    let text = err.to_string();
+    assert!(
+        text.contains("call subprocess.run") && text.contains(client.host()),
+        "the error must name the call and the host: {text}"
+    );
     let second: u32 = client.call::<u32>("os", "getpid").await.unwrap().value;
     assert_ne!(first, second, "a fresh endpoint serves the next call");
 }
@@ -141,7 +146,10 @@ async fn garbage_on_the_stream_is_a_protocol_error() {
     fake_endpoint(
         &client,
         home.path(),
-        "#!/bin/sh\nprintf 'SRMT\\000\\001\\r\\n\\003\\000\\000\\000\\001{}'\nprintf 'this is not a frame at all'\ncat >/dev/null\n",
+        &format!(
+            "#!/bin/sh\n{}\nprintf 'this is not a frame at all'\ncat >/dev/null\n",
+            printf_hello(r#"{"protocol":1}"#)
+        ),
     );
     let err = client.call::<Value>("os", "getpid").await.unwrap_err();
     assert!(matches!(err, Error::Protocol(_)), "{err}");
@@ -205,4 +213,98 @@ async fn sixty_four_mib_both_ways_as_raw_attachments() {
         .await
         .unwrap();
     assert!(back.value.0 == data, "64 MiB came back changed");
+}
+
+/// `get` of a cancelled call: `Cancelled`, or the value when the call won the race.
+async fn cancelled_or_value(call: &mut sremote_core::AsyncCall<LocalConnector, Value>, what: &str) {
+    match call.get(Some(Duration::from_secs(20))).await {
+        Ok(_) => {}
+        Err(e) if e.remote_kind() == Some(ErrorKind::Cancelled) => {}
+        Err(e) => panic!("{what}: get after cancel: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_right_after_start_never_hangs() {
+    let (client, _home) = client();
+    let _: CallOutput<u32> = client.call("os", "getpid").await.unwrap();
+    // The session is open: the cancel must never overtake the request on the stream.
+    for i in 0..200 {
+        let mut call = if i % 2 == 0 {
+            client.call_async::<Value>("os", "getpid", args![])
+        } else {
+            client.call_async::<Value>("subprocess", "run", args![["sleep", "30"]])
+        };
+        if i % 10 == 9 {
+            tokio::task::yield_now().await;
+        }
+        call.cancel().await.unwrap();
+        let started = Instant::now();
+        cancelled_or_value(&mut call, &format!("session call {i}")).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "call {i}");
+    }
+    // Pipe and file mode calls while a session is open: stopped on the client side.
+    for mode in [CallMode::Pipe, CallMode::File] {
+        for i in 0..4 {
+            let mut call = client
+                .call::<Value>("subprocess", "run")
+                .arg(["sleep", "8"])
+                .mode(mode)
+                .spawn();
+            if i % 2 == 1 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let started = Instant::now();
+            call.cancel().await.unwrap();
+            let err = call
+                .get(Some(Duration::from_secs(20)))
+                .await
+                .expect_err("sleep 8 cannot finish first");
+            assert_eq!(
+                err.remote_kind(),
+                Some(ErrorKind::Cancelled),
+                "{mode:?}: {err}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "{mode:?} call {i} was not stopped: {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    let _: CallOutput<u32> = client.call("os", "getpid").await.unwrap();
+}
+
+/// A shell `printf` command writing the session greeting with Hello body `json`.
+fn printf_hello(json: &str) -> String {
+    let mut bytes = sremote_core::frame::MAGIC.to_vec();
+    bytes.extend(
+        sremote_core::frame::encode(sremote_core::frame::FrameKind::Hello, json.as_bytes())
+            .unwrap(),
+    );
+    let escaped: String = bytes.iter().map(|b| format!("\\{b:03o}")).collect();
+    format!("printf '{escaped}'")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_of_another_protocol_version_is_not_set_up() {
+    let (client, home) = client();
+    let hello = r#"{"protocol":2,"version":"9.0.0","pid":1,"capabilities":[]}"#;
+    fake_endpoint(
+        &client,
+        home.path(),
+        &format!("#!/bin/sh\n{}\ncat >/dev/null\n", printf_hello(hello)),
+    );
+    let err = client.call::<Value>("os", "getpid").await.unwrap_err();
+    assert!(matches!(err, Error::NotSetup(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("protocol 2") && text.contains("sremote bootstrap"),
+        "{text}"
+    );
+    // With bootstrap on, the call replaces the endpoint and runs.
+    client.set_auto_bootstrap(true);
+    let pid: CallOutput<u32> = client.call("os", "getpid").await.unwrap();
+    assert!(pid.value > 1);
+    assert_eq!(pid.meta.mode, CallMode::Session);
 }

@@ -3,16 +3,18 @@
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::client::{CallMode, RemoteClient};
+use crate::client::{CallMode, RemoteClient, lock};
 use crate::connector::Connector;
-use crate::error::Error;
-use crate::protocol::{Request, with_attachments};
+use crate::error::{Error, RemoteExecError};
+use crate::protocol::{ErrorKind, Request, with_attachments};
+use crate::session::Canceller;
 
 /// Call arguments; build with [`args!`](crate::args) or from a `Vec<Value>`.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct CallBuilder<'a, C, T> {
     pub(crate) attachments: Vec<Vec<u8>>,
     pub(crate) check_modules: Vec<String>,
     pub(crate) mode: Option<CallMode>,
+    /// Set for a call started with [`spawn`](CallBuilder::spawn): lets it be cancelled.
+    pub(crate) control: Option<Arc<CallControl>>,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
 
@@ -158,14 +162,29 @@ impl<'a, C: Connector + 'static, T: DeserializeOwned + Send + 'static> CallBuild
         let client = self.client.clone();
         self.request.id = client.next_id();
         let id = self.request.id.clone();
+        let control = Arc::new(CallControl::default());
         let parts = self.into_parts();
         let runner = client.clone();
-        let task = tokio::spawn(async move { runner.run_call(parts.rebuild(&runner)).await });
+        let (ctl, call_id) = (control.clone(), id.clone());
+        let task = tokio::spawn(async move {
+            let (module, function) = (parts.request.module.clone(), parts.request.function.clone());
+            let mut call = parts.rebuild(&runner);
+            call.control = Some(ctl.clone());
+            tokio::select! {
+                biased;
+                r = runner.run_call(call) => r,
+                // Only while the request has not gone out in a session (see
+                // `CallControl`): stops a call still opening its session or bootstrapping,
+                // and a pipe or file mode call together with its remote command.
+                () = ctl.aborted() => Err(cancelled_here(runner.host(), &module, &function, &call_id)),
+            }
+        });
         AsyncCall {
             client,
             id,
             task: Some(task),
             meta: None,
+            control,
         }
     }
 
@@ -198,9 +217,76 @@ impl CallParts {
             attachments: self.attachments,
             check_modules: self.check_modules,
             mode: self.mode,
+            control: None,
             _t: PhantomData,
         }
     }
+}
+
+/// Cancellation of a spawned call. The request goes out in a session only through
+/// [`start_sending`](CallControl::start_sending), called under the session's writer lock;
+/// a cancel before that stops the call on the client side (its request is never written,
+/// its pipe or file mode command is dropped with its connection), a cancel after it sends
+/// a Cancel frame, which can then only follow the request on the stream.
+#[derive(Default)]
+pub(crate) struct CallControl {
+    state: Mutex<ControlState>,
+    abort: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct ControlState {
+    requested: bool,
+    /// The session the request was written to.
+    sent: Option<Canceller>,
+}
+
+impl CallControl {
+    /// The request is about to be written to a session: `false` if the call was
+    /// cancelled (then it must not be written).
+    pub(crate) fn start_sending(&self, session: Canceller) -> bool {
+        let mut s = lock(&self.state);
+        if s.requested {
+            return false;
+        }
+        s.sent = Some(session);
+        true
+    }
+
+    /// Cancel: the session to send the Cancel frame to, or `None` when the call is
+    /// stopped here (the running task is told to drop it).
+    fn request(&self) -> Option<Canceller> {
+        let mut s = lock(&self.state);
+        s.requested = true;
+        let sent = s.sent.clone();
+        if sent.is_none() {
+            self.abort.notify_one();
+        }
+        sent
+    }
+
+    /// Resolves once the call is to be dropped on the client side.
+    async fn aborted(&self) {
+        self.abort.notified().await
+    }
+}
+
+/// The error of a call cancelled before its request reached a session's endpoint.
+pub(crate) fn cancelled_here(host: &str, module: &str, function: &str, id: &str) -> Error {
+    Error::RemoteExec(Box::new(RemoteExecError {
+        host: host.to_string(),
+        module: module.to_string(),
+        function: function.to_string(),
+        kind: ErrorKind::Cancelled,
+        message: format!(
+            "call {id} was cancelled by the client before the endpoint answered; it was \
+             stopped on the client side (a pipe or file mode command is stopped with its \
+             connection)"
+        ),
+        traceback: None,
+        stdout: String::new(),
+        stderr: String::new(),
+    }))
 }
 
 /// A call running in the background; made by [`CallBuilder::spawn`] or
@@ -210,6 +296,7 @@ pub struct AsyncCall<C, T> {
     id: String,
     task: Option<tokio::task::JoinHandle<Result<CallOutput<T>, Error>>>,
     meta: Option<CallMeta>,
+    control: Arc<CallControl>,
 }
 
 impl<C: Connector, T> std::fmt::Debug for AsyncCall<C, T> {
@@ -272,27 +359,21 @@ impl<C: Connector + 'static, T: Send + 'static> AsyncCall<C, T> {
         self.meta.as_ref()
     }
 
-    /// Cancel the call: in session mode the endpoint kills its subprocesses and answers
-    /// `Cancelled`; in pipe and file mode the remote command is stopped with its channel.
+    /// Cancel the call; `get` then returns a `Cancelled` error (or the value, when the
+    /// call finished first). Once the request went out in a session the endpoint kills
+    /// the call's subprocesses and answers `Cancelled`; before that (still opening the
+    /// session or bootstrapping), and in pipe and file mode, the call is stopped on the
+    /// client side and the remote command with its connection.
     pub async fn cancel(&mut self) -> Result<(), Error> {
         if self.ready() {
             return Ok(());
         }
-        let session = self.client.live_session().await;
-        match session {
-            Some(s) => s.cancel(&self.id).await.map_err(|_| {
-                Error::Transport(crate::ConnectorError::new(
-                    crate::ConnectorErrorKind::Disconnected,
-                    self.client.host(),
-                    format!("cancel call {}", self.id),
-                ))
-            }),
-            None => {
-                if let Some(t) = &self.task {
-                    t.abort();
-                }
-                Ok(())
-            }
+        match self.control.request() {
+            Some(session) => session
+                .cancel(&self.id, &format!("cancel call {}", self.id))
+                .await
+                .map_err(Error::Transport),
+            None => Ok(()),
         }
     }
 }

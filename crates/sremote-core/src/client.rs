@@ -249,6 +249,7 @@ impl<C: Connector> RemoteClient<C> {
             attachments: Vec::new(),
             check_modules: Vec::new(),
             mode: None,
+            control: None,
             _t: PhantomData,
         }
     }
@@ -307,17 +308,6 @@ impl<C: Connector> RemoteClient<C> {
             .map(|o| o.value)
     }
 
-    /// The session, if one is open and alive (does not open one).
-    pub(crate) async fn live_session(&self) -> Option<Arc<Session>> {
-        self.inner
-            .session
-            .lock()
-            .await
-            .as_ref()
-            .filter(|s| s.is_alive())
-            .cloned()
-    }
-
     /// Close the session, if any (the endpoint on the host exits). The next call opens a new one.
     pub async fn close_session(&self) {
         self.inner.session.lock().await.take();
@@ -341,9 +331,11 @@ impl<C: Connector> RemoteClient<C> {
             attachments,
             check_modules,
             mode,
+            control,
             ..
         } = call;
         let action = format!("call {}.{}", request.module, request.function);
+        let control = control.as_deref();
         if let Some(e) = args_error {
             return Err(Error::Usage(format!(
                 "{action} on {}: an argument cannot be sent: {e}",
@@ -353,11 +345,12 @@ impl<C: Connector> RemoteClient<C> {
         let (mode, auto_bootstrap) = self.apply_settings(&mut request, check_modules, mode);
         let started = Instant::now();
         let generation = lock(&self.inner.state).generation;
-        let (mode, answer) = match self.send(&request, &attachments, mode, &action).await {
+        let send = || self.send(&request, &attachments, mode, &action, control);
+        let (mode, answer) = match send().await {
             Err(Error::NotSetup(reason)) if auto_bootstrap => {
                 tracing::info!(host = self.host(), reason = %reason.reason, "endpoint not set up; bootstrapping");
                 self.bootstrap_after_failure(generation).await?;
-                self.send(&request, &attachments, mode, &action).await?
+                send().await?
             }
             other => other?,
         };
@@ -458,10 +451,14 @@ impl<C: Connector> RemoteClient<C> {
         attachments: &[Vec<u8>],
         mode: CallMode,
         action: &str,
+        control: Option<&crate::call::CallControl>,
     ) -> Result<(CallMode, Answer), Error> {
         let resolved = self.resolve_mode(mode);
         if resolved == CallMode::Session {
-            match self.send_session(request, attachments, action).await {
+            match self
+                .send_session(request, attachments, action, control)
+                .await
+            {
                 Err(Error::Transport(e))
                     if e.kind == crate::ConnectorErrorKind::Unsupported
                         && mode == CallMode::Auto =>
@@ -539,8 +536,15 @@ impl<C: Connector> RemoteClient<C> {
         request: &Request,
         attachments: &[Vec<u8>],
         action: &str,
+        control: Option<&crate::call::CallControl>,
     ) -> Result<Answer, Error> {
         let map = |e: SessionError| match e {
+            SessionError::Cancelled => crate::call::cancelled_here(
+                self.host(),
+                &request.module,
+                &request.function,
+                &request.id,
+            ),
             SessionError::NotSetup(reason) => self.not_setup(action, reason),
             SessionError::Protocol { detail, received } => {
                 Error::Protocol(Box::new(ProtocolError {
@@ -560,7 +564,7 @@ impl<C: Connector> RemoteClient<C> {
                 self.host()
             ))
         })?;
-        let call = session.call(&request.id, &body, attachments);
+        let call = session.call(&request.id, &body, attachments, action, control);
         let answer = match request.timeout_ms {
             Some(ms) => match tokio::time::timeout(
                 Duration::from_millis(ms) + Duration::from_secs(30),
@@ -570,7 +574,7 @@ impl<C: Connector> RemoteClient<C> {
             {
                 Ok(a) => a,
                 Err(_) => {
-                    let _ = session.cancel(&request.id).await;
+                    let _ = session.cancel(&request.id, action).await;
                     return Err(Error::Transport(
                         crate::ConnectorError::new(
                             crate::ConnectorErrorKind::Timeout,

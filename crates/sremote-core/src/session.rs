@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use crate::connector::{Connector, RemoteCommand};
 use crate::error::{ConnectorError, ConnectorErrorKind};
 use crate::frame::{self, Frame, FrameKind};
-use crate::protocol::Response;
+use crate::protocol::{PROTOCOL_VERSION, Response};
 
 /// A response with its raw attachments.
 pub(crate) type Answer = (Response, Vec<Vec<u8>>);
@@ -26,9 +26,18 @@ pub(crate) enum SessionError {
     Protocol { detail: String, received: String },
     /// The connection or the endpoint went away.
     Transport(ConnectorError),
+    /// The call was cancelled before its request was written.
+    Cancelled,
 }
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Answer, SessionError>>>>>;
+/// A call waiting for its response: what it is (for error messages) and where to answer.
+struct Waiter {
+    action: String,
+    tx: oneshot::Sender<Result<Answer, SessionError>>,
+}
+
+type Pending = Arc<Mutex<HashMap<String, Waiter>>>;
+type Writer = Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -36,7 +45,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A live session. Dropping it closes the endpoint's stdin, which ends the endpoint.
 pub(crate) struct Session {
-    writer: Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>,
+    writer: Writer,
     pending: Pending,
     alive: Arc<AtomicBool>,
     /// Why the session ended: (the stream was garbled, what happened).
@@ -45,6 +54,82 @@ pub(crate) struct Session {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Endpoint process id on the host (from the handshake).
     pub pid: u32,
+    /// The endpoint's version (from the handshake).
+    pub version: String,
+    /// What the endpoint offers (`attachments`, `cancel`, `ping`, `store`, …).
+    pub capabilities: Vec<String>,
+}
+
+/// Writes the Cancel frame of a call whose request went out in a session.
+#[derive(Clone)]
+pub(crate) struct Canceller {
+    writer: Writer,
+    alive: Arc<AtomicBool>,
+    host: String,
+    supported: bool,
+}
+
+impl Canceller {
+    /// Ask the endpoint to cancel call `id` (it kills the call's subprocesses and answers
+    /// `Cancelled`).
+    pub(crate) async fn cancel(&self, id: &str, action: &str) -> Result<(), ConnectorError> {
+        if !self.supported {
+            return Err(ConnectorError::unsupported(&self.host, "cancel", action)
+                .detail("the endpoint's session offers no cancel")
+                .hint("run `sremote bootstrap` to install a current endpoint"));
+        }
+        let body = serde_json::json!({ "id": id }).to_string();
+        let frame = frame::encode(FrameKind::Cancel, body.as_bytes()).map_err(|e| {
+            ConnectorError::new(ConnectorErrorKind::InvalidInput, &self.host, action).detail(e)
+        })?;
+        write_all(&self.writer, &self.alive, &self.host, action, &frame, &[])
+            .await
+            .map_err(|e| match e {
+                SessionError::Transport(e) => e,
+                _ => disconnected(&self.host, action, "the session is closed"),
+            })
+    }
+}
+
+/// Write `head`, then each attachment in place (length prefix, bytes), and flush: a large
+/// payload is never copied into one frame buffer.
+async fn write_all(
+    writer: &Writer,
+    alive: &AtomicBool,
+    host: &str,
+    action: &str,
+    head: &[u8],
+    attachments: &[Vec<u8>],
+) -> Result<(), SessionError> {
+    let mut w = writer.lock().await;
+    write_locked(&mut w, alive, host, action, head, attachments).await
+}
+
+async fn write_locked(
+    w: &mut Box<dyn AsyncWrite + Send + Unpin>,
+    alive: &AtomicBool,
+    host: &str,
+    action: &str,
+    head: &[u8],
+    attachments: &[Vec<u8>],
+) -> Result<(), SessionError> {
+    let result = async {
+        w.write_all(head).await?;
+        for a in attachments {
+            w.write_all(&frame::attachment_prefix(a)).await?;
+            w.write_all(a).await?;
+        }
+        w.flush().await
+    }
+    .await;
+    result.map_err(|e| {
+        alive.store(false, Ordering::SeqCst);
+        SessionError::Transport(disconnected(
+            host,
+            action,
+            format!("writing to the session failed: {e}"),
+        ))
+    })
 }
 
 impl std::fmt::Debug for Session {
@@ -52,6 +137,8 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("host", &self.host)
             .field("pid", &self.pid)
+            .field("version", &self.version)
+            .field("capabilities", &self.capabilities)
             .finish()
     }
 }
@@ -64,8 +151,8 @@ impl Drop for Session {
     }
 }
 
-fn disconnected(host: &str, detail: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::new(ConnectorErrorKind::Disconnected, host, "session call")
+fn disconnected(host: &str, action: &str, detail: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::new(ConnectorErrorKind::Disconnected, host, action)
         .detail(detail)
         .hint("the call's outcome is unknown; the next call opens a new session")
 }
@@ -125,7 +212,7 @@ async fn read_exactly(r: &mut (impl AsyncRead + Unpin), n: usize) -> std::io::Re
 /// connection dead when nothing at all arrives for [`DEAD_AFTER`] (a half-open TCP
 /// connection never reports an error by itself).
 async fn heartbeat(
-    writer: Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>,
+    writer: Writer,
     pending: Pending,
     alive: Arc<AtomicBool>,
     last_rx: Arc<Mutex<Instant>>,
@@ -144,11 +231,13 @@ async fn heartbeat(
         }
         if quiet >= DEAD_AFTER {
             alive.store(false, Ordering::SeqCst);
-            for (_, tx) in lock(&pending).drain() {
-                let e =
-                    ConnectorError::new(ConnectorErrorKind::Disconnected, &host, "session call")
-                        .detail(format!("no answer to heartbeats for {} s", quiet.as_secs()));
-                let _ = tx.send(Err(SessionError::Transport(e)));
+            for (_, w) in lock(&pending).drain() {
+                let e = disconnected(
+                    &host,
+                    &w.action,
+                    format!("no answer to heartbeats for {} s", quiet.as_secs()),
+                );
+                let _ = w.tx.send(Err(SessionError::Transport(e)));
             }
             return;
         }
@@ -251,6 +340,7 @@ impl Session {
                     )),
                     other => SessionError::Transport(disconnected(
                         &host,
+                        "open session",
                         format!("endpoint session ended during the handshake ({other:?}): {tail}"),
                     )),
                 });
@@ -262,10 +352,7 @@ impl Session {
                 ));
             }
         };
-        let pid = serde_json::from_slice::<serde_json::Value>(&hello)
-            .ok()
-            .and_then(|v| v.get("pid").and_then(|p| p.as_u64()))
-            .unwrap_or(0) as u32;
+        let hello = parse_hello(&hello, endpoint)?;
 
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
@@ -290,8 +377,8 @@ impl Session {
                             *lock(&last_rx) = Instant::now();
                             match Response::parse(&json).map(|r| (r, attachments)) {
                                 Ok((resp, atts)) => {
-                                    if let Some(tx) = lock(&pending).remove(&resp.id) {
-                                        let _ = tx.send(Ok((resp, atts)));
+                                    if let Some(w) = lock(&pending).remove(&resp.id) {
+                                        let _ = w.tx.send(Ok((resp, atts)));
                                     }
                                 }
                                 Err(e) => break (true, format!("garbled response frame: {e}")),
@@ -313,22 +400,21 @@ impl Session {
                 };
                 *lock(&death) = Some((garbled, why.clone()));
                 alive.store(false, Ordering::SeqCst);
-                for (_, tx) in lock(&pending).drain() {
+                for (_, w) in lock(&pending).drain() {
                     let err = if garbled {
                         SessionError::Protocol {
                             detail: why.clone(),
                             received: String::new(),
                         }
                     } else {
-                        SessionError::Transport(disconnected(&host, &why))
+                        SessionError::Transport(disconnected(&host, &w.action, &why))
                     };
-                    let _ = tx.send(Err(err));
+                    let _ = w.tx.send(Err(err));
                 }
                 let _ = wait.await;
             }));
         }
-        let writer: Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>> =
-            Arc::new(tokio::sync::Mutex::new(process.stdin));
+        let writer: Writer = Arc::new(tokio::sync::Mutex::new(process.stdin));
         tasks.push(tokio::spawn(heartbeat(
             writer.clone(),
             pending.clone(),
@@ -343,7 +429,9 @@ impl Session {
             death,
             host,
             tasks,
-            pid,
+            pid: hello.pid,
+            version: hello.version,
+            capabilities: hello.capabilities,
         };
         Ok(session)
     }
@@ -352,34 +440,31 @@ impl Session {
         self.alive.load(Ordering::SeqCst)
     }
 
-    /// Write `head`, then each attachment in place (length prefix, bytes), and flush:
-    /// a large payload is never copied into one frame buffer.
-    async fn send(&self, head: &[u8], attachments: &[Vec<u8>]) -> Result<(), SessionError> {
-        let mut w = self.writer.lock().await;
-        let result = async {
-            w.write_all(head).await?;
-            for a in attachments {
-                w.write_all(&frame::attachment_prefix(a)).await?;
-                w.write_all(a).await?;
-            }
-            w.flush().await
-        }
-        .await;
-        result.map_err(|e| {
-            self.alive.store(false, Ordering::SeqCst);
-            SessionError::Transport(disconnected(
-                &self.host,
-                format!("writing to the session failed: {e}"),
-            ))
-        })
+    /// Whether the endpoint announced `capability` in its handshake.
+    pub(crate) fn has_capability(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
     }
 
-    /// Send a request message and wait for its response.
+    /// What cancels a call of this session.
+    pub(crate) fn canceller(&self) -> Canceller {
+        Canceller {
+            writer: self.writer.clone(),
+            alive: self.alive.clone(),
+            host: self.host.clone(),
+            supported: self.has_capability("cancel"),
+        }
+    }
+
+    /// Send a request message and wait for its response. `action` (`call os.getpid`)
+    /// names the call in errors. With `control`, the request is written only if the call
+    /// was not cancelled first, and a later cancel knows it must go to this session.
     pub(crate) async fn call(
         &self,
         id: &str,
         json: &[u8],
         attachments: &[Vec<u8>],
+        action: &str,
+        control: Option<&crate::call::CallControl>,
     ) -> Result<Answer, SessionError> {
         if !self.is_alive() {
             return Err(match lock(&self.death).clone() {
@@ -387,8 +472,14 @@ impl Session {
                     detail: why,
                     received: String::new(),
                 },
-                Some((false, why)) => SessionError::Transport(disconnected(&self.host, why)),
-                None => SessionError::Transport(disconnected(&self.host, "the session is closed")),
+                Some((false, why)) => {
+                    SessionError::Transport(disconnected(&self.host, action, why))
+                }
+                None => SessionError::Transport(disconnected(
+                    &self.host,
+                    action,
+                    "the session is closed",
+                )),
             });
         }
         let head = frame::message_head(FrameKind::Request, json, attachments).map_err(|e| {
@@ -398,7 +489,11 @@ impl Session {
             }
         })?;
         let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id.to_string(), tx);
+        let waiter = Waiter {
+            action: action.to_string(),
+            tx,
+        };
+        lock(&self.pending).insert(id.to_string(), waiter);
         // If the caller stops waiting (dropped future), forget the entry.
         struct Forget<'a>(&'a Pending, &'a str, bool);
         impl Drop for Forget<'_> {
@@ -414,13 +509,24 @@ impl Session {
         if !self.is_alive() {
             return Err(SessionError::Transport(disconnected(
                 &self.host,
+                action,
                 "the session ended",
             )));
         }
-        self.send(&head, attachments).await?;
+        {
+            // Under the writer lock, so a Cancel frame can only follow the request.
+            let mut w = self.writer.lock().await;
+            if let Some(c) = control
+                && !c.start_sending(self.canceller())
+            {
+                return Err(SessionError::Cancelled);
+            }
+            write_locked(&mut w, &self.alive, &self.host, action, &head, attachments).await?;
+        }
         let answer = rx.await.unwrap_or_else(|_| {
             Err(SessionError::Transport(disconnected(
                 &self.host,
+                action,
                 "the session ended",
             )))
         });
@@ -429,14 +535,62 @@ impl Session {
     }
 
     /// Ask the endpoint to cancel call `id` (its subprocesses are killed).
-    pub(crate) async fn cancel(&self, id: &str) -> Result<(), SessionError> {
-        let body = serde_json::json!({ "id": id }).to_string();
-        let frame = frame::encode(FrameKind::Cancel, body.as_bytes()).map_err(|e| {
-            SessionError::Protocol {
-                detail: e.to_string(),
-                received: String::new(),
-            }
-        })?;
-        self.send(&frame, &[]).await
+    pub(crate) async fn cancel(&self, id: &str, action: &str) -> Result<(), ConnectorError> {
+        self.canceller().cancel(id, action).await
     }
+}
+
+/// What the endpoint's Hello frame says.
+struct Hello {
+    pid: u32,
+    version: String,
+    capabilities: Vec<String>,
+}
+
+/// Check the Hello frame: an endpoint of another protocol version is one to replace
+/// (`NotSetup`, as in pipe and file mode), a Hello that is not JSON is garbage.
+fn parse_hello(body: &[u8], endpoint: &str) -> Result<Hello, SessionError> {
+    let garbled = |detail: String| SessionError::Protocol {
+        detail,
+        received: String::from_utf8_lossy(body).chars().take(300).collect(),
+    };
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| garbled(format!("the session handshake is not JSON: {e}")))?;
+    let version = v
+        .get("version")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown")
+        .to_string();
+    match v.get("protocol").and_then(|p| p.as_u64()) {
+        Some(p) if p == u64::from(PROTOCOL_VERSION) => {}
+        Some(p) => {
+            return Err(SessionError::NotSetup(format!(
+                "the endpoint at {endpoint} (version {version}) speaks protocol {p}, this \
+                 client protocol {PROTOCOL_VERSION}"
+            )));
+        }
+        None => {
+            return Err(garbled(
+                "the session handshake names no protocol version".into(),
+            ));
+        }
+    }
+    let capabilities = v
+        .get("capabilities")
+        .and_then(|c| c.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Hello {
+        pid: v
+            .get("pid")
+            .and_then(|p| p.as_u64())
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0),
+        version,
+        capabilities,
+    })
 }

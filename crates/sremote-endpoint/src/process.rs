@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 /// started them (session mode cancels one call's children).
 static RUNNING: Mutex<Vec<(Option<String>, i32)>> = Mutex::new(Vec::new());
 
+/// Calls cancelled while they still run (session mode): a child such a call starts after
+/// the cancel is killed at once. Session mode forgets a call once it has finished.
+static CANCELLED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 thread_local! {
     /// The id of the call this thread is running (session mode).
     static CURRENT_CALL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
@@ -32,10 +36,14 @@ struct Registered(i32);
 impl Registered {
     fn new(pgid: i32) -> Self {
         let call = CURRENT_CALL.with(|c| c.borrow().clone());
+        let cancelled = call.as_deref().is_some_and(call_cancelled);
         RUNNING
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((call, pgid));
+        if cancelled {
+            kill_group(pgid);
+        }
         Registered(pgid)
     }
 }
@@ -49,8 +57,15 @@ impl Drop for Registered {
     }
 }
 
-/// Kill (SIGKILL) the process groups started by call `id` (session-mode cancel).
+/// Kill (SIGKILL) the process groups started by call `id` (session-mode cancel), and any
+/// it starts later, until [`forget_call`].
 pub(crate) fn kill_call_children(id: &str) {
+    {
+        let mut cancelled = CANCELLED.lock().unwrap_or_else(|p| p.into_inner());
+        if !cancelled.iter().any(|c| c == id) {
+            cancelled.push(id.to_string());
+        }
+    }
     let groups: Vec<i32> = RUNNING
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -61,6 +76,23 @@ pub(crate) fn kill_call_children(id: &str) {
     for pgid in groups {
         kill_group(pgid);
     }
+}
+
+/// Whether call `id` was cancelled while it runs (see [`kill_call_children`]).
+pub(crate) fn call_cancelled(id: &str) -> bool {
+    CANCELLED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|c| c == id)
+}
+
+/// Call `id` has finished: forget that it was cancelled.
+pub(crate) fn forget_call(id: &str) {
+    CANCELLED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|c| c != id);
 }
 
 /// Kill (SIGKILL) the process groups of all children still running. Call mode uses it

@@ -7,7 +7,7 @@
 //! request arrives and no other thread is waiting to read. The endpoint exits as soon as
 //! stdin closes (the client or its connection went away), killing what its calls started.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::os::fd::AsRawFd;
@@ -36,8 +36,10 @@ struct Shared {
     env: SessionEnv,
     /// Named values kept between calls (`session.push`/`session.pull`, `{"$ref": name}`).
     store: Arc<Mutex<HashMap<String, Value>>>,
-    /// Calls answered early because they were cancelled; their late results are dropped.
-    cancelled: Mutex<HashSet<String>>,
+    /// Calls read and not yet answered, by id: `true` once cancelled (answered early;
+    /// the late result is dropped). Entered before the next frame is read, so a cancel
+    /// always finds a call whose request came first.
+    calls: Mutex<HashMap<String, bool>>,
     idle: AtomicUsize,
     threads: AtomicUsize,
 }
@@ -61,7 +63,7 @@ pub(crate) fn run(endpoint: &Endpoint) -> i32 {
         writer: Mutex::new(output),
         env: SessionEnv::new(),
         store,
-        cancelled: Mutex::default(),
+        calls: Mutex::default(),
         idle: AtomicUsize::new(0),
         threads: AtomicUsize::new(1),
     });
@@ -163,6 +165,9 @@ fn serve_loop(shared: Arc<Shared>) {
                 attachments,
             })) => {
                 let parsed = Request::parse(&json);
+                if let Ok(req) = &parsed {
+                    lock(&shared.calls).insert(req.id.clone(), false);
+                }
                 if !matches!(&parsed, Ok(req) if runs_inline(req)) {
                     // Let the next thread read while this one runs the call.
                     drop(reader.take());
@@ -230,22 +235,27 @@ fn handle_request(
         Ok(r) => r,
         Err((id, err)) => return Some((error_response(id.unwrap_or_default(), err), Vec::new())),
     };
-    if let Err(e) = resolve_refs(&shared.store, &mut req) {
-        let (m, f) = (req.module.clone(), req.function.clone());
-        return Some((error_response(req.id, e.into_body(&m, &f)), Vec::new()));
-    }
     let id = req.id.clone();
-    let (handled, out) = shared.endpoint.dispatch_with(
-        req,
-        Some(SessionCall {
-            env: &shared.env,
-            attachments,
-        }),
-    );
-    if lock(&shared.cancelled).remove(&id) {
-        return None;
-    }
-    Some((handled.response, out))
+    let reply = if lock(&shared.calls).get(&id) == Some(&true) {
+        None // cancelled before it started: not run at all
+    } else if let Err(e) = resolve_refs(&shared.store, &mut req) {
+        let (m, f) = (req.module.clone(), req.function.clone());
+        Some((error_response(id.clone(), e.into_body(&m, &f)), Vec::new()))
+    } else {
+        let (handled, out) = shared.endpoint.dispatch_with(
+            req,
+            Some(SessionCall {
+                env: &shared.env,
+                attachments,
+            }),
+        );
+        Some((handled.response, out))
+    };
+    let mut calls = lock(&shared.calls);
+    let cancelled = calls.remove(&id) == Some(true);
+    crate::process::forget_call(&id);
+    drop(calls);
+    reply.filter(|_| !cancelled)
 }
 
 fn cancel(shared: &Shared, body: &[u8]) {
@@ -255,12 +265,31 @@ fn cancel(shared: &Shared, body: &[u8]) {
     else {
         return;
     };
-    lock(&shared.cancelled).insert(id.clone());
-    crate::process::kill_call_children(&id);
-    crate::python::cancel(&id);
+    // A call whose request was read is marked (its late result is dropped) and its
+    // children killed. An id that is not running (finished, or never sent) is answered
+    // all the same and not remembered: the client ignores an answer it does not wait for,
+    // and a request arriving later must run, not wait forever for an answer.
+    let running = {
+        let mut calls = lock(&shared.calls);
+        match calls.get_mut(&id) {
+            Some(cancelled) => {
+                *cancelled = true;
+                crate::process::kill_call_children(&id);
+                true
+            }
+            None => false,
+        }
+    };
+    if running {
+        crate::python::cancel(&id);
+    }
     let body = ErrorBody::new(
         ErrorKind::Cancelled,
-        "the call was cancelled by the client; its subprocesses were killed",
+        if running {
+            "the call was cancelled by the client; its subprocesses were killed"
+        } else {
+            "the call was cancelled by the client (no call with this id was running)"
+        },
     );
     if write_response(shared, &error_response(id, body), &[]).is_err() {
         shut_down(None);

@@ -242,7 +242,7 @@ pub(crate) fn call_session(
     let mut s = slot();
     s.waiting.insert(id.to_string());
     let acquired = loop {
-        if s.cancelled.remove(id) {
+        if s.cancelled.remove(id) || crate::process::call_cancelled(id) {
             break Err(cancelled());
         }
         if s.busy.is_none() {
