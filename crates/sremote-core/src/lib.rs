@@ -59,6 +59,8 @@ fn testsuite_strings() -> Vec<String> {
 mod session;
 
 #[cfg(feature = "client")]
+mod answer;
+#[cfg(feature = "client")]
 mod call;
 #[cfg(feature = "client")]
 mod client;
