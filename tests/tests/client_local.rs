@@ -245,20 +245,66 @@ async fn custom_dirs_are_recorded_in_location_and_discovered() {
     client.set_tmp_dir("custom/tmp");
     client.set_call_mode(CallMode::File);
     let out: CallOutput<BTreeMap<String, String>> = client.call("sys", "location").await.unwrap();
-    assert!(
-        out.value["sremote"].ends_with("custom/sr"),
+    let custom_tmp = home.path().join("custom/tmp");
+    assert_eq!(
+        out.value["sremote"],
+        home.path().join("custom/sr").to_str().unwrap(),
         "{:?}",
         out.value
     );
+    // set_tmp_dir is relative to the home directory, for the client and the endpoint alike.
+    assert_eq!(
+        out.value["tmp"],
+        custom_tmp.to_str().unwrap(),
+        "{:?}",
+        out.value
+    );
+    assert!(custom_tmp.is_dir(), "bootstrap creates the tmp dir");
     let loc = std::fs::read_to_string(home.path().join(".sremote/.location")).unwrap();
-    assert!(loc.contains("custom/sr"), "{loc}");
-    // A fresh client with default settings finds the endpoint through .location.
+    assert!(
+        loc.contains("custom/sr") && loc.contains("custom/tmp"),
+        "{loc}"
+    );
+    // A fresh client with default settings finds the endpoint and the tmp dir through
+    // .location, and puts its request files there.
     let other = RemoteClient::new(LocalConnector::with_home(home.path()));
     let report = other.do_bootstrap_install().await.unwrap();
     assert!(!report.installed, "{report:?}");
     assert!(
         report.endpoint_path.starts_with("custom/sr/bin/"),
         "{report:?}"
+    );
+    assert_eq!(
+        home.path().join(other.tmp_dir()),
+        custom_tmp,
+        "tmp dir of the new client"
+    );
+    let out: CallOutput<BTreeMap<String, String>> = other
+        .call("sys", "location")
+        .mode(CallMode::File)
+        .await
+        .unwrap();
+    assert_eq!(out.value["tmp"], custom_tmp.to_str().unwrap());
+    assert!(!home.path().join(".sremote/tmp").exists());
+    // A tmp dir inside the sremote dir is recorded relative to it and found the same way.
+    let third = RemoteClient::new(LocalConnector::with_home(home.path()));
+    third.set_sremote_dir("custom/sr");
+    third.set_tmp_dir("custom/sr/scratch");
+    let report = third.do_bootstrap_install().await.unwrap();
+    assert!(!report.installed, "the endpoint is current: {report:?}");
+    let loc = std::fs::read_to_string(home.path().join(".sremote/.location")).unwrap();
+    assert!(loc.contains(r#""relative_tmp":"scratch""#), "{loc}");
+    let fourth = RemoteClient::new(LocalConnector::with_home(home.path()));
+    fourth.do_bootstrap_install().await.unwrap();
+    assert_eq!(fourth.tmp_dir(), "custom/sr/scratch");
+    let out: CallOutput<BTreeMap<String, String>> = fourth
+        .call("sys", "location")
+        .mode(CallMode::Pipe)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.value["tmp"],
+        home.path().join("custom/sr/scratch").to_str().unwrap()
     );
 }
 

@@ -249,12 +249,16 @@ fi
 
 /// Shell script that finishes an install: verify, make private dirs, rename into place.
 /// `$1` sremote dir, `$2` pushed temp file, `$3` final name, `$4` expected SHA-256,
-/// `$5` `.location` JSON to write (empty: leave it alone).
+/// `$5` `.location` JSON to write (empty: leave it alone), `$6` a custom tmp dir to create
+/// (empty: none).
 pub(crate) const FINISH_SCRIPT: &str = r#"umask 077
 d="$1"; tmp="$2"; final="$3"; want="$4"
 for sub in "" /bin /tmp /jobs /modules; do
   mkdir -p -- "$d$sub" && chmod 700 -- "$d$sub" || { rm -f -- "$tmp"; echo "cannot create $d$sub" >&2; exit 66; }
 done
+if [ -n "$6" ]; then
+  mkdir -p -- "$6" || { rm -f -- "$tmp"; echo "cannot create $6" >&2; exit 66; }
+fi
 got=$( (sha256sum -- "$tmp" || shasum -a 256 -- "$tmp") 2>/dev/null | cut -c1-64)
 [ -n "$got" ] || got=$("$tmp" version --sha256 2>/dev/null)
 if [ "$got" != "$want" ]; then
@@ -262,9 +266,19 @@ if [ "$got" != "$want" ]; then
 fi
 chmod 755 -- "$tmp" && mv -f -- "$tmp" "$d/bin/$final" || { rm -f -- "$tmp"; exit 67; }
 if [ -n "$5" ]; then
-  mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$5" > "$HOME/.sremote/.location.tmp" \
-    && mv -f -- "$HOME/.sremote/.location.tmp" "$HOME/.sremote/.location" || exit 68
+  l="$HOME/.sremote/.location"
+  mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$5" > "$l.$$" && mv -f -- "$l.$$" "$l" || exit 68
 fi
+"#;
+
+/// Shell script that records custom directories when the endpoint is already current:
+/// `$1` `.location` JSON, `$2` a custom tmp dir to create (empty: none).
+pub(crate) const LOCATION_SCRIPT: &str = r#"umask 077
+if [ -n "$2" ]; then
+  mkdir -p -- "$2" || { echo "cannot create $2" >&2; exit 66; }
+fi
+l="$HOME/.sremote/.location"
+mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$1" > "$l.$$" && mv -f -- "$l.$$" "$l" || exit 68
 "#;
 
 /// Parse the probe's `key=value` lines.
@@ -377,12 +391,24 @@ impl<C: Connector> RemoteClient<C> {
             _ => format!("sremote-endpoint-{}", crate::protocol::VERSION),
         };
         let mut facts = self.probe_host(&provisional).await?;
-        if !explicit_dir
-            && let Some(dir) = facts.location.as_deref().and_then(location_dir)
-            && dir != self.sremote_dir()
+        if !explicit_dir && let Some(loc) = facts.location.as_deref().and_then(LocationFile::parse)
         {
-            lock(&self.inner.state).discovered_dir = Some(dir);
-            facts = self.probe_host(&provisional).await?;
+            let moved = loc
+                .sremote
+                .as_ref()
+                .is_some_and(|d| *d != self.sremote_dir());
+            if let Some(dir) = loc.sremote {
+                lock(&self.inner.state).discovered_dir = Some(dir);
+            }
+            let tmp = match (loc.absolute_tmp, loc.relative_tmp) {
+                (Some(abs), _) => Some(abs),
+                (None, Some(rel)) => Some(format!("{}/{rel}", self.sremote_dir())),
+                (None, None) => None,
+            };
+            lock(&self.inner.state).discovered_tmp = tmp;
+            if moved {
+                facts = self.probe_host(&provisional).await?;
+            }
         }
         let artifact = source.resolve(&facts.target(), &host)?;
         let dir = self.sremote_dir();
@@ -395,6 +421,8 @@ impl<C: Connector> RemoteClient<C> {
             bytes_pushed: 0,
             sha256: artifact.sha256.clone(),
         };
+        let (location, custom_tmp) = self.location_json(explicit_dir, &facts.home)?;
+        let recorded = facts.location.as_deref().and_then(LocationFile::parse);
         if facts.installed_sha256.as_deref() != Some(artifact.sha256.as_str()) {
             let id = self.next_id();
             let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
@@ -402,7 +430,6 @@ impl<C: Connector> RemoteClient<C> {
                 .connector
                 .push(Source::bytes(artifact.bytes()).mode(0o700), &tmp)
                 .await?;
-            let location = self.location_json(explicit_dir);
             let cmd = RemoteCommand::new("sh")
                 .args([
                     "-c",
@@ -412,7 +439,7 @@ impl<C: Connector> RemoteClient<C> {
                     &tmp,
                     &artifact.install_name,
                 ])
-                .args([artifact.sha256.as_str(), location.as_str()])
+                .args([artifact.sha256.as_str(), &location, &custom_tmp])
                 .timeout(Duration::from_secs(120));
             let out = self.inner.connector.exec(&cmd).await?;
             if !out.success() {
@@ -428,6 +455,23 @@ impl<C: Connector> RemoteClient<C> {
             }
             report.installed = true;
             report.bytes_pushed = artifact.bytes().len() as u64;
+        } else if !location.is_empty() && LocationFile::parse(&location) != recorded {
+            // The endpoint is current, but `.location` names other directories.
+            let cmd = RemoteCommand::new("sh")
+                .args(["-c", LOCATION_SCRIPT, "sh", &location, &custom_tmp])
+                .timeout(Duration::from_secs(60));
+            let out = self.inner.connector.exec(&cmd).await?;
+            if !out.success() {
+                return Err(Error::NotSetup(Box::new(NotSetupError {
+                    host,
+                    action: "record the custom directories in ~/.sremote/.location".into(),
+                    reason: format!(
+                        "the step failed (exit {:?}): {}",
+                        out.exit_code,
+                        out.stderr_text()
+                    ),
+                })));
+            }
         }
         let mut state = lock(&self.inner.state);
         state.install_name = Some(artifact.install_name.clone());
@@ -435,33 +479,62 @@ impl<C: Connector> RemoteClient<C> {
         Ok(report)
     }
 
-    /// `.location` JSON to write when the user chose custom directories.
-    fn location_json(&self, explicit_dir: bool) -> String {
+    /// `.location` JSON to write when the user chose custom directories (empty: none),
+    /// and the custom tmp dir to create (empty: none). A tmp dir inside the sremote dir
+    /// is recorded as `relative_tmp` (relative to the sremote dir), any other as
+    /// `absolute_tmp`: a path the client was given relative to the home is made absolute
+    /// with the host's `home`.
+    fn location_json(&self, explicit_dir: bool, home: &str) -> Result<(String, String), Error> {
         let tmp = lock(&self.inner.settings).tmp_dir.clone();
         if !explicit_dir && tmp.is_none() {
-            return String::new();
+            return Ok((String::new(), String::new()));
         }
+        let dir = self.sremote_dir();
         let mut loc = serde_json::Map::new();
-        loc.insert("sremote".into(), Value::from(self.sremote_dir()));
-        if let Some(t) = tmp {
-            let key = if t.starts_with('/') {
-                "absolute_tmp"
+        loc.insert("sremote".into(), Value::from(dir.as_str()));
+        if let Some(t) = &tmp {
+            let t = t.trim_end_matches('/');
+            let (key, value) = if let Some(rel) = t.strip_prefix(&format!("{dir}/")) {
+                ("relative_tmp", rel.to_string())
+            } else if t.starts_with('/') {
+                ("absolute_tmp", t.to_string())
+            } else if home.starts_with('/') {
+                (
+                    "absolute_tmp",
+                    format!("{}/{t}", home.trim_end_matches('/')),
+                )
             } else {
-                "relative_tmp"
+                return Err(Error::Usage(format!(
+                    "bootstrap on {}: the tmp dir {t:?} is relative to the home directory, \
+                     but the host reported no home ({home:?}) — set an absolute tmp dir",
+                    self.host()
+                )));
             };
-            loc.insert(key.into(), Value::from(t));
+            loc.insert(key.into(), Value::from(value));
         }
-        Value::Object(loc).to_string()
+        Ok((Value::Object(loc).to_string(), tmp.unwrap_or_default()))
     }
 }
 
-/// The `sremote` dir named by a `.location` JSON document.
-fn location_dir(json: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(json.trim()).ok()?;
-    v.get("sremote")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+/// The fields of a `.location` JSON document (PROTOCOL.md, "Self-discovery").
+#[derive(serde::Deserialize, Default, PartialEq, Eq)]
+struct LocationFile {
+    sremote: Option<String>,
+    absolute_tmp: Option<String>,
+    relative_tmp: Option<String>,
+}
+
+impl LocationFile {
+    /// Parse `.location`; empty strings count as absent. `None` when it is not valid.
+    fn parse(json: &str) -> Option<LocationFile> {
+        let f: LocationFile = serde_json::from_str(json.trim()).ok()?;
+        let keep = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Some(LocationFile {
+            sremote: keep(f.sremote),
+            absolute_tmp: keep(f.absolute_tmp),
+            relative_tmp: keep(f.relative_tmp),
+        })
+    }
 }
 
 #[cfg(test)]

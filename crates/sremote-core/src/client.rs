@@ -52,6 +52,8 @@ pub(crate) struct State {
     pub(crate) install_name: Option<String>,
     /// sremote dir learned from the host's `.location`.
     pub(crate) discovered_dir: Option<String>,
+    /// tmp dir learned from the host's `.location` (absolute, or relative to the home).
+    pub(crate) discovered_tmp: Option<String>,
     /// Bumped by every finished bootstrap (lets concurrent calls share one).
     pub(crate) generation: u64,
 }
@@ -195,7 +197,12 @@ impl<C: Connector> RemoteClient<C> {
         lock(&self.inner.settings).sremote_dir = Some(dir.into());
     }
 
-    /// Use `dir` for request files and temporary data instead of `<sremote dir>/tmp`.
+    /// Use `dir` (relative: to the home directory, like [`set_sremote_dir`]) for request
+    /// files and temporary data instead of `<sremote dir>/tmp`. Bootstrap records it in
+    /// `~/.sremote/.location` (PROTOCOL.md, "Self-discovery"), so the endpoint and later
+    /// clients use it too.
+    ///
+    /// [`set_sremote_dir`]: RemoteClient::set_sremote_dir
     pub fn set_tmp_dir(&self, dir: impl Into<String>) {
         lock(&self.inner.settings).tmp_dir = Some(dir.into());
     }
@@ -224,9 +231,14 @@ impl<C: Connector> RemoteClient<C> {
             .unwrap_or_else(|| ".sremote".to_string())
     }
 
-    fn tmp_dir(&self) -> String {
+    /// The tmp directory on the host (relative: to the home directory): the one set with
+    /// [`set_tmp_dir`](RemoteClient::set_tmp_dir), else the one bootstrap found in
+    /// `.location`, else `<sremote dir>/tmp`.
+    pub fn tmp_dir(&self) -> String {
         let explicit = lock(&self.inner.settings).tmp_dir.clone();
-        explicit.unwrap_or_else(|| format!("{}/tmp", self.sremote_dir()))
+        explicit
+            .or_else(|| lock(&self.inner.state).discovered_tmp.clone())
+            .unwrap_or_else(|| format!("{}/tmp", self.sremote_dir()))
     }
 
     /// Path of the endpoint binary on the host (relative: to the home directory).

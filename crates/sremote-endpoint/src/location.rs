@@ -7,7 +7,9 @@
 //! 4. `~/.sremote`.
 //!
 //! The tmp dir is `<SREMOTE_DIR>/tmp` when `$SREMOTE_DIR` is set; else `.location`'s
-//! `absolute_tmp`, or its `relative_tmp` (relative to the sremote dir); else `<sremote>/tmp`.
+//! `absolute_tmp` (absolute; were it relative, relative to `HOME` like `sremote`), or its
+//! `relative_tmp` (relative to the sremote dir); else `<sremote>/tmp`. The client reads
+//! `.location` by the same rule (PROTOCOL.md, "Self-discovery").
 //! Plugin modules live in `<sremote>/modules`.
 
 use std::path::{Path, PathBuf};
@@ -59,7 +61,7 @@ impl Location {
             file.absolute_tmp.filter(|s| !s.is_empty()),
             file.relative_tmp.filter(|s| !s.is_empty()),
         ) {
-            (Some(abs), _) => absolute(Path::new(&abs)),
+            (Some(abs), _) => absolute(&home.join(abs)),
             (None, Some(rel)) => sremote.join(rel),
             (None, None) => sremote.join("tmp"),
         };
