@@ -44,8 +44,12 @@ pub(crate) const USAGE: &str = "\
   sremote-endpoint job log DIR [--from N] [--max M]    log bytes from offset N
   sremote-endpoint job poll DIR [--from N] [--max M]   status JSON line, then log bytes from N
   sremote-endpoint job follow DIR [--from N]     stream the log from N until the job ends
-  sremote-endpoint job cancel DIR [--grace SECS] [--mark]  SIGTERM the job, SIGKILL after the
-                                                 grace period (--mark: only record the request)
+  sremote-endpoint job cancel DIR [--grace SECS] [--mark] [--linger SECS]
+                                                 SIGTERM the job, SIGKILL after the grace period
+                                                 (--mark: only record the request; --linger: the
+                                                 runner then waits up to SECS for the batch
+                                                 system's own cancel, so it records the job as
+                                                 cancelled)
   sremote-endpoint job result DIR                print the response (exit 4 while there is none)
   sremote-endpoint job rm DIR                    delete a finished job's directory";
 
@@ -188,13 +192,18 @@ fn read_response(dir: &Path) -> Option<Response> {
 
 /// The grace period asked for by `job cancel`, if cancellation was asked for.
 fn cancel_requested(dir: &Path) -> Option<Duration> {
+    cancel_request(dir).map(|(grace, _)| grace)
+}
+
+/// The cancel request's grace period and linger time (see `job cancel --linger`).
+fn cancel_request(dir: &Path) -> Option<(Duration, Duration)> {
     let bytes = std::fs::read(dir.join("cancel")).ok()?;
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Some(
-        v.get("grace_ms")
-            .and_then(Value::as_u64)
-            .map_or(DEFAULT_GRACE, Duration::from_millis),
-    )
+    let ms = |key: &str| v.get(key).and_then(Value::as_u64).map(Duration::from_millis);
+    Some((
+        ms("grace_ms").unwrap_or(DEFAULT_GRACE),
+        ms("linger_ms").unwrap_or(Duration::ZERO),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -207,6 +216,7 @@ struct Opts {
     from: u64,
     max: u64,
     grace: Option<Duration>,
+    linger: Duration,
     start: bool,
     mark_only: bool,
 }
@@ -221,6 +231,7 @@ fn parse(args: &[String]) -> Result<(String, Opts), String> {
         from: 0,
         max: LOG_MAX,
         grace: None,
+        linger: Duration::ZERO,
         start: false,
         mark_only: false,
     };
@@ -236,6 +247,7 @@ fn parse(args: &[String]) -> Result<(String, Opts), String> {
             "--from" => opts.from = number(a, it.next())? as u64,
             "--max" => opts.max = number(a, it.next())? as u64,
             "--grace" => opts.grace = Some(Duration::from_secs_f64(number(a, it.next())?.min(1e6))),
+            "--linger" => opts.linger = Duration::from_secs_f64(number(a, it.next())?.min(3600.0)),
             "--start" => opts.start = true,
             "--mark" => opts.mark_only = true,
             s if s.starts_with("--") => return Err(format!("`job {cmd}` does not take `{s}`")),
@@ -280,7 +292,12 @@ pub(crate) fn run(endpoint: &Endpoint, args: &[String]) -> i32 {
         "log" => log(&dir, opts.from, opts.max),
         "poll" => poll(&dir, opts.from, opts.max),
         "follow" => follow(&dir, opts.from),
-        "cancel" => cancel(&dir, opts.grace.unwrap_or(DEFAULT_GRACE), opts.mark_only),
+        "cancel" => cancel(
+            &dir,
+            opts.grace.unwrap_or(DEFAULT_GRACE),
+            opts.linger,
+            opts.mark_only,
+        ),
         "result" => match std::fs::read(dir.join("response.json")) {
             Ok(bytes) => io::stdout()
                 .write_all(&bytes)
@@ -401,7 +418,7 @@ fn current_status(dir: &Path) -> io::Result<Status> {
         if again.state == State::Running {
             s = again;
             let (state, reason, message) = match read_response(dir) {
-                Some(_) => final_state(dir, Some(0), None, 0),
+                Some(_) => final_state(dir, Some(0), None, 0, false),
                 None if cancel_requested(dir).is_some() => (State::Cancelled, None, Some("cancelled on request".into())),
                 None => (
                     State::Died,
@@ -492,24 +509,35 @@ fn follow(dir: &Path, mut from: u64) -> io::Result<()> {
     }
 }
 
-/// `job cancel DIR`: record the request, then stop what runs on this host.
-fn cancel(dir: &Path, grace: Duration, mark_only: bool) -> io::Result<()> {
+/// `job cancel DIR`: record the request, then stop what runs on this host. Prints the
+/// status with `"signalled": true` when it signalled the job here (a batch job running on
+/// another node must be signalled through the batch system).
+fn cancel(dir: &Path, grace: Duration, linger: Duration, mark_only: bool) -> io::Result<()> {
     let s = current_status(dir)?;
     if !s.state.terminal() {
-        let marker = json!({ "grace_ms": grace.as_millis() as u64, "requested_unix_ms": now_ms() });
+        let marker = json!({
+            "grace_ms": grace.as_millis() as u64,
+            "linger_ms": linger.as_millis() as u64,
+            "requested_unix_ms": now_ms(),
+        });
         write_atomic(&dir.join("cancel"), marker.to_string().as_bytes())?;
     }
+    let printed = |signalled: bool| -> io::Result<()> {
+        let mut v = status(dir)?;
+        v["signalled"] = json!(signalled);
+        println!("{v}");
+        Ok(())
+    };
     if mark_only {
-        // A batch job: the batch system's cancel delivers the signal (and ends the job
-        // as cancelled in its own accounting).
-        println!("{}", status(dir)?);
-        return Ok(());
+        return printed(false);
     }
     let here = s.host.as_deref() == Some(hostname().as_str());
+    let mut signalled = false;
     match s.state {
-        State::Queued => {
-            // A batch job not started yet: its runner will see the marker; a direct job
-            // that never started is settled now.
+        // A batch job not started yet (`--linger`: the batch system's cancel follows): its
+        // runner, should it start, sees the marker. A direct job that never started is
+        // settled now.
+        State::Queued if linger.is_zero() => {
             let mut again = read_status(dir)?;
             if again.state == State::Queued {
                 again.finish(
@@ -523,11 +551,12 @@ fn cancel(dir: &Path, grace: Duration, mark_only: bool) -> io::Result<()> {
         State::Running if here => {
             let runner = s.pid.filter(|&p| alive(p, s.pid_start));
             match runner {
-                // SAFETY: kill sends SIGTERM to the job's own runner process.
-                Some(pid) => unsafe {
-                    libc::kill(pid as i32, libc::SIGTERM);
-                },
+                Some(pid) => {
+                    // SAFETY: kill sends SIGTERM to the job's own runner process.
+                    signalled = unsafe { libc::kill(pid as i32, libc::SIGTERM) } == 0;
+                }
                 None => {
+                    signalled = true;
                     // No runner: stop the worker's session ourselves.
                     if let Some(w) = s.worker_pid {
                         signal_session(w, libc::SIGTERM);
@@ -542,8 +571,7 @@ fn cancel(dir: &Path, grace: Duration, mark_only: bool) -> io::Result<()> {
         }
         _ => {}
     }
-    println!("{}", status(dir)?);
-    Ok(())
+    printed(signalled)
 }
 
 /// `job rm DIR`: only a job dir (it has `request.json`, its parent is `jobs`), not running.

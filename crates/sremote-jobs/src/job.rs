@@ -495,14 +495,23 @@ impl<C: Connector> Job<C> {
         })
     }
 
-    /// Cancel the job: SIGTERM to everything it started, SIGKILL after
-    /// [`DEFAULT_GRACE`], and the batch system's cancel (`scancel`, `qdel`); then wait
-    /// until it is over. A finished job is left as it is.
+    /// Cancel the job, in this order: SIGTERM to everything it started, SIGKILL after
+    /// [`DEFAULT_GRACE`], then the batch system's cancel (`scancel`, `qdel`) so that its
+    /// accounting says cancelled; then wait until it is over. A finished job is left as it
+    /// is.
     pub async fn cancel(&self) -> Result<JobStatus, JobError> {
         self.cancel_with_grace(DEFAULT_GRACE).await
     }
 
     /// [`cancel`](Self::cancel) with another grace period.
+    ///
+    /// The request is recorded in the job's directory, where the job's runner sees it
+    /// (and the endpoint signals the runner at once when the job runs on the endpoint's
+    /// host); the runner sends SIGTERM to everything the job started and SIGKILL after
+    /// `grace`. A batch job's runner then waits for the batch system's cancel, which this
+    /// sends once the job's processes ended (or the grace period and 5 s ran out): it
+    /// removes a job still queued and anything left, and makes the batch system's
+    /// accounting say cancelled.
     pub async fn cancel_with_grace(&self, grace: Duration) -> Result<JobStatus, JobError> {
         let rec = self.refresh()?;
         if rec.state.is_terminal() {
@@ -516,34 +525,44 @@ impl<C: Connector> Job<C> {
             (Scheduler::Sge | Scheduler::Pbs, Some(sid)) => vec!["qdel".into(), sid.into()],
             _ => Vec::new(),
         };
-        // A batch job: record the request, then let the batch system signal the job (so its
-        // accounting says cancelled); if it refuses (the job is over, or it is not there),
-        // signal the job directly.
-        let mut signalled = false;
+        // 1. Record the request (the runner sees it on any node of a shared file system)
+        //    and SIGTERM the runner when it runs here. A batch job's runner is told to
+        //    linger until the batch system's cancel (step 3).
+        let linger = format!("{}", (grace + Duration::from_secs(30)).as_secs());
+        let mut args = vec!["job", "cancel", dir.as_str(), "--grace", g.as_str()];
         if !batch_cancel.is_empty() {
-            remote::endpoint(
-                &self.client,
-                &["job", "cancel", &dir, "--grace", &g, "--mark"],
-                None,
-                &[],
-                &action,
-            )
-            .await?;
-            let out = remote::command(&self.client, &batch_cancel, None, None).await?;
-            signalled = out.success();
-            if !signalled {
-                tracing::info!(job = %rec.id, stderr = %out.stderr_text(), "batch cancel said no; signalling directly");
-            }
+            args.extend(["--linger", linger.as_str()]);
         }
-        if !signalled {
-            remote::endpoint(
-                &self.client,
-                &["job", "cancel", &dir, "--grace", &g],
-                None,
-                &[],
-                &action,
-            )
-            .await?;
+        let out = remote::endpoint(&self.client, &args, None, &[], &action).await?;
+        let signalled = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.get("signalled").and_then(serde_json::Value::as_bool))
+            .unwrap_or(false);
+        if !batch_cancel.is_empty() {
+            // 2. A running job: wait for its processes to end (SIGKILL after the grace).
+            if self
+                .status()
+                .await
+                .is_ok_and(|s| s.state == JobState::Running)
+            {
+                let _ = self.wait(Some(grace + Duration::from_secs(5))).await;
+            }
+            // 3. The batch system's cancel.
+            let out = remote::command(&self.client, &batch_cancel, None, None).await?;
+            if !out.success() {
+                tracing::info!(job = %rec.id, stderr = %out.stderr_text(), "batch cancel said no");
+                if !signalled {
+                    // No longer known to the batch system: stop it directly.
+                    remote::endpoint(
+                        &self.client,
+                        &["job", "cancel", &dir, "--grace", &g],
+                        None,
+                        &[],
+                        &action,
+                    )
+                    .await?;
+                }
+            }
         }
         match self.wait(Some(grace + Duration::from_secs(30))).await {
             Err(JobError::NotFinished { .. }) => Err(JobError::remote(

@@ -130,7 +130,13 @@ impl<C: Connector + 'static> Submit<C> {
             })?;
             file_hashes.push(json!({ "name": name, "sha256": hex(&Sha256::digest(&bytes)) }));
         }
-        let hash = call_hash(&host, &request, &file_hashes);
+        // The host as the user named it when they did (two configured names for one
+        // machine are two places to run), else the connection's host name.
+        let identity = match &options.destination {
+            Some(d) if d != &host => format!("{d} ({host})"),
+            _ => host.clone(),
+        };
+        let hash = call_hash(&identity, &request, &file_hashes);
         let partition = match options.scheduler {
             Scheduler::Direct => None,
             _ => choose_partition(&options.resources, &options.host_config.partitions).map_err(

@@ -159,26 +159,35 @@ async fn slurm_latencies() {
     assert!(to_running[1] < Duration::from_secs(10), "{to_running:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slurm_cancel_a_sleeping_job() {
-    let Some(e) = env().await else { return };
+/// Submit `argv` to Slurm, cancel it once running with a 2 s grace period; returns how
+/// long the cancel took. Checks that Slurm's accounting says CANCELLED, that the result
+/// is `Cancelled` and that no process matching `pattern` is left.
+async fn cancel_through_slurm(e: &Env, argv: Value, pattern: &str) -> Duration {
     let job = e
         .client
-        .submit(
-            e.client
-                .call::<Value>("job", "run")
-                .arg(json!(["sleep", "61"])),
-        )
+        .submit(e.client.call::<Value>("job", "run").arg(argv))
         .scheduler(Scheduler::Slurm)
         .store(e.store.clone())
         .await
         .unwrap();
     wait_running(&job).await;
+    // Slurm may say RUNNING before the runner started the command: wait for the command.
+    let t0 = Instant::now();
+    while Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap()
+        .stdout
+        .is_empty()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{pattern} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let sid = job.record().scheduler_id.unwrap();
     let t0 = Instant::now();
     let st = job.cancel_with_grace(Duration::from_secs(2)).await.unwrap();
+    let took = t0.elapsed();
     assert_eq!(st.state, JobState::Cancelled, "{st:?}");
-    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
     // Our state comes from the job dir at once; Slurm may still be COMPLETING the job.
     let mut state = e.slurm.job_field(&sid, "JobState");
     for _ in 0..100 {
@@ -188,19 +197,50 @@ async fn slurm_cancel_a_sleeping_job() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         state = e.slurm.job_field(&sid, "JobState");
     }
-    assert_eq!(state.as_deref(), Some("CANCELLED"), "scancel ended it");
+    if state.as_deref() != Some("CANCELLED") {
+        let dir = job.record().remote_dir.clone().unwrap_or_default();
+        let out = std::fs::read_to_string(format!("{dir}/scheduler.out")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("{dir}/status.json")).unwrap_or_default();
+        panic!(
+            "Slurm says {state:?}, not CANCELLED; scheduler.out: {out}\nstatus: {status}\n{}",
+            e.slurm.logs()
+        );
+    }
     assert!(matches!(
         job.result::<Value>().await,
         Err(JobError::Cancelled { .. })
     ));
-    let left = Command::new("pgrep")
-        .args(["-f", "^sleep 61$"])
-        .output()
-        .unwrap();
+    let left = Command::new("pgrep").args(["-f", pattern]).output().unwrap();
     assert!(
         left.stdout.is_empty(),
-        "sleep still running: {}",
+        "{pattern} still running: {}",
         String::from_utf8_lossy(&left.stdout)
+    );
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slurm_cancel_a_sleeping_job() {
+    let Some(e) = env().await else { return };
+    let took = cancel_through_slurm(&e, json!(["sleep", "61"]), "^sleep 61$").await;
+    // SIGTERM ends `sleep` at once: no waiting for the grace period.
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// The order the user asked for: SIGTERM, SIGKILL after the grace period, then the batch
+/// system's cancel — a job that ignores SIGTERM gets exactly its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slurm_cancel_gives_a_job_that_ignores_sigterm_its_grace_period() {
+    let Some(e) = env().await else { return };
+    let took = cancel_through_slurm(
+        &e,
+        sh("trap '' TERM; exec sleep 62"),
+        "^sleep 62$",
+    )
+    .await;
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "{took:?}"
     );
 }
 

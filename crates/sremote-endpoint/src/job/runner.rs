@@ -7,14 +7,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use sremote_core::protocol::{ErrorKind, Outcome, Request};
 
 use super::{
     DEFAULT_GRACE, EXIT_CANCELLED, EXIT_DIED, EXIT_FAILED, EXIT_IO, EXIT_OK, State, Status,
-    cancel_requested, invalid, now_ms, read_response, read_status, write_atomic, write_status,
+    cancel_request, cancel_requested, invalid, now_ms, read_response, read_status, write_atomic, write_status,
 };
 use crate::endpoint::{Endpoint, hostname};
 use crate::error::CallError;
@@ -78,9 +78,17 @@ pub(super) fn signal_session(sid: u32, sig: i32) -> usize {
 }
 
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+/// The worker exits with this plus the signal's number when it was signalled during the
+/// call (it still wrote the response).
+const WORKER_SIGNALLED_BASE: i32 = 64;
+/// How often a running job's runner looks for a cancel request in the job directory.
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+/// How many signals arrived (a lingering runner leaves at the next one).
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     SIGNALLED.store(sig, Ordering::SeqCst);
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
 }
 
 fn install_signal_handlers() {
@@ -107,14 +115,15 @@ pub(super) fn detach(dir: &Path) -> io::Result<u32> {
             status.state
         )));
     }
-    let exe = std::env::current_exe()?;
+    let exe = self_exe()?;
     let cstr = |b: &[u8]| CString::new(b).map_err(|_| invalid("a path contains a NUL byte".into()));
     let argv_owned = [
-        cstr(exe.as_os_str().as_bytes())?,
+        cstr(exe.1.as_os_str().as_bytes())?,
         cstr(b"job")?,
         cstr(b"run")?,
         cstr(dir.as_os_str().as_bytes())?,
     ];
+    let path = cstr(exe.0.as_os_str().as_bytes())?;
     let argv: Vec<*const libc::c_char> = argv_owned
         .iter()
         .map(|c| c.as_ptr())
@@ -165,7 +174,7 @@ pub(super) fn detach(dir: &Path) -> io::Result<u32> {
             libc::dup2(null_fd, 0);
             libc::dup2(log_fd, 1);
             libc::dup2(log_fd, 2);
-            libc::execv(argv[0], argv.as_ptr());
+            libc::execv(path.as_ptr(), argv.as_ptr());
             let err = io::Error::last_os_error().raw_os_error().unwrap_or(0);
             libc::write(fds[1], (&err as *const i32).cast(), 4);
             libc::_exit(127);
@@ -198,6 +207,22 @@ pub(super) fn detach(dir: &Path) -> io::Result<u32> {
             "the detached runner could not be started (fork failed)",
         )),
     }
+}
+
+/// What to execute to run this binary again, and the name to show as `argv[0]`. On Linux
+/// `/proc/self/exe`: it works even when the file was replaced meanwhile (another client
+/// installing the same endpoint renames a new copy over it), where the path would not.
+fn self_exe() -> io::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let shown = std::env::current_exe()?;
+    let proc_exe = Path::new("/proc/self/exe");
+    if cfg!(target_os = "linux") && proc_exe.exists() {
+        let shown = shown
+            .to_str()
+            .and_then(|s| s.strip_suffix(" (deleted)"))
+            .map_or(shown.clone(), std::path::PathBuf::from);
+        return Ok((proc_exe.to_path_buf(), shown));
+    }
+    Ok((shown.clone(), shown))
 }
 
 /// `job run DIR`: the runner (foreground).
@@ -241,6 +266,7 @@ fn supervise(dir: &Path) -> io::Result<State> {
             Some("cancelled before it started".into()),
         );
         write_status(dir, &status)?;
+        linger(dir);
         return Ok(State::Cancelled);
     }
     let me = std::process::id();
@@ -254,13 +280,13 @@ fn supervise(dir: &Path) -> io::Result<State> {
         .create(true)
         .mode(0o600)
         .open(dir.join("log"))?;
-    let exe = std::env::current_exe()?;
+    let exe = self_exe()?;
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut cmd = Command::new(exe);
-    cmd.args(["job", "worker"])
+    let mut cmd = Command::new(&exe.0);
+    cmd.arg0(&exe.1).args(["job", "worker"])
         .arg(dir)
         .current_dir(dir.join("work"))
         .env("SREMOTE_JOB_DIR", dir)
@@ -284,12 +310,20 @@ fn supervise(dir: &Path) -> io::Result<State> {
     write_status(dir, &status)?;
     let mut term_sent: Option<(Instant, Duration)> = None;
     let mut killed = false;
+    let mut last_look = Instant::now();
+    let mut cancel_seen = false;
     let exit = loop {
         if let Some(exit) = child.try_wait()? {
             break exit;
         }
+        // A cancel request written while the job runs (on any node: the client may reach
+        // only a login node sharing this file system) counts like a signal.
+        if !cancel_seen && last_look.elapsed() >= CANCEL_POLL {
+            last_look = Instant::now();
+            cancel_seen = cancel_requested(dir).is_some();
+        }
         let sig = SIGNALLED.load(Ordering::SeqCst);
-        if sig != 0 && term_sent.is_none() {
+        if (sig != 0 || cancel_seen) && term_sent.is_none() {
             let grace = cancel_requested(dir).unwrap_or(DEFAULT_GRACE);
             signal_session(worker, libc::SIGTERM);
             term_sent = Some((Instant::now(), grace));
@@ -307,21 +341,54 @@ fn supervise(dir: &Path) -> io::Result<State> {
     signal_session(worker, libc::SIGKILL);
     status.exit_code = exit.code();
     status.signal = exit.signal();
-    let signalled = SIGNALLED.load(Ordering::SeqCst);
-    let (state, reason, message) = final_state(dir, exit.code(), exit.signal(), signalled);
+    // Signals reach every process of a batch job at once: the worker may have ended (with
+    // a response) before this loop saw its own signal; it says so in its exit code.
+    let signalled = match (SIGNALLED.load(Ordering::SeqCst), exit.code()) {
+        (0, Some(c)) if c > WORKER_SIGNALLED_BASE && c < WORKER_SIGNALLED_BASE + 65 => {
+            c - WORKER_SIGNALLED_BASE
+        }
+        (own, _) => own,
+    };
+    let stopped = term_sent.is_some() || signalled != 0;
+    let (state, reason, message) =
+        final_state(dir, exit.code(), exit.signal(), signalled, stopped);
     status.finish(state, reason.as_deref(), message);
     write_status(dir, &status)?;
+    if state == State::Cancelled {
+        linger(dir);
+    }
     Ok(state)
 }
 
+/// A batch job cancelled by the client: the batch system's own cancel follows (the client
+/// sends it once it sees the job cancelled). Wait for it — up to the request's linger
+/// time — so that the batch system records the job as cancelled, not as ended by itself.
+fn linger(dir: &Path) {
+    let Some((_, linger)) = cancel_request(dir) else {
+        return;
+    };
+    let seen = SIGNALS.load(Ordering::SeqCst);
+    let t0 = Instant::now();
+    while t0.elapsed() < linger && SIGNALS.load(Ordering::SeqCst) == seen {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The final state from the response (if any), a cancel request, and how the worker ended.
+/// `stopped`: the runner signalled the job (a cancel or a signal from outside), so a
+/// response the job still wrote in its grace period (e.g. `job.run`'s `-15`) is not its
+/// result.
 pub(super) fn final_state(
     dir: &Path,
     code: Option<i32>,
     signal: Option<i32>,
     runner_signal: i32,
+    stopped: bool,
 ) -> (State, Option<String>, Option<String>) {
-    if let Some(resp) = read_response(dir) {
+    if stopped && cancel_requested(dir).is_some() {
+        return (State::Cancelled, None, Some("cancelled on request".into()));
+    }
+    if let Some(resp) = read_response(dir).filter(|_| !stopped || runner_signal == 0) {
         return match resp.outcome {
             Outcome::Ok(_) => (State::Succeeded, None, None),
             Outcome::Error(e) => (State::Failed, Some(e.kind.to_string()), Some(e.message)),
@@ -384,6 +451,11 @@ fn signal_name(sig: i32) -> String {
 
 /// `job worker DIR` (started by the runner): run the request with fd 1 and 2 on the log.
 pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
+    // SIGTERM goes to the job's whole session: the programs the call runs get it and have
+    // their grace period; the worker itself waits for them (and gets SIGKILL at the end of
+    // the grace period like everything else). A handler, not SIG_IGN, which programs
+    // started from here would inherit.
+    install_signal_handlers();
     let response = match std::fs::read(dir.join("request.json")) {
         Err(e) => crate::endpoint::error_response(
             String::new(),
@@ -416,7 +488,12 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
         }
     };
     match write_atomic(&dir.join("response.json"), &bytes) {
-        Ok(()) => EXIT_OK,
+        // Signalled while the call ran: tell the runner, which may not have seen the
+        // signal yet (a batch system signals every process of the job at once).
+        Ok(()) => match SIGNALLED.load(Ordering::SeqCst) {
+            0 => EXIT_OK,
+            sig => WORKER_SIGNALLED_BASE + sig,
+        },
         Err(e) => {
             eprintln!(
                 "sremote-endpoint: cannot write {}/response.json: {e}",
