@@ -345,3 +345,65 @@ async fn file_mode_leaves_no_request_behind_when_the_endpoint_is_missing() {
         tmp.display()
     );
 }
+
+#[tokio::test]
+async fn older_endpoint_versions_are_removed_by_an_install() {
+    use std::os::unix::fs::PermissionsExt;
+    let (client, home) = client();
+    let bin = home.path().join(".sremote/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let artifact = sremote_core::EndpointArtifact::bundled().expect("bundled endpoint");
+    let v = sremote_core::protocol::VERSION;
+    let put = |name: &str| {
+        let path = bin.join(name);
+        std::fs::write(&path, artifact.bytes()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let old = [
+        "sremote-endpoint-0.0.1",
+        "sremote-endpoint-0.0.1-0123456789ab",
+    ];
+    let kept = [
+        "sremote-endpoint-999.0.0".to_string(),
+        format!("sremote-endpoint-{v}-0123456789ab"),
+        "sremote-endpoint-0.0.2".to_string(),
+    ];
+    for name in old.iter().copied().chain(kept.iter().map(String::as_str)) {
+        put(name);
+    }
+    // An older endpoint that is running (a session of an older client) stays.
+    let mut running = std::process::Command::new(bin.join("sremote-endpoint-0.0.2"))
+        .arg("serve")
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // So do all while a job is queued (its batch script names its endpoint).
+    let job = home.path().join(".sremote/jobs/j1");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(job.join("status.json"), r#"{"state":"queued"}"#).unwrap();
+    let report = client.do_bootstrap_install().await.unwrap();
+    assert!(report.installed && report.removed.is_empty(), "{report:?}");
+    assert!(bin.join(old[0]).exists());
+
+    std::fs::remove_dir_all(&job).unwrap();
+    std::fs::remove_file(home.path().join(client.endpoint_path())).unwrap();
+    let report = client.do_bootstrap_install().await.unwrap();
+    assert!(report.installed, "{report:?}");
+    assert_eq!(report.removed, old, "{report:?}");
+    let mut left: Vec<String> = std::fs::read_dir(&bin)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut want: Vec<String> = kept.to_vec();
+    want.push(format!("sremote-endpoint-{v}"));
+    want.sort();
+    assert_eq!(left, want);
+    let pid: CallOutput<u32> = client.call("os", "getpid").await.unwrap();
+    assert!(pid.value > 0);
+    let _ = running.kill();
+    let _ = running.wait();
+}

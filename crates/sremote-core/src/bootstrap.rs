@@ -227,6 +227,8 @@ pub struct HostFacts {
     pub installed_sha256: Option<String>,
     /// Contents of `~/.sremote/.location`, when present.
     pub location: Option<String>,
+    /// Names of the `sremote-endpoint-*` files in `<sremote dir>/bin`.
+    pub binaries: Vec<String>,
 }
 
 impl HostFacts {
@@ -245,12 +247,17 @@ fi
 if [ -f "$HOME/.sremote/.location" ]; then
   printf 'location=%s\n' "$(tr '\n' ' ' < "$HOME/.sremote/.location")"
 fi
+for b in "$1"/bin/sremote-endpoint-*; do
+  [ -f "$b" ] && printf 'bin=%s\n' "${b##*/}"
+done
+exit 0
 "#;
 
 /// Shell script that finishes an install: verify, make private dirs, rename into place.
 /// `$1` sremote dir, `$2` pushed temp file, `$3` final name, `$4` expected SHA-256,
 /// `$5` `.location` JSON to write (empty: leave it alone), `$6` a custom tmp dir to create
-/// (empty: none).
+/// (empty: none), then names of older endpoints in `<sremote dir>/bin` to remove when
+/// nothing uses them (see [`older_endpoints`]); each removed one is printed `removed=NAME`.
 pub(crate) const FINISH_SCRIPT: &str = r#"umask 077
 d="$1"; tmp="$2"; final="$3"; want="$4"
 for sub in "" /bin /tmp /jobs /modules; do
@@ -269,7 +276,59 @@ if [ -n "$5" ]; then
   l="$HOME/.sremote/.location"
   mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$5" > "$l.$$" && mv -f -- "$l.$$" "$l" || exit 68
 fi
+shift 6
+# Older endpoints: only where /proc tells what runs, and no job is queued or running (a
+# queued batch job names its endpoint in a script the scheduler holds). Best effort.
+[ $# -gt 0 ] && [ -d /proc/self ] || exit 0
+grep -qsE '"state": *"(queued|running)"' "$d"/jobs/*/status.json && exit 0
+abs=$(cd -- "$d/bin" && pwd -P) || exit 0
+used=$(ls -l /proc/[0-9]*/exe 2>/dev/null | sed -n 's/^.* -> //p')
+for old in "$@"; do
+  case $old in */*|"$final") continue ;; sremote-endpoint-*) ;; *) continue ;; esac
+  [ -f "$d/bin/$old" ] || continue
+  printf '%s\n' "$used" | grep -qxF -- "$abs/$old" && continue
+  rm -f -- "$d/bin/$old" && printf 'removed=%s\n' "$old"
+done
+exit 0
 "#;
+
+/// Endpoints in `binaries` (names in `<sremote dir>/bin`) of versions older than this
+/// client's: `sremote-endpoint-<version>` and custom builds `…-<version>-<12 hex>`. Newer
+/// ones stay (a newer client on the same host still uses them, and would only push
+/// them again), as do custom builds of this version (they live beside the stock one on
+/// purpose) and names that do not parse.
+pub fn older_endpoints(binaries: &[String]) -> Vec<String> {
+    let Some(current) = numeric_version(crate::protocol::VERSION) else {
+        return Vec::new();
+    };
+    binaries
+        .iter()
+        .filter(|name| {
+            let Some(rest) = name.strip_prefix("sremote-endpoint-") else {
+                return false;
+            };
+            let version = match rest.rsplit_once('-') {
+                Some((v, hash))
+                    if hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    v
+                }
+                _ => rest,
+            };
+            numeric_version(version).is_some_and(|v| v < current)
+        })
+        .cloned()
+        .collect()
+}
+
+/// `(major, minor, patch)` of `1.2.3` or `1.2.3-pre` (a pre-release counts as its
+/// release: never older than its own version).
+fn numeric_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.split_once('-').map_or(v, |(c, _)| c);
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
+}
 
 /// Shell script that records custom directories when the endpoint is already current:
 /// `$1` `.location` JSON, `$2` a custom tmp dir to create (empty: none).
@@ -294,6 +353,7 @@ pub(crate) fn parse_probe(stdout: &[u8]) -> HostFacts {
             "home" => facts.home = v.to_string(),
             "sha256" if v.len() == 64 => facts.installed_sha256 = Some(v.to_string()),
             "location" => facts.location = Some(v.to_string()),
+            "bin" => facts.binaries.push(v.to_string()),
             _ => {}
         }
     }
@@ -311,6 +371,8 @@ pub struct BootstrapReport {
     pub installed: bool,
     pub bytes_pushed: u64,
     pub sha256: String,
+    /// Endpoints of older versions removed from `<sremote dir>/bin` by this install.
+    pub removed: Vec<String>,
 }
 
 impl<C: Connector> RemoteClient<C> {
@@ -420,6 +482,7 @@ impl<C: Connector> RemoteClient<C> {
             installed: false,
             bytes_pushed: 0,
             sha256: artifact.sha256.clone(),
+            removed: Vec::new(),
         };
         let (location, custom_tmp) = self.location_json(explicit_dir, &facts.home)?;
         let recorded = facts.location.as_deref().and_then(LocationFile::parse);
@@ -440,6 +503,7 @@ impl<C: Connector> RemoteClient<C> {
                     &artifact.install_name,
                 ])
                 .args([artifact.sha256.as_str(), &location, &custom_tmp])
+                .args(older_endpoints(&facts.binaries))
                 .timeout(Duration::from_secs(120));
             let out = self.inner.connector.exec(&cmd).await?;
             if !out.success() {
@@ -455,6 +519,11 @@ impl<C: Connector> RemoteClient<C> {
             }
             report.installed = true;
             report.bytes_pushed = artifact.bytes().len() as u64;
+            report.removed = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.strip_prefix("removed="))
+                .map(str::to_owned)
+                .collect();
         } else if !location.is_empty() && LocationFile::parse(&location) != recorded {
             // The endpoint is current, but `.location` names other directories.
             let cmd = RemoteCommand::new("sh")
@@ -548,6 +617,34 @@ mod tests {
         assert_eq!(f.home, "/home/a b");
         assert_eq!(f.installed_sha256, None);
         assert!(f.location.unwrap().contains("sremote"));
+    }
+
+    #[test]
+    fn only_older_versions_are_removed() {
+        let v = crate::protocol::VERSION;
+        let names: Vec<String> = [
+            "sremote-endpoint-0.0.1",
+            "sremote-endpoint-0.0.1-0123456789ab",
+            "sremote-endpoint-0.0.1-rc.1",
+            &format!("sremote-endpoint-{v}"),
+            &format!("sremote-endpoint-{v}-0123456789ab"),
+            "sremote-endpoint-999.0.0",
+            "sremote-endpoint-999.0.0-0123456789ab",
+            "sremote-endpoint-latest",
+            "sremote-endpoint-0.0",
+            "other-0.0.1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            older_endpoints(&names),
+            [
+                "sremote-endpoint-0.0.1",
+                "sremote-endpoint-0.0.1-0123456789ab",
+                "sremote-endpoint-0.0.1-rc.1"
+            ]
+        );
     }
 
     #[test]
