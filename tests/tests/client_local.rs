@@ -407,3 +407,40 @@ async fn older_endpoint_versions_are_removed_by_an_install() {
     let _ = running.kill();
     let _ = running.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_bootstrap_one_home_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    // Made back to back: their request ids (and bootstrap temp names) must still differ.
+    let (a, b) = (
+        RemoteClient::new(LocalConnector::with_home(home.path())),
+        RemoteClient::new(LocalConnector::with_home(home.path())),
+    );
+    for _ in 0..50 {
+        let (x, y) = (
+            RemoteClient::new(LocalConnector::new()),
+            RemoteClient::new(LocalConnector::new()),
+        );
+        let (x, y) = (
+            x.call_async::<Value>("os", "getpid", args![]),
+            y.call_async::<Value>("os", "getpid", args![]),
+        );
+        assert_ne!(x.id(), y.id());
+    }
+    for round in 0..5 {
+        let _ = std::fs::remove_dir_all(home.path().join(".sremote"));
+        let (ra, rb) = tokio::join!(a.do_bootstrap_install(), b.do_bootstrap_install());
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert!(ra.installed || rb.installed, "round {round}: {ra:?} {rb:?}");
+        let bin: Vec<String> = std::fs::read_dir(home.path().join(".sremote/bin"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(bin.len(), 1, "round {round}: {bin:?}");
+    }
+    let (x, y) = tokio::join!(
+        a.call::<u32>("os", "getpid"),
+        b.call::<u32>("os", "getpid").mode(CallMode::Pipe)
+    );
+    assert!(x.unwrap().value > 0 && y.unwrap().value > 0);
+}

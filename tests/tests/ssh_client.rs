@@ -214,3 +214,40 @@ async fn deploy_by_hand_then_bootstrap_has_nothing_to_do() {
         "the hand-deployed endpoint is the right one: {report:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_bootstrap_a_fresh_host_at_once() {
+    let sshd = Sshd::start().unwrap();
+    // Two programs: separate ssh connections, nothing shared on the client side.
+    let (a, b) = tokio::join!(connect(&sshd), connect(&sshd));
+    let (ra, rb) = tokio::join!(a.do_bootstrap_install(), b.do_bootstrap_install());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.installed || rb.installed, "{ra:?} {rb:?}");
+    assert_eq!(ra.sha256, rb.sha256);
+    let bin: Vec<String> = std::fs::read_dir(sshd.home.join(".sremote/bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        bin,
+        [format!(
+            "sremote-endpoint-{}",
+            sremote_core::protocol::VERSION
+        )],
+        "one binary, no temporary files left"
+    );
+    let sha = sremote_core::bootstrap::sha256_hex(&std::fs::read(endpoint_on(&sshd)).unwrap());
+    assert_eq!(sha, ra.sha256);
+    // And two clients whose first calls bootstrap by themselves, at once.
+    std::fs::remove_dir_all(sshd.home.join(".sremote")).unwrap();
+    let (c, d) = tokio::join!(connect(&sshd), connect(&sshd));
+    let (x, y) = tokio::join!(
+        c.call::<u32>("os", "getpid").mode(CallMode::Session),
+        d.call::<u32>("os", "getpid").mode(CallMode::Pipe)
+    );
+    assert!(x.unwrap().value > 0 && y.unwrap().value > 0);
+    for client in [&a, &b, &c, &d] {
+        let home: CallOutput<String> = client.call("os", "getenv").arg("HOME").await.unwrap();
+        assert_eq!(home.value, sshd.home.to_str().unwrap());
+    }
+}

@@ -102,6 +102,9 @@ impl<C: Connector> std::fmt::Debug for RemoteClient<C> {
     }
 }
 
+/// Clients made by this process so far (part of each client's id prefix).
+static CLIENTS: AtomicU64 = AtomicU64::new(0);
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -131,10 +134,13 @@ impl<C: Connector> RemoteClient<C> {
                 session: tokio::sync::Mutex::new(None),
                 no_session: std::sync::atomic::AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
+                // Unique per client: two clients made in the same microsecond (two
+                // programs' worth of bootstrap temp files on one host) must not collide.
                 id_prefix: format!(
                     "{:x}-{:x}",
                     std::process::id(),
-                    nanos.as_micros() & 0xff_ffff
+                    (nanos.as_micros() as u64 & 0xff_ffff)
+                        + (CLIENTS.fetch_add(1, Ordering::Relaxed) << 24)
                 ),
             }),
         }
