@@ -308,3 +308,24 @@ async fn a_session_of_another_protocol_version_is_not_set_up() {
     assert!(pid.value > 1);
     assert_eq!(pid.meta.mode, CallMode::Session);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_dies_in_the_handshake_names_the_call() {
+    let (client, home) = client();
+    fake_endpoint(
+        &client,
+        home.path(),
+        "#!/bin/sh\necho 'out of memory' >&2\nexit 5\n",
+    );
+    let err = client.call::<Value>("os", "uname").await.unwrap_err();
+    assert_eq!(
+        err.transport_kind(),
+        Some(ConnectorErrorKind::Disconnected),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("call os.uname") && text.contains("out of memory"),
+        "{text}"
+    );
+}

@@ -516,13 +516,14 @@ impl<C: Connector> RemoteClient<C> {
     }
 
     /// The live session, opened (or reopened) on demand.
-    pub(crate) async fn session(&self) -> Result<Arc<Session>, SessionError> {
+    pub(crate) async fn session(&self, action: &str) -> Result<Arc<Session>, SessionError> {
         let mut slot = self.inner.session.lock().await;
         if let Some(s) = slot.as_ref().filter(|s| s.is_alive()) {
             return Ok(s.clone());
         }
         *slot = None;
-        let session = Arc::new(Session::open(&self.inner.connector, &self.endpoint_path()).await?);
+        let session =
+            Arc::new(Session::open(&self.inner.connector, &self.endpoint_path(), action).await?);
         *slot = Some(session.clone());
         Ok(session)
     }
@@ -553,7 +554,7 @@ impl<C: Connector> RemoteClient<C> {
             }
             SessionError::Transport(e) => Error::Transport(e),
         };
-        let session = self.session().await.map_err(map)?;
+        let session = self.session(action).await.map_err(map)?;
         let body = serde_json::to_vec(request).map_err(|e| {
             Error::Usage(format!(
                 "{action} on {}: request cannot be encoded: {e}",

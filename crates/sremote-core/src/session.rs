@@ -257,12 +257,15 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(60);
 
 impl Session {
-    /// Start `endpoint serve` on the host and complete the handshake.
+    /// Start `endpoint serve` on the host and complete the handshake, for the call
+    /// `action` (named in errors).
     pub(crate) async fn open<C: Connector + ?Sized>(
         connector: &C,
         endpoint: &str,
+        action: &str,
     ) -> Result<Session, SessionError> {
         let host = connector.host().to_string();
+        let opening = format!("{action} (opening a session)");
         let process = connector
             .spawn(&RemoteCommand::new(endpoint).arg("serve"))
             .await
@@ -340,14 +343,14 @@ impl Session {
                     )),
                     other => SessionError::Transport(disconnected(
                         &host,
-                        "open session",
+                        &opening,
                         format!("endpoint session ended during the handshake ({other:?}): {tail}"),
                     )),
                 });
             }
             Err(_) => {
                 return Err(SessionError::Transport(
-                    ConnectorError::new(ConnectorErrorKind::Timeout, &host, "open session")
+                    ConnectorError::new(ConnectorErrorKind::Timeout, &host, &opening)
                         .detail("no handshake from the endpoint within 60 s"),
                 ));
             }
