@@ -199,7 +199,11 @@ fn cancel_requested(dir: &Path) -> Option<Duration> {
 fn cancel_request(dir: &Path) -> Option<(Duration, Duration)> {
     let bytes = std::fs::read(dir.join("cancel")).ok()?;
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let ms = |key: &str| v.get(key).and_then(Value::as_u64).map(Duration::from_millis);
+    let ms = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis)
+    };
     Some((
         ms("grace_ms").unwrap_or(DEFAULT_GRACE),
         ms("linger_ms").unwrap_or(Duration::ZERO),

@@ -180,7 +180,10 @@ async fn cancel_through_slurm(e: &Env, argv: Value, pattern: &str) -> Duration {
         .stdout
         .is_empty()
     {
-        assert!(t0.elapsed() < Duration::from_secs(30), "{pattern} never ran");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{pattern} never ran"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let sid = job.record().scheduler_id.unwrap();
@@ -210,7 +213,10 @@ async fn cancel_through_slurm(e: &Env, argv: Value, pattern: &str) -> Duration {
         job.result::<Value>().await,
         Err(JobError::Cancelled { .. })
     ));
-    let left = Command::new("pgrep").args(["-f", pattern]).output().unwrap();
+    let left = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
     assert!(
         left.stdout.is_empty(),
         "{pattern} still running: {}",
@@ -232,12 +238,7 @@ async fn slurm_cancel_a_sleeping_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slurm_cancel_gives_a_job_that_ignores_sigterm_its_grace_period() {
     let Some(e) = env().await else { return };
-    let took = cancel_through_slurm(
-        &e,
-        sh("trap '' TERM; exec sleep 62"),
-        "^sleep 62$",
-    )
-    .await;
+    let took = cancel_through_slurm(&e, sh("trap '' TERM; exec sleep 62"), "^sleep 62$").await;
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(15),
         "{took:?}"

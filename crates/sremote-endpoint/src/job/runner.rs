@@ -14,7 +14,8 @@ use sremote_core::protocol::{ErrorKind, Outcome, Request};
 
 use super::{
     DEFAULT_GRACE, EXIT_CANCELLED, EXIT_DIED, EXIT_FAILED, EXIT_IO, EXIT_OK, State, Status,
-    cancel_request, cancel_requested, invalid, now_ms, read_response, read_status, write_atomic, write_status,
+    cancel_request, cancel_requested, invalid, now_ms, read_response, read_status, write_atomic,
+    write_status,
 };
 use crate::endpoint::{Endpoint, hostname};
 use crate::error::CallError;
@@ -286,7 +287,8 @@ fn supervise(dir: &Path) -> io::Result<State> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut cmd = Command::new(&exe.0);
-    cmd.arg0(&exe.1).args(["job", "worker"])
+    cmd.arg0(&exe.1)
+        .args(["job", "worker"])
         .arg(dir)
         .current_dir(dir.join("work"))
         .env("SREMOTE_JOB_DIR", dir)
@@ -350,8 +352,7 @@ fn supervise(dir: &Path) -> io::Result<State> {
         (own, _) => own,
     };
     let stopped = term_sent.is_some() || signalled != 0;
-    let (state, reason, message) =
-        final_state(dir, exit.code(), exit.signal(), signalled, stopped);
+    let (state, reason, message) = final_state(dir, exit.code(), exit.signal(), signalled, stopped);
     status.finish(state, reason.as_deref(), message);
     write_status(dir, &status)?;
     if state == State::Cancelled {
