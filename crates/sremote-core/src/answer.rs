@@ -86,6 +86,7 @@ impl<C: Connector> RemoteClient<C> {
                     .and_then(|m| serde_json::from_value(m.clone()).ok());
                 Err(Error::ModulesMissing(Box::new(ModulesMissingError {
                     host,
+                    action: action.to_string(),
                     missing: missing.unwrap_or_else(|| request.check_modules.clone()),
                     present: present.unwrap_or_default(),
                 })))

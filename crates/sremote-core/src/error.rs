@@ -202,6 +202,8 @@ pub struct DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModulesMissingError {
     pub host: String,
+    /// What was tried (e.g. the call `os.getenv`).
+    pub action: String,
     pub missing: Vec<String>,
     /// Modules that were found, with their version when known.
     pub present: BTreeMap<String, String>,
@@ -226,8 +228,9 @@ pub enum Error {
     RemoteExec(Box<RemoteExecError>),
 
     #[error(
-        "modules missing on {}: {} — install them on the host (e.g. `client.install_python_packages`)",
-        .0.host, .0.missing.join(", ")
+        "{} on {}: modules missing: {} — install them on the host (e.g. \
+         `client.install_python_packages`)",
+        .0.action, .0.host, .0.missing.join(", ")
     )]
     ModulesMissing(Box<ModulesMissingError>),
 
