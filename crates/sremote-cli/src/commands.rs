@@ -190,7 +190,10 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
 
 fn call_outcome(out: &CallOutput<Value>) -> Outcome {
     let m = &out.meta;
+    // The endpoint's response (every field of PROTOCOL.md's Response), plus how the
+    // client ran it: `mode` and `round_trip_us`.
     let json = json!({
+        "protocol": sremote_core::protocol::PROTOCOL_VERSION,
         "ok": out.value, "stdout": out.stdout, "stderr": out.stderr, "id": m.id, "host": m.host,
         "pid": m.pid, "endpoint_version": m.endpoint_version,
         "timing": {"started_unix_ms": m.timing.started_unix_ms, "elapsed_us": m.timing.elapsed_us},

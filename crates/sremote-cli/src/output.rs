@@ -131,10 +131,32 @@ pub fn error_kind(e: &Error) -> String {
     }
 }
 
-/// `{kind, message, hint}` for JSON output.
+/// `{kind, message, hint, exit_code}` for JSON output; a remote error adds the function,
+/// the remote message, `traceback`, and the `stdout`/`stderr` the call produced; modules
+/// missing add `missing` and `present`; a garbled answer adds `received` (and `module`).
 pub fn error_json(e: &Error) -> serde_json::Value {
     let (msg, hint) = error_lines(e);
-    serde_json::json!({"kind": error_kind(e), "message": msg, "hint": hint, "exit_code": exit_code(e)})
+    let mut v = serde_json::json!({"kind": error_kind(e), "message": msg, "hint": hint, "exit_code": exit_code(e)});
+    match e {
+        Error::RemoteExec(r) => {
+            v["module"] = r.module.clone().into();
+            v["function"] = r.function.clone().into();
+            v["remote_message"] = r.message.clone().into();
+            v["traceback"] = r.traceback.clone().into();
+            v["stdout"] = r.stdout.clone().into();
+            v["stderr"] = r.stderr.clone().into();
+        }
+        Error::ModulesMissing(m) => {
+            v["missing"] = serde_json::json!(m.missing);
+            v["present"] = serde_json::json!(m.present);
+        }
+        Error::Protocol(p) => {
+            v["received"] = p.received.clone().into();
+            v["module"] = p.module.clone().into();
+        }
+        _ => {}
+    }
+    v
 }
 
 /// A failed host (or command, `host` `None`) under `--json`:

@@ -61,7 +61,54 @@ fn json_output_is_the_whole_response() {
         v["timing"]["elapsed_us"].is_u64()
             && v["host"].is_string()
             && v["endpoint_version"].is_string()
+            && v["id"].is_string()
+            && v["pid"].is_u64()
+            && v["stdout"].is_string()
+            && v["stderr"].is_string()
     );
+    assert_eq!(v["protocol"], 1);
+}
+
+/// A remote exception under `--json`: its traceback and the call's output are in the
+/// error object, not lost.
+#[test]
+fn json_remote_error_keeps_the_traceback_and_output() {
+    if std::process::Command::new("python3")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = sremote(
+        home.path(),
+        &["--json", "call", "local", "py:json", "loads", "{not json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["error"];
+    assert_eq!(e["kind"], "Raised", "{v}");
+    assert_eq!(
+        (&e["module"], &e["function"]),
+        (&"py:json".into(), &"loads".into()),
+        "{v}"
+    );
+    assert!(
+        e["traceback"]
+            .as_str()
+            .is_some_and(|t| t.contains("Traceback")),
+        "{v}"
+    );
+    assert!(
+        e["remote_message"]
+            .as_str()
+            .unwrap()
+            .contains("JSONDecodeError"),
+        "{v}"
+    );
+    assert!(e["stdout"].is_string() && e["stderr"].is_string(), "{v}");
 }
 
 #[test]
