@@ -66,7 +66,7 @@ fn main() {
             let started = Instant::now();
             let out: CallOutput<Blob> = client
                 .call("sys", "echo")
-                .arg(Blob(data.clone()))
+                .arg_bytes(data.clone())
                 .await
                 .unwrap();
             call.push(started.elapsed());
@@ -99,7 +99,7 @@ fn main() {
             let started = Instant::now();
             let _: CallOutput<Blob> = local
                 .call("sys", "echo")
-                .arg(Blob(data.clone()))
+                .arg_bytes(data.clone())
                 .await
                 .unwrap();
             times.push(started.elapsed());

@@ -134,6 +134,16 @@ async fn hostile_strings_and_bytes_round_trip_as_data() {
     let back: CallOutput<Blob> = client.call("fs", "read_bytes").arg(&path).await.unwrap();
     assert!(back.value.0 == data);
     assert_eq!(std::fs::read(&path).unwrap(), data);
+    // `arg_bytes` moves the buffer in; the same bytes arrive in every mode.
+    for mode in [CallMode::Session, CallMode::Pipe, CallMode::File] {
+        let back: CallOutput<Blob> = client
+            .call("sys", "echo")
+            .arg_bytes(data.clone())
+            .mode(mode)
+            .await
+            .unwrap();
+        assert!(back.value.0 == data, "{mode:?}");
+    }
 }
 
 #[tokio::test]
