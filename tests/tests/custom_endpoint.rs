@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use sremote_core::protocol::ErrorKind;
-use sremote_core::{CallMode, CallOutput, Connector, Error, RemoteCommand};
+use sremote_core::{CallOutput, Connector, Error, RemoteCommand};
 use sremote_testkit::Sshd;
 use sremote_tests::{MODES, connect};
 
@@ -163,11 +163,9 @@ async fn custom_endpoint_bootstrapped_and_called_in_every_mode() {
             .await
             .unwrap();
         assert_eq!(loud.value, "HI $(ID)");
-        if mode != CallMode::Session {
-            // What Rust code prints is captured per call in pipe and file mode (a session
-            // shares one process between calls: there it goes to the endpoint's stderr).
-            assert_eq!(loud.stdout, "shouting \"hi $(id)\"\n", "{mode:?}");
-        }
+        // What the function prints (with sremote_endpoint::println!) comes back with its
+        // call in every mode, sessions included.
+        assert_eq!(loud.stdout, "shouting \"hi $(id)\"\n", "{mode:?}");
         let err = client
             .call::<f64>("calc", "divide")
             .arg(1.0)

@@ -383,10 +383,12 @@ impl Endpoint {
                 run_guarded(|| match &target {
                     Target::Registered => {
                         let def = &endpoint.inner.modules[ctx.module].functions[ctx.function];
+                        let (result, stdout, stderr) =
+                            crate::output::scoped(|| def.invoke(&ctx, args));
                         CallOutput {
-                            result: def.invoke(&ctx, args),
-                            stdout: String::new(),
-                            stderr: String::new(),
+                            result,
+                            stdout,
+                            stderr,
                         }
                     }
                     Target::Plugin(path) => crate::plugin::call(path, &request),

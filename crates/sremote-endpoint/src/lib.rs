@@ -36,6 +36,12 @@
 //! becomes kind `Raised`, or the kind of a [`CallError`]. Argument mismatches are
 //! `BadArguments` naming the signature; a panic is caught and becomes `Panicked` with its
 //! location as traceback; a call past its `timeout_ms` is answered with `Timeout`.
+//!
+//! ## Output
+//! What a function prints with this crate's [`println!`] (and `print!`, `eprint!`,
+//! `eprintln!`; `use sremote_endpoint::println;`) goes to its call's response in every
+//! call mode; see [`output`]. std's `println!` is captured per call in pipe and file mode
+//! only (a session runs calls concurrently in one process).
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod capture;
@@ -48,6 +54,7 @@ mod job;
 mod location;
 mod module;
 mod modules;
+pub mod output;
 mod plugin;
 mod process;
 mod python;

@@ -69,6 +69,13 @@ fn endpoint() -> Endpoint {
                 .default("factor", 2.0)
                 .function("panics", |v: Vec<i64>| v[10])
                 .function("sleep_ms", |ms: u64| std::thread::sleep(Duration::from_millis(ms)))
+                .function("chatty", |n: u32| {
+                    for i in 0..n {
+                        sremote_endpoint::println!("line {i}");
+                    }
+                    sremote_endpoint::eprint!("done");
+                    n
+                })
                 .raw("context", "(*args, **kwargs) -> dict", |ctx: &CallContext<'_>, args: Args| {
                     Ok(json!({
                         "module": ctx.module(), "function": ctx.function(), "id": ctx.request_id(),
@@ -368,4 +375,28 @@ fn call_errors_convert() {
         (body.module.as_deref(), body.traceback.as_deref()),
         (Some("m"), Some("tb"))
     );
+}
+
+/// Output printed with the crate's macros belongs to its own call, also when calls run at
+/// once on several threads (session mode): nothing mixes.
+#[test]
+fn macro_output_goes_to_its_own_call() {
+    let ep = endpoint();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..=8u32)
+            .map(|n| {
+                let ep = ep.clone();
+                scope.spawn(move || {
+                    let resp = ep.handle(request("misc", "chatty", json!([n * 50])));
+                    let expected: String = (0..n * 50).map(|i| format!("line {i}\n")).collect();
+                    assert_eq!(resp.stdout, expected, "call {n}");
+                    assert_eq!(resp.stderr, "done", "call {n}");
+                    assert_eq!(ok(resp), json!(n * 50));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
 }

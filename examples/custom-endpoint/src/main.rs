@@ -19,6 +19,9 @@
 
 use serde::{Deserialize, Serialize};
 use sremote_endpoint::{CallError, Endpoint};
+// This crate's `println!` writes to the running call's `stdout` in every call mode (std's
+// is captured per call in pipe and file mode only: a session runs calls concurrently).
+use sremote_endpoint::println;
 
 /// Arguments and return values are serde types, checked at the boundary: a call with
 /// arguments that do not fit gets `BadArguments` naming this signature.
@@ -45,8 +48,7 @@ fn divide(a: f64, b: f64) -> Result<f64, CallError> {
     Ok(a / b)
 }
 
-/// What a function prints is returned with the value (captured per call in pipe and file
-/// mode; in session mode calls share one process and it goes to the endpoint's stderr).
+/// What a function prints is returned with the value, in `CallOutput::stdout`.
 fn shout(text: String) -> String {
     println!("shouting {text:?}");
     text.to_uppercase()

@@ -457,6 +457,7 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
     // the grace period like everything else). A handler, not SIG_IGN, which programs
     // started from here would inherit.
     install_signal_handlers();
+    crate::output::set_live();
     let response = match std::fs::read(dir.join("request.json")) {
         Err(e) => crate::endpoint::error_response(
             String::new(),
