@@ -275,6 +275,48 @@ async fn cancel_right_after_start_never_hangs() {
     let _: CallOutput<u32> = client.call("os", "getpid").await.unwrap();
 }
 
+fn running(pattern: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty())
+}
+
+/// Cancelling a pipe or file mode call kills its endpoint process, and the program the
+/// call started (in its own process group) goes with it: nothing is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_in_pipe_and_file_mode_leaves_no_process() {
+    let (client, _home) = client();
+    for (mode, secs) in [(CallMode::Pipe, "4711"), (CallMode::File, "4712")] {
+        let pattern = format!("^sleep {secs}$");
+        let mut call = client
+            .call::<Value>("subprocess", "run")
+            .arg(["sleep", secs])
+            .mode(mode)
+            .spawn();
+        let t0 = Instant::now();
+        while !running(&pattern) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{mode:?}: sleep never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        call.cancel().await.unwrap();
+        let _ = call.get(Some(Duration::from_secs(20))).await;
+        let t0 = Instant::now();
+        while running(&pattern) && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if running(&pattern) {
+            let _ = std::process::Command::new("pkill")
+                .args(["-f", &pattern])
+                .status();
+            panic!("{mode:?}: the cancelled call's `sleep {secs}` was left running");
+        }
+    }
+}
+
 /// A shell `printf` command writing the session greeting with Hello body `json`.
 fn printf_hello(json: &str) -> String {
     let mut bytes = sremote_core::frame::MAGIC.to_vec();

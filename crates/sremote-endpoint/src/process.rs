@@ -165,6 +165,29 @@ pub(crate) fn run(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .process_group(0);
+    // The child leads its own process group (so a timeout or cancel can kill what it
+    // starts), which also takes it out of the reach of a signal to the endpoint's group:
+    // should the endpoint itself be killed (a cancelled pipe or file mode call), the
+    // child goes with it. The parent-death signal is tied to the spawning thread, which
+    // waits for the child below.
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs here.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    return Err(io::Error::other(
+                        "the endpoint ended while starting the program",
+                    ));
+                }
+                Ok(())
+            });
+        }
+    }
     let mut child = cmd.spawn()?;
     let pgid = child.id() as i32;
     let _registered = Registered::new(pgid);
