@@ -209,6 +209,23 @@ pub async fn login(
             return ApiError::unprocessable("bad_form", msg).into_response();
         }
     };
+    if let Some(wait) = state.login_throttle.wait(&form.username) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        crate::log::event(&format!(
+            "login of user {:?} delayed: too many failed logins",
+            form.username
+        ));
+        let mut body = status_json(&state, None, None, None);
+        body["error"] =
+            format!("too many failed logins for this user name; try again in {secs} s").into();
+        body["code"] = "too_many_logins".into();
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, secs.to_string())],
+            Json(body),
+        )
+            .into_response();
+    }
     let ok = {
         let Ok(_permit) = state.login_slots.acquire().await else {
             return ApiError::internal("shutting down").into_response();
@@ -219,11 +236,13 @@ pub async fn login(
             .unwrap_or(false)
     };
     if !ok {
+        state.login_throttle.failed(&form.username);
         crate::log::event(&format!("login refused for user {:?}", form.username));
         let mut body = status_json(&state, None, None, None);
         body["error"] = "bad username or password".into();
         return (axum::http::StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }
+    state.login_throttle.succeeded(&form.username);
     if let Some(Extension(slot)) = log_user {
         let _ = slot.0.set(form.username.clone());
     }

@@ -30,6 +30,8 @@
 //! max_concurrent_commands = 64     # more wait in a queue
 //! max_concurrent_logins = 4        # argon2 verifications at once (each needs ~19 MiB)
 //! max_sessions = 100000
+//! free_failed_logins = 5           # failed logins in a row per user before delays start
+//! max_login_delay_secs = 60        # delays double from 1 s up to this (answered 429)
 //! ```
 
 use std::net::SocketAddr;
@@ -102,6 +104,10 @@ pub struct Limits {
     pub max_concurrent_logins: usize,
     /// Live sessions kept at most; the oldest are dropped beyond.
     pub max_sessions: usize,
+    /// Failed logins in a row for one user name before delays start.
+    pub free_failed_logins: u32,
+    /// Longest delay imposed between login attempts of one user name, in seconds.
+    pub max_login_delay_secs: f64,
 }
 
 impl Default for Limits {
@@ -115,6 +121,8 @@ impl Default for Limits {
             max_concurrent_commands: 64,
             max_concurrent_logins: 4,
             max_sessions: 100_000,
+            free_failed_logins: 5,
+            max_login_delay_secs: 60.0,
         }
     }
 }
@@ -213,6 +221,9 @@ impl Config {
         }
         let l = &f.limits;
         let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(l.max_login_delay_secs) {
+            return bad("limits.max_login_delay_secs must be a positive number".into());
+        }
         if !positive(l.command_timeout_secs) || !positive(l.max_command_timeout_secs) {
             return bad("limits.*timeout_secs must be positive numbers".into());
         }

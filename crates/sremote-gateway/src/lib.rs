@@ -29,6 +29,7 @@ pub mod log;
 pub mod paths;
 pub mod server;
 pub mod state;
+pub mod throttle;
 pub mod users;
 
 pub use config::Config;

@@ -1,11 +1,14 @@
 //! What every request handler shares.
 
+use std::time::Duration;
+
 use tokio::sync::Semaphore;
 
 use crate::auth::SessionStore;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::paths::Roots;
+use crate::throttle::LoginThrottle;
 use crate::users::Users;
 
 /// The gateway's shared state.
@@ -23,6 +26,8 @@ pub struct AppState {
     pub cmd_slots: Semaphore,
     /// Bounds the argon2 verifications running at once (each needs memory).
     pub login_slots: Semaphore,
+    /// Delays password guessing (failed logins per user name).
+    pub login_throttle: LoginThrottle,
 }
 
 impl AppState {
@@ -34,6 +39,10 @@ impl AppState {
             sessions: SessionStore::new(config.session_lifetime, config.limits.max_sessions),
             cmd_slots: Semaphore::new(config.limits.max_concurrent_commands),
             login_slots: Semaphore::new(config.limits.max_concurrent_logins),
+            login_throttle: LoginThrottle::new(
+                config.limits.free_failed_logins,
+                Duration::from_secs_f64(config.limits.max_login_delay_secs),
+            ),
             users,
             roots,
             config,

@@ -674,3 +674,70 @@ async fn connect_errors_are_typed_and_only_idempotent_requests_retry() {
     let err = NewtConnector::with_session("ftp://x", MACHINE, "t").expect_err("bad url");
     assert_eq!(err.kind, Kind::InvalidInput, "{err}");
 }
+
+/// Password guessing is slowed down per user name: after the free failures each attempt
+/// waits (429 with Retry-After, the password not even checked), other users are not
+/// affected, and after the wait the right password works and clears the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_delayed_per_user_then_let_through() {
+    let gw = Gateway::start(Opts {
+        login_throttle: (2, 2.0),
+        ..Opts::default()
+    });
+    let attempt = |pw: &str| {
+        let form = format!("username={USER}&password={}", pw.replace(' ', "+"));
+        gw.raw(
+            "POST",
+            "/newt/auth",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            form.as_bytes(),
+        )
+    };
+    // Two free failures, the third imposes 1 s.
+    for _ in 0..3 {
+        assert_eq!(attempt("wrong").0, 401);
+    }
+    // Now even the right password waits: 429, and the password is not checked.
+    let (status, body) = attempt(PASSWORD);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("try again in 1 s"), "{body}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    let form = format!("username={USER}&password=x");
+    std::io::Write::write_fmt(
+        &mut s,
+        format_args!(
+            "POST /newt/auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .unwrap();
+    let mut head = String::new();
+    std::io::Read::read_to_string(&mut s, &mut head).unwrap();
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"),
+        "{head}"
+    );
+    // The typed client error says what happened.
+    let err = NewtConnector::login(&gw.url, MACHINE, USER, PASSWORD)
+        .await
+        .expect_err("still delayed");
+    assert_eq!(err.kind, Kind::Auth, "{err}");
+    assert!(err.to_string().contains("too many failed logins"), "{err}");
+    // Another user name is not delayed (it just does not exist: 401).
+    let (status, _) = gw.raw(
+        "POST",
+        "/newt/auth",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"username=mallory&password=x",
+    );
+    assert_eq!(status, 401);
+    // After the wait the right password works, and the count starts again.
+    std::thread::sleep(Duration::from_millis(1100));
+    NewtConnector::login(&gw.url, MACHINE, USER, PASSWORD)
+        .await
+        .expect("let through after the delay");
+    assert_eq!(attempt("wrong").0, 401, "count cleared by the success");
+    assert!(gw.log().contains("too many failed logins"));
+    assert!(!gw.log().contains(PASSWORD), "no password in the log");
+}

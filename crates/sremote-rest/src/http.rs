@@ -78,6 +78,10 @@ pub async fn status_error(host: &str, action: &str, resp: Response) -> Connector
         .unwrap_or_else(|| text.chars().take(300).collect());
     let (kind, hint) = match (status.as_u16(), code) {
         (401, _) => (Kind::Auth, "log in again; check the user name and password"),
+        (429, _) => (
+            Kind::Auth,
+            "too many failed logins for this user: wait as the message says, and check the password",
+        ),
         (403, _) => (
             Kind::PermissionDenied,
             "the path is outside the gateway's roots or not writable",

@@ -29,6 +29,8 @@ pub struct Opts {
     pub tls: bool,
     /// Also make a bearer token for the test user.
     pub token: bool,
+    /// `free_failed_logins` and `max_login_delay_secs`.
+    pub login_throttle: (u32, f64),
 }
 
 impl Default for Opts {
@@ -39,6 +41,7 @@ impl Default for Opts {
             max_output: 64 << 20,
             tls: false,
             token: false,
+            login_throttle: (5, 60.0),
         }
     }
 }
@@ -94,8 +97,13 @@ impl Gateway {
         let config = format!(
             "listen = \"127.0.0.1:0\"\nbase_path = \"/newt\"\nmachines = [\"{MACHINE}\"]\nusers_file = \"users\"\n\
              roots = [\"~\"]\n{tls}[sessions]\nlifetime_secs = {}\n[limits]\nmax_upload_bytes = {}\n\
-             max_output_bytes = {}\nmax_concurrent_logins = 2\n",
-            opts.session_secs, opts.max_upload, opts.max_output
+             max_output_bytes = {}\nmax_concurrent_logins = 2\nfree_failed_logins = {}\n\
+             max_login_delay_secs = {}\n",
+            opts.session_secs,
+            opts.max_upload,
+            opts.max_output,
+            opts.login_throttle.0,
+            opts.login_throttle.1
         );
         let cfg = dir.path().join("gateway.toml");
         std::fs::write(&cfg, config).expect("write config");
