@@ -1,6 +1,6 @@
 //! `sremote sync LOCAL HOST:DIR`: send only the files that changed (size and mtime, or
 //! SHA-256 with `--checksum`), then give the sent files the local mtimes so the next run
-//! sends nothing.
+//! sends nothing. `--delete` first removes what is in DIR on the host but not here.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -25,10 +25,13 @@ use crate::walk::{self, Excludes, LocalFile, LocalTree};
 #[command(
     after_help = "A file is sent when it is missing on the host or its size or modification time
 differ (with --checksum: its size or SHA-256). Sent files get the local modification
-time, so a second run sends nothing. Nothing on the host is deleted.
+time, so a second run sends nothing. Nothing on the host is deleted unless --delete is
+given: then files and directories in DIR that are not in the local directory are removed
+first (excluded ones, and those matching local entries that are not sent, are kept).
 
 Examples:
   sremote sync ./src gpu1:proj/src
+  sremote sync ./src gpu1:proj/src --delete --dry-run   # what would be sent and removed
   sremote sync . @cluster:proj --exclude target/ --exclude .git
   sremote sync ./data lab1:data --checksum --dry-run"
 )]
@@ -43,7 +46,11 @@ pub struct SyncArgs {
     /// Compare content (SHA-256) instead of modification times.
     #[arg(long)]
     pub checksum: bool,
-    /// Only tell what would be sent.
+    /// Remove files and directories in DIR that the local directory does not have
+    /// (excluded paths are kept).
+    #[arg(long)]
+    pub delete: bool,
+    /// Only tell what would be sent (and removed).
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 }
@@ -134,13 +141,25 @@ pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
             let bytes: u64 = send.iter().map(|f| f.size).sum();
             let unchanged = tree.files.len() - send.len();
             let names: Vec<&str> = send.iter().map(|f| f.rel.as_str()).collect();
+            let (gone_files, gone_dirs) = if a.delete {
+                extraneous(&tree, &remote)
+            } else {
+                Default::default()
+            };
+            let gone: Vec<&str> = gone_files.iter().chain(&gone_dirs).map(String::as_str).collect();
             let json = json!({"dir": dir, "sent": send.len(), "bytes": bytes, "unchanged": unchanged,
-                "files": names, "dry_run": a.dry_run});
+                "files": names, "deleted": gone, "dry_run": a.dry_run});
             if a.dry_run {
-                let mut text: String = names.iter().map(|n| format!("would send {n}\n")).collect();
+                let mut text: String = gone.iter().map(|n| format!("would delete {n}\n")).collect();
+                text.extend(names.iter().map(|n| format!("would send {n}\n")));
                 text.push_str(&format!("would send {} of {} files ({})", send.len(), tree.files.len(), crate::output::bytes(bytes)));
+                if a.delete {
+                    text.push_str(&format!(", delete {}", gone.len()));
+                }
                 return Ok(Outcome::text(text, json));
             }
+            // Removals first: a path that changes between file and directory is then free.
+            remove_remote(&c, dir, &gone_files, &gone_dirs).await?;
             let missing: Vec<String> = tree
                 .dirs
                 .iter()
@@ -158,8 +177,13 @@ pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
             };
             keep_mtimes(&c, dir, &send, &moved).await?;
             bar.finish(&format!("{} files", moved.files));
+            let deleted = if a.delete {
+                format!(", deleted {}", gone.len())
+            } else {
+                String::new()
+            };
             let text = format!(
-                "sent {} of {} files ({}) to {}:{dir} in {:.1} s",
+                "sent {} of {} files ({}) to {}:{dir}{deleted} in {:.1} s",
                 send.len(),
                 tree.files.len(),
                 crate::output::bytes(bytes),
@@ -170,6 +194,74 @@ pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         }
     })
     .await)
+}
+
+/// What DIR on the host has and the local tree does not: (files, directories deepest
+/// first). Paths at or under a local entry that is not sent (a symlinked directory, a
+/// socket…) are kept; excluded paths never appear in either listing.
+fn extraneous(tree: &LocalTree, remote: &walk::RemoteTree) -> (Vec<String>, Vec<String>) {
+    use std::collections::BTreeSet;
+    let files: BTreeSet<&str> = tree.files.iter().map(|f| f.rel.as_str()).collect();
+    let dirs: BTreeSet<&str> = tree.dirs.iter().map(String::as_str).collect();
+    let kept = |rel: &str| {
+        tree.skipped_rels.iter().any(|s| {
+            rel == s || (rel.starts_with(s.as_str()) && rel.as_bytes().get(s.len()) == Some(&b'/'))
+        })
+    };
+    let gone_files: Vec<String> = remote
+        .files
+        .keys()
+        .filter(|r| !files.contains(r.as_str()) && !kept(r))
+        .cloned()
+        .collect();
+    let mut gone_dirs: Vec<String> = remote
+        .dirs
+        .iter()
+        .filter(|d| !dirs.contains(d.as_str()) && !kept(d))
+        .cloned()
+        .collect();
+    gone_dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+    (gone_files, gone_dirs)
+}
+
+/// Remove `files`, then the directories `dirs` (deepest first) below `root` on the host:
+/// `rm -f --` with the paths as arguments; `rmdir` from a fixed script that takes them as
+/// positional arguments. A directory that still holds something kept (an excluded file)
+/// stays.
+async fn remove_remote(
+    c: &Connected,
+    root: &str,
+    files: &[String],
+    dirs: &[String],
+) -> Result<(), Error> {
+    let host = c.connector.host().to_string();
+    for chunk in files.chunks(256) {
+        let paths: Vec<String> = chunk.iter().map(|r| walk::join(root, r)).collect();
+        let out = c
+            .connector
+            .exec(&RemoteCommand::new("rm").args(["-f", "--"]).args(&paths))
+            .await?;
+        if !out.success() {
+            return Err(Error::Usage(format!(
+                "sync --delete: rm -f {root}/… on {host} failed: {} — check that you may write there",
+                out.stderr_text()
+            )));
+        }
+    }
+    // Deepest first, in one fixed script per 256: the paths are its positional
+    // arguments, data to the shell, never code.
+    const RMDIRS: &str = r#"for d do rmdir -- "$d" 2>/dev/null; done; exit 0"#;
+    for chunk in dirs.chunks(256) {
+        let paths: Vec<String> = chunk.iter().map(|r| walk::join(root, r)).collect();
+        c.connector
+            .exec(
+                &RemoteCommand::new("/bin/sh")
+                    .args(["-c", RMDIRS, "sremote-sync"])
+                    .args(&paths),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 async fn local_hashes(tree: Arc<LocalTree>) -> Result<BTreeMap<String, String>, Error> {
@@ -233,6 +325,39 @@ async fn remote_hashes(c: &Connected, dir: &str, rels: &[String]) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extraneous_keeps_what_is_here_and_what_is_not_sent() {
+        let local = LocalTree {
+            files: vec![LocalFile {
+                rel: "a/keep.txt".into(),
+                path: PathBuf::from("/x"),
+                size: 1,
+                mtime: 0,
+            }],
+            dirs: vec!["a".into()],
+            skipped: vec!["link (a symlink to a directory)".into()],
+            skipped_rels: vec!["link".into()],
+        };
+        let file = || walk::RemoteFile { size: 1, mtime: 0 };
+        let remote = walk::RemoteTree {
+            files: [
+                ("a/keep.txt", file()),
+                ("a/old.txt", file()),
+                ("link/inside.txt", file()),
+                ("linked.txt", file()),
+                ("b/c/old.txt", file()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            dirs: vec!["a".into(), "b".into(), "b/c".into(), "link".into()],
+            skipped: Vec::new(),
+        };
+        let (files, dirs) = extraneous(&local, &remote);
+        assert_eq!(files, ["a/old.txt", "b/c/old.txt", "linked.txt"]);
+        assert_eq!(dirs, ["b/c", "b"], "deepest first; `link` is kept");
+    }
 
     #[test]
     fn host_dir_split() {

@@ -74,6 +74,8 @@ pub struct LocalTree {
     pub dirs: Vec<String>,
     /// Entries left out (symlinked directories, sockets, …), for warnings.
     pub skipped: Vec<String>,
+    /// The relative paths of those entries (`sync --delete` leaves them alone on the host).
+    pub skipped_rels: Vec<String>,
 }
 
 impl LocalTree {
@@ -124,6 +126,7 @@ pub fn local_tree(root: &Path, ex: &Excludes) -> Result<LocalTree, Error> {
                 Ok(m) => m,
                 Err(_) if link => {
                     tree.skipped.push(format!("{rel} (a broken symlink)"));
+                    tree.skipped_rels.push(rel);
                     continue;
                 }
                 Err(e) => return Err(io(&path, e)),
@@ -135,6 +138,7 @@ pub fn local_tree(root: &Path, ex: &Excludes) -> Result<LocalTree, Error> {
                 if link {
                     tree.skipped
                         .push(format!("{rel} (a symlink to a directory)"));
+                    tree.skipped_rels.push(rel);
                 } else {
                     tree.dirs.push(rel.clone());
                     subdirs.push((path, rel));
@@ -148,6 +152,7 @@ pub fn local_tree(root: &Path, ex: &Excludes) -> Result<LocalTree, Error> {
                 });
             } else {
                 tree.skipped.push(format!("{rel} (not a regular file)"));
+                tree.skipped_rels.push(rel);
             }
         }
         stack.extend(subdirs.into_iter().rev());

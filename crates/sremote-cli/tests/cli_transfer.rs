@@ -148,6 +148,93 @@ fn trees_round_trip(one_by_one: bool) {
     );
 }
 
+/// `sync --delete` removes on the host what the local directory does not have — hostile
+/// names included, as data — and keeps excluded paths; `--dry-run` only tells.
+#[test]
+fn sync_delete_removes_only_what_is_not_here() {
+    let a = Sshd::start().unwrap();
+    let client = Client::new(&ssh_host("alpha", &a.alias, &a.ssh_config));
+    let src = client.home.path().join("proj");
+    make_tree(&src);
+    let sync = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "sync",
+            src.to_str().unwrap(),
+            "alpha:work/proj",
+            "--exclude",
+            "build/",
+        ];
+        args.extend_from_slice(extra);
+        let out = client.run(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    sync(&[]);
+    let host = a.home.join("work/proj");
+    // Things only the host has: a file, a tree with hostile names, an excluded file; and
+    // a path that is a directory here but a file there.
+    std::fs::write(host.join("stale.txt"), "old").unwrap();
+    std::fs::create_dir_all(host.join("old dir/-rf/$(touch PWNED)")).unwrap();
+    std::fs::write(host.join("old dir/-rf/$(touch PWNED)/x;rm -rf ~"), "old").unwrap();
+    std::fs::write(host.join("-rf"), "old").unwrap();
+    std::fs::write(host.join("build/keep.o"), "excluded, kept").unwrap_or_else(|_| {
+        std::fs::create_dir_all(host.join("build")).unwrap();
+        std::fs::write(host.join("build/keep.o"), "excluded, kept").unwrap();
+    });
+    std::fs::create_dir_all(src.join("was a file")).unwrap();
+    std::fs::write(src.join("was a file/now.txt"), "new").unwrap();
+    std::fs::write(host.join("was a file"), "old").unwrap();
+
+    let dry = sync(&["--delete", "--dry-run"]);
+    let listed: Vec<&str> = dry["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for p in [
+        "stale.txt",
+        "-rf",
+        "was a file",
+        "old dir/-rf/$(touch PWNED)/x;rm -rf ~",
+        "old dir",
+    ] {
+        assert!(listed.contains(&p), "{p} not listed: {dry}");
+    }
+    assert!(host.join("stale.txt").exists(), "--dry-run deletes nothing");
+
+    let done = sync(&["--delete"]);
+    assert_eq!(
+        done["deleted"].as_array().unwrap().len(),
+        listed.len(),
+        "{done}"
+    );
+    for gone in ["stale.txt", "-rf", "old dir"] {
+        assert!(!host.join(gone).exists(), "{gone} still there");
+    }
+    assert_eq!(
+        std::fs::read_to_string(host.join("build/keep.o")).unwrap(),
+        "excluded, kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("was a file/now.txt")).unwrap(),
+        "new"
+    );
+    for (rel, data) in contents(&src) {
+        if !rel.starts_with("build/") && !rel.ends_with(".tmp") {
+            assert_eq!(std::fs::read(host.join(&rel)).unwrap(), data, "{rel}");
+        }
+    }
+    assert!(!a.home.join("PWNED").exists() && !host.join("PWNED").exists());
+    let again = sync(&["--delete"]);
+    assert_eq!(
+        (&again["sent"], again["deleted"].as_array().unwrap().len()),
+        (&0.into(), 0),
+        "{again}"
+    );
+}
+
 #[test]
 fn sync_sends_only_what_changed() {
     let a = Sshd::start().unwrap();
