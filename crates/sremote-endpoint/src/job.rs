@@ -9,6 +9,7 @@
 //! | `log` | the call (its fd 1 and fd 2), appended live | what the call prints |
 //! | `response.json` | the worker, atomically | the call's response |
 //! | `cancel` | `job cancel` | cancellation was asked for (grace period) |
+//! | `submitted.json` | `job submit`, atomically | the batch system's answer to the one submission |
 //! | `work/` | the client (input files) | the call's working directory |
 //!
 //! `job run DIR` is the *runner*: it marks the job running, starts the *worker*
@@ -31,6 +32,7 @@ use sremote_core::protocol::{Request, Response};
 use crate::endpoint::{Endpoint, hostname};
 
 mod runner;
+mod submit;
 #[cfg(test)]
 use runner::start_time;
 use runner::{alive, detach, final_state, run_job, signal_session, worker};
@@ -40,6 +42,9 @@ pub(crate) const USAGE: &str = "\
   sremote-endpoint job create DIR REQ [--start]  make job dir DIR (0700) with request REQ (`-`: stdin)
   sremote-endpoint job start DIR                 run the job detached (survives the connection)
   sremote-endpoint job run DIR                   run the job in the foreground (batch scripts)
+  sremote-endpoint job submit DIR -- PROG ARGS…  run PROG (sbatch, qsub) in DIR with the script on
+                                                 stdin, at most once per DIR (a repeat prints the
+                                                 recorded answer); prints {code, stdout, stderr, again}
   sremote-endpoint job status DIR                the job's state as JSON
   sremote-endpoint job log DIR [--from N] [--max M]    log bytes from offset N
   sremote-endpoint job poll DIR [--from N] [--max M]   status JSON line, then log bytes from N
@@ -217,6 +222,8 @@ fn cancel_request(dir: &Path) -> Option<(Duration, Duration)> {
 struct Opts {
     dir: PathBuf,
     rest: Vec<String>,
+    /// Everything after `--` (`job submit`).
+    command: Vec<String>,
     from: u64,
     max: u64,
     grace: Option<Duration>,
@@ -227,11 +234,12 @@ struct Opts {
 
 fn parse(args: &[String]) -> Result<(String, Opts), String> {
     let Some((cmd, rest)) = args.split_first() else {
-        return Err("`job` needs a command (create, start, run, status, log, poll, follow, cancel, result, rm)".into());
+        return Err("`job` needs a command (create, start, submit, run, status, log, poll, follow, cancel, result, rm)".into());
     };
     let mut opts = Opts {
         dir: PathBuf::new(),
         rest: Vec::new(),
+        command: Vec::new(),
         from: 0,
         max: LOG_MAX,
         grace: None,
@@ -254,6 +262,9 @@ fn parse(args: &[String]) -> Result<(String, Opts), String> {
             "--linger" => opts.linger = Duration::from_secs_f64(number(a, it.next())?.min(3600.0)),
             "--start" => opts.start = true,
             "--mark" => opts.mark_only = true,
+            "--" if cmd == "submit" => {
+                opts.command = it.by_ref().cloned().collect();
+            }
             s if s.starts_with("--") => return Err(format!("`job {cmd}` does not take `{s}`")),
             _ => positional.push(a.clone()),
         }
@@ -290,6 +301,7 @@ pub(crate) fn run(endpoint: &Endpoint, args: &[String]) -> i32 {
             opts.start,
         ),
         "start" => start(&dir),
+        "submit" => submit::submit(&dir, &opts.command),
         "run" => return run_job(&dir),
         "worker" => return worker(endpoint, &dir),
         "status" => status(&dir).map(|s| println!("{s}")),

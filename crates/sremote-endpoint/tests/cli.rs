@@ -626,3 +626,64 @@ fn malformed_requests_get_error_responses() {
     );
     assert!(msg(&resp["error"]).contains("protocol 2"));
 }
+
+/// `job submit` hands a job to the batch system at most once: a repeat (a lost answer, a
+/// takeover) prints the recorded answer; a failed submission is not recorded; a missing
+/// program is code 127; the script arrives on the program's stdin.
+#[test]
+fn job_submit_runs_the_batch_command_at_most_once() {
+    let h = host();
+    let dir = h.home().join("jobs").join("j1");
+    let req = br#"{"protocol":1,"id":"j1","module":"os","function":"getpid"}"#;
+    let out = h.run(&["job", "create", dir.to_str().unwrap(), "-"], req);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fake_sbatch = "cat > script.seen; echo run >> runs; echo \"Submitted batch job 42\"";
+    let submit = |script: &[u8], prog: &[&str]| -> Value {
+        let mut args = vec!["job", "submit", dir.to_str().unwrap(), "--"];
+        args.extend_from_slice(prog);
+        let out = h.run(&args, script);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // A failing submission is reported and not recorded.
+    let failed = submit(b"", &["sh", "-c", "echo no partition >&2; exit 1"]);
+    assert_eq!(
+        (&failed["code"], &failed["again"]),
+        (&json!(1), &json!(false))
+    );
+    assert_eq!(failed["stderr"], "no partition\n");
+    let missing = submit(b"", &["no-such-sbatch-x"]);
+    assert_eq!(missing["code"], 127, "{missing}");
+    let first = submit(b"#!/bin/sh\necho hi\n", &["sh", "-c", fake_sbatch]);
+    assert_eq!(
+        (&first["code"], &first["again"]),
+        (&json!(0), &json!(false))
+    );
+    assert_eq!(first["stdout"], "Submitted batch job 42\n");
+    let again = submit(b"#!/bin/sh\necho hi\n", &["sh", "-c", fake_sbatch]);
+    assert_eq!(again["again"], true);
+    assert_eq!(again["stdout"], first["stdout"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs")).unwrap(),
+        "run\n",
+        "ran once"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("script.seen")).unwrap(),
+        "#!/bin/sh\necho hi\n"
+    );
+    // Not a job dir: refused.
+    let out = h.run(
+        &["job", "submit", h.home().to_str().unwrap(), "--", "true"],
+        b"",
+    );
+    assert!(!out.status.success());
+}

@@ -288,23 +288,50 @@ async fn send<C: Connector>(
                 resources: &rec.resources,
                 config,
             })?;
-            let out = remote::command(
-                client,
-                &sub.argv,
-                Some(&abs_dir),
-                Some(sub.script.as_bytes()),
-            )
-            .await?;
+            // Through the endpoint, which records the batch system's answer in the job dir
+            // and hands a repeated submission of this job (after a lost answer, or by a
+            // process taking over) the recorded one: never two batch jobs.
             let action = format!("submit job {} with `{}`", rec.id, sub.argv[0]);
-            if !out.success() {
-                return Err(JobError::remote(
+            let mut args = vec!["job", "submit", abs_dir.as_str(), "--"];
+            args.extend(sub.argv.iter().map(String::as_str));
+            let out =
+                remote::endpoint(client, &args, Some(sub.script.as_bytes()), &[], &action).await?;
+            let answer: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+                JobError::remote(
                     &host,
-                    action,
-                    format!("exit {:?}: {}", out.exit_code, out.stderr_text()),
-                    "check the resources and partition against the cluster's limits",
-                ));
+                    &action,
+                    format!("unreadable answer: {e}"),
+                    "run `sremote bootstrap HOST` to update the endpoint",
+                )
+            })?;
+            let field = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
+            match answer["code"].as_i64() {
+                Some(0) => {}
+                Some(127) => {
+                    return Err(JobError::remote(
+                        &host,
+                        format!("run `{}`", sub.argv[0]),
+                        format!(
+                            "`{}` is not installed on the host (or not in PATH): {}",
+                            sub.argv[0],
+                            field("stderr")
+                        ),
+                        "submit to the batch system the host has, or use Scheduler::Direct",
+                    ));
+                }
+                code => {
+                    return Err(JobError::remote(
+                        &host,
+                        action,
+                        format!("exit {code:?}: {}", field("stderr")),
+                        "check the resources and partition against the cluster's limits",
+                    ));
+                }
             }
-            let text = String::from_utf8_lossy(&out.stdout);
+            if answer["again"].as_bool() == Some(true) {
+                tracing::info!(job = %rec.id, "the batch system had this job already: reattached");
+            }
+            let text = field("stdout");
             let sid = parse_submit_output(sched, &text).ok_or_else(|| {
                 JobError::remote(
                     &host,

@@ -392,3 +392,49 @@ async fn follow_survives_a_cut_connection() {
     );
     assert_eq!(job.result::<i32>().await.unwrap().value, 0);
 }
+
+/// `sbatch` ran but its answer never reached the store (a lost connection, a killed
+/// submitter): submitting the same call again takes the record over and gets the batch
+/// job that exists — the endpoint recorded sbatch's answer in the job dir — never a
+/// second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_sbatch_answer_never_submits_twice() {
+    let Some(e) = env().await else { return };
+    let marker = e.sshd.home.join("lost-answer-runs");
+    let call = || {
+        e.client
+            .call::<Value>("job", "run")
+            .arg(sh(&format!("echo x >> '{}'", marker.display())))
+    };
+    let job = e
+        .client
+        .submit(call())
+        .scheduler(Scheduler::Slurm)
+        .store(e.store.clone())
+        .await
+        .unwrap();
+    let sid = job.record().scheduler_id.clone().unwrap();
+    // As if the submitter died after sbatch, before it stored the answer.
+    let mut rec = e.store.get(&job.id()).unwrap();
+    e.store.remove(&rec.id).unwrap();
+    rec.state = JobState::Submitting;
+    rec.scheduler_id = None;
+    rec.updated_ms -= 200_000;
+    rec.submitted_ms -= 200_000;
+    e.store.insert(&rec).unwrap();
+    let again = e
+        .client
+        .submit(call())
+        .scheduler(Scheduler::Slurm)
+        .store(e.store.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.id(), job.id(), "taken over under the same id");
+    assert_eq!(again.record().scheduler_id.as_deref(), Some(sid.as_str()));
+    assert_eq!(again.result::<i32>().await.unwrap().value, 0);
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "x\n",
+        "one batch job, run once"
+    );
+}
