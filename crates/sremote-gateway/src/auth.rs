@@ -139,10 +139,12 @@ pub struct AuthUser(pub String);
 impl AuthUser {
     fn resolve(state: &AppState, headers: &HeaderMap) -> Option<(String, Option<Duration>)> {
         let cred = credential(headers)?;
+        let users = state.users.current();
         if let Some((user, left)) = state.sessions.lookup(&cred) {
-            return Some((user, Some(left)));
+            // A user removed from the users file loses their sessions too.
+            return users.knows(&user).then_some((user, Some(left)));
         }
-        state.users.verify_token(&cred).map(|u| (u, None))
+        users.verify_token(&cred).map(|u| (u, None))
     }
 }
 
@@ -231,7 +233,7 @@ pub async fn login(
             return ApiError::internal("shutting down").into_response();
         };
         let (st, user, pw) = (state.clone(), form.username.clone(), form.password);
-        tokio::task::spawn_blocking(move || st.users.verify_password(&user, &pw))
+        tokio::task::spawn_blocking(move || st.users.current().verify_password(&user, &pw))
             .await
             .unwrap_or(false)
     };

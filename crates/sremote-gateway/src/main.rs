@@ -81,7 +81,7 @@ fn run(cli: Cli) -> Result<(), GatewayError> {
             let state = sremote_gateway::state::AppState::new(cfg)?;
             eprintln!(
                 "ok: {} users, machines {:?}",
-                state.users.len(),
+                state.users.current().len(),
                 state.config.machines
             );
             Ok(())

@@ -119,7 +119,7 @@ pub async fn serve(config: Config) -> Result<(), GatewayError> {
             .map(|r| r.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        state.users.len()
+        state.users.current().len()
     );
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {

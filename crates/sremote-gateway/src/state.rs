@@ -9,15 +9,15 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::paths::Roots;
 use crate::throttle::LoginThrottle;
-use crate::users::Users;
+use crate::users::UsersFile;
 
 /// The gateway's shared state.
 #[derive(Debug)]
 pub struct AppState {
     /// The configuration.
     pub config: Config,
-    /// Users and their verifiers.
-    pub users: Users,
+    /// Users and their verifiers (re-read when the file changes).
+    pub users: UsersFile,
     /// Live sessions.
     pub sessions: SessionStore,
     /// Where files may be.
@@ -33,7 +33,7 @@ pub struct AppState {
 impl AppState {
     /// Load the users file and resolve the roots named by `config`.
     pub fn new(config: Config) -> Result<AppState, GatewayError> {
-        let users = Users::load(&config.users_file)?;
+        let users = UsersFile::load(&config.users_file)?;
         let roots = Roots::new(&config.roots, &config.home)?;
         Ok(AppState {
             sessions: SessionStore::new(config.session_lifetime, config.limits.max_sessions),

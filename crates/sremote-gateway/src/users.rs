@@ -4,11 +4,18 @@
 //! `sremote-gateway adduser`) or `token-sha256:<hex>` (the SHA-256 of a bearer token made by
 //! `sremote-gateway addtoken`). A user may have one password and any number of tokens.
 //! Neither passwords nor tokens are stored; the file is written with mode 0600.
+//!
+//! The running gateway re-reads the file when it changes ([`UsersFile`], checked at most
+//! once a second): users added, passwords changed and tokens revoked take effect without a
+//! restart, and the sessions of a user who is no longer in the file stop working. A file
+//! that no longer parses is reported in the log and the previous users are kept.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
-use std::sync::OnceLock;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -80,6 +87,11 @@ impl Users {
         Self::parse(&text).map_err(|e| GatewayError::Users(format!("{}: {e}", path.display())))
     }
 
+    /// Whether `name` has a password or a token.
+    pub fn knows(&self, name: &str) -> bool {
+        self.passwords.contains_key(name) || self.tokens.iter().any(|(n, _)| n == name)
+    }
+
     /// Number of users with a password.
     pub fn len(&self) -> usize {
         self.passwords.len()
@@ -122,6 +134,69 @@ impl Users {
             }
         }
         found
+    }
+}
+
+/// How often a changed users file is looked for.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The users file of a running gateway: re-read when it changes (see the module docs).
+#[derive(Debug)]
+pub struct UsersFile {
+    path: PathBuf,
+    users: RwLock<Arc<Users>>,
+    /// When the file was last looked at, and its (inode, size, mtime) then.
+    seen: Mutex<(Instant, Option<(u64, u64, i64, i64)>)>,
+}
+
+fn stamp(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+impl UsersFile {
+    /// Read the users file (it must be usable now).
+    pub fn load(path: &Path) -> Result<UsersFile, GatewayError> {
+        let stamp = stamp(path);
+        let users = Users::load(path)?;
+        Ok(UsersFile {
+            path: path.to_path_buf(),
+            users: RwLock::new(Arc::new(users)),
+            seen: Mutex::new((Instant::now(), stamp)),
+        })
+    }
+
+    /// The users as the file says now.
+    pub fn current(&self) -> Arc<Users> {
+        self.refresh();
+        self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn refresh(&self) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.0.elapsed() < RECHECK {
+            return;
+        }
+        seen.0 = Instant::now();
+        let now = stamp(&self.path);
+        if now == seen.1 {
+            return;
+        }
+        seen.1 = now;
+        match Users::load(&self.path) {
+            Ok(users) => {
+                crate::log::event(&format!(
+                    "users file {} changed: {} users with a password",
+                    self.path.display(),
+                    users.len()
+                ));
+                *self.users.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(users);
+            }
+            Err(e) => crate::log::event(&format!(
+                "users file {} changed but cannot be used ({e}); keeping the previous users",
+                self.path.display()
+            )),
+        }
     }
 }
 

@@ -741,3 +741,59 @@ async fn failed_logins_are_delayed_per_user_then_let_through() {
     assert!(gw.log().contains("too many failed logins"));
     assert!(!gw.log().contains(PASSWORD), "no password in the log");
 }
+
+/// The users file is re-read while the gateway runs: a new user can log in, a broken file
+/// keeps the previous users (and says so in the log), a removed user loses their session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_file_changes_apply_without_a_restart() {
+    let gw = Gateway::start(Opts::default());
+    let users = gw.dir.path().join("users");
+    let alice = NewtConnector::login(&gw.url, MACHINE, USER, PASSWORD)
+        .await
+        .unwrap();
+    assert!(
+        alice
+            .exec(&RemoteCommand::new("true"))
+            .await
+            .unwrap()
+            .success()
+    );
+    sremote_gateway::users::add_user(&users, "bob", "bob's password").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    NewtConnector::login(&gw.url, MACHINE, "bob", "bob's password")
+        .await
+        .expect("a user added while running can log in");
+    // A broken file: the previous users stay.
+    let good = std::fs::read_to_string(&users).unwrap();
+    std::fs::write(&users, format!("{good}this line is broken\n")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(
+        alice
+            .exec(&RemoteCommand::new("true"))
+            .await
+            .unwrap()
+            .success()
+    );
+    assert!(gw.log().contains("cannot be used"), "{}", gw.log());
+    // Alice removed: her session stops working, and so does her password.
+    let without: String = good
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{USER}:")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&users, without).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let err = alice
+        .exec(&RemoteCommand::new("true"))
+        .await
+        .expect_err("removed user");
+    assert_eq!(err.kind, Kind::Auth, "{err}");
+    assert!(
+        NewtConnector::login(&gw.url, MACHINE, USER, PASSWORD)
+            .await
+            .is_err()
+    );
+    NewtConnector::login(&gw.url, MACHINE, "bob", "bob's password")
+        .await
+        .expect("bob stays");
+}
