@@ -146,10 +146,13 @@ pub struct UsersFile {
     path: PathBuf,
     users: RwLock<Arc<Users>>,
     /// When the file was last looked at, and its (inode, size, mtime) then.
-    seen: Mutex<(Instant, Option<(u64, u64, i64, i64)>)>,
+    seen: Mutex<(Instant, Option<Stamp>)>,
 }
 
-fn stamp(path: &Path) -> Option<(u64, u64, i64, i64)> {
+/// A file's inode, size and modification time (s, ns): a rename or an edit changes it.
+type Stamp = (u64, u64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
