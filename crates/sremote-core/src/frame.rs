@@ -129,7 +129,7 @@ pub fn take_len(left: &mut usize, n: usize) -> io::Result<usize> {
     Ok(n)
 }
 
-/// A buffer for `n` bytes that will arrive (reserved up to [`MAX_RESERVE`]).
+/// A buffer for `n` bytes that will arrive (reserved up to 256 MiB at first: a corrupt length cannot make it allocate more).
 pub fn buffer_for(n: usize) -> Vec<u8> {
     Vec::with_capacity(n.min(MAX_RESERVE))
 }
