@@ -161,7 +161,7 @@ fn parse_mode(q: &FileQuery) -> Result<u32, ApiError> {
     }
 }
 
-/// `PUT`: stream the body into a temporary file next to the target, then rename. Bodies
+/// `PUT`: stream the body into a temporary file next to the target, fsync it, then rename. Bodies
 /// over the limit get 413 (from `Content-Length` before anything is read, or as soon as
 /// the streamed bytes pass it) and leave nothing behind.
 pub async fn put(
@@ -216,12 +216,19 @@ pub async fn put(
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .await
         .map_err(ioerr)?;
+    // On disk before the rename and the 200: an answered upload survives a crash of the
+    // host right after.
+    file.sync_data().await.map_err(ioerr)?;
     drop(file);
     let dest = dir.join(&name);
-    tokio::task::spawn_blocking(move || tmp_path.persist(&dest).map_err(|e| e.error))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(ioerr)?;
+    tokio::task::spawn_blocking(move || {
+        tmp_path.persist(&dest).map_err(|e| e.error)?;
+        // The rename too: the directory entry is on disk before the answer.
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(ioerr)?;
     Ok(Json(serde_json::json!({ "status": "OK", "error": "" })))
 }
 
