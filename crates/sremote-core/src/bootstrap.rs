@@ -491,7 +491,7 @@ impl<C: Connector> RemoteClient<C> {
             let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
             self.inner
                 .connector
-                .push(Source::bytes(artifact.bytes()).mode(0o700), &tmp)
+                .push(Source::bytes(artifact.bytes()).mode(0o700).scratch(), &tmp)
                 .await?;
             let cmd = RemoteCommand::new("sh")
                 .args([

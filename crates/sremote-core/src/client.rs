@@ -607,7 +607,7 @@ impl<C: Connector> RemoteClient<C> {
                 let req_path = format!("{}/req-{}.json", self.tmp_dir(), request.id);
                 self.inner
                     .connector
-                    .push(Source::bytes(body).mode(0o600), &req_path)
+                    .push(Source::bytes(body).mode(0o600).scratch(), &req_path)
                     .await?;
                 request_file = Some(req_path.clone());
                 RemoteCommand::new(&endpoint).args(["call", "--consume", &req_path, "-"])

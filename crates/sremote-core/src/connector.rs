@@ -180,6 +180,9 @@ pub struct Source<'a> {
     /// (for files) or uses 0o644 (for bytes).
     pub mode: Option<u32>,
     pub progress: Option<Progress<'a>>,
+    /// A short-lived file (a request in file mode, an installer): the connector may skip
+    /// making it durable (e.g. fsync) when that costs time.
+    pub scratch: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -194,6 +197,7 @@ impl<'a> Source<'a> {
             data: SourceData::File(path),
             mode: None,
             progress: None,
+            scratch: false,
         }
     }
     pub fn bytes(bytes: &'a [u8]) -> Self {
@@ -201,6 +205,7 @@ impl<'a> Source<'a> {
             data: SourceData::Bytes(bytes),
             mode: None,
             progress: None,
+            scratch: false,
         }
     }
     pub fn mode(mut self, mode: u32) -> Self {
@@ -209,6 +214,11 @@ impl<'a> Source<'a> {
     }
     pub fn progress(mut self, p: Progress<'a>) -> Self {
         self.progress = Some(p);
+        self
+    }
+    /// Mark the file short-lived (see [`Source::scratch`](Source#structfield.scratch)).
+    pub fn scratch(mut self) -> Self {
+        self.scratch = true;
         self
     }
 }

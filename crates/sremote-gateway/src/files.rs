@@ -27,6 +27,8 @@ use crate::state::AppState;
 pub struct FileQuery {
     view: Option<String>,
     mode: Option<String>,
+    /// `PUT ?fsync=0`: a scratch file, answered without waiting for the disk.
+    fsync: Option<String>,
 }
 
 /// Header carrying a file's permission bits (octal) on `GET ?view=read`.
@@ -217,14 +219,20 @@ pub async fn put(
         .await
         .map_err(ioerr)?;
     // On disk before the rename and the 200: an answered upload survives a crash of the
-    // host right after.
-    file.sync_data().await.map_err(ioerr)?;
+    // host right after (unless the client said it is a scratch file).
+    let durable = q.fsync.as_deref() != Some("0");
+    if durable {
+        file.sync_data().await.map_err(ioerr)?;
+    }
     drop(file);
     let dest = dir.join(&name);
     tokio::task::spawn_blocking(move || {
         tmp_path.persist(&dest).map_err(|e| e.error)?;
         // The rename too: the directory entry is on disk before the answer.
-        std::fs::File::open(&dir)?.sync_all()
+        if durable {
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?

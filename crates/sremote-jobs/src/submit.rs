@@ -243,7 +243,7 @@ async fn send<C: Connector>(
         req_file = format!("{}/tmp/job-{}.json", client.sremote_dir(), rec.id);
         client
             .connector()
-            .push(Source::bytes(&body).mode(0o600), &req_file)
+            .push(Source::bytes(&body).mode(0o600).scratch(), &req_file)
             .await
             .map_err(Error::Transport)?;
         args.push(&req_file);

@@ -501,7 +501,12 @@ impl Connector for NewtConnector {
                 Some(Bytes::copy_from_slice(b)),
             ),
         };
-        let url = format!("{}?mode={mode:o}", self.file_url(to, &action).await?);
+        // A scratch file need not be fsynced by the gateway before it answers.
+        let durable = if from.scratch { "&fsync=0" } else { "" };
+        let url = format!(
+            "{}?mode={mode:o}{durable}",
+            self.file_url(to, &action).await?
+        );
         let (tx, rx) = tokio::sync::watch::channel(0u64);
         let tx = Arc::new(tx);
         let make = |c: &Client| {
