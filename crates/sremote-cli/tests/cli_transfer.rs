@@ -148,6 +148,22 @@ fn trees_round_trip(one_by_one: bool) {
     );
 }
 
+/// `sremote --json sync SRC alpha:work/proj --exclude build/ EXTRA…`, which must succeed.
+fn sync_json(client: &Client, src: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--json",
+        "sync",
+        src.to_str().unwrap(),
+        "alpha:work/proj",
+        "--exclude",
+        "build/",
+    ];
+    args.extend_from_slice(extra);
+    let out = client.run(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `sync --delete` removes on the host what the local directory does not have — hostile
 /// names included, as data — and keeps excluded paths; `--dry-run` only tells.
 #[test]
@@ -156,20 +172,7 @@ fn sync_delete_removes_only_what_is_not_here() {
     let client = Client::new(&ssh_host("alpha", &a.alias, &a.ssh_config));
     let src = client.home.path().join("proj");
     make_tree(&src);
-    let sync = |extra: &[&str]| {
-        let mut args = vec![
-            "--json",
-            "sync",
-            src.to_str().unwrap(),
-            "alpha:work/proj",
-            "--exclude",
-            "build/",
-        ];
-        args.extend_from_slice(extra);
-        let out = client.run(&args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let sync = |extra: &[&str]| sync_json(&client, &src, extra);
     sync(&[]);
     let host = a.home.join("work/proj");
     // Things only the host has: a file, a tree with hostile names, an excluded file; and
@@ -241,20 +244,7 @@ fn sync_sends_only_what_changed() {
     let client = Client::new(&ssh_host("alpha", &a.alias, &a.ssh_config));
     let src = client.home.path().join("proj");
     make_tree(&src);
-    let sync = |extra: &[&str]| {
-        let mut args = vec![
-            "--json",
-            "sync",
-            src.to_str().unwrap(),
-            "alpha:work/proj",
-            "--exclude",
-            "build/",
-        ];
-        args.extend_from_slice(extra);
-        let out = client.run(&args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let sync = |extra: &[&str]| sync_json(&client, &src, extra);
     let first = sync(&[]);
     let n = contents(&src)
         .keys()
