@@ -199,14 +199,25 @@ def transfer(binary, sshd, state, mib, pin):
         return size / (time.perf_counter() - t)
 
     out = {}
-    # Both sides pay one fresh connection: no ControlMaster for ssh here.
+    # Both sides pay one fresh connection: no ControlMaster for ssh here. Both use files in
+    # the same directory: a plain `ssh host cmd` starts in the passwd home, not in the
+    # $HOME this sshd sets, so its paths are absolute. And both pull the same file, written
+    # before either pull: reading a file whose pages are still being written back is slower,
+    # which would favour whichever reads the older file.
     ssh = ["ssh", "-F", sshd.config, "-o", "ControlMaster=no", "-o", "ControlPath=none", "bench"]
+    t_bin = os.path.join(sshd.home, "t.bin")
     with open(src, "rb") as f:
-        out["ssh cat push MB/s"] = timed(ssh + ["cat > t.bin"], stdin=f)
+        out["ssh cat push MB/s"] = timed(ssh + [f"cat > '{t_bin}'"], stdin=f)
     out["sremote push MB/s"] = timed([binary, "--ssh-config", sshd.config, "push", "bench", src, "t2.bin"])
+    subprocess.run(["sync"], check=True)
+    # Neither pays for freeing an old copy of the output (truncating or replacing 256 MiB
+    # costs ~0.1 s): the output is removed before each is timed.
+    if os.path.exists(back):
+        os.remove(back)
     with open(back, "wb") as f:
-        out["ssh cat pull MB/s"] = timed(ssh + ["cat t.bin"], stdout=f)
-    out["sremote pull MB/s"] = timed([binary, "--ssh-config", sshd.config, "pull", "bench", "t2.bin", back])
+        out["ssh cat pull MB/s"] = timed(ssh + [f"cat '{t_bin}'"], stdout=f)
+    os.remove(back)
+    out["sremote pull MB/s"] = timed([binary, "--ssh-config", sshd.config, "pull", "bench", "t.bin", back])
     return out
 
 

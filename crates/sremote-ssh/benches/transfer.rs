@@ -129,6 +129,11 @@ async fn main() {
 
     let (mut ours, mut theirs, mut theirs_mux) = (Vec::new(), Vec::new(), Vec::new());
     let local = dir.path().join("pulled.bin");
+    // All three read the same file on the host. (A plain `ssh host cmd` starts in the
+    // account's home from passwd, the connector in $HOME, which the test sshd sets to a
+    // throwaway directory: relative paths would name different files.)
+    let remote = sshd.home.join("bench/pushed.bin");
+    let cat = format!("cat '{}'", remote.display());
     for _ in 0..rounds {
         let s = Instant::now();
         c.pull("bench/pushed.bin", Dest::file(&local))
@@ -136,9 +141,9 @@ async fn main() {
             .unwrap();
         ours.push(s.elapsed());
         let out = Stdio::from(std::fs::File::create(dir.path().join("cat.bin")).unwrap());
-        theirs.push(ssh(&sshd, &[], "cat bench/cat.bin", Stdio::null(), out));
+        theirs.push(ssh(&sshd, &[], &cat, Stdio::null(), out));
         let out = Stdio::from(std::fs::File::create(dir.path().join("catmux.bin")).unwrap());
-        theirs_mux.push(ssh(&sshd, &mux, "cat bench/cat.bin", Stdio::null(), out));
+        theirs_mux.push(ssh(&sshd, &mux, &cat, Stdio::null(), out));
     }
     assert!(std::fs::read(&local).unwrap() == std::fs::read(&src).unwrap());
     let (o, t, m) = (median(ours), median(theirs), median(theirs_mux));
