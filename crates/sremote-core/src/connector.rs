@@ -25,6 +25,8 @@
 //! 5. **Transfers are atomic.** `push` writes to a temporary name in the destination
 //!    directory, then renames; parent directories are created. Readers never see half a
 //!    file. Missing sources give `NotFound`; unwritable destinations `PermissionDenied`.
+//!    `push` sets the mode (the local file's, or [`Source::mode`]); `pull` keeps the
+//!    host file's mode and modification time (whole seconds).
 //! 6. **Errors are typed** ([`ConnectorError`]) and name the host and the operation.
 
 use std::collections::BTreeMap;

@@ -255,7 +255,14 @@ impl Connector for LocalConnector {
                 to.path,
                 meta.permissions().mode() & 0o7777,
                 &action,
-                |out| copy_with_progress(&mut file, out, to.progress),
+                |out| {
+                    copy_with_progress(&mut file, out, to.progress)?;
+                    // Pulls keep the modification time, as they keep the mode.
+                    match meta.modified() {
+                        Ok(t) => out.set_modified(t),
+                        Err(_) => Ok(()),
+                    }
+                },
             )
         })
     }

@@ -35,7 +35,8 @@ macro_rules! connector_tests {
         $crate::connector_tests!(@cases $make;
             hostile_arguments, hostile_program_path, env_and_cwd, missing_cwd_is_not_found,
             stdin_16_mib, exit_codes_and_stderr, timeout_kills_children, push_pull_small_files,
-            push_pull_64_mib, push_keeps_mode_and_replaces_atomically, pull_missing_is_not_found,
+            push_pull_64_mib, push_keeps_mode_and_replaces_atomically,
+            pull_keeps_mode_and_modification_time, pull_missing_is_not_found,
             push_unwritable_is_permission_denied, refuses_nul_bytes);
     };
     (@cases $make:path; $($case:ident),+) => {$(
@@ -442,6 +443,46 @@ pub async fn push_keeps_mode_and_replaces_atomically<C: Connector>(f: Fixture<C>
         "tool.sh",
         "leftovers in the directory"
     );
+}
+
+/// Pulling keeps the file's mode and its modification time (whole seconds).
+pub async fn pull_keeps_mode_and_modification_time<C: Connector>(f: Fixture<C>) {
+    let c = &f.connector;
+    let remote = format!("{}/dated.sh", f.scratch);
+    c.push(
+        Source::bytes(
+            b"#!/bin/sh
+",
+        )
+        .mode(0o750),
+        &remote,
+    )
+    .await
+    .unwrap();
+    // 2020-01-02 03:04 in the host's time zone; POSIX `touch -t`.
+    let out = c
+        .exec(&RemoteCommand::new("touch").args(["-t", "202001020304", "--", &remote]))
+        .await
+        .unwrap();
+    assert!(out.success(), "touch -t: {out:?}");
+    let out = c
+        .exec(&RemoteCommand::new("stat").args(["-c", "%Y", "--", &remote]))
+        .await
+        .unwrap();
+    let secs: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("dated.sh");
+    c.pull(&remote, Dest::file(&local)).await.unwrap();
+    let meta = std::fs::metadata(&local).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o750);
+    let got = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(got, secs, "modification time kept");
 }
 
 /// Pulling a path that does not exist is a typed `NotFound`, and writes nothing locally.

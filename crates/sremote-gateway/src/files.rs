@@ -33,6 +33,8 @@ pub struct FileQuery {
 
 /// Header carrying a file's permission bits (octal) on `GET ?view=read`.
 pub const MODE_HEADER: &str = "x-sremote-mode";
+/// Header carrying a file's modification time (seconds since the epoch) on `GET ?view=read`.
+pub const MTIME_HEADER: &str = "x-sremote-mtime";
 
 /// The machine and the still-encoded path of a `/file/<machine>/<path>` URI.
 fn split_uri(state: &AppState, uri: &OriginalUri) -> Result<String, ApiError> {
@@ -86,6 +88,13 @@ pub async fn get(
                 HeaderValue::from_str(&format!("{:o}", meta.permissions().mode() & 0o7777))
             {
                 h.insert(MODE_HEADER, v);
+            }
+            if let Some(secs) = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            {
+                h.insert(MTIME_HEADER, HeaderValue::from(secs.as_secs()));
             }
             Ok(resp)
         }

@@ -7,7 +7,8 @@ mod common;
 sremote_core::connector_tests!(@cases common::fixture;
     hostile_arguments, hostile_program_path, env_and_cwd, missing_cwd_is_not_found,
     exit_codes_and_stderr, timeout_kills_children, push_pull_small_files,
-    push_pull_64_mib, push_keeps_mode_and_replaces_atomically, pull_missing_is_not_found,
+    push_pull_64_mib, push_keeps_mode_and_replaces_atomically,
+    pull_keeps_mode_and_modification_time, pull_missing_is_not_found,
     push_unwritable_is_permission_denied, refuses_nul_bytes);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

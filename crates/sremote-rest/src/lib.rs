@@ -552,6 +552,11 @@ impl Connector for NewtConnector {
             .get("x-sremote-mode")
             .and_then(|v| u32::from_str_radix(v.to_str().ok()?, 8).ok())
             .unwrap_or(0o644);
+        let mtime = resp
+            .headers()
+            .get("x-sremote-mtime")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
         let expected = resp.content_length();
         let local = |e: std::io::Error| ConnectorError::io(&self.label, &action, &e);
         let dir = match to.path.parent() {
@@ -585,6 +590,10 @@ impl Connector for NewtConnector {
         file.set_permissions(std::fs::Permissions::from_mode(mode))
             .await
             .map_err(local)?;
+        let file = file.into_std().await;
+        if let Some(t) = mtime {
+            file.set_modified(t).map_err(local)?;
+        }
         drop(file);
         tmp_path.persist(to.path).map_err(|e| local(e.error))?;
         Ok(())

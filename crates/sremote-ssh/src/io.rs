@@ -471,10 +471,15 @@ pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(
     if let Some(p) = to.progress {
         p(size());
     }
-    if let Ok(mode) = u32::from_str_radix(marker.fields.trim(), 8) {
+    let mut fields = marker.fields.split_whitespace();
+    if let Some(Ok(mode)) = fields.next().map(|m| u32::from_str_radix(m, 8)) {
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
             .map_err(local_err)?;
+    }
+    if let Some(Ok(secs)) = fields.next().map(str::parse::<u64>) {
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        tmp.as_file().set_modified(mtime).map_err(local_err)?;
     }
     tmp.persist(to.path).map_err(|e| local_err(e.error))?;
     Ok(())

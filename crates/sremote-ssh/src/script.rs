@@ -62,7 +62,7 @@ printf '\nsremote-%s %s ok\n' "$n" "$$" >&2
 g=$(wc -c < "$t"); [ "$g" -eq "$s" ] || { echo "received $g of $s bytes" >&2; exit 85; }
 chmod "$m" "$t" && mv -f -- "$t" "$d" || exit 84"#;
 
-/// `$1` nonce, `$2` source. The marker carries the file's mode.
+/// `$1` nonce, `$2` source. The marker carries the file's mode and modification time.
 const PULL: &str = r#"export LC_ALL=C; n=$1 p=$2
 cd 2>/dev/null
 case $p in /*) ;; *) p=./$p;; esac
@@ -70,7 +70,8 @@ case $p in /*) ;; *) p=./$p;; esac
 [ -d "$p" ] && { echo "it is a directory" >&2; exit 82; }
 [ -r "$p" ] || exit 81
 m=$(stat -c %a -- "$p" 2>/dev/null || stat -f %Lp -- "$p" 2>/dev/null)
-printf '\nsremote-%s %s %s\n' "$n" "$$" "$m" >&2
+t=$(stat -c %Y -- "$p" 2>/dev/null || stat -f %m -- "$p" 2>/dev/null)
+printf '\nsremote-%s %s %s %s\n' "$n" "$$" "$m" "$t" >&2
 exec cat -- "$p""#;
 
 fn is_identifier(name: &str) -> bool {
