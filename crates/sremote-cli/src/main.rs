@@ -20,6 +20,7 @@ mod output;
 mod probe;
 mod progress;
 mod run;
+mod submit;
 mod sync;
 mod transfer;
 mod tunnel;
@@ -114,7 +115,7 @@ enum Command {
     /// Measure call latency and throughput: `os.getenv("HOME")` N times.
     Bench(commands::BenchArgs),
     /// Run MODULE.FUNCTION(ARG…) on HOST as a detached job (or through Slurm, SGE, PBS); prints its id.
-    Submit(jobs::SubmitArgs),
+    Submit(submit::SubmitArgs),
     /// Detached jobs: ls, show, log [-f], cancel, result, rm.
     Jobs {
         #[command(subcommand)]
@@ -212,7 +213,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Tunnel(a) => tunnel::tunnel(a, opts).await,
         Command::Bootstrap(a) => commands::bootstrap(a, opts).await,
         Command::Bench(a) => commands::bench(a, opts).await,
-        Command::Submit(a) => jobs::submit(a, &opts).await,
+        Command::Submit(a) => submit::submit(a, &opts).await,
         Command::Jobs { what } => jobs::run(what, &opts).await,
         Command::Endpoint {
             what: EndpointCommand::Info,

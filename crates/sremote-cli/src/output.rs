@@ -257,6 +257,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `println!` that ignores a closed stdout (`sremote jobs ls | head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stdout(),
+            format_args!("{}\n", format_args!($($t)*)),
+        );
+    }};
+}
+pub(crate) use say;
+
 #[cfg(test)]
 mod tests {
     use super::*;
