@@ -20,18 +20,7 @@ pub async fn connect(sshd: &Sshd) -> RemoteClient<SshConnector> {
     RemoteClient::new(ssh)
 }
 
-/// Whether process `pid` exists and is not a zombie (PID 1 here reaps lazily).
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
+pub use sremote_testkit::alive;
 
 /// Wait up to 5 s for `pid` to be gone; panics naming `what` if it is not.
 pub async fn wait_dead(pid: u32, what: &str) {

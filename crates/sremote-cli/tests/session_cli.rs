@@ -4,31 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, processes_with, ssh_host};
+use common::{Client, processes_with, ssh_host, wait_dead};
 use sremote_testkit::Sshd;
-
-/// Whether process `pid` exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-async fn wait_dead(pid: u32, what: &str) {
-    for _ in 0..100 {
-        if !alive(pid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} (pid {pid}) is still running");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_exits_when_the_client_process_dies() {

@@ -546,15 +546,7 @@ fn adduser_reads_the_password_from_stdin() {
 }
 
 fn alive(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
+    pid.parse().is_ok_and(sremote_testkit::alive)
 }
 
 /// A client that goes away mid-command takes the command's process group with it.

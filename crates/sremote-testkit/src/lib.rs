@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub use netns::NetnsHost;
+pub use proc::alive;
 
 /// Why a test host could not be started.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,20 @@ fn table() -> Vec<(u32, u32, char)> {
     .collect()
 }
 
+/// Whether process `pid` exists and is not a zombie (PID 1 on these machines reaps
+/// lazily, so a dead child may linger in state Z).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
 /// Every live descendant of `root` (not `root` itself).
 pub(crate) fn descendants(root: u32) -> Vec<u32> {
     let table = table();

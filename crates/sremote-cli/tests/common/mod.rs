@@ -62,17 +62,17 @@ pub fn ssh_host(name: &str, alias: &str, ssh_config: &Path) -> String {
     )
 }
 
-/// Whether process `pid` exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
+pub use sremote_testkit::alive;
+
+/// Wait up to 5 s for `pid` to be gone; panics naming `what` if it is not.
+pub async fn wait_dead(pid: u32, what: &str) {
+    for _ in 0..100 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    panic!("{what} (pid {pid}) is still running");
 }
 
 /// Pids of live processes whose command line contains `needle`.
