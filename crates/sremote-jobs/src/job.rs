@@ -50,6 +50,11 @@ pub struct Job<C> {
     pub(crate) reattached: bool,
 }
 
+/// How long a batch job killed without a word (its runner gone, no result) waits for the
+/// batch system's accounting record, which names the cause (e.g. a time limit), before it
+/// is settled as `vanished`: Grid Engine's `qacct` can lag the job's end by seconds.
+const ACCOUNTING_LAG: Duration = Duration::from_secs(60);
+
 impl<C> Clone for Job<C> {
     fn clone(&self) -> Self {
         Job {
@@ -199,6 +204,21 @@ impl<C: Connector> Job<C> {
                             SchedulerState::Finished(None) if d.state == "died" => {
                                 st.state = JobState::Died;
                                 st.failure = Some(d.failure());
+                            }
+                            SchedulerState::Unknown
+                                if d.reason.as_deref() == Some("vanished")
+                                    && d.finished_unix_ms.is_some_and(|t| {
+                                        crate::store::now_ms().saturating_sub(t)
+                                            < ACCOUNTING_LAG.as_millis() as u64
+                                    }) =>
+                            {
+                                // Killed without a word (a batch limit's SIGKILL), and the
+                                // batch system has not written its accounting record yet:
+                                // not settled until it has, or until ACCOUNTING_LAG passed.
+                                st.state = JobState::Running;
+                                st.scheduler = Some(
+                                    "finishing: waiting for the batch system's accounting".into(),
+                                );
                             }
                             SchedulerState::Finished(None) => {
                                 st.state = JobState::Died;

@@ -24,6 +24,9 @@ pub(crate) struct DirStatus {
     pub log_bytes: u64,
     #[serde(default)]
     pub cancel_requested: bool,
+    /// When the job was settled in its dir (ms since the epoch).
+    #[serde(default)]
+    pub finished_unix_ms: Option<u64>,
     /// `job poll`: how many log bytes follow the status line.
     #[serde(default)]
     pub log_sent: u64,
