@@ -13,7 +13,8 @@
 //! 1. **Arguments are data.** `program`, each argument, env names and values and `cwd`
 //!    arrive on the host byte-identical. No shell on either side may interpret them: pass
 //!    an argv, or quote every word for the host's shell. A string that cannot be passed
-//!    (a NUL byte, an env name containing `=`) is refused with [`ConnectorErrorKind::InvalidInput`].
+//!    (a NUL byte, an env name that is not an identifier such as `X-Y`) is refused with
+//!    [`ConnectorErrorKind::InvalidInput`] ([`RemoteCommand::validate`]).
 //! 2. **Home-relative.** A relative `cwd`, a relative program path containing a `/`, and a
 //!    relative [`RemotePath`] are relative to the user's home directory on the host. Without
 //!    `cwd` the program runs in the home directory.
@@ -91,7 +92,8 @@ impl RemoteCommand {
         self
     }
 
-    /// Check what every connector must refuse: NUL bytes anywhere, `=` or an empty env name.
+    /// Check what every connector must refuse: NUL bytes anywhere, an env name that is not
+    /// an identifier ([`shell::is_env_name`](crate::shell::is_env_name)).
     pub fn validate(&self, host: &str) -> Result<(), ConnectorError> {
         let bad = |what: &str| {
             Err(ConnectorError::new(
@@ -100,7 +102,10 @@ impl RemoteCommand {
                 format!("exec {}", self.program),
             )
             .detail(format!("{what} cannot be passed to a program"))
-            .hint("remove the NUL byte or the `=` from the value"))
+            .hint(
+                "remove the NUL byte; environment variable names are letters, digits and `_` \
+                 and do not start with a digit",
+            ))
         };
         if self.program.is_empty() {
             return bad("an empty program name");
@@ -112,7 +117,7 @@ impl RemoteCommand {
             return bad("an argument containing a NUL byte");
         }
         for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            if !crate::shell::is_env_name(k) || v.contains('\0') {
                 return bad(&format!("the environment variable {k:?}"));
             }
         }

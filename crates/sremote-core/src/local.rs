@@ -344,7 +344,8 @@ pub(crate) fn copy_with_progress(
 }
 
 /// Write `dest` through a temporary file in the same directory, then rename: readers see
-/// the old file or the whole new one. Creates missing parent directories.
+/// the old file or the whole new one. Creates missing parent directories. The mode is
+/// masked to `0o777`: a transfer never creates a setuid, setgid or sticky file.
 pub(crate) fn atomic_write(
     dest: &Path,
     mode: u32,
@@ -364,7 +365,7 @@ pub(crate) fn atomic_write(
         .map_err(err)?;
     fill(tmp.as_file_mut()).map_err(err)?;
     tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
         .map_err(err)?;
     tmp.persist(dest).map_err(|e| err(e.error))?;
     Ok(())

@@ -22,6 +22,16 @@ pub fn quote_always(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// Whether `name` can be an environment variable's name: a POSIX shell *name*,
+/// `[A-Za-z_][A-Za-z0-9_]*`. Every connector and the CLI refuse other names: a shell
+/// cannot `export` them, and `env` would read them (or a program path after them) as
+/// something else.
+pub fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b == b'_' || b.is_ascii_alphabetic())
+        && bytes.all(|b| b == b'_' || b.is_ascii_alphanumeric())
+}
+
 /// Quote every word and join them with spaces.
 pub fn join<I, S>(words: I) -> String
 where
@@ -48,6 +58,14 @@ mod tests {
         assert_eq!(quote_always("abc"), "'abc'");
         assert_eq!(quote_always("it's"), quote("it's"));
         assert_eq!(join(["echo", "$(id)", "-n"]), "echo '$(id)' -n");
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(is_env_name("PATH") && is_env_name("_x1") && is_env_name("a"));
+        for bad in ["1x", "a-b", "", "a=b", "A B", "é", "a\0"] {
+            assert!(!is_env_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

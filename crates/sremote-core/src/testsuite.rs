@@ -37,7 +37,9 @@ macro_rules! connector_tests {
             stdin_16_mib, exit_codes_and_stderr, timeout_kills_children, push_pull_small_files,
             push_pull_64_mib, push_keeps_mode_and_replaces_atomically,
             pull_keeps_mode_and_modification_time, pull_missing_is_not_found,
-            push_unwritable_is_permission_denied, refuses_nul_bytes);
+            push_unwritable_is_permission_denied, refuses_nul_bytes,
+            env_names_are_identifiers_and_program_paths_data, transfers_drop_setuid_bits,
+            pull_of_a_symlink_keeps_the_targets_mode_and_time);
     };
     (@cases $make:path; $($case:ident),+) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,4 +528,123 @@ pub async fn refuses_nul_bytes<C: Connector>(f: Fixture<C>) {
         let err = f.connector.exec(&cmd).await.expect_err("must be refused");
         assert_eq!(err.kind, ConnectorErrorKind::InvalidInput, "{err}");
     }
+}
+
+/// An env name that is not an identifier is refused (nothing runs), and a program whose
+/// path contains `=` runs as itself, never as an assignment that would run its first
+/// argument instead.
+pub async fn env_names_are_identifiers_and_program_paths_data<C: Connector>(f: Fixture<C>) {
+    let prog = format!("{}/a=b/prog", f.scratch);
+    let trap = format!("{}/trap", f.scratch);
+    let script = b"#!/bin/sh\nprintf '%s\\0' \"$SREMOTE_T\" \"$@\"\n";
+    for (path, body) in [
+        (&prog, &script[..]),
+        (&trap, b"#!/bin/sh\ntouch \"$0.ran\"\n"),
+    ] {
+        let src = Source::bytes(body).mode(0o755);
+        f.connector.push(src, path).await.expect("push script");
+    }
+    for name in ["X-Y", "1X", "A B", "", "a=b"] {
+        let cmd = RemoteCommand::new(&prog).arg(&trap).env(name, "1");
+        let err = f.connector.exec(&cmd).await.expect_err("must be refused");
+        assert_eq!(
+            err.kind,
+            ConnectorErrorKind::InvalidInput,
+            "{name:?}: {err}"
+        );
+    }
+    let cmd = RemoteCommand::new(&prog)
+        .args([trap.as_str(), "x=y"])
+        .env("SREMOTE_T", "v=w");
+    let out = f.connector.exec(&cmd).await.expect("exec a=b/prog");
+    assert!(out.success(), "{out:?}");
+    assert_same_strings(
+        &split_nul(&out.stdout),
+        &["v=w".into(), trap.clone(), "x=y".into()],
+    );
+    let ls = RemoteCommand::new("ls").arg(format!("{trap}.ran"));
+    let ran = f.connector.exec(&ls).await.expect("ls");
+    assert!(!ran.success(), "the first argument was run as the program");
+}
+
+/// The mode of `path` on the host, from `stat -c %a` (GNU) or `stat -f %Lp` (BSD).
+async fn remote_mode<C: Connector>(c: &C, path: &str) -> u32 {
+    let script = r#"stat -c %a -- "$1" 2>/dev/null || stat -f %Lp -- "$1""#;
+    let cmd = RemoteCommand::new("sh").args(["-c", script, "sh", path]);
+    let out = c.exec(&cmd).await.expect("stat");
+    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).expect("a mode")
+}
+
+/// Neither a push nor a pull creates a setuid, setgid or sticky file: modes are masked to
+/// `0o777`.
+pub async fn transfers_drop_setuid_bits<C: Connector>(f: Fixture<C>) {
+    use std::os::unix::fs::PermissionsExt;
+    let c = &f.connector;
+    let pushed = format!("{}/suid-pushed", f.scratch);
+    c.push(Source::bytes(b"#!/bin/sh\n").mode(0o7777), &pushed)
+        .await
+        .expect("push");
+    assert_eq!(remote_mode(c, &pushed).await, 0o777, "pushed with 7777");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("suid-local");
+    std::fs::write(&local, b"x").unwrap();
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o6755)).unwrap();
+    let from_file = format!("{}/suid-from-file", f.scratch);
+    c.push(Source::file(&local), &from_file)
+        .await
+        .expect("push file");
+    assert_eq!(
+        remote_mode(c, &from_file).await,
+        0o755,
+        "pushed a 6755 file"
+    );
+    let chmod = RemoteCommand::new("chmod").args(["6755", "--", &pushed]);
+    let out = c.exec(&chmod).await.expect("chmod");
+    if !out.success() || remote_mode(c, &pushed).await != 0o6755 {
+        eprintln!("skipped the pull half: the host does not keep setuid bits here");
+        return;
+    }
+    let back = dir.path().join("suid-back");
+    c.pull(&pushed, Dest::file(&back)).await.expect("pull");
+    let mode = std::fs::metadata(&back).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755, "pulled a 6755 file");
+}
+
+/// Pulling a symlink gives the file it points to, with that file's mode and modification
+/// time (not the link's 0777 and its own time).
+pub async fn pull_of_a_symlink_keeps_the_targets_mode_and_time<C: Connector>(f: Fixture<C>) {
+    use std::os::unix::fs::PermissionsExt;
+    let c = &f.connector;
+    let target = format!("{}/secret", f.scratch);
+    let link = format!("{}/link", f.scratch);
+    c.push(Source::bytes(b"secret").mode(0o600), &target)
+        .await
+        .expect("push");
+    let touch = RemoteCommand::new("touch").args(["-t", "202001020304", "--", &target]);
+    assert!(c.exec(&touch).await.expect("touch").success());
+    let ln = RemoteCommand::new("ln").args(["-s", "secret", &link]);
+    assert!(c.exec(&ln).await.expect("ln -s").success());
+    let dir = tempfile::tempdir().unwrap();
+    let (via_link, direct) = (dir.path().join("via-link"), dir.path().join("direct"));
+    c.pull(&link, Dest::file(&via_link))
+        .await
+        .expect("pull link");
+    c.pull(&target, Dest::file(&direct))
+        .await
+        .expect("pull file");
+    assert_eq!(std::fs::read(&via_link).unwrap(), b"secret");
+    let (l, d) = (
+        std::fs::metadata(&via_link).unwrap(),
+        std::fs::metadata(&direct).unwrap(),
+    );
+    assert_eq!(
+        l.permissions().mode() & 0o7777,
+        0o600,
+        "a link to a 0600 file"
+    );
+    assert_eq!(
+        l.modified().unwrap(),
+        d.modified().unwrap(),
+        "the target's time"
+    );
 }

@@ -166,15 +166,48 @@ fn timeout_error(
         .hint("raise the timeout or make the work smaller")
 }
 
-/// Split the collected stderr into the marker and the program's own stderr.
-fn split_stderr(mut buf: Vec<u8>, nonce: &str) -> (Option<Marker>, Vec<u8>) {
+/// What the collected stderr of a script says.
+enum Stderr {
+    /// The login shell never ran the script: everything it printed.
+    NotStarted(Vec<u8>),
+    /// The script ran: its pid marker (once printed) and the stderr after it (or, without
+    /// a pid marker, the script's own error messages).
+    Ran(Option<Marker>, Vec<u8>),
+}
+
+/// Split the collected stderr into login-script noise, the marker and the program's own
+/// stderr.
+fn split_stderr(buf: Vec<u8>, nonce: &str) -> Stderr {
+    let mut buf = match script::strip_login_noise(buf, nonce, "stderr") {
+        Ok(buf) => buf,
+        Err(noise) => return Stderr::NotStarted(noise),
+    };
     match script::find_marker(&buf, nonce) {
         Some(m) => {
             buf.drain(..m.body_start);
-            (Some(m), buf)
+            Stderr::Ran(Some(m), buf)
         }
-        None => (None, buf),
+        None => Stderr::Ran(None, buf),
     }
+}
+
+/// The login shell did not run `/bin/sh` with the script (no begin marker on stderr).
+fn not_started(c: &SshConnector, action: &str, code: Option<i32>, output: &[u8]) -> ConnectorError {
+    let text = String::from_utf8_lossy(output).trim().to_string();
+    let code = code.map_or("a signal".to_string(), |c| format!("exit code {c}"));
+    let said = if text.is_empty() {
+        "nothing".to_string()
+    } else {
+        format!("{text:?}")
+    };
+    ConnectorError::new(Kind::Other, c.host_name(), action)
+        .detail(format!(
+            "the login shell did not run the command with /bin/sh ({code}; it printed {said})"
+        ))
+        .hint(
+            "the host needs a working POSIX /bin/sh, and the account a login shell that runs \
+             commands (`ssh HOST /bin/sh -c true` must work)",
+        )
 }
 
 impl SshConnector {
@@ -237,7 +270,15 @@ pub(crate) async fn exec(
     };
     guard.disarm();
     let exit_code = exit_code(c, &session, &action, status).await?;
-    let (marker, stderr) = split_stderr(stderr, &nonce);
+    let (marker, stderr) = match split_stderr(stderr, &nonce) {
+        Stderr::Ran(marker, stderr) => (marker, stderr),
+        Stderr::NotStarted(text) => return Err(not_started(c, &action, exit_code, &text)),
+    };
+    let Ok(stdout) = script::strip_login_noise(stdout, &nonce, "stdout") else {
+        return Err(ConnectorError::new(Kind::Other, c.host_name(), action)
+            .detail("the command's stdout was lost before it started (its marker is missing)")
+            .hint("check the login scripts on the host: one may close or redirect stdout"));
+    };
     if marker.is_some_and(|m| m.fields == "nocwd") {
         return Err(ConnectorError::new(Kind::NotFound, c.host_name(), action)
             .detail(format!(
@@ -413,12 +454,43 @@ pub(crate) async fn push(
         }
         return Ok(());
     }
-    let (_, stderr) = split_stderr(stderr.unwrap_or_default(), &nonce);
+    let stderr = match split_stderr(stderr.unwrap_or_default(), &nonce) {
+        Stderr::Ran(_, stderr) => stderr,
+        Stderr::NotStarted(text) => return Err(not_started(c, &action, code, &text)),
+    };
     let mut e = remote_failure(c, &action, code, &stderr);
     if let (Err(w), Some(script::EXIT_SHORT)) = (written, code) {
         e.detail = format!("{}; sending failed: {w}", e.detail);
     }
     Err(e)
+}
+
+/// Copy the pull's stdout (a blocking pipe) into `file`, dropping what login scripts
+/// printed before the begin marker. `Ok(false)`: the marker never came (the script did
+/// not run). After the marker, the kernel moves the bytes (`std::io::copy` splices from
+/// a pipe), so they are not copied through this process.
+fn copy_after_begin(
+    pipe: std::os::fd::OwnedFd,
+    mut file: std::fs::File,
+    nonce: &str,
+) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    let mut pipe = std::fs::File::from(pipe);
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        if script::find_begin(&head, nonce).is_some() {
+            break;
+        }
+        match pipe.read(&mut chunk)? {
+            0 => return Ok(false),
+            n => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = script::strip_login_noise(head, nonce, "stdout").unwrap_or_default();
+    file.write_all(&head)?;
+    std::io::copy(&mut pipe, &mut file)?;
+    Ok(true)
 }
 
 pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(), ConnectorError> {
@@ -437,8 +509,8 @@ pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    // The ssh master writes straight into a temporary file beside the destination, which
-    // is renamed over it only when the whole file arrived (and removed otherwise).
+    // The file arrives in a temporary file beside the destination, which is renamed over
+    // it only when the whole file arrived (and removed otherwise).
     std::fs::create_dir_all(&dir).map_err(local_err)?;
     let tmp = tempfile::Builder::new()
         .prefix(".sremote-part-")
@@ -447,34 +519,52 @@ pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(
     let nonce = script::nonce();
     let line = script::pull_line(&nonce, from);
     let (mut child, session, _permit) = c
-        .start(&line, &action, || {
-            Ok((openssh::Stdio::null(), fd_of(tmp.as_file())?))
-        })
+        .start(&line, &action, || Ok((openssh::Stdio::null(), piped())))
         .await?;
-    let Some(err) = child.stderr().take() else {
+    let (Some(out), Some(err)) = (child.stdout().take(), child.stderr().take()) else {
         return Err(
-            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no stderr pipe")
+            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no output pipes")
         );
     };
     let guard = KillGuard::new(session.clone());
-    // stderr ends only after the master has written all of stdout into the file.
+    let (out, file) = (
+        out.into_owned_fd().map_err(local_err)?,
+        tmp.as_file().try_clone().map_err(local_err)?,
+    );
+    let copy_nonce = nonce.clone();
+    let copy = tokio::task::spawn_blocking(move || copy_after_begin(out, file, &copy_nonce));
     let stderr = read_stderr(err, nonce.clone(), guard.pid.clone()).join();
     let size = || tmp.as_file().metadata().map_or(0, |m| m.len());
-    let stderr = with_progress(stderr, to.progress, size).await;
+    let (copied, stderr) =
+        with_progress(async { tokio::join!(copy, stderr) }, to.progress, size).await;
     let status = child.wait().await;
     let code = exit_code(c, &session, &action, status).await?;
     drop(guard);
-    let (marker, stderr) = split_stderr(stderr.unwrap_or_default(), &nonce);
+    let (marker, stderr) = match split_stderr(stderr.unwrap_or_default(), &nonce) {
+        Stderr::Ran(marker, stderr) => (marker, stderr),
+        Stderr::NotStarted(text) => return Err(not_started(c, &action, code, &text)),
+    };
     let Some(marker) = marker.filter(|_| code == Some(0)) else {
         return Err(remote_failure(c, &action, code, &stderr));
     };
+    match copied {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            return Err(ConnectorError::new(Kind::Other, c.host_name(), action)
+                .detail("the file's data never started (its marker is missing from stdout)")
+                .hint("check the login scripts on the host: one may close or redirect stdout"));
+        }
+        Ok(Err(e)) => return Err(local_err(e)),
+        Err(e) => return Err(local_err(std::io::Error::other(e))),
+    }
     if let Some(p) = to.progress {
         p(size());
     }
     let mut fields = marker.fields.split_whitespace();
     if let Some(Ok(mode)) = fields.next().map(|m| u32::from_str_radix(m, 8)) {
+        // Never setuid, setgid or sticky on a pulled file.
         tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+            .set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
             .map_err(local_err)?;
     }
     if let Some(Ok(secs)) = fields.next().map(str::parse::<u64>) {
@@ -540,10 +630,13 @@ pub(crate) async fn spawn(
             ConnectorError::new(Kind::Other, c.host_name(), action).detail("no stdio pipes")
         );
     };
-    // Read up to the marker: it tells the pid and whether the working directory exists.
-    let mut head = Vec::new();
-    let mut chunk = vec![0u8; 8192];
+    // Read stderr up to the pid marker (it tells the pid and whether the working
+    // directory exists) and stdout up to the begin marker (what login scripts printed
+    // before it is not the program's).
+    let (mut head, mut out_head) = (Vec::new(), Vec::new());
+    let mut stdout = stdout;
     let read_marker = async {
+        let mut chunk = vec![0u8; 8192];
         loop {
             if let Some(m) = script::find_marker(&head, &nonce) {
                 return Some(m);
@@ -554,16 +647,38 @@ pub(crate) async fn spawn(
             }
         }
     };
+    let read_begin = async {
+        let mut chunk = vec![0u8; 8192];
+        loop {
+            if let Some(at) = script::find_begin(&out_head, &nonce) {
+                return Some(at);
+            }
+            match stdout.read(&mut chunk).await {
+                Ok(n @ 1..) => out_head.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
+        }
+    };
     let limit = cmd.timeout.unwrap_or(Duration::from_secs(60));
-    let marker = match tokio::time::timeout(limit, read_marker).await {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            let text = String::from_utf8_lossy(&head).trim().to_string();
-            return Err(match child.wait().await {
-                Err(e) => ssh_error(c.host_name(), &action, e),
-                Ok(_) => ConnectorError::new(Kind::Other, c.host_name(), action)
-                    .detail(format!("the host did not start the program: {text}"))
-                    .hint("the host needs a POSIX /bin/sh"),
+    let both = async { tokio::join!(read_marker, read_begin) };
+    let marker = match tokio::time::timeout(limit, both).await {
+        Ok((Some(m), Some(_))) => m,
+        Ok((marker, _)) => {
+            let status = child.wait().await;
+            let code = exit_code(c, &session, &action, status).await?;
+            return Err(match split_stderr(head, &nonce) {
+                Stderr::NotStarted(text) => not_started(c, &action, code, &text),
+                Stderr::Ran(_, text) if marker.is_none() => {
+                    let text = String::from_utf8_lossy(&text).trim().to_string();
+                    ConnectorError::new(Kind::Other, c.host_name(), action)
+                        .detail(format!("the host did not start the program: {text}"))
+                        .hint("the host needs a POSIX /bin/sh")
+                }
+                Stderr::Ran(..) => ConnectorError::new(Kind::Other, c.host_name(), action)
+                    .detail(
+                        "the program's stdout was lost before it started (its marker is missing)",
+                    )
+                    .hint("check the login scripts on the host: one may close or redirect stdout"),
             });
         }
         Err(_) => return Err(timeout_error(c, &action, limit, None)),
@@ -576,8 +691,9 @@ pub(crate) async fn spawn(
             ))
             .hint("create the directory or pass another cwd"));
     }
+    let out_rest = script::strip_login_noise(out_head, &nonce, "stdout").unwrap_or_default();
     let rest = head.split_off(marker.body_start);
-    let (stdout, out_done) = watched(stdout);
+    let (stdout, out_done) = watched(std::io::Cursor::new(out_rest).chain(stdout));
     let (stderr, err_done) = watched(std::io::Cursor::new(rest).chain(err));
     let (tx, rx) = tokio::sync::oneshot::channel::<Result<Option<i32>, ConnectorError>>();
     let mut guard = KillGuard::new(session.clone());

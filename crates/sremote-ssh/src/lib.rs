@@ -15,9 +15,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The host needs a POSIX `/bin/sh` and a Bourne-family login shell (sh, bash, dash, ksh,
-//! zsh): every command is sent as `exec /bin/sh -c '<script>' '<word>'…` with every word
-//! single-quoted, so no user data is interpreted by a shell.
+//! The host needs a POSIX `/bin/sh`; the login shell may be any of sh, bash, dash, ksh,
+//! zsh, tcsh/csh or fish, and login scripts may print what they like. Every command is
+//! one line that all of those shells pass on to `/bin/sh` untouched, with the real script
+//! and its arguments encoded inside it; no user data is interpreted by any shell, and
+//! whatever login scripts print before the command starts is discarded (see `script.rs`).
 #![warn(missing_docs)]
 
 mod error;
@@ -418,6 +420,18 @@ impl SshConnector {
         ConnectorError,
     > {
         let name = &self.inner.name;
+        if line.len() > script::MAX_LINE {
+            return Err(invalid(
+                name,
+                action,
+                format!(
+                    "the command line is {} bytes once quoted for the host's shells; sshd \
+                     accepts at most {} (128 KiB): pass large data on stdin or in a pushed file",
+                    line.len(),
+                    script::MAX_LINE
+                ),
+            ));
+        }
         let permit = self
             .inner
             .sessions
