@@ -4,13 +4,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use sremote_core::{
-    Connector, EndpointArtifact, Error, LocalConnector, RemoteClient, RemoteCommand,
-};
-use sremote_rest::{NewtConnector, NewtTarget};
+use sremote_core::{Connector, EndpointArtifact, Error, RemoteCommand};
+use sremote_hosts::connect::{self, NewtAuth};
 use sremote_ssh::SshConnector;
 
-use crate::config::{Config, ConnectorKind, HostSpec};
+use crate::config::{Config, HostSpec};
 
 /// Options that shape how hosts are reached.
 #[derive(Debug, Clone, Default)]
@@ -118,7 +116,7 @@ pub struct Targets {
 }
 
 /// The client type of the CLI.
-pub type Client = RemoteClient<Arc<dyn Connector>>;
+pub type Client = connect::Client;
 
 /// A custom endpoint binary and where it was named (for messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,17 +195,7 @@ impl Connected {
     /// A client with the host's configured env, path and endpoint dir, and nothing
     /// installed (`hosts check` looks before it installs anything).
     pub fn base_client(&self) -> Client {
-        let client = RemoteClient::new(self.connector.clone());
-        for (k, v) in &self.spec.env {
-            client.register_remote_env_variable(k, v);
-        }
-        for p in &self.spec.path {
-            client.add_remote_path(p);
-        }
-        if let Some(d) = &self.spec.endpoint_dir {
-            client.set_sremote_dir(d);
-        }
-        client
+        connect::configured_client(&self.spec, self.connector.clone())
     }
 
     /// `program args…` with the host's configured env and path additions (the path
@@ -282,71 +270,22 @@ pub async fn connect_spec(spec: &HostSpec, opts: &HostOptions) -> Result<Connect
 /// Connect to a resolved host for programs and files only: nothing is installed (a
 /// custom endpoint waits for [`Connected::endpoint_client`]).
 pub async fn connect_transport(spec: &HostSpec, opts: &HostOptions) -> Result<Connected, Error> {
-    let done = |connector: Arc<dyn Connector>, ssh| Connected {
-        spec: spec.clone(),
-        connector,
-        ssh,
+    let newt = NewtAuth {
+        prompt: Some(Box::new(|user: &str, base: &str| {
+            rpassword::prompt_password(format!("password for {user} at {base}: ")).map_err(|e| {
+                format!(
+                    "set SREMOTE_NEWT_PASSWORD or SREMOTE_NEWT_TOKEN, or run on a terminal ({e})"
+                )
+            })
+        })),
+        ..NewtAuth::from_env()
+    };
+    let c = connect::connect(spec, opts.ssh_config.as_deref(), &newt).await?;
+    Ok(Connected {
+        spec: c.spec,
+        connector: c.connector,
+        ssh: c.ssh,
         endpoint: custom_endpoint(spec, opts),
         client: Arc::default(),
-    };
-    match spec.connector {
-        ConnectorKind::Local => Ok(done(Arc::new(LocalConnector::new()), None)),
-        ConnectorKind::Newt => Ok(done(Arc::new(connect_newt(&spec.destination).await?), None)),
-        ConnectorKind::Ssh => {
-            let host = spec.destination.as_str();
-            if host.is_empty()
-                || host.starts_with('-')
-                || host.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(Error::Usage(format!(
-                    "{host:?} is not a host: give `local`, user@host, ssh://user@host:port, an ssh config alias, \
-                     a name from the hosts config or @group"
-                )));
-            }
-            let mut builder = SshConnector::builder();
-            if let Some(cfg) = spec.ssh_config.as_ref().or(opts.ssh_config.as_ref()) {
-                builder = builder.config_file(cfg);
-            }
-            let ssh = builder.connect(host).await?;
-            Ok(done(Arc::new(ssh.clone()), Some(ssh)))
-        }
-    }
-}
-
-/// Log in to a NEWT REST API. Credentials never come from the command line:
-/// `SREMOTE_NEWT_TOKEN` (a session id or bearer token), else the password from
-/// `SREMOTE_NEWT_PASSWORD`, else a prompt on the terminal. `SREMOTE_NEWT_CA` names a PEM
-/// file of extra trusted certificates (a self-signed gateway).
-async fn connect_newt(host: &str) -> Result<NewtConnector, Error> {
-    let target = NewtTarget::parse(host)?;
-    let mut builder = NewtConnector::builder(&target.base_url, &target.machine);
-    if let Some(ca) = std::env::var_os("SREMOTE_NEWT_CA") {
-        let pem = std::fs::read(&ca).map_err(|e| {
-            Error::Usage(format!(
-                "cannot read SREMOTE_NEWT_CA={}: {e}",
-                std::path::Path::new(&ca).display()
-            ))
-        })?;
-        builder = builder.root_certificates_pem(&pem);
-    }
-    if let Ok(token) = std::env::var("SREMOTE_NEWT_TOKEN") {
-        return Ok(builder.with_session(&token)?);
-    }
-    let user = match target.user.clone().or_else(|| std::env::var("USER").ok()) {
-        Some(u) => u,
-        None => {
-            return Err(Error::Usage(format!(
-                "{host}: name the user, as newt+https://USER@HOST/BASE/MACHINE"
-            )));
-        }
-    };
-    let password = match std::env::var("SREMOTE_NEWT_PASSWORD") {
-        Ok(p) => p,
-        Err(_) => rpassword::prompt_password(format!("password for {user} at {}: ", target.base_url)).map_err(|e| {
-            Error::Usage(format!(
-                "{host}: no password: set SREMOTE_NEWT_PASSWORD or SREMOTE_NEWT_TOKEN, or run on a terminal ({e})"
-            ))
-        })?,
-    };
-    Ok(builder.login(&user, &password).await?)
+    })
 }

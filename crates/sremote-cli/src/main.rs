@@ -11,7 +11,6 @@
 mod batch;
 mod bench;
 mod commands;
-mod config;
 mod fanout;
 mod hostcmd;
 mod hosts;
@@ -35,6 +34,7 @@ use sremote_core::Error;
 
 pub(crate) use commands::mode_name;
 use hosts::HostOptions;
+use sremote_hosts::config;
 
 const EXAMPLES: &str = "Examples:
   sremote call local os getenv HOME

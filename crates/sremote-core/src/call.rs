@@ -302,6 +302,15 @@ pub(crate) fn cancelled_here(host: &str, module: &str, function: &str, id: &str)
     }))
 }
 
+/// What [`AsyncCall::wait_for`] found: the call's result, or that it is still running.
+#[derive(Debug)]
+pub enum CallWait<T> {
+    /// The call finished: its value, or why it failed.
+    Ready(Result<CallOutput<T>, Error>),
+    /// The call has not finished within the time given; it goes on.
+    NotReady,
+}
+
 /// A call running in the background; made by [`CallBuilder::spawn`] or
 /// [`RemoteClient::call_async`].
 pub struct AsyncCall<C, T> {
@@ -333,38 +342,55 @@ impl<C: Connector + 'static, T: Send + 'static> AsyncCall<C, T> {
         self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    /// Wait for the result, at most `timeout` (`None`: as long as it takes). When the
-    /// time runs out the call goes on and `get` can be called again; the error is a
-    /// transport `Timeout` that says so. The result can be taken once.
-    pub async fn get(&mut self, timeout: Option<Duration>) -> Result<CallOutput<T>, Error> {
+    /// Wait for the result, at most `timeout` (`None`: as long as it takes):
+    /// [`CallWait::NotReady`] when the time ran out first — the call goes on, and
+    /// `wait_for`/`get` can be called again — else [`CallWait::Ready`] with the result,
+    /// which can be taken once (a second take is an [`Error::Usage`]).
+    pub async fn wait_for(&mut self, timeout: Option<Duration>) -> CallWait<T> {
         let Some(task) = self.task.as_mut() else {
-            return Err(Error::Usage(format!(
+            return CallWait::Ready(Err(Error::Usage(format!(
                 "the result of call {} was already taken",
                 self.id
-            )));
+            ))));
         };
         let joined = match timeout {
             None => task.await,
             Some(t) => match tokio::time::timeout(t, task).await {
                 Ok(j) => j,
-                Err(_) => {
-                    return Err(Error::Transport(
-                        crate::ConnectorError::new(
-                            crate::ConnectorErrorKind::Timeout,
-                            self.client.host(),
-                            format!("wait for call {}", self.id),
-                        )
-                        .detail(format!("not finished after {t:?}; it is still running"))
-                        .hint("call get() again, or cancel()"),
-                    ));
-                }
+                Err(_) => return CallWait::NotReady,
             },
         };
         self.task = None;
-        let out =
-            joined.map_err(|e| Error::Usage(format!("call {} was aborted: {e}", self.id)))??;
-        self.meta = Some(out.meta.clone());
-        Ok(out)
+        let out = match joined {
+            Ok(r) => r,
+            Err(e) => Err(Error::Usage(format!("call {} was aborted: {e}", self.id))),
+        };
+        if let Ok(o) = &out {
+            self.meta = Some(o.meta.clone());
+        }
+        CallWait::Ready(out)
+    }
+
+    /// Wait for the result, at most `timeout` (`None`: as long as it takes). When the
+    /// time runs out the call goes on and `get` can be called again; the error is then a
+    /// transport `Timeout` that says so — use [`wait_for`](AsyncCall::wait_for) to tell
+    /// "not ready yet" apart from a call that failed. The result can be taken once.
+    pub async fn get(&mut self, timeout: Option<Duration>) -> Result<CallOutput<T>, Error> {
+        match self.wait_for(timeout).await {
+            CallWait::Ready(r) => r,
+            CallWait::NotReady => Err(Error::Transport(
+                crate::ConnectorError::new(
+                    crate::ConnectorErrorKind::Timeout,
+                    self.client.host(),
+                    format!("wait for call {}", self.id),
+                )
+                .detail(format!(
+                    "not finished after {:?}; it is still running",
+                    timeout.unwrap_or_default()
+                ))
+                .hint("call get() again, or cancel()"),
+            )),
+        }
     }
 
     /// Where and how long the call ran, once it has finished and its result was taken.

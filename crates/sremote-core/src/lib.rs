@@ -66,7 +66,7 @@ mod call;
 mod client;
 #[cfg(feature = "client")]
 pub use client::{
-    AsyncCall, CallArgs, CallBuilder, CallMeta, CallMode, CallOutput, Ref, RemoteClient,
+    AsyncCall, CallArgs, CallBuilder, CallMeta, CallMode, CallOutput, CallWait, Ref, RemoteClient,
 };
 
 #[cfg(feature = "client")]

@@ -41,10 +41,16 @@ def type_name(v):
 
 
 def decode(v):
-    """Arguments: {"$bytes": base64} becomes bytes; everything else is plain JSON."""
+    """Arguments: {"$bytes": base64} becomes bytes, {"$int": "<decimal>"} an int (the
+    Python client sends ints beyond 64 bits so); everything else is plain JSON."""
     if isinstance(v, dict):
         if len(v) == 1 and isinstance(v.get("$bytes"), str):
             return binascii.a2b_base64(v["$bytes"])
+        if len(v) == 1 and isinstance(v.get("$int"), str):
+            try:
+                return int(v["$int"])
+            except ValueError:
+                raise CallFailed("BadArguments", "{\"$int\": %r} is not a decimal integer" % v["$int"])
         return {k: decode(x) for k, x in v.items()}
     if isinstance(v, list):
         return [decode(x) for x in v]
@@ -146,18 +152,43 @@ def signature(fn):
         return "(…)"
 
 
+def public_names(obj):
+    names = sorted(n for n in dir(obj) if not n.startswith("_"))
+    return ", ".join(names[:60]) + (", …" if len(names) > 60 else "")
+
+
+def resolve(module, function):
+    """The callable named by `module` and `function`: the longest importable prefix of
+    `module` is imported, the rest of it and the dotted `function` are attributes
+    (`datetime.date` + `today`, `pandas.DataFrame` + `from_dict`)."""
+    parts = module.split(".")
+    first_error = None
+    for i in range(len(parts), 0, -1):
+        name = ".".join(parts[:i])
+        try:
+            obj = import_module(name)
+        except CallFailed as e:
+            if e.kind != "ModuleNotFound":
+                raise
+            first_error = first_error or e
+            continue
+        path = name
+        for attr in parts[i:] + function.split("."):
+            try:
+                obj = getattr(obj, attr)
+            except AttributeError:
+                where = getattr(obj, "__file__", None) or type_name(obj)
+                raise CallFailed("FunctionNotFound", "Python `%s` (%s) has no attribute `%s` (looking for "
+                                 "%s.%s); its public names: %s" % (path, where, attr, module, function,
+                                                                   public_names(obj)))
+            path = "%s.%s" % (path, attr)
+        return obj
+    raise first_error
+
+
 def call(msg):
     module, function = msg["module"], msg["function"]
-    obj = import_module(module)
-    for part in function.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            names = sorted(n for n in dir(import_module(module)) if not n.startswith("_"))
-            shown = ", ".join(names[:60]) + (", …" if len(names) > 60 else "")
-            raise CallFailed("FunctionNotFound", "Python module `%s` (%s) has no attribute `%s`; its public "
-                             "names: %s" % (module, getattr(import_module(module), "__file__", "built in"),
-                                            function, shown))
+    obj = resolve(module, function)
     if not callable(obj):
         raise CallFailed("FunctionNotFound", "`%s.%s` is a %s, not a function" % (module, function, type_name(obj)))
     args, kwargs = decode(msg.get("args", [])), decode(msg.get("kwargs", {}))

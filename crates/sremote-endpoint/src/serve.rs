@@ -314,10 +314,9 @@ fn resolve_refs(store: &Mutex<HashMap<String, Value>>, req: &mut Request) -> Res
             _ => Ok(()),
         }
     }
+    // Walked even when nothing was pushed yet: a reference to a name never pushed is an
+    // error naming it, never a plain dict passed on.
     let store = lock(store);
-    if store.is_empty() {
-        return Ok(());
-    }
     req.args
         .iter_mut()
         .chain(req.kwargs.values_mut())

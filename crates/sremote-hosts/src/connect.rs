@@ -1,0 +1,163 @@
+//! Connecting one resolved host ([`HostSpec`]): the connector for its kind (local, ssh,
+//! NEWT) and a client with the host's configured env, path and endpoint dir applied.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sremote_core::{Connector, Error, LocalConnector, RemoteClient};
+use sremote_rest::{NewtConnector, NewtTarget};
+use sremote_ssh::SshConnector;
+
+use crate::config::{ConnectorKind, HostSpec};
+
+/// A client over any connector (what every front end holds).
+pub type Client = RemoteClient<Arc<dyn Connector>>;
+
+/// A connected host: its spec, its connector, and the ssh connector itself for ssh hosts
+/// (tunnels use its control socket).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub spec: HostSpec,
+    pub connector: Arc<dyn Connector>,
+    pub ssh: Option<SshConnector>,
+}
+
+impl Connection {
+    /// A client with the host's configured env, path and endpoint dir, nothing installed.
+    pub fn client(&self) -> Client {
+        configured_client(&self.spec, self.connector.clone())
+    }
+}
+
+/// A client over `connector` with `spec`'s env, path and endpoint dir applied.
+pub fn configured_client(spec: &HostSpec, connector: Arc<dyn Connector>) -> Client {
+    let client = RemoteClient::new(connector);
+    for (k, v) in &spec.env {
+        client.register_remote_env_variable(k, v);
+    }
+    for p in &spec.path {
+        client.add_remote_path(p);
+    }
+    if let Some(d) = &spec.endpoint_dir {
+        client.set_sremote_dir(d);
+    }
+    client
+}
+
+/// How a NEWT login gets its credentials. Never from a command line.
+pub struct NewtAuth {
+    /// A session id or bearer token (`SREMOTE_NEWT_TOKEN`); wins over the password.
+    pub token: Option<String>,
+    /// The password (`SREMOTE_NEWT_PASSWORD`).
+    pub password: Option<String>,
+    /// PEM file of extra trusted certificates (`SREMOTE_NEWT_CA`).
+    pub ca: Option<std::path::PathBuf>,
+    /// Asked for the password when there is neither token nor password (a terminal
+    /// prompt in the CLI); `Err` says why there is none.
+    #[allow(clippy::type_complexity)]
+    pub prompt: Option<Box<dyn Fn(&str, &str) -> Result<String, String> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for NewtAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewtAuth")
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("ca", &self.ca)
+            .finish()
+    }
+}
+
+impl NewtAuth {
+    /// Credentials from `SREMOTE_NEWT_TOKEN`, `SREMOTE_NEWT_PASSWORD`, `SREMOTE_NEWT_CA`;
+    /// no prompt.
+    pub fn from_env() -> NewtAuth {
+        NewtAuth {
+            token: std::env::var("SREMOTE_NEWT_TOKEN").ok(),
+            password: std::env::var("SREMOTE_NEWT_PASSWORD").ok(),
+            ca: std::env::var_os("SREMOTE_NEWT_CA").map(Into::into),
+            prompt: None,
+        }
+    }
+}
+
+/// Whether `host` can be an ssh destination at all (not empty, no option, no blanks).
+pub fn check_destination(host: &str) -> Result<(), Error> {
+    if host.is_empty()
+        || host.starts_with('-')
+        || host.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::Usage(format!(
+            "{host:?} is not a host: give `local`, user@host, ssh://user@host:port, an ssh config alias, \
+             a name from the hosts config or @group"
+        )));
+    }
+    Ok(())
+}
+
+/// Connect to a resolved host: nothing is installed. `ssh_config` is used for ssh hosts
+/// whose config entry names none.
+pub async fn connect(
+    spec: &HostSpec,
+    ssh_config: Option<&Path>,
+    newt: &NewtAuth,
+) -> Result<Connection, Error> {
+    let done = |connector: Arc<dyn Connector>, ssh| Connection {
+        spec: spec.clone(),
+        connector,
+        ssh,
+    };
+    match spec.connector {
+        ConnectorKind::Local => Ok(done(Arc::new(LocalConnector::new()), None)),
+        ConnectorKind::Newt => Ok(done(
+            Arc::new(connect_newt(&spec.destination, newt).await?),
+            None,
+        )),
+        ConnectorKind::Ssh => {
+            let host = spec.destination.as_str();
+            check_destination(host)?;
+            let mut builder = SshConnector::builder();
+            if let Some(cfg) = spec.ssh_config.as_deref().or(ssh_config) {
+                builder = builder.config_file(cfg);
+            }
+            let ssh = builder.connect(host).await?;
+            Ok(done(Arc::new(ssh.clone()), Some(ssh)))
+        }
+    }
+}
+
+/// Log in to a NEWT REST API at `host` (`newt+https://USER@GATEWAY/BASE/MACHINE`) with
+/// the token, else the password, else the prompt of `auth`.
+pub async fn connect_newt(host: &str, auth: &NewtAuth) -> Result<NewtConnector, Error> {
+    let target = NewtTarget::parse(host)?;
+    let mut builder = NewtConnector::builder(&target.base_url, &target.machine);
+    if let Some(ca) = &auth.ca {
+        let pem = std::fs::read(ca).map_err(|e| {
+            Error::Usage(format!(
+                "cannot read the CA file {} (SREMOTE_NEWT_CA): {e}",
+                ca.display()
+            ))
+        })?;
+        builder = builder.root_certificates_pem(&pem);
+    }
+    if let Some(token) = &auth.token {
+        return Ok(builder.with_session(token)?);
+    }
+    let Some(user) = target.user.clone().or_else(|| std::env::var("USER").ok()) else {
+        return Err(Error::Usage(format!(
+            "{host}: name the user, as newt+https://USER@HOST/BASE/MACHINE"
+        )));
+    };
+    let password = match (&auth.password, &auth.prompt) {
+        (Some(p), _) => p.clone(),
+        (None, Some(prompt)) => prompt(&user, &target.base_url)
+            .map_err(|e| Error::Usage(format!("{host}: no password: {e}")))?,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "{host}: no password: set SREMOTE_NEWT_PASSWORD or SREMOTE_NEWT_TOKEN (or pass \
+                 password=/token=)"
+            )));
+        }
+    };
+    Ok(builder.login(&user, &password).await?)
+}

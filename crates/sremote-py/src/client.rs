@@ -1,0 +1,405 @@
+//! `sremote.Client`: one host, the calls on it, and its settings. Transfers, programs,
+//! installs and the session namespace are in `ops.rs`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use sremote_core::{CallMode, Connector, Error};
+use sremote_hosts::config::{Config, HostSpec};
+use sremote_hosts::connect::{self, NewtAuth};
+
+use crate::asyncres::{self, AsyncResult, CallOutput};
+use crate::connectors::PyConnector;
+use crate::errors::to_py;
+use crate::runtime;
+use crate::values::{Arg, Returned, to_arg};
+
+pub type CoreClient = sremote_hosts::connect::Client;
+
+/// A name kept in the client's session on the host (`client.push({...})`); pass
+/// `Reference("a")` as an argument and the host substitutes the value.
+#[pyclass(module = "sremote._sremote", name = "Reference", frozen)]
+pub struct Reference {
+    #[pyo3(get)]
+    pub name: String,
+}
+
+#[pymethods]
+impl Reference {
+    #[new]
+    fn new(name: String) -> Reference {
+        Reference { name }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Reference({:?})", self.name)
+    }
+}
+
+/// A call's converted arguments (made while the GIL is held).
+pub struct Prepared {
+    pub module: String,
+    pub function: String,
+    pub args: Vec<Arg>,
+    pub kwargs: Vec<(String, Arg)>,
+    pub timeout: Option<Duration>,
+}
+
+/// The client of one host; see the Python docstring in `sremote/__init__.pyi`.
+#[pyclass(module = "sremote._sremote", name = "Client", subclass, frozen)]
+pub struct Client {
+    pub(crate) client: CoreClient,
+    pub(crate) spec: HostSpec,
+    timeout: Mutex<Option<Duration>>,
+    closed: AtomicBool,
+}
+
+fn mode_of(name: &str) -> PyResult<CallMode> {
+    Ok(match name {
+        "auto" => CallMode::Auto,
+        "session" => CallMode::Session,
+        "pipe" => CallMode::Pipe,
+        "file" => CallMode::File,
+        other => {
+            return Err(PyTypeError::new_err(format!(
+                "mode={other:?}: use 'auto', 'session', 'pipe' or 'file'"
+            )));
+        }
+    })
+}
+
+/// Resolve a host name as the CLI does: a name from the hosts config, else `local`, an
+/// ssh destination or a `newt+https://` URL.
+fn resolve(py: Python<'_>, host: &str, config: Option<&str>) -> PyResult<HostSpec> {
+    let cfg = Config::load(config.map(std::path::Path::new)).map_err(to_py)?;
+    if !cfg.warnings.is_empty() {
+        let warnings = py.import("warnings")?;
+        for w in &cfg.warnings {
+            warnings.call_method1("warn", (w.as_str(),))?;
+        }
+    }
+    Ok(cfg.host(host))
+}
+
+impl Client {
+    fn connect_host(py: Python<'_>, host: &str, opts: &ConnectOpts) -> PyResult<Client> {
+        let mut spec = resolve(py, host, opts.config.as_deref())?;
+        if let Some(user) = &opts.user {
+            spec.destination = with_user(&spec.destination, user);
+        }
+        let newt = NewtAuth {
+            token: opts
+                .token
+                .clone()
+                .or_else(|| std::env::var("SREMOTE_NEWT_TOKEN").ok()),
+            password: opts
+                .password
+                .clone()
+                .or_else(|| std::env::var("SREMOTE_NEWT_PASSWORD").ok()),
+            ca: opts
+                .ca
+                .clone()
+                .map(Into::into)
+                .or_else(|| std::env::var_os("SREMOTE_NEWT_CA").map(Into::into)),
+            prompt: None,
+        };
+        let ssh_config = opts.ssh_config.clone().map(std::path::PathBuf::from);
+        let conn = runtime::wait_all(py, connect::connect(&spec, ssh_config.as_deref(), &newt))?
+            .map_err(to_py)?;
+        let client = conn.client();
+        if let Some(custom) = spec.endpoint.clone() {
+            runtime::wait_all(py, client.do_bootstrap_install_with(&custom))?.map_err(to_py)?;
+        }
+        Ok(Client::from_core(client, spec))
+    }
+
+    pub(crate) fn from_core(client: CoreClient, spec: HostSpec) -> Client {
+        Client {
+            client,
+            spec,
+            timeout: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The client, or `UsageError` after `close()`.
+    pub(crate) fn live(&self) -> PyResult<&CoreClient> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(to_py(Error::Usage(format!(
+                "the client of {} is closed; make a new sremote.Client",
+                self.client.host()
+            ))));
+        }
+        Ok(&self.client)
+    }
+
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Convert a call's arguments.
+    pub fn prepare(
+        &self,
+        module: &str,
+        function: &str,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Prepared> {
+        let mut p = Prepared {
+            module: module.to_string(),
+            function: function.to_string(),
+            args: Vec::with_capacity(args.len()),
+            kwargs: Vec::new(),
+            timeout: self.default_timeout(),
+        };
+        for (i, a) in args.iter().enumerate() {
+            p.args.push(to_arg(&a, &format!("argument {}", i + 1))?);
+        }
+        if let Some(kw) = kwargs {
+            for (k, v) in kw.iter() {
+                let name: String = k.extract()?;
+                let arg = to_arg(&v, &format!("keyword argument {name:?}"))?;
+                p.kwargs.push((name, arg));
+            }
+        }
+        Ok(p)
+    }
+
+    /// Start a prepared call in the background (needs the runtime's context).
+    pub fn spawn(&self, p: Prepared) -> PyResult<asyncres::Call> {
+        let client = self.live()?;
+        let rt = runtime::runtime()?;
+        let _guard = rt.enter();
+        let mut call = client.call::<Returned>(&p.module, &p.function);
+        for a in p.args {
+            call = match a {
+                Arg::Bytes(b) => call.arg_bytes(b),
+                other => call.arg(other),
+            };
+        }
+        for (k, v) in p.kwargs {
+            call = call.kwarg(k, v);
+        }
+        if let Some(t) = p.timeout {
+            call = call.timeout(t);
+        }
+        Ok(call.spawn())
+    }
+
+    /// Run a prepared call to the end (Ctrl-C cancels it on the host).
+    pub fn run(&self, py: Python<'_>, p: Prepared) -> PyResult<asyncres::Output> {
+        let call = tokio::sync::Mutex::new(self.spawn(p)?);
+        match asyncres::wait_call(py, &call, None)? {
+            Some(r) => r.map_err(to_py),
+            None => Err(to_py(Error::Usage(
+                "the call ended without a result".into(),
+            ))),
+        }
+    }
+}
+
+/// `dest` logged into as `user` (an ssh destination without a user, or an ssh:// URL).
+fn with_user(dest: &str, user: &str) -> String {
+    match dest.strip_prefix("ssh://") {
+        Some(rest) if !rest.contains('@') => format!("ssh://{user}@{rest}"),
+        None if !dest.contains('@') && !dest.contains("://") && !dest.is_empty() => {
+            format!("{user}@{dest}")
+        }
+        _ => dest.to_string(),
+    }
+}
+
+/// Options of `Client(...)` for connecting.
+#[derive(Default)]
+struct ConnectOpts {
+    user: Option<String>,
+    ssh_config: Option<String>,
+    config: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    ca: Option<String>,
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (host=None, *, ssh_config=None, config=None, timeout=None,
+                        auto_bootstrap=true, mode=None, user=None, password=None, token=None, ca=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        host: Option<&Bound<'_, PyAny>>,
+        ssh_config: Option<String>,
+        config: Option<String>,
+        timeout: Option<f64>,
+        auto_bootstrap: bool,
+        mode: Option<String>,
+        user: Option<String>,
+        password: Option<String>,
+        token: Option<String>,
+        ca: Option<String>,
+    ) -> PyResult<Client> {
+        let local = pyo3::types::PyString::new(py, "local").into_any();
+        let host = host.unwrap_or(&local);
+        let client = if let Ok(c) = host.cast::<PyConnector>() {
+            let c = c.get();
+            let spec = HostSpec::adhoc(c.connector.host());
+            Client::from_core(
+                CoreClient::new(c.connector.clone() as Arc<dyn Connector>),
+                spec,
+            )
+        } else if let Ok(name) = host.extract::<String>() {
+            let opts = ConnectOpts {
+                user,
+                ssh_config,
+                config,
+                password,
+                token,
+                ca,
+            };
+            Client::connect_host(py, &name, &opts)?
+        } else {
+            return Err(PyTypeError::new_err(
+                "Client(host): give a host name ('local', 'user@host', 'newt+https://…', a \
+                 configured name) or a connector (LocalConnector, SshConnector, NewtConnector)",
+            ));
+        };
+        *client.timeout.lock().unwrap_or_else(|p| p.into_inner()) = asyncres::seconds(timeout)?;
+        client.client.set_auto_bootstrap(auto_bootstrap);
+        if let Some(m) = mode {
+            client.client.set_call_mode(mode_of(&m)?);
+        }
+        Ok(client)
+    }
+
+    /// The host as its connector names it (`local`, `user@host:port`, …).
+    #[getter]
+    fn host(&self) -> String {
+        self.client.host().to_string()
+    }
+
+    /// The name this client was made with (a configured name, a destination, `local`).
+    #[getter]
+    fn name(&self) -> String {
+        self.spec.name.clone()
+    }
+
+    /// Default time limit of each call on the host, in seconds (None: none).
+    #[getter]
+    fn get_timeout(&self) -> Option<f64> {
+        self.default_timeout().map(|d| d.as_secs_f64())
+    }
+
+    #[setter]
+    fn set_timeout(&self, timeout: Option<f64>) -> PyResult<()> {
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = asyncres::seconds(timeout)?;
+        Ok(())
+    }
+
+    /// `module.function(*args, **kwargs)` on the host; returns its value. Every keyword
+    /// argument goes to the function (the client's `timeout` applies).
+    ///
+    /// >>> c.call("os", "getenv", "HOME")
+    /// '/home/alice'
+    #[pyo3(signature = (module, function, *args, **kwargs))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        module: &str,
+        function: &str,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let p = self.prepare(module, function, args, kwargs)?;
+        self.run(py, p)?.value.into_python(py)
+    }
+
+    /// Like `call`, with the output and metadata: `.value`, `.stdout`, `.stderr`, `.meta`.
+    #[pyo3(signature = (module, function, *args, **kwargs))]
+    fn call_output(
+        &self,
+        py: Python<'_>,
+        module: &str,
+        function: &str,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<CallOutput> {
+        let submitted = SystemTime::now();
+        let p = self.prepare(module, function, args, kwargs)?;
+        CallOutput::new(py, self.run(py, p)?, submitted)
+    }
+
+    /// Start the call in the background; returns an `AsyncResult`.
+    #[pyo3(signature = (module, function, *args, **kwargs))]
+    fn call_async(
+        &self,
+        module: &str,
+        function: &str,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<AsyncResult> {
+        let p = self.prepare(module, function, args, kwargs)?;
+        let what = format!("call {module}.{function} on {}", self.client.host());
+        Ok(AsyncResult::new(self.spawn(p)?, what))
+    }
+
+    /// Set `name=value` in the environment of every later call.
+    fn register_env(&self, name: &str, value: &str) {
+        self.client.register_remote_env_variable(name, value);
+    }
+
+    /// Set `name=value` for later calls, unless the host defines `name` already.
+    fn register_env_if_unset(&self, name: &str, value: &str) {
+        self.client.register_conditional_env_variable(name, value);
+    }
+
+    /// Put `directory` first in PATH (and PYTHONPATH) of every later call.
+    fn add_path(&self, directory: &str) {
+        self.client.add_remote_path(directory);
+    }
+
+    /// Use `directory` (relative: to the home directory) instead of `~/.sremote`.
+    fn set_sremote_dir(&self, directory: &str) {
+        self.client.set_sremote_dir(directory);
+    }
+
+    /// Use `directory` for request files and temporary data on the host.
+    fn set_tmp_dir(&self, directory: &str) {
+        self.client.set_tmp_dir(directory);
+    }
+
+    /// Raise `ModulesMissingError` (`.missing`, `.present`) unless every module can be
+    /// imported on the host.
+    #[pyo3(signature = (*modules))]
+    fn check_modules(&self, py: Python<'_>, modules: Vec<String>) -> PyResult<()> {
+        let client = self.live()?.clone();
+        runtime::wait_all(py, async move { client.check_modules(modules).await })?.map_err(to_py)
+    }
+
+    /// Close the session (the endpoint on the host exits). Later calls raise `UsageError`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let client = self.client.clone();
+        runtime::block(py, async move { client.close_session().await })
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<sremote.Client {}>", self.client.host())
+    }
+}
