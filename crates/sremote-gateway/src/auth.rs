@@ -29,6 +29,9 @@ pub const COOKIE: &str = "newt_sessionid";
 struct Session {
     user: String,
     expires: Instant,
+    /// The SHA-256 of the user's password verifier at login: a changed password ends the
+    /// session.
+    verifier: [u8; 32],
 }
 
 /// Live sessions, keyed by the SHA-256 of their id.
@@ -57,8 +60,9 @@ impl SessionStore {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Open a session for `user`; returns its id.
-    pub fn create(&self, user: &str) -> Result<String, ApiError> {
+    /// Open a session for `user`, whose password verifier hashes to `verifier`; returns its
+    /// id.
+    pub fn create(&self, user: &str, verifier: [u8; 32]) -> Result<String, ApiError> {
         let id = random_token(32).map_err(|e| ApiError::internal(e.to_string()))?;
         let now = Instant::now();
         let mut map = self.lock();
@@ -74,18 +78,25 @@ impl SessionStore {
             Session {
                 user: user.to_string(),
                 expires: now + self.lifetime,
+                verifier,
             },
         );
         Ok(id)
     }
 
-    /// The user and remaining lifetime of a live session.
-    pub fn lookup(&self, id: &str) -> Option<(String, Duration)> {
+    /// The user and remaining lifetime of a live session. `verifier_now` gives the hash of
+    /// a user's current password verifier: a session opened with another password (or for
+    /// a user who has none any more) is ended.
+    pub fn lookup(
+        &self,
+        id: &str,
+        verifier_now: impl Fn(&str) -> Option<[u8; 32]>,
+    ) -> Option<(String, Duration)> {
         let k = key(id);
         let mut map = self.lock();
         let s = map.get(&k)?;
         let now = Instant::now();
-        if s.expires <= now {
+        if s.expires <= now || verifier_now(&s.user) != Some(s.verifier) {
             map.remove(&k);
             return None;
         }
@@ -140,9 +151,10 @@ impl AuthUser {
     fn resolve(state: &AppState, headers: &HeaderMap) -> Option<(String, Option<Duration>)> {
         let cred = credential(headers)?;
         let users = state.users.current();
-        if let Some((user, left)) = state.sessions.lookup(&cred) {
-            // A user removed from the users file loses their sessions too.
-            return users.knows(&user).then_some((user, Some(left)));
+        // A user removed from the users file, or whose password changed, loses their
+        // sessions.
+        if let Some((user, left)) = state.sessions.lookup(&cred, |u| users.verifier_hash(u)) {
+            return Some((user, Some(left)));
         }
         users.verify_token(&cred).map(|u| (u, None))
     }
@@ -195,6 +207,52 @@ fn status_json(
     })
 }
 
+/// The `Set-Cookie` value for the session id `id` living `max_age` seconds (0: remove it).
+fn session_cookie(state: &AppState, id: &str, max_age: u64) -> String {
+    let secure = if state.config.tls.is_some() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let path = if state.config.base_path.is_empty() {
+        "/"
+    } else {
+        &state.config.base_path
+    };
+    format!("{COOKIE}={id}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+}
+
+/// How a login's user name appears in the log: verbatim only when it is a known user, so
+/// that a password typed into the user-name field is never written down (an unknown name
+/// is shown as the start of its SHA-256, enough to tell repeated attempts apart).
+fn logged_name(state: &AppState, name: &str) -> String {
+    if crate::users::valid_name(name) && state.users.current().knows(name) {
+        return format!("user {name:?}");
+    }
+    let hash = Sha256::digest(name.as_bytes());
+    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("an unknown user name (sha256 {hex}…)")
+}
+
+/// The 429 answer to a login that must wait.
+fn too_many_logins(state: &AppState, name: &str, wait: Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    crate::log::event(&format!(
+        "login of {} delayed: too many failed logins",
+        logged_name(state, name)
+    ));
+    let mut body = status_json(state, None, None, None);
+    body["error"] =
+        format!("too many failed logins for this user name; try again in {secs} s").into();
+    body["code"] = "too_many_logins".into();
+    (
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        [(axum::http::header::RETRY_AFTER, secs.to_string())],
+        Json(body),
+    )
+        .into_response()
+}
+
 /// `POST /auth`: check username and password, open a session, set the cookie.
 pub async fn login(
     State(state): State<Arc<AppState>>,
@@ -211,62 +269,44 @@ pub async fn login(
             return ApiError::unprocessable("bad_form", msg).into_response();
         }
     };
-    if let Some(wait) = state.login_throttle.wait(&form.username) {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        crate::log::event(&format!(
-            "login of user {:?} delayed: too many failed logins",
-            form.username
-        ));
-        let mut body = status_json(&state, None, None, None);
-        body["error"] =
-            format!("too many failed logins for this user name; try again in {secs} s").into();
-        body["code"] = "too_many_logins".into();
-        return (
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            [(axum::http::header::RETRY_AFTER, secs.to_string())],
-            Json(body),
-        )
-            .into_response();
-    }
-    let ok = {
+    let attempt = match state.login_throttle.attempt(&form.username).await {
+        Ok(attempt) => attempt,
+        Err(wait) => return too_many_logins(&state, &form.username, wait),
+    };
+    let verified = {
         let Ok(_permit) = state.login_slots.acquire().await else {
             return ApiError::internal("shutting down").into_response();
         };
         let (st, user, pw) = (state.clone(), form.username.clone(), form.password);
-        tokio::task::spawn_blocking(move || st.users.current().verify_password(&user, &pw))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            let users = st.users.current();
+            users
+                .verify_password(&user, &pw)
+                .then(|| users.verifier_hash(&user))
+                .flatten()
+        })
+        .await
+        .unwrap_or(None)
     };
-    if !ok {
-        state.login_throttle.failed(&form.username);
-        crate::log::event(&format!("login refused for user {:?}", form.username));
+    attempt.finish(verified.is_some());
+    let Some(verifier) = verified else {
+        crate::log::event(&format!(
+            "login refused for {}",
+            logged_name(&state, &form.username)
+        ));
         let mut body = status_json(&state, None, None, None);
         body["error"] = "bad username or password".into();
         return (axum::http::StatusCode::UNAUTHORIZED, Json(body)).into_response();
-    }
-    state.login_throttle.succeeded(&form.username);
+    };
     if let Some(Extension(slot)) = log_user {
         let _ = slot.0.set(form.username.clone());
     }
-    let id = match state.sessions.create(&form.username) {
+    let id = match state.sessions.create(&form.username, verifier) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
     let lifetime = state.sessions.lifetime();
-    let secure = if state.config.tls.is_some() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let path = if state.config.base_path.is_empty() {
-        "/"
-    } else {
-        &state.config.base_path
-    };
-    let cookie = format!(
-        "{COOKIE}={id}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
-        lifetime.as_secs()
-    );
+    let cookie = session_cookie(&state, &id, lifetime.as_secs());
     let body = status_json(&state, Some(&form.username), Some(lifetime), Some(&id));
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -292,7 +332,8 @@ pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         state.sessions.remove(&cred);
     }
     let mut resp = Json(status_json(&state, None, None, None)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}=; Path=/; Max-Age=0")) {
+    // The same Path (and flags) as the login cookie, or the browser keeps that one.
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(&state, "", 0)) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
@@ -305,14 +346,23 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_bounded() {
         let store = SessionStore::new(Duration::from_millis(50), 2);
-        let a = store.create("alice").expect("create");
-        assert_eq!(store.lookup(&a).map(|s| s.0).as_deref(), Some("alice"));
-        assert!(store.lookup("forged").is_none());
-        let _b = store.create("bob").expect("create");
-        let _c = store.create("carol").expect("create");
+        let same = |_: &str| Some([1u8; 32]);
+        let a = store.create("alice", [1; 32]).expect("create");
+        assert_eq!(
+            store.lookup(&a, same).map(|s| s.0).as_deref(),
+            Some("alice")
+        );
+        assert!(store.lookup("forged", same).is_none());
+        let _b = store.create("bob", [1; 32]).expect("create");
+        let _c = store.create("carol", [1; 32]).expect("create");
         assert_eq!(store.lock().len(), 2);
+        assert!(
+            store.lookup(&_b, |_| Some([2; 32])).is_none(),
+            "password changed"
+        );
+        assert!(store.lookup(&_b, same).is_none(), "and the session is gone");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(store.lookup(&_c).is_none(), "expired");
+        assert!(store.lookup(&_c, same).is_none(), "expired");
         assert!(!store.remove(&_c));
     }
 

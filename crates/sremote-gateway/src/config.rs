@@ -23,7 +23,11 @@
 //!
 //! [limits]
 //! max_upload_bytes = 17179869184   # PUT bodies larger than this get 413 (streamed, never buffered)
-//! max_form_bytes = 4194304         # POST /auth and /command bodies
+//! max_form_bytes = 4194304         # POST /command bodies
+//! max_auth_bytes = 8192            # POST /auth (login) bodies: forms are tiny; beyond: 413
+//! max_connections = 512            # open connections; beyond, silent ones are closed first
+//! header_read_timeout_secs = 20    # a request head must arrive within this, after connecting
+//!                                  # or after the previous answer (so idle connections close)
 //! max_output_bytes = 67108864      # per stream (stdout, stderr) of a command; beyond: killed, 422
 //! command_timeout_secs = 3600      # used when the request names no timeout
 //! max_command_timeout_secs = 86400 # a larger requested timeout is lowered to this
@@ -90,8 +94,16 @@ impl Default for SessionsFile {
 pub struct Limits {
     /// Largest accepted PUT body, in bytes.
     pub max_upload_bytes: u64,
-    /// Largest accepted form body (`POST /auth`, `POST /command`), in bytes.
+    /// Largest accepted form body of `POST /command`, in bytes.
     pub max_form_bytes: usize,
+    /// Largest accepted login body (`POST /auth`), in bytes.
+    pub max_auth_bytes: usize,
+    /// Connections open at once (lowered to fit the open-files limit); beyond, the oldest
+    /// connection that has sent nothing is closed, else the new one is.
+    pub max_connections: usize,
+    /// Time a connection has to send a complete request head, after connecting or after
+    /// its previous answer (the keep-alive idle timeout), in seconds.
+    pub header_read_timeout_secs: f64,
     /// Largest stdout (and, separately, stderr) a command may produce, in bytes.
     pub max_output_bytes: usize,
     /// Timeout of a command whose request names none, in seconds.
@@ -115,6 +127,9 @@ impl Default for Limits {
         Limits {
             max_upload_bytes: 16 << 30,
             max_form_bytes: 4 << 20,
+            max_auth_bytes: 8 << 10,
+            max_connections: 512,
+            header_read_timeout_secs: 20.0,
             max_output_bytes: 64 << 20,
             command_timeout_secs: 3600.0,
             max_command_timeout_secs: 86400.0,
@@ -224,11 +239,23 @@ impl Config {
         if !positive(l.max_login_delay_secs) {
             return bad("limits.max_login_delay_secs must be a positive number".into());
         }
-        if !positive(l.command_timeout_secs) || !positive(l.max_command_timeout_secs) {
+        if !positive(l.command_timeout_secs)
+            || !positive(l.max_command_timeout_secs)
+            || !positive(l.header_read_timeout_secs)
+        {
             return bad("limits.*timeout_secs must be positive numbers".into());
         }
-        if l.max_concurrent_commands == 0 || l.max_concurrent_logins == 0 || l.max_sessions == 0 {
-            return bad("limits.max_concurrent_* and max_sessions must be positive".into());
+        if l.max_concurrent_commands == 0
+            || l.max_concurrent_logins == 0
+            || l.max_sessions == 0
+            || l.max_connections == 0
+        {
+            return bad(
+                "limits.max_concurrent_*, max_sessions and max_connections must be positive".into(),
+            );
+        }
+        if l.max_auth_bytes < 256 {
+            return bad("limits.max_auth_bytes must be at least 256".into());
         }
         let rel = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
         Ok(Config {

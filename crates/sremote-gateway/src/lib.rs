@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod command;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod files;
 pub mod log;

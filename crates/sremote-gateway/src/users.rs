@@ -80,16 +80,31 @@ impl Users {
         Ok(users)
     }
 
-    /// Read a users file.
+    /// Read a users file, refusing one that others could have written (see
+    /// [`check_permissions`]); a world-readable one is read with a warning in the log.
     pub fn load(path: &Path) -> Result<Users, GatewayError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| GatewayError::Users(format!("cannot read {}: {e}", path.display())))?;
+        use std::io::Read;
+        let cannot =
+            |e: std::io::Error| GatewayError::Users(format!("cannot read {}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        if let Some(warning) = check_permissions(path, &meta)? {
+            crate::log::event(&warning);
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(cannot)?;
         Self::parse(&text).map_err(|e| GatewayError::Users(format!("{}: {e}", path.display())))
     }
 
     /// Whether `name` has a password or a token.
     pub fn knows(&self, name: &str) -> bool {
         self.passwords.contains_key(name) || self.tokens.iter().any(|(n, _)| n == name)
+    }
+
+    /// The SHA-256 of `name`'s password verifier (changes with the password), if any.
+    pub fn verifier_hash(&self, name: &str) -> Option<[u8; 32]> {
+        let phc = self.passwords.get(name)?;
+        Some(Sha256::digest(phc.as_bytes()).into())
     }
 
     /// Number of users with a password.
@@ -135,6 +150,58 @@ impl Users {
         }
         found
     }
+}
+
+/// Whoever can write the users file (or replace it in its directory) can add a user and
+/// run commands as the gateway's OS user. Refuses a file (`meta`, from the open file) that
+/// is writable by group or others or owned by another user, and a directory writable by
+/// group or others (unless sticky, like `/tmp`); the error says how to fix it. Returns a
+/// warning when the file is readable by others (its hashes can be attacked offline).
+pub fn check_permissions(
+    path: &Path,
+    meta: &std::fs::Metadata,
+) -> Result<Option<String>, GatewayError> {
+    let shown = path.display();
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(GatewayError::Users(format!(
+            "{shown} is writable by group or others (mode {mode:04o}): anyone who can write it \
+             can add a user and run commands as this gateway's OS user; fix it with \
+             `chmod go-w {shown}` (0600 is best), then check that no one added a user"
+        )));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(GatewayError::Users(format!(
+            "{shown} is owned by uid {}, not by this gateway's user (uid {me}) or root: that \
+             user can add users; fix it with `chown {me} {shown}`",
+            meta.uid()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dmeta = std::fs::metadata(dir).map_err(|e| {
+        GatewayError::Users(format!("cannot check the directory {}: {e}", dir.display()))
+    })?;
+    let dmode = dmeta.mode() & 0o7777;
+    if dmode & 0o022 != 0 && dmode & 0o1000 == 0 {
+        return Err(GatewayError::Users(format!(
+            "{shown} is in the directory {} that is writable by group or others (mode \
+             {dmode:04o}): anyone can replace the users file there; fix it with \
+             `chmod go-w {}` or keep the users file in a private directory",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok((mode & 0o004 != 0).then(|| {
+        format!(
+            "WARNING: users file {shown} is readable by others (mode {mode:04o}): its password \
+             hashes can be attacked offline; fix it with `chmod o-r {shown}` (0600 is best)"
+        )
+    }))
 }
 
 /// How often a changed users file is looked for.
@@ -196,7 +263,7 @@ impl UsersFile {
                 *self.users.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(users);
             }
             Err(e) => crate::log::event(&format!(
-                "users file {} changed but cannot be used ({e}); keeping the previous users",
+                "users file {} changed but cannot be used, keeping the previous users: {e}",
                 self.path.display()
             )),
         }

@@ -134,3 +134,104 @@ async fn users_file_changes_apply_without_a_restart() {
         .await
         .expect("bob stays");
 }
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// 200 concurrent wrong guesses for one user: each attempt is counted before its password
+/// is checked, so only the free attempts (and the one that starts the delay) are checked;
+/// every other guess is answered 429 without an argon2 verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_guesses_are_throttled_like_sequential_ones() {
+    let gw = std::sync::Arc::new(Gateway::start(Opts::default()));
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let gw = gw.clone();
+            std::thread::spawn(move || {
+                let form = format!("username={USER}&password=guess{i}");
+                gw.raw("POST", "/newt/auth", &[FORM], form.as_bytes()).0
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + throttled, 200, "{statuses:?}");
+    assert!(
+        checked <= 6,
+        "{checked} guesses were checked (5 free + 1 allowed): {statuses:?}"
+    );
+    let form = format!("username={USER}&password={}", PASSWORD.replace(' ', "+"));
+    let (status, _) = gw.raw("POST", "/newt/auth", &[FORM], form.as_bytes());
+    assert_eq!(status, 429, "the right password waits too");
+}
+
+/// A changed password ends the sessions opened with the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_the_users_sessions() {
+    let gw = Gateway::start(Opts::default());
+    let sid = gw.raw_login();
+    let cookie = format!("newt_sessionid={sid}");
+    let (status, body) = gw.raw("GET", "/newt/auth", &[("Cookie", &cookie)], b"");
+    assert!(status == 200 && body.contains("\"auth\":true"), "{body}");
+    let users = gw.dir.path().join("users");
+    sremote_gateway::users::add_user(&users, USER, "a brand new password").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, body) = gw.raw("GET", "/newt/auth", &[("Cookie", &cookie)], b"");
+    assert!(body.contains("\"auth\":false"), "{body}");
+    let (status, _) = gw.raw(
+        "POST",
+        "/newt/command/testhost",
+        &[("Cookie", &cookie), FORM],
+        b"executable=true",
+    );
+    assert_eq!(status, 401, "the old session is over");
+    NewtConnector::login(&gw.url, MACHINE, USER, "a brand new password")
+        .await
+        .expect("the new password works");
+}
+
+/// A password typed into the user-name field is not written to the log; known user names
+/// still are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_user_name_field_is_never_logged() {
+    let gw = Gateway::start(Opts::default());
+    let typed = "Tr0ub4dor-and-3-typed-in-the-wrong-field";
+    let form = format!("username={typed}&password=x");
+    assert_eq!(
+        gw.raw("POST", "/newt/auth", &[FORM], form.as_bytes()).0,
+        401
+    );
+    let form = format!("username={USER}&password=x");
+    assert_eq!(
+        gw.raw("POST", "/newt/auth", &[FORM], form.as_bytes()).0,
+        401
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let log = gw.log();
+    assert!(!log.contains(typed), "{log}");
+    assert!(log.contains("unknown user name"), "{log}");
+    assert!(
+        log.contains(&format!("login refused for user \"{USER}\"")),
+        "{log}"
+    );
+}
+
+/// The logout cookie removes the login cookie: same name and the same `Path`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_cookie_uses_the_login_cookies_path() {
+    let gw = Gateway::start(Opts::default());
+    let form = format!("username={USER}&password={}", PASSWORD.replace(' ', "+"));
+    let t = Duration::from_secs(30);
+    let (status, head, body) = gw.raw_full("POST", "/newt/auth", &[FORM], form.as_bytes(), t);
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("set-cookie: newt_sessionid="), "{head}");
+    assert!(head.contains("; path=/newt;"), "{head}");
+    let sid: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cookie = format!("newt_sessionid={}", sid["newt_sessionid"].as_str().unwrap());
+    let (status, head, _) = gw.raw_full("DELETE", "/newt/auth", &[("Cookie", &cookie)], b"", t);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("set-cookie: newt_sessionid=; path=/newt;") && head.contains("max-age=0"),
+        "{head}"
+    );
+}

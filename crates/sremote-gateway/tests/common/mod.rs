@@ -20,6 +20,13 @@ pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const MACHINE: &str = "testhost";
 
+/// The gateway binary: this build's, or `$SREMOTE_TEST_GATEWAY_BIN` (to check that a
+/// regression test fails against an older build).
+pub fn gateway_bin() -> String {
+    std::env::var("SREMOTE_TEST_GATEWAY_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sremote-gateway").to_string())
+}
+
 /// How to configure a test gateway.
 #[derive(Debug, Clone)]
 pub struct Opts {
@@ -31,6 +38,10 @@ pub struct Opts {
     pub token: bool,
     /// `free_failed_logins` and `max_login_delay_secs`.
     pub login_throttle: (u32, f64),
+    /// More `[limits]` lines (`key = value\n`).
+    pub extra_limits: String,
+    /// The open-files limit (soft and hard) to start the gateway under.
+    pub nofile: Option<u32>,
 }
 
 impl Default for Opts {
@@ -42,6 +53,8 @@ impl Default for Opts {
             tls: false,
             token: false,
             login_throttle: (5, 60.0),
+            extra_limits: String::new(),
+            nofile: None,
         }
     }
 }
@@ -98,17 +111,29 @@ impl Gateway {
             "listen = \"127.0.0.1:0\"\nbase_path = \"/newt\"\nmachines = [\"{MACHINE}\"]\nusers_file = \"users\"\n\
              roots = [\"~\"]\n{tls}[sessions]\nlifetime_secs = {}\n[limits]\nmax_upload_bytes = {}\n\
              max_output_bytes = {}\nmax_concurrent_logins = 2\nfree_failed_logins = {}\n\
-             max_login_delay_secs = {}\n",
+             max_login_delay_secs = {}\n{}",
             opts.session_secs,
             opts.max_upload,
             opts.max_output,
             opts.login_throttle.0,
-            opts.login_throttle.1
+            opts.login_throttle.1,
+            opts.extra_limits
         );
         let cfg = dir.path().join("gateway.toml");
         std::fs::write(&cfg, config).expect("write config");
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sremote-gateway"))
+        let mut cmd = match opts.nofile {
+            // `ulimit -n` in a shell that then becomes the gateway: soft and hard limits.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(gateway_bin());
+                c
+            }
+            None => Command::new(gateway_bin()),
+        };
+        let mut child = cmd
             .arg("--config")
             .arg(&cfg)
             .env("HOME", &home)
@@ -202,9 +227,22 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, String) {
+        let (status, _, body) = self.raw_full(method, path, headers, body, Duration::from_secs(30));
+        (status, body)
+    }
+
+    /// [`raw`](Self::raw) with the response head (lower-cased) and a read timeout; status 0
+    /// when no answer came in time.
+    pub fn raw_full(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> (u16, String, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
+        s.set_read_timeout(Some(timeout)).expect("timeout");
         let mut req =
             format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
         for (k, v) in headers {
@@ -222,11 +260,8 @@ impl Gateway {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (status, head.to_ascii_lowercase(), body.to_string())
     }
 
     /// Log in over raw HTTP; returns the session id.
