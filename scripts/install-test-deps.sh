@@ -8,6 +8,8 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ps >/dev/null || need+=(procps)
 command -v git >/dev/null || need+=(git)
+# Login shells the SSH tests log in with (any login shell must work).
+for sh in tcsh fish zsh ksh; do command -v "$sh" >/dev/null || need+=("$sh"); done
 # The hosts' sessions use the system python (not a pyenv one on the runner's PATH).
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 if [ "${SREMOTE_TEST_SLURM:-1}" = 1 ]; then

@@ -20,6 +20,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod login;
 mod netns;
 mod proc;
 pub mod slurm;
@@ -31,6 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+pub use login::{LoginUser, STDERR_BANNER, STDOUT_BANNER, ensure_shell};
 pub use netns::NetnsHost;
 pub use proc::alive;
 
@@ -233,12 +235,39 @@ pub struct Sshd {
     /// The directory holding keys, configs and the log.
     pub dir: PathBuf,
     child: Mutex<Option<Child>>,
+    no_sh: Mutex<bool>,
     _tempdir: tempfile::TempDir,
+    /// Dropped after the server is stopped (field order).
+    _login: Option<LoginUser>,
 }
 
 impl Sshd {
     /// Start a new server (about 50 ms). Stop it by dropping it.
     pub fn start() -> Result<Sshd, Error> {
+        Self::start_with(None)
+    }
+
+    /// Start a new server logged into as a new [`LoginUser`] whose login shell is `shell`
+    /// (`bash`, `tcsh`, `fish`, …) and whose login scripts print banners on stdout and
+    /// stderr. [`home`](Sshd::home) is that user's home. Needs root.
+    pub fn start_as(shell: &str) -> Result<Sshd, Error> {
+        Self::start_with(Some(LoginUser::create(shell)?))
+    }
+
+    /// Start a new server whose sessions have no usable `/bin/sh`: it runs in its own
+    /// mount namespace, where `/bin/sh` is `/bin/false`. Needs root.
+    pub fn start_without_usable_sh() -> Result<Sshd, Error> {
+        // SAFETY: a plain getter.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(Error::Skip("a private mount namespace needs root".into()));
+        }
+        let sshd = Self::start_with(None)?;
+        *sshd.no_sh.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        sshd.restart()?;
+        Ok(sshd)
+    }
+
+    fn start_with(login: Option<LoginUser>) -> Result<Sshd, Error> {
         ensure_openssh()?;
         let _ = std::fs::create_dir_all("/run/sshd"); // privilege separation dir (root only)
         let tempdir = tempfile::Builder::new()
@@ -246,14 +275,29 @@ impl Sshd {
             .tempdir_in("/tmp")
             .map_err(failed)?;
         let dir = tempdir.path().to_path_buf();
-        let user = current_user()?;
+        let user = match &login {
+            Some(l) => l.name.clone(),
+            None => current_user()?,
+        };
         let (host_key, client_key) = (dir.join("host_ed25519"), dir.join("client_ed25519"));
         keygen(&host_key, "sremote-testkit-host")?;
         keygen(&client_key, "sremote-testkit-client")?;
         std::fs::copy(dir.join("client_ed25519.pub"), dir.join("authorized_keys"))
             .map_err(failed)?;
-        let home = dir.join("home");
-        std::fs::create_dir(&home).map_err(failed)?;
+        let home = match &login {
+            Some(l) => {
+                // The login user reads authorized_keys here (the private keys stay 0600).
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(failed)?;
+                l.home.clone()
+            }
+            None => {
+                let home = dir.join("home");
+                std::fs::create_dir(&home).map_err(failed)?;
+                home
+            }
+        };
         let mut sshd = Sshd {
             host: "127.0.0.1".into(),
             port: 0,
@@ -265,7 +309,9 @@ impl Sshd {
             home,
             dir,
             child: Mutex::new(None),
+            no_sh: Mutex::new(false),
             _tempdir: tempdir,
+            _login: login,
         };
         for _ in 0..20 {
             sshd.port = free_port()?;
@@ -300,7 +346,16 @@ impl Sshd {
             home = self.home.display(),
         );
         write(&d.join("sshd_config"), &config, 0o644)?;
-        let mut cmd = Command::new("/usr/sbin/sshd");
+        let no_sh = *self.no_sh.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cmd = if no_sh {
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+                .arg(r#"mount --bind /bin/false /bin/sh && exec "$0" "$@""#)
+                .arg("/usr/sbin/sshd");
+            c
+        } else {
+            Command::new("/usr/sbin/sshd")
+        };
         cmd.arg("-D")
             .arg("-f")
             .arg(d.join("sshd_config"))

@@ -56,7 +56,7 @@ fn lock(path: &str) -> Result<File, Error> {
 }
 
 /// Run a command that may hit /etc/passwd's lock while another test edits users.
-fn run_retry(mut make: impl FnMut() -> Command) -> Result<String, Error> {
+pub(crate) fn run_retry(mut make: impl FnMut() -> Command) -> Result<String, Error> {
     let mut last = failed("not run");
     for _ in 0..50 {
         match run(&mut make()) {
@@ -68,7 +68,7 @@ fn run_retry(mut make: impl FnMut() -> Command) -> Result<String, Error> {
     Err(last)
 }
 
-fn uid_of(user: &str) -> Option<u32> {
+pub(crate) fn uid_of(user: &str) -> Option<u32> {
     run(Command::new("id").args(["-u", user]))
         .ok()?
         .trim()
@@ -76,7 +76,7 @@ fn uid_of(user: &str) -> Option<u32> {
         .ok()
 }
 
-fn remove_user(user: &str) {
+pub(crate) fn remove_user(user: &str) {
     let Some(uid) = uid_of(user) else { return };
     if uid < 1000 {
         return; // never a system user

@@ -82,3 +82,40 @@ pub async fn netns() -> Option<Hosted<NetnsHost>> {
         .unwrap_or_else(|e| panic!("connect: {e}\n--- sshd log:\n{}", host.log()));
     Some(Hosted { ssh, host })
 }
+
+/// A fresh sshd logged into as a new user whose login shell is `shell` and whose login
+/// scripts print banners on stdout and stderr; `None` when this machine cannot (not root).
+pub async fn login_shell(shell: &str) -> Option<Hosted<Sshd>> {
+    let sshd = match Sshd::start_as(shell) {
+        Ok(s) => Arc::new(s),
+        Err(sremote_testkit::Error::Skip(why)) => {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let ssh = SshConnector::builder()
+        .config_file(&sshd.ssh_config)
+        .connect(&sshd.alias)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "connect as a {shell} user: {e}\n--- sshd log:\n{}",
+                sshd.log()
+            )
+        });
+    Some(Hosted { ssh, host: sshd })
+}
+
+/// The shared suite's fixture for a [`login_shell`] host (the loopback one when skipped).
+pub async fn login_shell_fixture(shell: &str) -> Fixture<Box<dyn Connector>> {
+    let connector: Box<dyn Connector> = match login_shell(shell).await {
+        Some(h) => Box::new(h),
+        None => Box::new(loopback().await),
+    };
+    Fixture {
+        connector,
+        scratch: unique_name("scratch"),
+        unwritable: Some("/root".into()),
+    }
+}
