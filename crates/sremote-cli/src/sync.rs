@@ -28,6 +28,8 @@ differ (with --checksum: its size or SHA-256). Sent files get the local modifica
 time, so a second run sends nothing. Nothing on the host is deleted unless --delete is
 given: then files and directories in DIR that are not in the local directory are removed
 first (excluded ones, and those matching local entries that are not sent, are kept).
+Nothing outside the local directory is sent: a symlink to a file inside it is sent as
+that file; one that leads out of it stops the sync before anything is sent (--exclude it).
 
 Examples:
   sremote sync ./src gpu1:proj/src
@@ -353,6 +355,7 @@ mod tests {
             .collect(),
             dirs: vec!["a".into(), "b".into(), "b/c".into(), "link".into()],
             skipped: Vec::new(),
+            links: Default::default(),
         };
         let (files, dirs) = extraneous(&local, &remote);
         assert_eq!(files, ["a/old.txt", "b/c/old.txt", "linked.txt"]);

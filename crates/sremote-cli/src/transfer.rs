@@ -1,6 +1,7 @@
 //! `sremote push` and `sremote pull`: files and directory trees, `--exclude` globs, a
 //! progress bar on a terminal.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +25,11 @@ const FILES_IN_FLIGHT: usize = 4;
 #[derive(Args, Debug)]
 #[command(
     after_help = "REMOTE is relative to the home directory unless absolute; ending it with `/`
-puts LOCAL inside it. A directory is copied with everything below it.
+puts LOCAL inside it. A directory is copied with everything below it. Every file lands
+whole or not at all; a push that fails (a full disk) names the files it did not write.
+Nothing outside LOCAL is sent: a symlink to a file inside LOCAL is sent as that file, one
+that leads out of LOCAL stops the push before anything is sent (--exclude it, or replace
+it with a copy); symlinks to directories are left out.
 
 Examples:
   sremote push local ./big.bin data/big.bin
@@ -46,7 +51,9 @@ pub struct PushArgs {
 #[derive(Args, Debug)]
 #[command(
     after_help = "LOCAL that is an existing directory (or ends with `/`) receives REMOTE inside it.
-From several hosts, each host's copy goes to LOCAL/<host>/.
+From several hosts, each host's copy goes to LOCAL/<host>/. Every file lands whole or not
+at all. A symlink in a pulled tree comes back only when it stays inside the tree (a
+relative target that does not climb above it); others are left out with a warning.
 
 Examples:
   sremote pull local data/big.bin ./copy.bin
@@ -200,12 +207,27 @@ pub async fn make_dirs(c: &Connected, root: &str, dirs: &[String]) -> Result<(),
 }
 
 /// Push every file of `files` to `root/<rel>`: small ones in tar batches, large ones a
-/// few at a time.
+/// few at a time. Every file lands whole or not at all (tar batches through a private
+/// directory, single files through a temp name); when the push stops, the error names
+/// the files that were not written.
 pub async fn push_files(
     c: &Connected,
     files: &[LocalFile],
     root: &str,
     bar: &Bar,
+) -> Result<Moved, Error> {
+    let mut landed = HashSet::new();
+    push_each(c, files, root, bar, &mut landed)
+        .await
+        .map_err(|e| incomplete(e, root, files, &landed))
+}
+
+async fn push_each(
+    c: &Connected,
+    files: &[LocalFile],
+    root: &str,
+    bar: &Bar,
+    landed: &mut HashSet<String>,
 ) -> Result<Moved, Error> {
     let (batches, mut singles) = batch::split(files, |f| f.size);
     let mut moved = Moved::default();
@@ -221,6 +243,7 @@ pub async fn push_files(
                 moved.files += n;
                 moved.bytes += bytes;
                 bar.inc(bytes);
+                landed.extend(b.into_iter().map(|f| f.rel));
             }
             Batch::NoTar => {
                 tar = false;
@@ -231,25 +254,68 @@ pub async fn push_files(
     moved.one_by_one = singles.iter().map(|f| f.rel.clone()).collect();
     let mut tasks = JoinSet::new();
     let mut queue = singles.into_iter();
+    // After a failure no new transfer starts, but those in flight finish (and clean up
+    // after themselves) rather than being cut off.
+    let mut failed = None;
     loop {
-        while tasks.len() < FILES_IN_FLIGHT {
+        while failed.is_none() && tasks.len() < FILES_IN_FLIGHT {
             let Some(f) = queue.next() else { break };
             let (conn, dest, bar) = (c.connector.clone(), walk::join(root, &f.rel), bar.clone());
             tasks.spawn(async move {
                 let cb = bar.file_callback();
                 conn.push(Source::file(&f.path).progress(&cb), &dest)
                     .await
-                    .map(|()| f.size)
+                    .map(|()| (f.rel, f.size))
             });
         }
         let Some(done) = tasks.join_next().await else {
             break;
         };
-        let size = done.map_err(|e| Error::Usage(format!("transfer task failed: {e}")))??;
-        moved.files += 1;
-        moved.bytes += size;
+        match done.map_err(|e| Error::Usage(format!("transfer task failed: {e}")))? {
+            Ok((rel, size)) => {
+                moved.files += 1;
+                moved.bytes += size;
+                landed.insert(rel);
+            }
+            Err(e) => {
+                failed.get_or_insert(Error::from(e));
+            }
+        }
     }
-    Ok(moved)
+    failed.map_or(Ok(moved), Err)
+}
+
+/// `cause` stopped a push into `root`: say which of `files` were not written.
+fn incomplete(cause: Error, root: &str, files: &[LocalFile], landed: &HashSet<String>) -> Error {
+    const SHOWN: usize = 100;
+    let missing: Vec<&str> = files
+        .iter()
+        .filter(|f| !landed.contains(&f.rel))
+        .map(|f| f.rel.as_str())
+        .collect();
+    let mut list: Vec<String> = missing
+        .iter()
+        .take(SHOWN)
+        .map(|r| format!("{r:?}"))
+        .collect();
+    if missing.len() > SHOWN {
+        list.push(format!("and {} more", missing.len() - SHOWN));
+    }
+    let note = format!(
+        "{} of {} files may not have been written to {root} — each file lands whole or not \
+         at all, none is left truncated under its name; send them again once the cause is \
+         fixed (a sync sends just these): {}",
+        missing.len(),
+        files.len(),
+        list.join(", ")
+    );
+    match cause {
+        Error::Transport(mut e) => {
+            e.detail = format!("{}; {note}", e.detail);
+            Error::Transport(e)
+        }
+        other => Error::Usage(format!("{other}; {note}")),
+    }
 }
 
 /// `touch -t` wants local time: with TZ=UTC0 it is UTC. `$1` time, `$2` file, repeated.
@@ -407,14 +473,13 @@ async fn remote_size(c: &Connected, path: &str) -> Option<u64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-async fn pull_tree(
+/// List the tree `remote` on the host and make its directories below `local`.
+async fn list_and_mkdir(
     c: &Connected,
     remote: &str,
     local: &Path,
     ex: &Excludes,
-    bars: &Bars,
-    label: &str,
-) -> Result<Moved, Error> {
+) -> Result<walk::RemoteTree, Error> {
     let client = c.endpoint_client().await?;
     let tree = walk::remote_tree(&client, remote, ex)
         .await?
@@ -436,14 +501,21 @@ async fn pull_tree(
     for d in &tree.dirs {
         mkdir(&local.join(d))?;
     }
-    let total = tree.files.values().map(|f| f.size).sum();
-    let bar = bars.bar(total, label);
-    let all: Vec<(String, u64)> = tree
-        .files
-        .iter()
-        .map(|(r, f)| (r.clone(), f.size))
-        .collect();
-    let (batches, mut singles) = batch::split(&all, |f| f.1);
+    Ok(tree)
+}
+
+/// Pull the tar `batches` (relative paths and sizes) of `remote` into `local`; what is
+/// left to pull one by one (`singles`, and every batch after the host turned out to
+/// have no tar).
+async fn pull_batches(
+    c: &Connected,
+    batches: Vec<Vec<(String, u64)>>,
+    mut singles: Vec<(String, u64)>,
+    remote: &str,
+    local: &Path,
+    bar: &Bar,
+    warn: &(dyn Fn(&str) + Sync),
+) -> Result<(Moved, Vec<(String, u64)>), Error> {
     let mut moved = Moved::default();
     let mut tar = true;
     for b in batches {
@@ -452,22 +524,62 @@ async fn pull_tree(
             continue;
         }
         let rels: Vec<String> = b.iter().map(|f| f.0.clone()).collect();
-        match batch::pull(c, &rels, remote, local).await {
-            Ok(Batch::Done(bytes)) => {
-                moved.files += rels.len();
-                moved.bytes += bytes;
-                bar.inc(bytes);
+        match batch::pull(c, &rels, remote, local).await? {
+            Some(got) => {
+                moved.files += rels.len() - got.skipped.len();
+                moved.bytes += got.bytes;
+                bar.inc(got.bytes);
+                got.skipped.iter().for_each(|s| warn(s));
             }
-            Ok(Batch::NoTar) => {
+            None => {
                 tar = false;
                 singles.extend(b);
             }
+        }
+    }
+    Ok((moved, singles))
+}
+
+async fn pull_tree(
+    c: &Connected,
+    remote: &str,
+    local: &Path,
+    ex: &Excludes,
+    bars: &Bars,
+    label: &str,
+) -> Result<Moved, Error> {
+    let tree = list_and_mkdir(c, remote, local, ex).await?;
+    let total = tree.files.values().map(|f| f.size).sum();
+    let bar = bars.bar(total, label);
+    // Symlinks travel in tar batches whatever the size of what they point to: tar says
+    // where they point, so that only links that stay inside the tree come back.
+    let all: Vec<(String, u64)> = tree
+        .files
+        .iter()
+        .map(|(r, f)| (r.clone(), if tree.links.contains(r) { 0 } else { f.size }))
+        .collect();
+    let (batches, singles) = batch::split(&all, |f| f.1);
+    let warn = |what: &str| {
+        crate::output::warn(&format!("{}:{remote}: {what} is not copied", c.spec.name));
+    };
+    let (mut moved, mut singles) =
+        match pull_batches(c, batches, singles, remote, local, &bar, &warn).await {
+            Ok(r) => r,
             Err(e) => {
                 bar.abandon();
                 return Err(e);
             }
+        };
+    // One by one, a link would come back as a copy of whatever it points to.
+    singles.retain(|(rel, _)| {
+        let link = tree.links.contains(rel);
+        if link {
+            warn(&format!(
+                "{rel} (a symlink, and the host has no tar to tell where it points)"
+            ));
         }
-    }
+        !link
+    });
     let mut tasks = JoinSet::new();
     let mut queue = singles.into_iter();
     loop {

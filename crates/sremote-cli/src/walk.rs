@@ -92,15 +92,17 @@ pub fn secs(t: SystemTime) -> i64 {
 }
 
 /// Walk `root` (a directory), leaving out what `ex` excludes.
+///
+/// A symlink to a file is sent as a copy of the file it points to when that file is
+/// inside `root` (its path then is the resolved one); a symlink that leads out of
+/// `root` fails the walk, naming every such link: a push or sync never sends what lies
+/// outside LOCAL. Symlinks to directories are not followed (left out, with a warning).
 pub fn local_tree(root: &Path, ex: &Excludes) -> Result<LocalTree, Error> {
     let mut tree = LocalTree::default();
     let mut stack = vec![(root.to_path_buf(), String::new())];
-    let io = |p: &Path, e: std::io::Error| {
-        Error::Usage(format!(
-            "cannot read {}: {e} — check the path and its permissions, or --exclude it",
-            p.display()
-        ))
-    };
+    let io = unreadable;
+    let top = std::fs::canonicalize(root).map_err(|e| io(root, e))?;
+    let mut outside = Vec::new();
     while let Some((dir, rel)) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| io(&dir, e))?
@@ -144,6 +146,14 @@ pub fn local_tree(root: &Path, ex: &Excludes) -> Result<LocalTree, Error> {
                     subdirs.push((path, rel));
                 }
             } else if meta.is_file() {
+                let path = match link {
+                    true => std::fs::canonicalize(&path).map_err(|e| io(&path, e))?,
+                    false => path,
+                };
+                if link && !path.starts_with(&top) {
+                    outside.push(format!("{rel} -> {}", path.display()));
+                    continue;
+                }
                 tree.files.push(LocalFile {
                     rel,
                     path,
@@ -157,7 +167,33 @@ pub fn local_tree(root: &Path, ex: &Excludes) -> Result<LocalTree, Error> {
         }
         stack.extend(subdirs.into_iter().rev());
     }
+    if !outside.is_empty() {
+        return Err(links_out(root, &outside));
+    }
     Ok(tree)
+}
+
+fn unreadable(p: &Path, e: std::io::Error) -> Error {
+    Error::Usage(format!(
+        "cannot read {}: {e} — check the path and its permissions, or --exclude it",
+        p.display()
+    ))
+}
+
+/// The error for symlinks (`rel -> target`) that lead out of `root`.
+fn links_out(root: &Path, outside: &[String]) -> Error {
+    let (s, verb) = if outside.len() == 1 {
+        ("", "leads")
+    } else {
+        ("s", "lead")
+    };
+    Error::Usage(format!(
+        "{}: {} symlink{s} {verb} out of the directory, and nothing outside it is sent: {} — \
+         replace each with a copy of what it points to, remove it, or --exclude it",
+        root.display(),
+        outside.len(),
+        outside.join(", ")
+    ))
 }
 
 /// A file of a remote tree.
@@ -174,6 +210,9 @@ pub struct RemoteTree {
     pub files: BTreeMap<String, RemoteFile>,
     pub dirs: Vec<String>,
     pub skipped: Vec<String>,
+    /// Those of `files` that are symlinks on the host (a pull recreates a link only when
+    /// it stays inside the tree, see `batch::pull`).
+    pub links: std::collections::BTreeSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +316,9 @@ pub async fn remote_tree(
                     pending.push(rel);
                 }
             } else if st.is_file {
+                if st.is_symlink {
+                    tree.links.insert(rel.clone());
+                }
                 tree.files.insert(
                     rel,
                     RemoteFile {

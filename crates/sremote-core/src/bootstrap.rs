@@ -229,6 +229,8 @@ pub struct HostFacts {
     pub location: Option<String>,
     /// Names of the `sremote-endpoint-*` files in `<sremote dir>/bin`.
     pub binaries: Vec<String>,
+    /// Why the sremote dir cannot be trusted (`KIND UID MODE PATH`), when it cannot.
+    pub untrusted: Option<String>,
 }
 
 impl HostFacts {
@@ -238,7 +240,11 @@ impl HostFacts {
 }
 
 /// Shell script run once by the probe. All variable data arrives as positional arguments.
-pub(crate) const PROBE_SCRIPT: &str = r#"f="$1/bin/$2"
+/// It first checks that the sremote dir can be trusted (`crate::trust`).
+pub(crate) const PROBE_SCRIPT: &str = concat!(
+    crate::trust::trust_fn!(),
+    r#"sremote_trusted "$1" && sremote_trusted .sremote
+f="$1/bin/$2"
 printf 'os=%s\narch=%s\nhome=%s\n' "$(uname -s)" "$(uname -m)" "$HOME"
 if [ -f "$f" ]; then
   h=$( (sha256sum -- "$f" || shasum -a 256 -- "$f") 2>/dev/null | cut -c1-64)
@@ -251,7 +257,8 @@ for b in "$1"/bin/sremote-endpoint-*; do
   [ -f "$b" ] && printf 'bin=%s\n' "${b##*/}"
 done
 exit 0
-"#;
+"#
+);
 
 /// Shell script that finishes an install: verify, make private dirs, rename into place.
 /// `$1` sremote dir, `$2` pushed temp file, `$3` final name, `$4` expected SHA-256,
@@ -354,6 +361,7 @@ pub(crate) fn parse_probe(stdout: &[u8]) -> HostFacts {
             "sha256" if v.len() == 64 => facts.installed_sha256 = Some(v.to_string()),
             "location" => facts.location = Some(v.to_string()),
             "bin" => facts.binaries.push(v.to_string()),
+            "untrusted" if facts.untrusted.is_none() => facts.untrusted = Some(v.to_string()),
             _ => {}
         }
     }
@@ -394,15 +402,11 @@ impl<C: Connector> RemoteClient<C> {
             .await
     }
 
-    /// Learn the host's OS, arch, home and installed endpoint in one `exec`.
+    /// Learn the host's OS, arch, home and installed endpoint in one `exec`; fails when
+    /// the sremote dir cannot be trusted (another user could change it).
     pub async fn probe_host(&self, install_name: &str) -> Result<HostFacts, Error> {
-        let cmd = RemoteCommand::new("sh").args([
-            "-c",
-            PROBE_SCRIPT,
-            "sh",
-            &self.sremote_dir(),
-            install_name,
-        ]);
+        let dir = self.sremote_dir();
+        let cmd = RemoteCommand::new("sh").args(["-c", PROBE_SCRIPT, "sh", &dir, install_name]);
         let out = self
             .inner
             .connector
@@ -425,6 +429,11 @@ impl<C: Connector> RemoteClient<C> {
                 module: None,
             })));
         }
+        if let Some(line) = &facts.untrusted {
+            let action = format!("bootstrap (probe of the sremote directory {dir})");
+            return Err(crate::trust::untrusted_error(self.host(), &action, line));
+        }
+        lock(&self.inner.state).trusted_dir = Some(dir);
         Ok(facts)
     }
 

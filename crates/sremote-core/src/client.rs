@@ -56,6 +56,8 @@ pub(crate) struct State {
     pub(crate) discovered_tmp: Option<String>,
     /// Bumped by every finished bootstrap (lets concurrent calls share one).
     pub(crate) generation: u64,
+    /// The sremote dir last found safe to run the endpoint from (`trust.rs`).
+    pub(crate) trusted_dir: Option<String>,
 }
 
 pub(crate) struct Inner<C> {
@@ -449,6 +451,7 @@ impl<C: Connector> RemoteClient<C> {
         action: &str,
         control: Option<&crate::call::CallControl>,
     ) -> Result<(CallMode, Answer), Error> {
+        self.verify_endpoint_dir().await?;
         let resolved = self.resolve_mode(mode);
         if resolved == CallMode::Session {
             match self

@@ -82,6 +82,8 @@ pub use install::InstallReport;
 #[cfg(feature = "client")]
 pub mod bootstrap;
 #[cfg(feature = "client")]
+mod trust;
+#[cfg(feature = "client")]
 pub use bootstrap::{BootstrapReport, EndpointArtifact, EndpointSource};
 
 #[cfg(feature = "testsuite")]

@@ -137,6 +137,81 @@ impl Capture {
     }
 }
 
+/// Set once the call has finished: a hang-up after that is the client leaving after
+/// reading the response, not a dropped connection.
+static CALL_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Pipe and file mode: the call must not outlive its connection. Session mode notices a
+/// dropped connection by its stdin ending; a call in `call` mode has read its stdin to
+/// the end already, so a thread waits for a hang-up on the descriptors the endpoint was
+/// started with (fd 1 and fd 2, when they are pipes or sockets: the ssh channel). When
+/// the other end is gone (sshd closed the channel, the client died), it kills the
+/// call's process groups and ends the endpoint with [`crate::cli::EXIT_NO_RESPONSE`]:
+/// nobody is left to read the response. Call before [`Capture::start`].
+pub(crate) fn watch_for_hangup() {
+    let fds: Vec<OwnedFd> = [1, 2]
+        .into_iter()
+        .filter_map(|fd| dup_cloexec(fd).ok())
+        .filter(|fd| is_pipe_or_socket(fd.as_raw_fd()))
+        .collect();
+    if fds.is_empty() {
+        return;
+    }
+    let watcher = move || {
+        let mut polls: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|fd| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: 0,
+                revents: 0,
+            })
+            .collect();
+        loop {
+            // SAFETY: `polls` is a valid array of pollfd over descriptors `fds` keeps open.
+            let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return;
+            }
+            if polls.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
+                return;
+            }
+            if polls
+                .iter()
+                .any(|p| p.revents & (libc::POLLHUP | libc::POLLERR) != 0)
+            {
+                break;
+            }
+        }
+        if CALL_DONE.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        crate::process::kill_running_children();
+        // SAFETY: _exit ends the process at once; nothing is left to clean up that the
+        // kernel does not (the capture files are memfds or unlinked).
+        unsafe { libc::_exit(crate::cli::EXIT_NO_RESPONSE) };
+    };
+    let _ = std::thread::Builder::new()
+        .name("sremote-hangup".into())
+        .spawn(watcher);
+}
+
+/// The call has finished: from now on a hang-up no longer ends the endpoint.
+pub(crate) fn call_finished() {
+    CALL_DONE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn is_pipe_or_socket(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into a zeroed stat buffer we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
+}
+
 /// Where the response goes.
 pub(crate) enum Sink {
     /// A private duplicate of the real stdout (pipe mode).

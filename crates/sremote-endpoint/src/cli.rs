@@ -225,6 +225,7 @@ fn call(endpoint: &Endpoint, request_path: &str, response_path: &str, consume: b
             return EXIT_NO_RESPONSE;
         }
     };
+    crate::capture::watch_for_hangup();
     let bytes = if request_path == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -261,6 +262,7 @@ fn call(endpoint: &Endpoint, request_path: &str, response_path: &str, consume: b
             Err((id, body)) => (error_response(id.unwrap_or_default(), body), false),
         },
     };
+    crate::capture::call_finished();
     let (out, err) = match capture {
         Ok(c) => c.finish(!abandoned, sink.is_file()),
         Err(e) => (

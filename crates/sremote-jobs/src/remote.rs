@@ -73,6 +73,7 @@ pub(crate) async fn endpoint<C: Connector>(
         }
         cmd.timeout(Duration::from_secs(120))
     };
+    client.verify_endpoint_dir().await?;
     let mut out = client
         .connector()
         .exec(&run())
