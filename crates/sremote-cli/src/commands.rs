@@ -139,6 +139,19 @@ pub fn key_value(s: &str, what: &str) -> Result<(String, String), Error> {
     }
 }
 
+/// `--env NAME=VALUE`: NAME must be an identifier (every connector refuses others, and a
+/// shell could not export them).
+pub fn env_pair(s: &str) -> Result<(String, String), Error> {
+    let (k, v) = key_value(s, "--env")?;
+    if !sremote_core::shell::is_env_name(&k) {
+        return Err(Error::Usage(format!(
+            "--env {k:?}: an environment variable name is letters, digits and `_`, not starting \
+             with a digit — rename the variable"
+        )));
+    }
+    Ok((k, v))
+}
+
 pub fn seconds(s: Option<f64>) -> Result<Option<Duration>, Error> {
     s.map(|s| {
         Duration::try_from_secs_f64(s)
@@ -157,7 +170,7 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
     let env: Vec<_> = a
         .env
         .iter()
-        .map(|e| key_value(e, "--env"))
+        .map(|e| env_pair(e))
         .collect::<Result<_, _>>()?;
     let timeout = seconds(a.timeout)?;
     let args: Vec<Value> = a.args.iter().map(|s| json_or_string(s)).collect();
@@ -225,7 +238,7 @@ pub async fn exec(a: ExecArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
     let env: Vec<_> = a
         .env
         .iter()
-        .map(|e| key_value(e, "--env"))
+        .map(|e| env_pair(e))
         .collect::<Result<_, _>>()?;
     let a = Arc::new((a, env, timeout));
     let o = opts.clone();

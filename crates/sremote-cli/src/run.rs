@@ -11,7 +11,7 @@ use sremote_core::{ConnectorErrorKind, Error, RemoteCommand};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
-use crate::commands::key_value;
+use crate::commands::env_pair;
 use crate::config::HostSpec;
 use crate::fanout;
 use crate::hosts::{Connected, HostOptions, connect_spec, connect_transport};
@@ -71,7 +71,7 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
     let env: Vec<(String, String)> = a
         .env
         .iter()
-        .map(|e| key_value(e, "--env"))
+        .map(|e| env_pair(e))
         .collect::<Result<_, _>>()?;
     if a.detach {
         return detach(targets, a.argv, a.cwd, env, opts).await;

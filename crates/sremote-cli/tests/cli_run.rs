@@ -285,3 +285,21 @@ fn detach_makes_a_job_that_outlives_the_cli() {
         format!("$(x) y in {}\n", a.home.join("wd").display())
     );
 }
+
+/// An `--env` name that is not an identifier is a usage error, for `run` as for
+/// `exec` and `call` (before, `run` dropped it silently and SSH `exec` could run the
+/// program's first argument instead of the program).
+#[test]
+fn env_names_that_are_not_identifiers_are_refused() {
+    let client = Client::new("");
+    for cmd in [
+        &["run", "local", "--env", "X-Y=1", "--", "true"][..],
+        &["exec", "local", "--env", "X-Y=1", "--", "true"][..],
+        &["call", "local", "os", "getpid", "--env", "1X=1"][..],
+    ] {
+        let out = client.run(cmd);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {out:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("environment variable name"), "{cmd:?}: {err}");
+    }
+}
