@@ -8,12 +8,14 @@ one sshd:
   * sremote      `sremote bench` in session, pipe and file mode; session with 64 in flight
   * execnet      os.getenv("HOME") through a channel to a remote interpreter
   * mitogen      context.call(os.getenv, "HOME")
+  * python       the sremote Python package (crates/sremote-py, release wheel):
+                 c.call("os", "getenv", "HOME") in session mode
 each unpinned and with sshd and client pinned to CPU 0 (`taskset -c 0`), several repetitions,
 medians. Writes BENCHMARKS.md (table + ratios against the targets) and prints it.
 
 usage: bench/peers.py [--calls N] [--reps R] [--out BENCHMARKS.md] [--sremote PATH]
-Needs root (sshd), openssh-server, python3-venv; installs execnet and mitogen from PyPI
-into a venv under the state dir.
+Needs root (sshd), openssh-server, python3-venv; installs execnet, mitogen and maturin from
+PyPI into a venv under the state dir, and builds the sremote Python package into it.
 """
 import argparse
 import json
@@ -150,6 +152,13 @@ if kind == "execnet":
         t = time.perf_counter(); ch.send("HOME"); ch.receive()
         if i >= 50: lat.append(time.perf_counter() - t)
     gw.exit()
+elif kind == "sremote-py":
+    import sremote
+    c = sremote.Client("bench", ssh_config=config)
+    for i in range(calls + 50):
+        t = time.perf_counter(); c.call("os", "getenv", "HOME")
+        if i >= 50: lat.append(time.perf_counter() - t)
+    c.close()
 else:
     import mitogen.master
     broker = mitogen.master.Broker(); router = mitogen.master.Router(broker)
@@ -226,7 +235,10 @@ def venv(state):
     python = os.path.join(path, "bin", "python")
     if not os.path.exists(python):
         subprocess.run([sys.executable, "-m", "venv", path], check=True)
-    subprocess.run([python, "-m", "pip", "install", "-q", "execnet", "mitogen"], check=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", "execnet", "mitogen", "maturin>=1.5,<2"], check=True)
+    # The Python client as users get it: `pip install ./crates/sremote-py` (release profile).
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation",
+                    os.path.join(ROOT, "crates", "sremote-py")], check=True)
     return python
 
 
@@ -264,6 +276,7 @@ def main():
                     ("sremote file", lambda: sremote(args.sremote, sshd, "file", max(50, args.calls // 40), 1, pin)),
                     ("execnet", lambda: peer(python, "execnet", sshd, args.calls, pin)),
                     ("mitogen", lambda: peer(python, "mitogen", sshd, args.calls, pin)),
+                    ("python client session", lambda: peer(python, "sremote-py", sshd, args.calls, pin)),
                 ]:
                     rows.setdefault(name, []).append(fn())
                     print(f"[{'pinned' if pin else 'unpinned'} rep {rep}] {name}: {rows[name][-1]}", file=sys.stderr)
@@ -311,6 +324,8 @@ def write_report(path, results, args):
         ("session x64 calls/s / execnet calls/s", "sremote session x64", "execnet", "calls_per_s", "≥ 10"),
         ("pipe p50 / ssh mux true p50", "sremote pipe", "ssh mux true", "p50_us", "≤ 1.1"),
         ("session p50 / mitogen p50", "sremote session", "mitogen", "p50_us", "(smaller is better)"),
+        ("python client p50 / session p50", "python client session", "sremote session", "p50_us", "≤ 1.3"),
+        ("python client p50 / execnet p50", "python client session", "execnet", "p50_us", "≤ 0.6"),
     ]
     for label, a, b, key, goal in checks:
         lines.append(f"| {label} | {ratio('unpinned', a, b, key):.2f} | {ratio('pinned', a, b, key):.2f} | {goal} |")

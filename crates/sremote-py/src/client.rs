@@ -75,7 +75,13 @@ fn mode_of(name: &str) -> PyResult<CallMode> {
 /// Resolve a host name as the CLI does: a name from the hosts config, else `local`, an
 /// ssh destination or a `newt+https://` URL.
 fn resolve(py: Python<'_>, host: &str, config: Option<&str>) -> PyResult<HostSpec> {
-    let cfg = Config::load(config.map(std::path::Path::new)).map_err(to_py)?;
+    // `config=`, else `$SREMOTE_CONFIG` (as the CLI's --config), else the default path.
+    let explicit = config.map(std::path::PathBuf::from).or_else(|| {
+        std::env::var_os("SREMOTE_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(Into::into)
+    });
+    let cfg = Config::load(explicit.as_deref()).map_err(to_py)?;
     if !cfg.warnings.is_empty() {
         let warnings = py.import("warnings")?;
         for w in &cfg.warnings {

@@ -74,7 +74,7 @@ where
 {
     match wait(py, fut, None)? {
         Waited::Done(v) => Ok(v),
-        Waited::TimedOut => unreachable!("no deadline"),
+        Waited::TimedOut => Err(PyRuntimeError::new_err("a wait without deadline timed out")),
     }
 }
 

@@ -287,6 +287,15 @@ pub(crate) fn call_session(
     let mut s = slot();
     let was_cancelled = s.cancelled.remove(id);
     let outcome = match result {
+        // A cancel raced the reply: the worker was killed after it answered, so it must
+        // not serve the next call (which would see it die).
+        Ok(reply) if was_cancelled => {
+            s.pgid = 0;
+            if let Some(w) = worker {
+                w.kill();
+            }
+            Ok(reply)
+        }
         Ok(reply) => {
             s.pgid = worker.as_ref().map_or(0, Worker::pgid);
             s.worker = worker;

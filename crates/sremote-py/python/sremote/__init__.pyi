@@ -1,0 +1,31 @@
+from typing import Any, Dict, Iterable, List, Tuple, Union
+
+from ._sremote import (
+    AsyncResult as AsyncResult,
+    CallOutput as CallOutput,
+    Connector as Connector,
+    DecodeError as DecodeError,
+    ExecResult as ExecResult,
+    LocalConnector as LocalConnector,
+    ModulesMissingError as ModulesMissingError,
+    NewtConnector as NewtConnector,
+    NotSetupError as NotSetupError,
+    ProtocolError as ProtocolError,
+    Reference as Reference,
+    RemoteError as RemoteError,
+    SremoteError as SremoteError,
+    SshConnector as SshConnector,
+    TransportError as TransportError,
+    UsageError as UsageError,
+    __version__ as __version__,
+)
+from ._sremote import Client as _NativeClient
+
+class Client(_NativeClient):
+    def __enter__(self) -> "Client": ...
+    def map(self, module: str, function: str, iterable: Iterable[Any], concurrency: int = 8) -> List[Any]: ...
+    async def acall(self, module: str, function: str, *args: Any, **kwargs: Any) -> Any: ...
+    def push(self, namespace: Dict[str, Any]) -> None: ...
+    def pull(self, names: Union[str, Tuple[str, ...], List[str]]) -> Any: ...
+    def __setitem__(self, name: str, value: Any) -> None: ...
+    def __getitem__(self, name: str) -> Any: ...

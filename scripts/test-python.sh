@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The Python package's tests (crates/sremote-py/tests): builds the package into a
+# throwaway venv with pip (maturin as build backend) and runs pytest against real servers
+# on loopback (an sshd from `sremote-testkit sshd`, an `sremote-gateway`, the local
+# connector). No stdin needed. Extra arguments go to pytest.
+#
+# SREMOTE_PY_PROFILE=release builds the wheel as users get it; the default, dev, reuses
+# the workspace's debug build (CI time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile=${SREMOTE_PY_PROFILE:-dev}
+venv=$(mktemp -d "${TMPDIR:-/tmp}/sremote-py-venv.XXXXXX")
+trap 'rm -rf "$venv"' EXIT
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7"
+cargo build -q -p sremote-testkit --bin sremote-testkit -p sremote-gateway --bin sremote-gateway
+MATURIN_PEP517_ARGS="--profile $profile" \
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation ./crates/sremote-py
+# From the tests' own directory: `import sremote` is the installed package.
+cd crates/sremote-py/tests
+set +e
+"$venv/bin/python" -m pytest -q -p no:cacheprovider . "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "test-python: pytest collected no tests — that is a failure here" >&2
+  exit 1
+fi
+exit "$rc"
