@@ -237,8 +237,9 @@ def venv(state):
         subprocess.run([sys.executable, "-m", "venv", path], check=True)
     subprocess.run([python, "-m", "pip", "install", "-q", "execnet", "mitogen", "maturin>=1.5,<2"], check=True)
     # The Python client as users get it: `pip install ./crates/sremote-py` (release profile).
+    env = dict(os.environ, PATH=os.path.dirname(python) + os.pathsep + os.environ.get("PATH", ""))
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation",
-                    os.path.join(ROOT, "crates", "sremote-py")], check=True)
+                    os.path.join(ROOT, "crates", "sremote-py")], check=True, env=env)
     return python
 
 

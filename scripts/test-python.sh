@@ -14,7 +14,7 @@ trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7"
 cargo build -q -p sremote-testkit --bin sremote-testkit -p sremote-gateway --bin sremote-gateway
-MATURIN_PEP517_ARGS="--profile $profile" \
+PATH="$venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile $profile" \
   "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation ./crates/sremote-py
 # From the tests' own directory: `import sremote` is the installed package.
 cd crates/sremote-py/tests

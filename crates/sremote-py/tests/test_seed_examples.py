@@ -195,3 +195,22 @@ def test_drop_in_details(hosts_config, sshd, tmp_path):
     client.do_bootstrap_install()
     assert client.do_remote_call("os", "getenv", args=["NOPE", "z"])[0] == "z"
     assert os.path.isdir(os.path.join(sshd.home, "alt-sremote", "bin"))
+
+
+def test_install_packages_into_the_venv(sshd, tmp_path):
+    import sremote
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sremote_py_tinypkg").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "sremote-py-tinypkg"\nversion = "0.2"\n')
+    (pkg / "sremote_py_tinypkg" / "__init__.py").write_text("def twice(x):\n    return 2 * x\n")
+    with sremote.Client(sshd.alias, ssh_config=sshd.ssh_config) as c:
+        report = c.install_packages([str(pkg)])
+        assert report["python"].endswith("venv/bin/python3")
+        c.check_modules("sremote_py_tinypkg")
+        assert c.call("sremote_py_tinypkg", "twice", 21) == 42
+        with pytest.raises(sremote.SremoteError) as e:
+            c.install_packages([str(tmp_path / "no such package dir")])
+        assert "no such package dir" in str(e.value)
