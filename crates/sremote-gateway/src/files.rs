@@ -1,11 +1,14 @@
 //! `/file/<machine>/<path>`: `GET ?view=read` streams a file, `GET` lists a directory (or
 //! describes a file), `PUT` writes the raw body atomically, `DELETE` removes.
 //!
-//! Extensions: `PUT …?mode=755` sets the permission bits (default 644); `GET ?view=read`
-//! answers the file's mode in `X-Sremote-Mode`; a path starting with `~` is in the home.
+//! Extensions: `PUT …?mode=755` sets the permission bits (default 644; setuid, setgid and
+//! sticky bits are dropped); `GET ?view=read` answers the file's mode in `X-Sremote-Mode`
+//! (without setuid/setgid/sticky) and only serves regular files (a FIFO or device is
+//! refused at once, never waited on); a path starting with `~` is in the home. Every path
+//! is opened beneath its root's handle ([`crate::paths`]).
 
-use std::ffi::OsStr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use axum::Json;
@@ -15,12 +18,18 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http_body_util::BodyExt;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::paths::os_error;
 use crate::state::AppState;
+
+/// Permission bits a file written or pulled through the gateway may carry: no setuid,
+/// setgid or sticky bit.
+pub const FILE_MODE_MASK: u32 = 0o777;
 
 /// Query parameters of the file routes.
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +60,15 @@ fn split_uri(state: &AppState, uri: &OriginalUri) -> Result<String, ApiError> {
     Ok(file.to_string())
 }
 
+/// Run blocking file-system work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
 /// `GET`: the file's bytes with `view=read`, else a listing.
 pub async fn get(
     State(state): State<Arc<AppState>>,
@@ -60,83 +78,112 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let raw = split_uri(&state, &uri)?;
     let path = state.roots.parse(&raw)?;
-    let real = state.roots.existing(&path).await?;
-    let what = path.display().to_string();
-    let meta = tokio::fs::metadata(&real)
-        .await
-        .map_err(|e| ApiError::io(&what, &e))?;
     match q.view.as_deref() {
         Some("read") => {
-            if meta.is_dir() {
-                return Err(ApiError::unprocessable(
-                    "is_directory",
-                    format!("{what} is a directory"),
-                ));
-            }
-            let file = tokio::fs::File::open(&real)
-                .await
-                .map_err(|e| ApiError::io(&what, &e))?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
-            let mut resp = Body::from_stream(stream).into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("{:o}", meta.permissions().mode() & 0o7777))
-            {
-                h.insert(MODE_HEADER, v);
-            }
-            if let Some(secs) = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            {
-                h.insert(MTIME_HEADER, HeaderValue::from(secs.as_secs()));
-            }
-            Ok(resp)
+            let (file, meta) = blocking(move || open_regular(&state, &path)).await?;
+            Ok(file_response(file, &meta))
         }
         Some(other) => Err(ApiError::unprocessable(
             "bad_view",
             format!("unknown view {other:?}; use view=read"),
         )),
-        None if meta.is_dir() => {
-            let mut entries = Vec::new();
-            let mut rd = tokio::fs::read_dir(&real)
-                .await
-                .map_err(|e| ApiError::io(&what, &e))?;
-            while let Some(e) = rd.next_entry().await.map_err(|e| ApiError::io(&what, &e))? {
-                if let Ok(m) = e.metadata().await {
-                    entries.push(entry(&e.file_name(), &m));
-                }
-            }
-            entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-            Ok(Json(entries).into_response())
-        }
-        None => {
-            let m = tokio::fs::symlink_metadata(&path)
-                .await
-                .map_err(|e| ApiError::io(&what, &e))?;
-            Ok(Json(vec![entry(path.file_name().unwrap_or(OsStr::new("/")), &m)]).into_response())
-        }
+        None => Ok(Json(blocking(move || listing(&state, &path)).await?).into_response()),
     }
 }
 
+/// Open a regular file for reading: non-blocking (a FIFO never waits for a writer), and
+/// anything but a regular file refused.
+fn open_regular(
+    state: &AppState,
+    path: &std::path::Path,
+) -> Result<(std::fs::File, std::fs::Metadata), ApiError> {
+    let what = path.display().to_string();
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+    let file = std::fs::File::from(state.roots.open(path, flags, Mode::empty())?);
+    let meta = file.metadata().map_err(|e| ApiError::io(&what, &e))?;
+    if meta.is_dir() {
+        return Err(ApiError::unprocessable(
+            "is_directory",
+            format!("{what} is a directory"),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(ApiError::unprocessable(
+            "not_a_file",
+            format!(
+                "{what} is not a regular file (a FIFO, socket or device): only regular files are served"
+            ),
+        ));
+    }
+    // Regular files ignore O_NONBLOCK; clear it anyway for the streaming reader.
+    rustix::fs::fcntl_setfl(&file, OFlags::empty()).map_err(|e| os_error(&what, e))?;
+    Ok((file, meta))
+}
+
+/// Stream an open file with its length, mode and modification time.
+fn file_response(file: std::fs::File, meta: &std::fs::Metadata) -> Response {
+    use std::os::unix::fs::PermissionsExt;
+    let file = tokio::fs::File::from_std(file);
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
+    let mut resp = Body::from_stream(stream).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
+    let mode = meta.permissions().mode() & FILE_MODE_MASK;
+    if let Ok(v) = HeaderValue::from_str(&format!("{mode:o}")) {
+        h.insert(MODE_HEADER, v);
+    }
+    if let Some(secs) = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+    {
+        h.insert(MTIME_HEADER, HeaderValue::from(secs.as_secs()));
+    }
+    resp
+}
+
+/// A directory's entries, or a one-entry listing describing a file (a symlink as itself).
+fn listing(state: &AppState, path: &std::path::Path) -> Result<Vec<serde_json::Value>, ApiError> {
+    let what = path.display().to_string();
+    let fd = state.roots.open(path, OFlags::PATH, Mode::empty())?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| os_error(&what, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        let (dir, name) = state.roots.parent(path, false)?;
+        let st = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| os_error(&what, e))?;
+        return Ok(vec![entry(&name, &st)]);
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let dir = rustix::fs::openat(&fd, ".", flags, Mode::empty()).map_err(|e| os_error(&what, e))?;
+    let mut entries = Vec::new();
+    for e in rustix::fs::Dir::read_from(&dir).map_err(|e| os_error(&what, e))? {
+        let e = e.map_err(|e| os_error(&what, e))?;
+        let name = e.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            use std::os::unix::ffi::OsStrExt;
+            entries.push(entry(OsStr::from_bytes(name.to_bytes()), &st));
+        }
+    }
+    entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(entries)
+}
+
 /// One listing entry, NEWT-like (`name`, `perms`, `size`, `user`, `group`, `date`, …).
-fn entry(name: &OsStr, m: &std::fs::Metadata) -> serde_json::Value {
-    let ft = m.file_type();
-    let (kind, c) = if ft.is_dir() {
-        ("dir", 'd')
-    } else if ft.is_symlink() {
-        ("symlink", 'l')
-    } else if ft.is_file() {
-        ("file", '-')
-    } else {
-        ("other", '?')
+fn entry(name: &OsStr, m: &rustix::fs::Stat) -> serde_json::Value {
+    let (kind, c) = match FileType::from_raw_mode(m.st_mode) {
+        FileType::Directory => ("dir", 'd'),
+        FileType::Symlink => ("symlink", 'l'),
+        FileType::RegularFile => ("file", '-'),
+        _ => ("other", '?'),
     };
-    let mode = m.permissions().mode();
+    let mode = m.st_mode;
     let perms: String = std::iter::once(c)
         .chain((0..9).rev().map(|i| {
             if mode & (1 << i) != 0 {
@@ -151,11 +198,11 @@ fn entry(name: &OsStr, m: &std::fs::Metadata) -> serde_json::Value {
         "type": kind,
         "perms": perms,
         "mode": format!("{:o}", mode & 0o7777),
-        "hardlinks": m.nlink(),
-        "user": m.uid(),
-        "group": m.gid(),
-        "size": m.len(),
-        "date": m.mtime(),
+        "hardlinks": m.st_nlink,
+        "user": m.st_uid,
+        "group": m.st_gid,
+        "size": m.st_size,
+        "date": m.st_mtime,
     })
 }
 
@@ -172,6 +219,54 @@ fn parse_mode(q: &FileQuery) -> Result<u32, ApiError> {
     }
 }
 
+/// A temporary file in a directory handle, removed when dropped unless renamed.
+struct PartFile {
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    armed: bool,
+}
+
+impl PartFile {
+    /// Create `.sremote-part-<random>` (mode 0600, never through a symlink) in `dir`.
+    fn create(dir: Arc<OwnedFd>) -> std::io::Result<(std::fs::File, PartFile)> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        loop {
+            let mut rnd = [0u8; 8];
+            getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+            let name = OsString::from(format!(".sremote-part-{hex}"));
+            match rustix::fs::openat(&*dir, &name, flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    let part = PartFile {
+                        dir,
+                        name,
+                        armed: true,
+                    };
+                    return Ok((std::fs::File::from(fd), part));
+                }
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Rename over `name` in the same directory (replacing a symlink, never following it).
+    fn persist(mut self, name: &OsStr) -> std::io::Result<()> {
+        rustix::fs::renameat(&*self.dir, &self.name, &*self.dir, name)?;
+        self.armed = false;
+        Ok(())
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = rustix::fs::unlinkat(&*self.dir, &self.name, AtFlags::empty());
+        }
+    }
+}
+
 /// `PUT`: stream the body into a temporary file next to the target, fsync it, then rename. Bodies
 /// over the limit get 413 (from `Content-Length` before anything is read, or as soon as
 /// the streamed bytes pass it) and leave nothing behind.
@@ -185,7 +280,7 @@ pub async fn put(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let raw = split_uri(&state, &uri)?;
     let path = state.roots.parse(&raw)?;
-    let mode = parse_mode(&q)?;
+    let mode = parse_mode(&q)? & FILE_MODE_MASK;
     let max = state.config.limits.max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -193,14 +288,19 @@ pub async fn put(
     if declared.is_some_and(|n| n > max) {
         return Err(ApiError::too_large(max));
     }
-    let (dir, name) = state.roots.parent(&path, true).await?;
     let what = path.display().to_string();
     let ioerr = |e: std::io::Error| ApiError::io(&what, &e);
-    let tmp = tempfile::Builder::new()
-        .prefix(".sremote-part-")
-        .tempfile_in(&dir)
-        .map_err(ioerr)?;
-    let (file, tmp_path) = tmp.into_parts();
+    let (dir, name, file, part) = {
+        let (st, path) = (state.clone(), path.clone());
+        blocking(move || {
+            let (dir, name) = st.roots.parent(&path, true)?;
+            let dir = Arc::new(dir);
+            let (file, part) = PartFile::create(dir.clone())
+                .map_err(|e| ApiError::io(&path.display().to_string(), &e))?;
+            Ok((dir, name, file, part))
+        })
+        .await?
+    };
     let mut file = tokio::fs::File::from_std(file);
     let mut body = body;
     let mut buf = BytesMut::with_capacity(1 << 20);
@@ -214,7 +314,7 @@ pub async fn put(
         };
         total += data.len() as u64;
         if total > max {
-            return Err(ApiError::too_large(max)); // tmp_path is removed on drop
+            return Err(ApiError::too_large(max)); // the part file is removed on drop
         }
         buf.extend_from_slice(&data);
         if buf.len() >= 1 << 20 {
@@ -224,9 +324,12 @@ pub async fn put(
     }
     file.write_all(&buf).await.map_err(ioerr)?;
     file.flush().await.map_err(ioerr)?;
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .await
-        .map_err(ioerr)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .await
+            .map_err(ioerr)?;
+    }
     // On disk before the rename and the 200: an answered upload survives a crash of the
     // host right after (unless the client said it is a scratch file).
     let durable = q.fsync.as_deref() != Some("0");
@@ -234,18 +337,16 @@ pub async fn put(
         file.sync_data().await.map_err(ioerr)?;
     }
     drop(file);
-    let dest = dir.join(&name);
-    tokio::task::spawn_blocking(move || {
-        tmp_path.persist(&dest).map_err(|e| e.error)?;
+    blocking(move || {
+        let err = |e: std::io::Error| ApiError::io(&path.display().to_string(), &e);
+        part.persist(&name).map_err(err)?;
         // The rename too: the directory entry is on disk before the answer.
         if durable {
-            std::fs::File::open(&dir)?.sync_all()?;
+            rustix::fs::fsync(&*dir).map_err(|e| err(e.into()))?;
         }
         Ok(())
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(ioerr)?;
+    .await?;
     Ok(Json(serde_json::json!({ "status": "OK", "error": "" })))
 }
 
@@ -257,17 +358,18 @@ pub async fn delete(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let raw = split_uri(&state, &uri)?;
     let path = state.roots.parse(&raw)?;
-    let (dir, name) = state.roots.parent(&path, false).await?;
-    let target = dir.join(name);
-    let what = path.display().to_string();
-    let meta = tokio::fs::symlink_metadata(&target)
-        .await
-        .map_err(|e| ApiError::io(&what, &e))?;
-    let res = if meta.is_dir() {
-        tokio::fs::remove_dir(&target).await
-    } else {
-        tokio::fs::remove_file(&target).await
-    };
-    res.map_err(|e| ApiError::io(&what, &e))?;
+    blocking(move || {
+        let what = path.display().to_string();
+        let (dir, name) = state.roots.parent(&path, false)?;
+        let st = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| os_error(&what, e))?;
+        let flags = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        rustix::fs::unlinkat(&dir, &name, flags).map_err(|e| os_error(&what, e))
+    })
+    .await?;
     Ok(Json(serde_json::json!({ "status": "OK", "error": "" })))
 }

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod beneath;
 pub mod command;
 pub mod config;
 pub mod conn;
