@@ -127,7 +127,8 @@ pub async fn connect(
 }
 
 /// Log in to a NEWT REST API at `host` (`newt+https://USER@GATEWAY/BASE/MACHINE`) with
-/// the token, else the password, else the prompt of `auth`.
+/// the token, else the password, else the prompt of `auth`. `newt+http://` is refused
+/// beyond loopback unless `SREMOTE_NEWT_ALLOW_HTTP=1`.
 pub async fn connect_newt(host: &str, auth: &NewtAuth) -> Result<NewtConnector, Error> {
     let target = NewtTarget::parse(host)?;
     let mut builder = NewtConnector::builder(&target.base_url, &target.machine);
@@ -139,6 +140,10 @@ pub async fn connect_newt(host: &str, auth: &NewtAuth) -> Result<NewtConnector, 
             ))
         })?;
         builder = builder.root_certificates_pem(&pem);
+    }
+    // Plain http:// beyond loopback only when the user insists (SREMOTE_NEWT_ALLOW_HTTP=1).
+    if std::env::var_os("SREMOTE_NEWT_ALLOW_HTTP").is_some_and(|v| v == "1") {
+        builder = builder.allow_plain_http(true);
     }
     if let Some(token) = &auth.token {
         return Ok(builder.with_session(token)?);

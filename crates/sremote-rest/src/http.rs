@@ -69,6 +69,11 @@ pub fn read_error(host: &str, action: &str, e: &reqwest::Error) -> ConnectorErro
 /// A non-2xx answer as a typed error, with the server's JSON `error` message.
 pub async fn status_error(host: &str, action: &str, resp: Response) -> ConnectorError {
     let status = resp.status();
+    let resp_location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let text = resp.text().await.unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let code = json["code"].as_str().unwrap_or("");
@@ -76,6 +81,15 @@ pub async fn status_error(host: &str, action: &str, resp: Response) -> Connector
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| text.chars().take(300).collect());
+    if status.is_redirection() {
+        let to = resp_location.unwrap_or_default();
+        return ConnectorError::new(Kind::Other, host, action)
+            .detail(format!("HTTP {status}: redirected to {to:?}, not followed"))
+            .hint(
+                "sremote follows no redirect for a login and none to another host or port: \
+                 use the URL the gateway redirects to as the base URL",
+            );
+    }
     let (kind, hint) = match (status.as_u16(), code) {
         (401, _) => (Kind::Auth, "log in again; check the user name and password"),
         (429, _) => (

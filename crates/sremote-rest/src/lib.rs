@@ -29,6 +29,10 @@
 //! - An expired session is renewed once, transparently, when the password is held; else
 //!   the error is `Auth`. File requests are retried (3 tries) on connection failures and
 //!   502/503; commands never are.
+//! - Modes travel without setuid, setgid and sticky bits (masked to `0o777`) both ways.
+//! - Redirects are never followed for a login (the form carries the password) nor to
+//!   another origin; a plain `http://` base URL must be loopback unless
+//!   [`NewtBuilder::allow_plain_http`] says otherwise.
 #![warn(missing_docs)]
 
 use std::fmt;
@@ -57,6 +61,8 @@ use http::{network_error, read_error};
 
 /// Retries of an idempotent request (connection failures, 502, 503).
 const RETRIES: u32 = 3;
+/// Permission bits a pushed or pulled file may carry: never setuid, setgid or sticky.
+const FILE_MODE_MASK: u32 = 0o777;
 /// Extra time the client waits beyond a command's timeout before giving up itself.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -101,6 +107,7 @@ pub struct NewtBuilder {
     machine: String,
     roots: Vec<reqwest::Certificate>,
     connect_timeout: Duration,
+    allow_plain_http: bool,
     error: Option<ConnectorError>,
 }
 
@@ -116,6 +123,14 @@ impl NewtBuilder {
                 )
             }
         }
+        self
+    }
+
+    /// Allow a plain `http://` base URL to a host that is not loopback (default: refused,
+    /// since the password and the session id would cross the network unencrypted). Only
+    /// for networks you trust; `https://` needs no such permission.
+    pub fn allow_plain_http(mut self, allow: bool) -> Self {
+        self.allow_plain_http = allow;
         self
     }
 
@@ -145,9 +160,20 @@ impl NewtBuilder {
         if self.machine.is_empty() {
             return Err(bad("the machine name is empty".into()));
         }
+        if url.scheme() == "http" && !self.allow_plain_http && !is_loopback(&url) {
+            return Err(bad(format!(
+                "plain http:// to {} would send the password and session id unencrypted",
+                url.host_str().unwrap_or("")
+            ))
+            .hint(
+                "use https:// (newt+https://); to allow plain HTTP on a trusted network, \
+                 set SREMOTE_NEWT_ALLOW_HTTP=1 (NewtBuilder::allow_plain_http(true))",
+            ));
+        }
         // ring is this crate's rustls provider; ignore an already installed one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = Client::builder()
+            .redirect(redirect_policy())
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .tls_certs_merge(self.roots)
@@ -194,6 +220,34 @@ impl NewtBuilder {
     }
 }
 
+/// Whether the URL's host is a loopback address (or `localhost`).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Redirects: never for a login (the form carries the password), never to another origin
+/// (scheme, host and port), at most 5. A redirect not followed is answered as an error.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.stop();
+        };
+        let path = first.path().trim_end_matches('/');
+        let login = path.ends_with("/auth") || path.ends_with("/login");
+        let same_origin = first.origin() == attempt.url().origin();
+        if login || !same_origin || attempt.previous().len() > 5 {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 impl NewtConnector {
     /// Options before logging in. `base_url` is the API root, e.g. `https://gw.example.org/newt`.
     pub fn builder(base_url: &str, machine: &str) -> NewtBuilder {
@@ -202,6 +256,7 @@ impl NewtConnector {
             machine: machine.to_string(),
             roots: Vec::new(),
             connect_timeout: Duration::from_secs(15),
+            allow_plain_http: false,
             error: None,
         }
     }
@@ -491,13 +546,13 @@ impl Connector for NewtConnector {
                 use std::os::unix::fs::PermissionsExt;
                 (
                     meta.len(),
-                    from.mode.unwrap_or(meta.permissions().mode() & 0o7777),
+                    from.mode.unwrap_or(meta.permissions().mode()) & FILE_MODE_MASK,
                     None,
                 )
             }
             SourceData::Bytes(b) => (
                 b.len() as u64,
-                from.mode.unwrap_or(0o644),
+                from.mode.unwrap_or(0o644) & FILE_MODE_MASK,
                 Some(Bytes::copy_from_slice(b)),
             ),
         };
@@ -551,7 +606,8 @@ impl Connector for NewtConnector {
             .headers()
             .get("x-sremote-mode")
             .and_then(|v| u32::from_str_radix(v.to_str().ok()?, 8).ok())
-            .unwrap_or(0o644);
+            .unwrap_or(0o644)
+            & FILE_MODE_MASK;
         let mtime = resp
             .headers()
             .get("x-sremote-mtime")

@@ -12,6 +12,21 @@ fn serve_once(
     status: &'static str,
     body: &'static str,
 ) -> std::thread::JoinHandle<String> {
+    serve_once_with(
+        listener,
+        status,
+        "Content-Type: application/json\r\n".into(),
+        body,
+    )
+}
+
+/// [`serve_once`] with more response header lines (each ending in CRLF).
+fn serve_once_with(
+    listener: TcpListener,
+    status: &'static str,
+    headers: String,
+    body: &'static str,
+) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let (s, _) = listener.accept().expect("accept");
         let mut reader = BufReader::new(s.try_clone().expect("clone"));
@@ -38,7 +53,7 @@ fn serve_once(
         let mut s = s;
         write!(
             s,
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .expect("answer");
@@ -108,4 +123,139 @@ async fn exec_sends_one_quoted_command_line() {
         head.ends_with("\r\n\r\nexecutable=echo+%27a+b%27&timeout=2.000"),
         "{head}"
     );
+}
+
+/// Nothing connected to `listener` (checked without blocking).
+fn untouched(listener: &TcpListener) -> bool {
+    listener.set_nonblocking(true).expect("nonblocking");
+    matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// A login answered with a 307 to another port: the form (with the password) is not sent
+/// there, and the error says why.
+#[tokio::test]
+async fn a_redirected_login_never_sends_the_password_elsewhere() {
+    let elsewhere = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let other = elsewhere.local_addr().expect("addr").port();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = serve_once_with(
+        listener,
+        "307 Temporary Redirect",
+        format!("Location: http://127.0.0.1:{other}/newt/auth\r\n"),
+        "",
+    );
+    let err = NewtConnector::login(
+        &format!("http://127.0.0.1:{port}/newt"),
+        "m",
+        "alice",
+        "hunter2-the-password",
+    )
+    .await
+    .expect_err("a redirected login fails");
+    let head = server.join().expect("server");
+    assert!(
+        head.contains("hunter2"),
+        "the first server got the form: {head}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        untouched(&elsewhere),
+        "the password was sent to the redirect target"
+    );
+    assert!(err.to_string().contains("redirect"), "{err}");
+}
+
+/// A file request redirected to another origin is not followed either (the session id
+/// stays home).
+#[tokio::test]
+async fn no_redirect_to_another_origin() {
+    let elsewhere = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let other = elsewhere.local_addr().expect("addr").port();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = serve_once_with(
+        listener,
+        "302 Found",
+        format!("Location: http://127.0.0.1:{other}/x\r\n"),
+        "",
+    );
+    let c = NewtConnector::with_session(&format!("http://127.0.0.1:{port}"), "m", "SID")
+        .expect("connector");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = c
+        .pull("/data/f", sremote_core::Dest::file(&dir.path().join("f")))
+        .await
+        .expect_err("not followed");
+    server.join().expect("server");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(untouched(&elsewhere), "followed to another origin");
+    assert!(err.to_string().contains("not followed"), "{err}");
+}
+
+/// `http://` to a host that is not loopback is refused before anything is sent, unless the
+/// user allows it explicitly. (0.0.0.0 is not a loopback address, yet connecting to it
+/// reaches this machine, so the allowed case stays on this host.)
+#[tokio::test]
+async fn plain_http_only_to_loopback_unless_allowed() {
+    for base in ["http://gw.example.org/newt", "http://0.0.0.0:1/newt"] {
+        let err = NewtConnector::login(base, "m", "alice", "pw")
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind, ConnectorErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("SREMOTE_NEWT_ALLOW_HTTP"), "{err}");
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = serve_once(
+        listener,
+        "200 OK",
+        r#"{"auth":true,"username":"alice","newt_sessionid":"S","home":"/h"}"#,
+    );
+    NewtConnector::builder(&format!("http://0.0.0.0:{port}/newt"), "m")
+        .allow_plain_http(true)
+        .login("alice", "pw")
+        .await
+        .expect("allowed explicitly");
+    server.join().expect("server");
+    NewtConnector::with_session("https://gw.example.org/newt", "m", "S").expect("https is fine");
+}
+
+/// A pulled file never keeps setuid/setgid/sticky bits, whatever the server says; a push
+/// does not ask for them.
+#[tokio::test]
+async fn modes_lose_setuid_setgid_and_sticky_both_ways() {
+    use std::os::unix::fs::PermissionsExt;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = serve_once_with(
+        listener,
+        "200 OK",
+        "X-Sremote-Mode: 7755\r\n".into(),
+        "data",
+    );
+    let c = NewtConnector::with_session(&format!("http://127.0.0.1:{port}"), "m", "SID")
+        .expect("connector");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("f");
+    c.pull("/data/f", sremote_core::Dest::file(&local))
+        .await
+        .expect("pull");
+    server.join().expect("server");
+    let mode = std::fs::metadata(&local)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o755, "{mode:o}");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = serve_once(listener, "200 OK", r#"{"status":"OK","error":""}"#);
+    let c = NewtConnector::with_session(&format!("http://127.0.0.1:{port}"), "m", "SID")
+        .expect("connector");
+    c.push(Source::bytes(b"x").mode(0o6755), "/data/g")
+        .await
+        .expect("push");
+    let head = server.join().expect("server");
+    assert!(head.starts_with("PUT /file/m/data/g?mode=755 "), "{head}");
 }
