@@ -8,15 +8,21 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /auth` (form `username`, `password`) | log in: JSON `{auth, username, session_lifetime, newt_sessionid, home}` and cookie `newt_sessionid` |
-//! | `GET /auth`, `DELETE /auth` | session status, log out |
+//! | `GET /auth`, `DELETE /auth` | session status (`{"auth": true\|false, …}`), log out |
 //! | `POST /command/<machine>` (form `executable`, optional `timeout` seconds) | `{output, error, status, exit_code, signal}`; 504 on timeout |
-//! | `GET /file/<machine>/<path>?view=read` | the file's bytes (`X-Sremote-Mode`: its mode) |
+//! | `GET /file/<machine>/<path>?view=read` | a regular file's bytes (`X-Sremote-Mode`: its mode without setuid/setgid/sticky) |
 //! | `GET /file/<machine>/<path>` | listing JSON |
-//! | `PUT /file/<machine>/<path>[?mode=755]` | write the raw body atomically, parents created |
+//! | `PUT /file/<machine>/<path>[?mode=755]` | write the raw body atomically, parents created, mode masked to `0o777` |
 //! | `DELETE /file/<machine>/<path>` | remove a file or an empty directory |
 //!
+//! `/login` is another name of `/auth`, and every route also answers with a trailing slash.
 //! Errors are JSON `{"status": "ERROR", "error": message, "code": code}` with 401, 403,
-//! 404, 413, 422, 500 or 504. See [`config`] for the configuration file.
+//! 404, 405, 413, 422, 429, 500 or 504. See [`config`] for the configuration file.
+//!
+//! Hardening: file paths are opened beneath the roots' directory handles ([`beneath`],
+//! [`paths`]); logins are throttled per user name counting attempts before checking them
+//! ([`throttle`]); connections are capped and timed out before any HTTP is parsed
+//! ([`conn`]); a users file others can write is refused ([`users::check_permissions`]).
 
 #![warn(missing_docs)]
 
