@@ -174,6 +174,32 @@ pub struct Config {
     pub home: PathBuf,
 }
 
+/// Refuse limits that make no sense (zero, negative, not finite).
+fn check_limits(l: &Limits) -> Result<(), GatewayError> {
+    let bad = |m: &str| Err(GatewayError::Config(m.to_string()));
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(l.max_login_delay_secs) {
+        return bad("limits.max_login_delay_secs must be a positive number");
+    }
+    if !positive(l.command_timeout_secs)
+        || !positive(l.max_command_timeout_secs)
+        || !positive(l.header_read_timeout_secs)
+    {
+        return bad("limits.*timeout_secs must be positive numbers");
+    }
+    if l.max_concurrent_commands == 0
+        || l.max_concurrent_logins == 0
+        || l.max_sessions == 0
+        || l.max_connections == 0
+    {
+        return bad("limits.max_concurrent_*, max_sessions and max_connections must be positive");
+    }
+    if l.max_auth_bytes < 256 {
+        return bad("limits.max_auth_bytes must be at least 256");
+    }
+    Ok(())
+}
+
 impl Config {
     /// Read and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, GatewayError> {
@@ -234,29 +260,7 @@ impl Config {
         if f.sessions.lifetime_secs == 0 {
             return bad("sessions.lifetime_secs must be positive".into());
         }
-        let l = &f.limits;
-        let positive = |x: f64| x.is_finite() && x > 0.0;
-        if !positive(l.max_login_delay_secs) {
-            return bad("limits.max_login_delay_secs must be a positive number".into());
-        }
-        if !positive(l.command_timeout_secs)
-            || !positive(l.max_command_timeout_secs)
-            || !positive(l.header_read_timeout_secs)
-        {
-            return bad("limits.*timeout_secs must be positive numbers".into());
-        }
-        if l.max_concurrent_commands == 0
-            || l.max_concurrent_logins == 0
-            || l.max_sessions == 0
-            || l.max_connections == 0
-        {
-            return bad(
-                "limits.max_concurrent_*, max_sessions and max_connections must be positive".into(),
-            );
-        }
-        if l.max_auth_bytes < 256 {
-            return bad("limits.max_auth_bytes must be at least 256".into());
-        }
+        check_limits(&f.limits)?;
         let rel = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
         Ok(Config {
             listen,
