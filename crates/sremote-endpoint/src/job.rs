@@ -177,12 +177,22 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 fn read_status(dir: &Path) -> io::Result<Status> {
     let bytes = std::fs::read(dir.join("status.json"))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    decode_status(&bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}/status.json: {e}", dir.display()),
         )
     })
+}
+
+fn decode_status(bytes: &[u8]) -> serde_json::Result<Status> {
+    serde_json::from_slice(bytes)
+}
+
+/// Whether `bytes` decode as a `status.json` (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn status_decodes(bytes: &[u8]) -> bool {
+    decode_status(bytes).is_ok()
 }
 
 fn write_status(dir: &Path, status: &Status) -> io::Result<()> {

@@ -69,3 +69,17 @@ pub use module::{Args, FunctionBuilder, ModuleBuilder};
 pub use serde_json::Value;
 pub use sremote_core::protocol::{self, Blob, ErrorKind, Request, Response};
 pub use types::{pretty_type, pretty_type_of};
+
+/// Entry points for `fuzz/` (feature `fuzzing`): the decoders of what a host-side file or
+/// program hands the endpoint. Not a stable API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    /// Decode a plugin executable's stdout (never panics).
+    pub fn plugin_answer(stdout: &[u8]) -> bool {
+        crate::plugin::decode_answer(stdout).is_ok()
+    }
+    /// Decode a job directory's `status.json` (never panics).
+    pub fn job_status(bytes: &[u8]) -> bool {
+        crate::job::status_decodes(bytes)
+    }
+}

@@ -86,31 +86,48 @@ pub(crate) fn call(path: &Path, req: &Request) -> CallOutput {
             "output": quote(&finished.stdout),
         }))
     };
-    let answer: Value = match serde_json::from_slice(&finished.stdout) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        Ok(_) => {
-            out.result = Err(invalid("not an object".into()));
-            return out;
+    match decode_answer(&finished.stdout) {
+        Ok(answer) => {
+            if let Some(s) = answer.stdout {
+                out.stdout = s;
+            }
+            if let Some(s) = answer.stderr {
+                out.stderr = format!("{s}{}", out.stderr);
+            }
+            out.result = answer.result;
         }
-        Err(e) => {
-            out.result = Err(invalid(e.to_string()));
-            return out;
-        }
+        Err(why) => out.result = Err(invalid(why)),
+    }
+    out
+}
+
+/// What a plugin printed, decoded.
+#[derive(Debug)]
+pub(crate) struct PluginAnswer {
+    pub result: Result<Value, CallError>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+}
+
+/// Decode a plugin's stdout: one object with exactly one of `ok` and `error` (an object),
+/// and optional `stdout`/`stderr` strings. `Err` says why it is not such an object.
+pub(crate) fn decode_answer(stdout: &[u8]) -> Result<PluginAnswer, String> {
+    let answer = match serde_json::from_slice(stdout) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err("not an object".into()),
+        Err(e) => return Err(e.to_string()),
     };
-    if let Some(s) = answer.get("stdout").and_then(Value::as_str) {
-        out.stdout = s.to_string();
-    }
-    if let Some(s) = answer.get("stderr").and_then(Value::as_str) {
-        out.stderr = format!("{s}{}", out.stderr);
-    }
-    out.result = match (answer.get("ok"), answer.get("error")) {
+    let text = |key: &str| answer.get(key).and_then(Value::as_str).map(str::to_string);
+    let result = match (answer.get("ok"), answer.get("error")) {
         (Some(v), None) => Ok(v.clone()),
         (None, Some(Value::Object(e))) => Err(plugin_error(e)),
-        _ => Err(invalid(
-            "expected exactly one of `ok` and `error` (an object)".into(),
-        )),
+        _ => return Err("expected exactly one of `ok` and `error` (an object)".into()),
     };
-    out
+    Ok(PluginAnswer {
+        result,
+        stdout: text("stdout"),
+        stderr: text("stderr"),
+    })
 }
 
 fn quote_all(bytes: &[u8]) -> String {
