@@ -250,6 +250,11 @@ pub async fn remote_stat(client: &Client, path: &str) -> Result<Option<Stat>, Er
 }
 
 /// List the tree under directory `root` on the host (`None`: `root` does not exist).
+/// One plain path component: not empty, `.` or `..`, and without `/` or NUL.
+fn is_plain_name(name: &str) -> bool {
+    !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
+}
+
 pub async fn remote_tree(
     client: &Client,
     root: &str,
@@ -275,6 +280,13 @@ pub async fn remote_tree(
         let mut stats = JoinSet::new();
         let limit = Arc::new(tokio::sync::Semaphore::new(32));
         for name in names {
+            // A listing comes from the host: a name that is not one plain path component
+            // would place a pulled file outside the local tree.
+            if !is_plain_name(&name) {
+                tree.skipped
+                    .push(format!("{name:?} (not a plain file name)"));
+                continue;
+            }
             let rel = if dir.is_empty() {
                 name
             } else {
@@ -359,6 +371,17 @@ mod tests {
         assert!(ex.excluded("a/b/cache", true));
         assert!(!ex.excluded("main.c", false));
         assert!(Excludes::new(&["[".into()]).is_err());
+    }
+
+    /// A hostile host's listing cannot place a pulled file outside the local tree.
+    #[test]
+    fn only_plain_names_from_a_listing() {
+        for bad in ["", ".", "..", "../x", "a/../../b", "/etc/passwd", "a\0b"] {
+            assert!(!is_plain_name(bad), "{bad:?}");
+        }
+        for good in ["a", ".hidden", "..x", "a b", "é", "-n"] {
+            assert!(is_plain_name(good), "{good:?}");
+        }
     }
 
     #[test]
