@@ -75,7 +75,10 @@ async fn failed_logins_are_delayed_per_user_then_let_through() {
         .await
         .expect("let through after the delay");
     assert_eq!(attempt("wrong").0, 401, "count cleared by the success");
-    assert!(gw.log().contains("too many failed logins"));
+    assert!(
+        gw.log_with("too many failed logins")
+            .contains("too many failed logins")
+    );
     assert!(!gw.log().contains(PASSWORD), "no password in the log");
 }
 
@@ -111,7 +114,11 @@ async fn users_file_changes_apply_without_a_restart() {
             .unwrap()
             .success()
     );
-    assert!(gw.log().contains("cannot be used"), "{}", gw.log());
+    assert!(
+        gw.log_with("cannot be used").contains("cannot be used"),
+        "{}",
+        gw.log()
+    );
     // Alice removed: her session stops working, and so does her password.
     let without: String = good
         .lines()

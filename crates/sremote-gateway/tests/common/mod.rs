@@ -190,6 +190,19 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it contains `needle` (a reader thread collects it, so a line can
+    /// arrive a little after the request that wrote it); the log as it is after 10 s.
+    pub fn log_with(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.log()
+    }
+
     /// Log in as the test user.
     pub async fn login(&self) -> NewtConnector {
         let mut b = NewtConnector::builder(&self.url, MACHINE);
