@@ -201,6 +201,34 @@ impl<'a, C: Connector + 'static, T: DeserializeOwned + Send + 'static> CallBuild
         }
     }
 
+    /// Run the call on the task that awaits the returned future (no task is spawned: one
+    /// wake-up less per call than [`spawn`](Self::spawn)), with a [`CallCanceller`] that
+    /// cancels it as [`AsyncCall::cancel`] does. Keep polling the future after a cancel to
+    /// receive the `Cancelled` answer; dropping it instead stops the call on the client
+    /// side only.
+    pub fn cancellable(
+        mut self,
+    ) -> (
+        impl Future<Output = Result<CallOutput<T>, Error>> + Send + 'a,
+        CallCanceller,
+    ) {
+        let client = self.client;
+        self.request.id = client.next_id();
+        let id = self.request.id.clone();
+        let control = Arc::new(CallControl::default());
+        self.control = Some(control.clone());
+        let (module, function) = (self.request.module.clone(), self.request.function.clone());
+        let (ctl, call_id) = (control.clone(), id.clone());
+        let run = async move {
+            tokio::select! {
+                biased;
+                r = client.run_call(self) => r,
+                () = ctl.aborted() => Err(cancelled_here(client.host(), &module, &function, &call_id)),
+            }
+        };
+        (run, CallCanceller { id, control })
+    }
+
     fn into_parts(self) -> CallParts {
         CallParts {
             request: self.request,
@@ -407,6 +435,40 @@ impl<C: Connector + 'static, T: Send + 'static> AsyncCall<C, T> {
         if self.ready() {
             return Ok(());
         }
+        match self.control.request() {
+            Some(session) => session
+                .cancel(&self.id, &format!("cancel call {}", self.id))
+                .await
+                .map_err(Error::Transport),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Cancels a call made with [`CallBuilder::cancellable`].
+pub struct CallCanceller {
+    id: String,
+    control: Arc<CallControl>,
+}
+
+impl std::fmt::Debug for CallCanceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallCanceller")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl CallCanceller {
+    /// The request id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Cancel the call (see [`AsyncCall::cancel`]): once its request went out in a
+    /// session the endpoint kills its subprocesses and answers `Cancelled`; before that,
+    /// and in pipe and file mode, the call's future ends with `Cancelled` here.
+    pub async fn cancel(&self) -> Result<(), Error> {
         match self.control.request() {
             Some(session) => session
                 .cancel(&self.id, &format!("cancel call {}", self.id))

@@ -10,7 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::bootstrap::EndpointSource;
-pub use crate::call::{AsyncCall, CallArgs, CallBuilder, CallMeta, CallOutput, CallWait, Ref};
+pub use crate::call::{
+    AsyncCall, CallArgs, CallBuilder, CallCanceller, CallMeta, CallOutput, CallWait, Ref,
+};
 use crate::connector::{Connector, RemoteCommand, Source};
 use crate::error::{Error, NotSetupError, ProtocolError};
 use crate::protocol::{ErrorBody, ErrorKind, Outcome, Request, Response, inline_attachments};

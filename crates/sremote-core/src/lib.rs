@@ -66,7 +66,8 @@ mod call;
 mod client;
 #[cfg(feature = "client")]
 pub use client::{
-    AsyncCall, CallArgs, CallBuilder, CallMeta, CallMode, CallOutput, CallWait, Ref, RemoteClient,
+    AsyncCall, CallArgs, CallBuilder, CallCanceller, CallMeta, CallMode, CallOutput, CallWait, Ref,
+    RemoteClient,
 };
 
 #[cfg(feature = "client")]

@@ -17,7 +17,7 @@ pub type Call = AsyncCall<Arc<dyn Connector>, Returned>;
 pub type Output = sremote_core::CallOutput<Returned>;
 
 /// How long a call interrupted by Ctrl-C waits for the host to confirm the cancel.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// Wait for `call` (at most `timeout`), the GIL released. `None`: not ready in time.
 /// Ctrl-C (any exception raised by a signal handler) cancels the call on the host, waits

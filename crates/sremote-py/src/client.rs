@@ -175,11 +175,11 @@ impl Client {
         Ok(p)
     }
 
-    /// Start a prepared call in the background (needs the runtime's context).
-    pub fn spawn(&self, p: Prepared) -> PyResult<asyncres::Call> {
-        let client = self.live()?;
-        let rt = runtime::runtime()?;
-        let _guard = rt.enter();
+    /// The core call for a prepared one.
+    fn builder<'c>(
+        client: &'c CoreClient,
+        p: Prepared,
+    ) -> sremote_core::CallBuilder<'c, Arc<dyn sremote_core::Connector>, Returned> {
         let mut call = client.call::<Returned>(&p.module, &p.function);
         for a in p.args {
             call = match a {
@@ -193,17 +193,36 @@ impl Client {
         if let Some(t) = p.timeout {
             call = call.timeout(t);
         }
-        Ok(call.spawn())
+        call
     }
 
-    /// Run a prepared call to the end (Ctrl-C cancels it on the host).
+    /// Start a prepared call in the background (needs the runtime's context).
+    pub fn spawn(&self, p: Prepared) -> PyResult<asyncres::Call> {
+        let client = self.live()?;
+        let rt = runtime::runtime()?;
+        let _guard = rt.enter();
+        Ok(Self::builder(client, p).spawn())
+    }
+
+    /// Run a prepared call to the end on this thread, without the GIL (no task is
+    /// spawned: the fastest path). Ctrl-C cancels it on the host, waits for the
+    /// `Cancelled` answer (a few seconds at most) and raises `KeyboardInterrupt`.
     pub fn run(&self, py: Python<'_>, p: Prepared) -> PyResult<asyncres::Output> {
-        let call = tokio::sync::Mutex::new(self.spawn(p)?);
-        match asyncres::wait_call(py, &call, None)? {
-            Some(r) => r.map_err(to_py),
-            None => Err(to_py(Error::Usage(
+        let (call, canceller) = Self::builder(self.live()?, p).cancellable();
+        let mut call = std::pin::pin!(call);
+        match runtime::wait(py, call.as_mut(), None) {
+            Ok(runtime::Waited::Done(r)) => r.map_err(to_py),
+            Ok(runtime::Waited::TimedOut) => Err(to_py(Error::Usage(
                 "the call ended without a result".into(),
             ))),
+            Err(interrupted) => {
+                let _ = runtime::block(py, async {
+                    if canceller.cancel().await.is_ok() {
+                        let _ = tokio::time::timeout(asyncres::CANCEL_GRACE, call.as_mut()).await;
+                    }
+                });
+                Err(interrupted)
+            }
         }
     }
 }

@@ -40,7 +40,8 @@ pub enum Waited<T> {
 /// Run `fut` to completion on the runtime without the GIL, handling Python signals every
 /// [`SIGNAL_CHECK`]. `deadline`: give up (the future is dropped) after this long. A
 /// signal handler that raises (KeyboardInterrupt) makes this return its error; the
-/// future is then dropped (use [`wait_or_interrupt`] to act first).
+/// future is then dropped, unless `fut` is a `Pin<&mut _>` the caller keeps (to cancel
+/// the call first, as `Client.run` does).
 pub fn wait<F>(py: Python<'_>, fut: F, deadline: Option<Duration>) -> PyResult<Waited<F::Output>>
 where
     F: Future + Send,
