@@ -475,6 +475,9 @@ fn copy_after_begin(
     nonce: &str,
 ) -> std::io::Result<bool> {
     use std::io::{Read, Write};
+    // A bigger pipe means fewer wake-ups of the ssh master and of this copy (Linux allows
+    // 1 MiB to unprivileged processes by default); the default 64 KiB also works.
+    let _ = rustix::pipe::fcntl_setpipe_size(&pipe, 1 << 20);
     let mut pipe = std::fs::File::from(pipe);
     let mut head = Vec::new();
     let mut chunk = vec![0u8; 64 << 10];
