@@ -58,9 +58,7 @@ async fn login_banners_never_reach_output_or_files() {
         c.push(Source::bytes(&data), "h.txt").await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let copy = dir.path().join("copy");
-        c.pull("h.txt", Dest::file(&copy))
-            .await
-            .unwrap();
+        c.pull("h.txt", Dest::file(&copy)).await.unwrap();
         assert!(
             std::fs::read(&copy).unwrap() == data,
             "{shell}: the pulled file differs"
@@ -98,10 +96,7 @@ async fn errors_carry_no_banner() {
         "{text}"
     );
     let err = c
-        .pull(
-            "missing",
-            Dest::file(std::path::Path::new("/tmp/never-x")),
-        )
+        .pull("missing", Dest::file(std::path::Path::new("/tmp/never-x")))
         .await
         .unwrap_err();
     assert!(!err.to_string().contains(STDERR_BANNER), "{err}");
