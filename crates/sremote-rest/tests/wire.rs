@@ -1,4 +1,9 @@
 //! What `NewtConnector` puts on the wire, checked against a scripted loopback server.
+//!
+//! The scripted server answers on a thread and waits for the client to close the
+//! connection; the tests join it while blocking, so they run on the multi-thread runtime,
+//! where the client's connection task can close the socket meanwhile (on a current-thread
+//! runtime that task could not run, and the join waited forever).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -62,7 +67,7 @@ fn serve_once_with(
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_sends_content_length_encoded_path_and_cookie() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -93,7 +98,7 @@ async fn push_sends_content_length_encoded_path_and_cookie() {
     assert!(!dbg.contains("SID"), "{dbg}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_sends_one_quoted_command_line() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -133,7 +138,7 @@ fn untouched(listener: &TcpListener) -> bool {
 
 /// A login answered with a 307 to another port: the form (with the password) is not sent
 /// there, and the error says why.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirected_login_never_sends_the_password_elsewhere() {
     let elsewhere = TcpListener::bind("127.0.0.1:0").expect("bind");
     let other = elsewhere.local_addr().expect("addr").port();
@@ -168,7 +173,7 @@ async fn a_redirected_login_never_sends_the_password_elsewhere() {
 
 /// A file request redirected to another origin is not followed either (the session id
 /// stays home).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_redirect_to_another_origin() {
     let elsewhere = TcpListener::bind("127.0.0.1:0").expect("bind");
     let other = elsewhere.local_addr().expect("addr").port();
@@ -196,7 +201,7 @@ async fn no_redirect_to_another_origin() {
 /// `http://` to a host that is not loopback is refused before anything is sent, unless the
 /// user allows it explicitly. (0.0.0.0 is not a loopback address, yet connecting to it
 /// reaches this machine, so the allowed case stays on this host.)
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_only_to_loopback_unless_allowed() {
     for base in ["http://gw.example.org/newt", "http://0.0.0.0:1/newt"] {
         let err = NewtConnector::login(base, "m", "alice", "pw")
@@ -223,7 +228,7 @@ async fn plain_http_only_to_loopback_unless_allowed() {
 
 /// A pulled file never keeps setuid/setgid/sticky bits, whatever the server says; a push
 /// does not ask for them.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modes_lose_setuid_setgid_and_sticky_both_ways() {
     use std::os::unix::fs::PermissionsExt;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
