@@ -306,6 +306,18 @@ impl CallControl {
         sent
     }
 
+    /// Cancel call `id`: send the Cancel frame to the session its request went to, or
+    /// tell the running future to stop here.
+    async fn cancel(&self, id: &str) -> Result<(), Error> {
+        match self.request() {
+            Some(session) => session
+                .cancel(id, &format!("cancel call {id}"))
+                .await
+                .map_err(Error::Transport),
+            None => Ok(()),
+        }
+    }
+
     /// Resolves once the call is to be dropped on the client side.
     async fn aborted(&self) {
         self.abort.notified().await
@@ -435,13 +447,7 @@ impl<C: Connector + 'static, T: Send + 'static> AsyncCall<C, T> {
         if self.ready() {
             return Ok(());
         }
-        match self.control.request() {
-            Some(session) => session
-                .cancel(&self.id, &format!("cancel call {}", self.id))
-                .await
-                .map_err(Error::Transport),
-            None => Ok(()),
-        }
+        self.control.cancel(&self.id).await
     }
 }
 
@@ -469,13 +475,7 @@ impl CallCanceller {
     /// session the endpoint kills its subprocesses and answers `Cancelled`; before that,
     /// and in pipe and file mode, the call's future ends with `Cancelled` here.
     pub async fn cancel(&self) -> Result<(), Error> {
-        match self.control.request() {
-            Some(session) => session
-                .cancel(&self.id, &format!("cancel call {}", self.id))
-                .await
-                .map_err(Error::Transport),
-            None => Ok(()),
-        }
+        self.control.cancel(&self.id).await
     }
 }
 
