@@ -612,6 +612,25 @@ fn watched<R>(inner: R) -> (Watched<R>, tokio::sync::oneshot::Receiver<()>) {
     )
 }
 
+/// Read `r` into `buf` until `found` finds what it looks for in it; `None` at the end of
+/// the stream (or a read error) before that.
+async fn read_until<R: AsyncRead + Unpin, T>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    found: impl Fn(&[u8]) -> Option<T>,
+) -> Option<T> {
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        if let Some(t) = found(buf) {
+            return Some(t);
+        }
+        match r.read(&mut chunk).await {
+            Ok(n @ 1..) => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
 pub(crate) async fn spawn(
     c: &SshConnector,
     cmd: &RemoteCommand,
@@ -638,30 +657,10 @@ pub(crate) async fn spawn(
     // before it is not the program's).
     let (mut head, mut out_head) = (Vec::new(), Vec::new());
     let mut stdout = stdout;
-    let read_marker = async {
-        let mut chunk = vec![0u8; 8192];
-        loop {
-            if let Some(m) = script::find_marker(&head, &nonce) {
-                return Some(m);
-            }
-            match err.read(&mut chunk).await {
-                Ok(n @ 1..) => head.extend_from_slice(&chunk[..n]),
-                _ => return None,
-            }
-        }
-    };
-    let read_begin = async {
-        let mut chunk = vec![0u8; 8192];
-        loop {
-            if let Some(at) = script::find_begin(&out_head, &nonce) {
-                return Some(at);
-            }
-            match stdout.read(&mut chunk).await {
-                Ok(n @ 1..) => out_head.extend_from_slice(&chunk[..n]),
-                _ => return None,
-            }
-        }
-    };
+    let read_marker = read_until(&mut err, &mut head, |b| script::find_marker(b, &nonce));
+    let read_begin = read_until(&mut stdout, &mut out_head, |b| {
+        script::find_begin(b, &nonce)
+    });
     let limit = cmd.timeout.unwrap_or(Duration::from_secs(60));
     let both = async { tokio::join!(read_marker, read_begin) };
     let marker = match tokio::time::timeout(limit, both).await {
