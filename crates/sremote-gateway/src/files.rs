@@ -267,6 +267,25 @@ impl Drop for PartFile {
     }
 }
 
+/// How long a refused upload's remaining body is still read (and discarded) after the 413.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The 413 for an upload over `max`, with the rest of its body read and thrown away for up
+/// to [`LINGER`] in the background (a lingering close). Closing a socket with unread data
+/// makes the kernel answer with a reset, and a client still writing its body then sees
+/// "broken pipe" instead of the 413 it was sent; reading on for a moment lets it read the
+/// answer and stop. Nothing is buffered; the connection limit and the header timeout still
+/// bound what one client can hold.
+fn refuse_and_linger(mut body: Body, max: u64) -> ApiError {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(_)) = body.frame().await {}
+        })
+        .await;
+    });
+    ApiError::too_large(max)
+}
+
 /// `PUT`: stream the body into a temporary file next to the target, fsync it, then rename. Bodies
 /// over the limit get 413 (from `Content-Length` before anything is read, or as soon as
 /// the streamed bytes pass it) and leave nothing behind.
@@ -286,7 +305,7 @@ pub async fn put(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return Err(ApiError::too_large(max));
+        return Err(refuse_and_linger(body, max));
     }
     let what = path.display().to_string();
     let ioerr = |e: std::io::Error| ApiError::io(&what, &e);
@@ -314,7 +333,7 @@ pub async fn put(
         };
         total += data.len() as u64;
         if total > max {
-            return Err(ApiError::too_large(max)); // the part file is removed on drop
+            return Err(refuse_and_linger(body, max)); // the part file is removed on drop
         }
         buf.extend_from_slice(&data);
         if buf.len() >= 1 << 20 {

@@ -145,3 +145,50 @@ fn big_login_bodies_are_413_and_memory_stays_bounded() {
         200
     );
 }
+
+/// An upload refused by its `Content-Length` is still read (and discarded) for a moment
+/// after the 413, so a client that keeps writing its body is not cut off by a reset and can
+/// read the answer. Before, the gateway closed with the body unread: the client's writes
+/// failed with "broken pipe" and `push` reported a broken connection ("try again") instead
+/// of the 413 (seen in CI).
+#[test]
+fn a_refused_upload_is_read_on_so_the_client_sees_the_413() {
+    let gw = Gateway::start(Opts {
+        max_upload: 1 << 20,
+        ..Opts::default()
+    });
+    let sid = gw.raw_login();
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "PUT /newt/file/{}{}/big HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: newt_sessionid={sid}\r\n\
+         Content-Length: {}\r\n\r\n",
+        common::MACHINE,
+        gw.home.display(),
+        1u64 << 30
+    );
+    s.write_all(head.as_bytes()).expect("head");
+    // Far more than the socket buffers hold: without the lingering read the gateway's
+    // close resets the connection while this is being written.
+    let chunk = vec![0u8; 64 << 10];
+    let mut sent = 0usize;
+    while sent < 24 << 20 {
+        if let Err(e) = s.write_all(&chunk) {
+            panic!("writing the body failed after {sent} bytes: {e}");
+        }
+        sent += chunk.len();
+    }
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&resp).contains("\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => resp.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading the answer failed: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(!gw.home.join("big").exists());
+}
