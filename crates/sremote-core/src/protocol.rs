@@ -54,6 +54,47 @@ pub struct Request {
     /// Wall-clock limit for the call in milliseconds, enforced by the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Python modules shipped with the call (functions the host does not have): each is
+    /// loaded from the host's code cache before `module` is imported, in this order
+    /// (dependencies first). See PROTOCOL.md, "Shipped code".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub code: Vec<ShippedModule>,
+}
+
+/// One Python module travelling by source with a call: a local `.py` file the host does
+/// not have, or the synthetic module holding a function defined in `__main__` or a
+/// notebook. The host keeps it in its code cache under its SHA-256, so a client sends
+/// `source` once per content and afterwards only the hash; a host that lacks it answers
+/// [`ErrorKind::CodeMissing`] and the client sends it again with the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippedModule {
+    /// The Python module name it is imported as (dotted identifiers).
+    pub name: String,
+    /// Lower-case hex SHA-256 of `source` (UTF-8); the host checks it.
+    pub sha256: String,
+    /// The module's source; `None` when the host is expected to have it cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+#[cfg(feature = "client")]
+impl ShippedModule {
+    /// A module carrying its `source`, with the hash computed here.
+    pub fn new(name: impl Into<String>, source: impl Into<String>) -> ShippedModule {
+        use sha2::Digest;
+        let source = source.into();
+        let sha256 = hex(&sha2::Sha256::digest(source.as_bytes()));
+        ShippedModule {
+            name: name.into(),
+            sha256,
+            source: Some(source),
+        }
+    }
+}
+
+#[cfg(feature = "client")]
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Request {
@@ -75,6 +116,7 @@ impl Request {
             path: Vec::new(),
             check_modules: Vec::new(),
             timeout_ms: None,
+            code: Vec::new(),
         }
     }
 
@@ -161,6 +203,9 @@ pub enum ErrorKind {
     /// `data.plugin` (or `data.module`) and `data.output` quote it. Clients report it as
     /// their protocol error (`Error::Protocol` in Rust).
     Protocol,
+    /// The call names shipped code by hash only ([`ShippedModule`] without `source`) and
+    /// the host's code cache does not have it; the client sends it again with the source.
+    CodeMissing,
     /// A kind this client version does not know (sent by a newer endpoint).
     #[serde(other)]
     Unknown,
@@ -181,6 +226,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "Timeout",
             ErrorKind::Cancelled => "Cancelled",
             ErrorKind::Protocol => "Protocol",
+            ErrorKind::CodeMissing => "CodeMissing",
             ErrorKind::Unknown => "Unknown",
         }
     }
