@@ -210,6 +210,12 @@ impl<C: Connector + 'static> Batch<C> {
         };
         let mut options = self.options.clone();
         options.store = Some(store);
+        // One look at the host's code for every item (they call the same function).
+        let probe = self
+            .client
+            .call::<Value>(&self.module, &self.function)
+            .into_request()?;
+        let host_code = crate::submit::host_code_id(&self.client, &probe).await?;
         let work = self
             .items
             .iter()
@@ -222,6 +228,7 @@ impl<C: Connector + 'static> Batch<C> {
                 options.force = force;
                 let (module, function, batch) =
                     (self.module.clone(), self.function.clone(), self.id.clone());
+                let host_code = host_code.clone();
                 async move {
                     let request = match args {
                         Ok(args) => client
@@ -238,6 +245,7 @@ impl<C: Connector + 'static> Batch<C> {
                         files: Vec::new(),
                         options,
                         batch: Some((batch, i as u64)),
+                        host_code: Some(host_code),
                     };
                     let job = match submit.await {
                         Ok(job) => job,

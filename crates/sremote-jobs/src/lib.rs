@@ -85,6 +85,7 @@ impl<C: Connector + 'static> JobsExt<C> for RemoteClient<C> {
             files: Vec::new(),
             options: JobOptions::default(),
             batch: None,
+            host_code: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sremote_core::protocol::Request;
+use sremote_core::protocol::{ErrorKind, Request, ShippedModule};
 use sremote_core::{Connector, Error, RemoteClient, Source};
 
 use crate::error::JobError;
@@ -45,6 +45,9 @@ pub struct Submit<C> {
     pub(crate) files: Vec<(PathBuf, String)>,
     pub(crate) options: JobOptions,
     pub(crate) batch: Option<(String, u64)>,
+    /// The host's identity of the called module's code ([`host_code_id`]), when the
+    /// caller asked for it already (a batch asks once for all its items).
+    pub(crate) host_code: Option<Value>,
 }
 
 impl<C: Connector> std::fmt::Debug for Submit<C> {
@@ -98,6 +101,14 @@ impl<C: Connector + 'static> Submit<C> {
         self.files.push((path.into(), name.into()));
         self
     }
+    /// Ship Python modules with the job (functions the host does not have), dependencies
+    /// first; each must carry its source. Their hashes are part of the job's identity.
+    pub fn code(mut self, modules: impl IntoIterator<Item = ShippedModule>) -> Self {
+        if let Ok(r) = &mut self.request {
+            r.code.extend(modules);
+        }
+        self
+    }
     /// All options at once.
     pub fn options(mut self, options: JobOptions) -> Self {
         self.options = options;
@@ -111,9 +122,15 @@ impl<C: Connector + 'static> Submit<C> {
             files,
             options,
             batch,
+            host_code,
         } = self;
         let request = request?;
         let host = client.host().to_string();
+        check_shipped_code(&request, &host)?;
+        let host_code = match host_code {
+            Some(v) => v,
+            None => host_code_id(&client, &request).await?,
+        };
         let store = match &options.store {
             Some(s) => s.clone(),
             None => JobStore::open_default()?,
@@ -136,7 +153,7 @@ impl<C: Connector + 'static> Submit<C> {
             Some(d) if d != &host => format!("{d} ({host})"),
             _ => host.clone(),
         };
-        let hash = call_hash(&identity, &request, &file_hashes);
+        let hash = call_hash(&identity, &request, &file_hashes, &host_code);
         let partition = match options.scheduler {
             Scheduler::Direct => None,
             _ => choose_partition(&options.resources, &options.host_config.partitions).map_err(
@@ -349,9 +366,91 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The identity of a call: SHA-256 of host, module, function, args, kwargs and input
-/// files (name and content hash), as canonical JSON (sorted keys).
-pub fn call_hash(host: &str, request: &Request, files: &[Value]) -> String {
+/// A job runs later, maybe after the host's code cache was cleaned: its request must carry
+/// every shipped module's source (never only the hash), and each hash must be the source's.
+fn check_shipped_code(request: &Request, host: &str) -> Result<(), JobError> {
+    for m in &request.code {
+        let what = format!(
+            "submit {}.{} to {host}: shipped module `{}`",
+            request.module, request.function, m.name
+        );
+        let Some(source) = &m.source else {
+            return Err(JobError::Usage(format!(
+                "{what} has no source (only its hash); a job runs later and needs the source — \
+                 build the request with the module's source (ShippedModule::new)"
+            )));
+        };
+        let sha = hex(&Sha256::digest(source.as_bytes()));
+        if !sha.eq_ignore_ascii_case(&m.sha256) {
+            return Err(JobError::Usage(format!(
+                "{what}: sha256 {} is not the SHA-256 of its source ({sha}) — build it with \
+                 ShippedModule::new",
+                m.sha256
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What the host's code of `request.module` is (the endpoint's `sys.code_id`): the endpoint's
+/// version and SHA-256 for its own modules, a plugin's SHA-256, a Python module file's
+/// SHA-256 — asked with the request's environment, so it is what the job will import. A
+/// module shipped with the request is identified by its hash already: `null`. An endpoint
+/// without `sys.code_id` (a custom one built before it existed) gives `null` too, with a
+/// warning: its jobs are identified without the host's code, as before.
+pub(crate) async fn host_code_id<C: Connector>(
+    client: &RemoteClient<C>,
+    request: &Request,
+) -> Result<Value, JobError> {
+    let shipped = |name: &str| request.code.iter().any(|m| m.name == name);
+    let bare = request
+        .module
+        .strip_prefix("py:")
+        .unwrap_or(&request.module);
+    if shipped(bare) {
+        return Ok(Value::Null);
+    }
+    let mut call = client.call::<Value>("sys", "code_id").arg(&request.module);
+    for (k, v) in &request.env {
+        call = call.env(k, v);
+    }
+    match call.await {
+        Ok(out) => Ok(out.value["id"].clone()),
+        Err(Error::RemoteExec(e)) if e.kind == ErrorKind::FunctionNotFound => {
+            tracing::warn!(
+                host = client.host(),
+                module = %request.module,
+                "the endpoint has no sys.code_id (a custom endpoint built with an older \
+                 sremote-endpoint?): the job's identity leaves out the host's code; rebuild it \
+                 to have changed code rerun"
+            );
+            Ok(Value::Null)
+        }
+        Err(Error::RemoteExec(e)) => Err(JobError::remote(
+            client.host(),
+            format!(
+                "identify the code of module `{}` (sys.code_id)",
+                request.module
+            ),
+            e.message,
+            "check that the host's python3 works (`sremote call HOST sys probe`), or submit a \
+             module that does not need it",
+        )),
+        // Transport, bootstrap: as any call's error (a dropped connection is retried).
+        Err(e) => Err(JobError::Call(e)),
+    }
+}
+
+/// The identity of a call: SHA-256 of host, module, function, args, kwargs, input files
+/// (name and content hash), the shipped code (name and hash of each module) and the
+/// host's code of the module (`host_code`, from [`host_code_id`]), as canonical JSON
+/// (sorted keys). Changed code — shipped, or the module file on the host — is a new job.
+pub fn call_hash(host: &str, request: &Request, files: &[Value], host_code: &Value) -> String {
+    let code: Vec<Value> = request
+        .code
+        .iter()
+        .map(|m| json!({ "name": m.name, "sha256": m.sha256.to_ascii_lowercase() }))
+        .collect();
     let identity = json!({
         "host": host,
         "module": request.module,
@@ -359,6 +458,8 @@ pub fn call_hash(host: &str, request: &Request, files: &[Value]) -> String {
         "args": request.args,
         "kwargs": request.kwargs,
         "files": files,
+        "code": code,
+        "host_code": host_code,
     });
     let mut canonical = String::new();
     canonical_json(&identity, &mut canonical);

@@ -29,7 +29,14 @@ pub(crate) fn register(m: &mut ModuleBuilder) {
         .raw("location", "() -> dict", location)
         .doc("{sremote, tmp, modules}: absolute paths of the endpoint's dirs on this host.")
         .raw("echo", "(value: any) -> any", echo)
-        .doc("Returns its argument unchanged (round-trip checks and payload benchmarks).");
+        .doc("Returns its argument unchanged (round-trip checks and payload benchmarks).")
+        .raw("code_id", "(module: str) -> dict", code_id)
+        .doc(
+            "{module, kind, id, ...}: a content identity of the code `module` resolves to here \
+             (the endpoint's own: its version and SHA-256; a plugin: its file's SHA-256; a Python \
+             module: its file's SHA-256, found without importing it; a builtin: the Python \
+             version). Jobs put `id` in their identity, so changed code is a new job.",
+        );
 }
 
 fn echo(_ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
@@ -62,6 +69,189 @@ fn version(_ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
 fn location(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
     args.expect_none("sys.location() -> dict")?;
     Ok(serde_json::to_value(ctx.location())?)
+}
+
+/// The Python side of `sys.code_id`: resolve `sys.argv[1]` the way the bridge imports it
+/// (the longest importable prefix of a dotted name, PYTHONPATH only), without running the
+/// module — submodules are found with `PathFinder` on the package's search path — and
+/// print one JSON line.
+const CODE_ID_PY: &str = r#"
+import hashlib, importlib.machinery, importlib.util, json, sys
+if sys.path and sys.path[0] == "":
+    del sys.path[0]
+parts = sys.argv[1].split(".")
+try:
+    spec = importlib.util.find_spec(parts[0])
+except (ImportError, ValueError):
+    spec = None
+found = parts[0]
+if spec is not None:
+    for i in range(1, len(parts)):
+        locations = spec.submodule_search_locations
+        if not locations:
+            break
+        name = ".".join(parts[: i + 1])
+        try:
+            sub = importlib.machinery.PathFinder.find_spec(name, list(locations))
+        except (ImportError, ValueError):
+            sub = None
+        if sub is None:
+            break
+        spec, found = sub, name
+out = {"python": sys.executable, "python_version": sys.version.split()[0]}
+if spec is None:
+    out["kind"] = "missing"
+elif spec.origin and spec.has_location:
+    h = hashlib.sha256()
+    with open(spec.origin, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    out.update(kind="file", found=found, path=spec.origin, sha256=h.hexdigest())
+else:
+    out.update(kind="builtin" if spec.origin else "namespace", found=found,
+               locations=sorted(spec.submodule_search_locations or []))
+print(json.dumps(out))
+"#;
+
+/// How long the Python side of `sys.code_id` may take (a slow network file system).
+const CODE_ID_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn code_id(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
+    let sig = "sys.code_id(module: str) -> dict";
+    let mut all: Vec<Value> = args.args;
+    if let Some(v) = args.kwargs.get("module") {
+        all.push(v.clone());
+    }
+    let module = match (all.as_slice(), args.kwargs.keys().all(|k| k == "module")) {
+        ([Value::String(m)], true) => m.clone(),
+        _ => {
+            return Err(CallError::bad_arguments(format!(
+                "{sig} takes one argument, the module name as a string"
+            )));
+        }
+    };
+    let location = ctx.location();
+    let endpoint_own = |module: &str| {
+        // `job` is the endpoint's own module inside every job (`job.run`).
+        module == "job" || ctx.endpoint().module_names().iter().any(|m| m == module)
+    };
+    let mut out = serde_json::json!({ "module": module });
+    let python_module = match module.strip_prefix(crate::python::PREFIX) {
+        Some(name) => Some(name),
+        None if endpoint_own(&module) => {
+            let sha = own_sha256();
+            out["kind"] = "endpoint".into();
+            out["version"] = sremote_core::protocol::VERSION.into();
+            out["sha256"] = sha.clone().map_or(Value::Null, Value::String);
+            out["id"] = format!(
+                "endpoint:{}:{}",
+                sremote_core::protocol::VERSION,
+                sha.as_deref().unwrap_or("unknown")
+            )
+            .into();
+            return Ok(out);
+        }
+        None => match location.plugin(&module) {
+            Some(path) => {
+                let sha = sha256_file(&path).map_err(|e| {
+                    CallError::raised(format!(
+                        "sys.code_id({module:?}): cannot read the plugin {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                out["kind"] = "plugin".into();
+                out["path"] = path.display().to_string().into();
+                out["id"] = format!("plugin:{sha}").into();
+                out["sha256"] = sha.into();
+                return Ok(out);
+            }
+            None => crate::python::python_name(&module).then_some(module.as_str()),
+        },
+    };
+    let Some(name) = python_module.filter(|n| crate::python::python_name(n)) else {
+        // Nothing here can serve it: the call would fail with ModuleNotFound.
+        out["kind"] = "unknown".into();
+        out["id"] = "unknown".into();
+        return Ok(out);
+    };
+    let python = match crate::python::find(location) {
+        Ok(p) => p,
+        Err(why) => {
+            out["kind"] = "no-python".into();
+            out["id"] = "no-python".into();
+            out["detail"] = why.into();
+            return Ok(out);
+        }
+    };
+    let mut cmd = Command::new(&python);
+    cmd.arg("-c").arg(CODE_ID_PY).arg(name);
+    let what = format!("sys.code_id({module:?}) with {}", python.display());
+    let f = crate::process::run(cmd, None, Some(CODE_ID_TIMEOUT))
+        .map_err(|e| CallError::raised(format!("{what}: cannot start it: {e}")))?;
+    let answer: Option<Value> = serde_json::from_slice(&f.stdout).ok();
+    let Some(Value::Object(found)) = answer.filter(|_| f.status.success() && !f.timed_out) else {
+        return Err(CallError::raised(format!(
+            "{what} failed ({}): {}; check that this interpreter works on the host",
+            if f.timed_out {
+                format!("no answer within {} s", CODE_ID_TIMEOUT.as_secs())
+            } else {
+                format!("exit {}", f.returncode())
+            },
+            String::from_utf8_lossy(&f.stderr).trim()
+        )));
+    };
+    let get = |k: &str| found.get(k).and_then(Value::as_str).unwrap_or_default();
+    let id = match get("kind") {
+        "file" => format!("python:{}", get("sha256")),
+        "builtin" => format!("python-builtin:{}", get("python_version")),
+        "namespace" => format!(
+            "python-namespace:{}",
+            found
+                .get("locations")
+                .map(Value::to_string)
+                .unwrap_or_default()
+        ),
+        _ => "python-missing".to_string(),
+    };
+    let kind = format!("python-{}", get("kind"));
+    for (k, v) in found {
+        out[k.as_str()] = v;
+    }
+    out["kind"] = kind.into();
+    out["id"] = id.into();
+    Ok(out)
+}
+
+/// SHA-256 (hex) of the running endpoint's executable, computed once.
+fn own_sha256() -> Option<String> {
+    static SHA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| {
+        // /proc/self/exe is the running file even after it was replaced on disk.
+        sha256_file(std::path::Path::new("/proc/self/exe"))
+            .or_else(|_| sha256_file(&std::env::current_exe()?))
+            .ok()
+    })
+    .clone()
+}
+
+fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// A GPU as `nvidia-smi` reports it, memory in bytes (`nvidia-smi` gives MiB).
