@@ -238,6 +238,9 @@ async fn session_worker_keeps_module_state_and_env_follows_calls() {
     let sshd = Sshd::start().unwrap();
     let client = connect(&sshd).await;
     with_helpers(&sshd, &client);
+    // One worker, so that module state is that of one interpreter (the pool's behaviour
+    // with more workers is tested in python_pool.rs).
+    assert_eq!(client.set_python_workers(1).await.unwrap(), 1);
     let mut pids = Vec::new();
     for expected in 1..=3 {
         let n: CallOutput<u32> = client
@@ -311,7 +314,7 @@ async fn session_worker_keeps_module_state_and_env_follows_calls() {
         .unwrap()
         .value;
     assert_ne!(pid, pids[0]);
-    // Concurrent Python calls of one session all complete, one at a time in the worker.
+    // Concurrent Python calls of one session all complete, one at a time in the one worker.
     let calls: Vec<_> = (0..20)
         .map(|i| client.call_async::<i64>("helpers", "identity", sremote_core::args![i]))
         .collect();

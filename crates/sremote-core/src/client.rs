@@ -330,6 +330,44 @@ impl<C: Connector> RemoteClient<C> {
     pub async fn close_session(&self) {
         self.inner.session.lock().await.take();
     }
+    /// Set how many Python workers serve this session's calls in parallel (default: the
+    /// host's CPU count); returns the size now. The size belongs to the session: after a
+    /// reconnect, set it again.
+    pub async fn set_python_workers(&self, n: usize) -> Result<usize, Error> {
+        self.call::<usize>("session", "python_workers")
+            .arg(n)
+            .mode(CallMode::Session)
+            .await
+            .map(|o| o.value)
+    }
+
+    /// Run Python `code` in the session's namespace on the host (one persistent namespace,
+    /// like an IPython engine's): names it binds that have a JSON form can then be pulled
+    /// ([`pull_value`](Self::pull_value)) or passed as [`Ref`](crate::Ref)s, and pushed
+    /// values are names there. The output's `stdout`/`stderr` hold what the code printed;
+    /// its `value` lists the names `changed`, `python_only` (no JSON form) and `deleted`.
+    /// An exception is a `Raised` error with the traceback (file `<sremote-execute>`).
+    pub async fn execute(&self, code: &str) -> Result<CallOutput<Value>, Error> {
+        self.call::<Value>("session", "execute")
+            .arg(code)
+            .mode(CallMode::Session)
+            .await
+    }
+
+    /// [`execute`](Self::execute) a script's `source` (read by the caller) as the file
+    /// `filename` (the name its tracebacks show, and its `__file__`).
+    pub async fn run_source(
+        &self,
+        source: &str,
+        filename: &str,
+    ) -> Result<CallOutput<Value>, Error> {
+        self.call::<Value>("session", "run")
+            .arg(source)
+            .arg(filename)
+            .mode(CallMode::Session)
+            .await
+    }
+
 
     pub(crate) fn next_id(&self) -> String {
         format!(

@@ -9,17 +9,23 @@
 //!
 //! - **Call and pipe/file mode**: one interpreter per call ([`call_once`]), run like a
 //!   plugin: the request line on stdin, the reply line on stdout.
-//! - **Session mode**: one persistent worker per session ([`call_session`]); module state
-//!   (imports, globals, caches) persists between calls, like an IPython engine. Python calls
-//!   of one session run one at a time. Each call sends the environment changes since the
-//!   previous one (`env` of the request, registered variables, `path` → `PYTHONPATH`). A
-//!   timeout or a cancel kills the worker (its state is lost); the next call starts a new
-//!   one. The worker is also replaced when the interpreter to use changes (e.g. a venv was
-//!   created by `install_python_packages`).
+//! - **Session mode**: one namespace worker plus a pool for stateless calls (`python/pool.rs`).
+//!   Python calls ([`call_session`]) run in parallel on a pool of persistent workers
+//!   (default size: the host's CPU count; `session.python_workers(n)` sets it); module state
+//!   (imports, caches) persists in each worker. Each call sends its worker the environment
+//!   changes since that worker's previous call (`env` of the request, registered variables,
+//!   `path` → `PYTHONPATH`). A timeout or a cancel kills only that call's worker (its state
+//!   is lost); the next call starts a new one. A worker is also replaced when the
+//!   interpreter to use changes (e.g. a venv was created by `install_python_packages`).
+//!   `session.execute`/`session.run` run code in the separate namespace worker
+//!   (`python/namespace.rs`), whose globals persist like an IPython engine's user
+//!   namespace and are kept in sync with the session's value store.
 //!
 //! Values: see PROTOCOL.md ("Python bridge") for the conversions; integers beyond 64 bits
 //! come back as decimal strings, bytes as `{"$bytes": base64}`.
 
+pub(crate) mod namespace;
+pub(crate) mod pool;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -35,7 +41,7 @@ use crate::endpoint::CallOutput;
 use crate::error::CallError;
 use crate::location::Location;
 
-pub(crate) use worker::{call_session, cancel, shutdown};
+pub(crate) use pool::{call_session, cancel, shutdown};
 
 /// The bridge script run by every Python interpreter the endpoint starts.
 const BRIDGE: &str = include_str!("python_bridge.py");

@@ -10,6 +10,8 @@
 #
 # Requests:  {"op": "call", "module", "function", "args", "kwargs", "env": {"set", "unset"}}
 #            {"op": "versions", "names": [...], "env": ...}
+#            {"op": "execute", "code", "filename", "run", "sync": {"set", "delete"}, "env": ...}
+#              (the namespace worker; ok = {"sync": {"set", "python_only", "deleted"}, "raised"})
 # Responses: {"ok": value, "stdout", "stderr"} or {"error": {kind, message, traceback, data},
 #            "stdout", "stderr"}
 import binascii
@@ -237,6 +239,149 @@ def versions(msg):
     return out
 
 
+# The namespace worker (session.execute / session.run): one persistent namespace, the
+# globals of a module that is `__main__` in this interpreter (as in an IPython engine),
+# kept in sync with the session's value store by the endpoint (python/namespace.rs).
+NAMESPACE = []  # [the namespace dict], made on first use
+SYNCED = {}  # name -> (value, hash of its JSON text or None): what the store holds now
+SCALARS = (bool, int, float, complex, str, bytes, type(None))
+CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def namespace():
+    if not NAMESPACE:
+        import builtins
+        import types
+        main = types.ModuleType("__main__")
+        main.__dict__["__builtins__"] = builtins
+        sys.modules["__main__"] = main  # classes and functions defined there pickle
+        NAMESPACE.append(main.__dict__)
+    return NAMESPACE[0]
+
+
+def synced_name(name):
+    return not (name.startswith("__") and name.endswith("__"))  # __builtins__, __file__…
+
+
+def describe(v):
+    import types
+    if isinstance(v, types.ModuleType):
+        return "the module %s" % v.__name__
+    if isinstance(v, type):
+        return "the class %s" % v.__qualname__
+    if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return "the function %s" % getattr(v, "__qualname__", "?")
+    return "a %s" % type_name(v)
+
+
+def json_form(v):
+    """(True, the JSON form of v) or (False, what v is) when it has none."""
+    import types
+    if isinstance(v, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return False, describe(v)
+    try:
+        return True, encode(v)
+    except Exception:  # CallFailed, RecursionError, a failing .tolist()
+        return False, describe(v)
+
+
+def form_hash(form):
+    return hash(json.dumps(form, sort_keys=True, ensure_ascii=False))
+
+
+def apply_sync(ns, sync):
+    """Bind the values the store has and the namespace lacks; drop the names it deleted."""
+    for name in sync.get("delete", []):
+        ns.pop(name, None)
+        SYNCED.pop(name, None)
+    for name, value in sync.get("set", {}).items():
+        if synced_name(name):
+            v = decode(value)
+            ns[name] = v
+            SYNCED[name] = (v, None if isinstance(v, SCALARS) else form_hash(encode(v)))
+
+
+def namespace_changes(ns):
+    """Names bound, rebound or changed in place since the last sync (their JSON form, or
+    what they are when they have none), and names deleted."""
+    out = {"set": {}, "python_only": {}, "deleted": [n for n in SYNCED if n not in ns]}
+    for name in out["deleted"]:
+        del SYNCED[name]
+    for name, v in list(ns.items()):
+        old = SYNCED.get(name)
+        same = old is not None and old[0] is v
+        if not synced_name(name) or same and (isinstance(v, SCALARS) or old[1] is None and
+                                              not isinstance(v, CONTAINERS)):
+            continue
+        has_json, form = json_form(v)
+        h = form_hash(form) if has_json else None
+        if same and old[1] == h:
+            continue
+        SYNCED[name] = (v, h)
+        out["set" if has_json else "python_only"][name] = form
+    return out
+
+
+def code_objects(code):
+    import types
+    found, todo = set(), [code]
+    while todo:
+        c = todo.pop()
+        found.add(c)
+        todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return found
+
+
+def raised(e, filename, codes):
+    """An exception of executed code as an error; frames of code compiled earlier under
+    the same file name show no source line (linecache holds the latest code only)."""
+    import traceback
+    tb = user_frames(e.__traceback__)
+    te = traceback.TracebackException(type(e), e, tb, lookup_lines=False)
+    stack = []
+    for f, (frame, _) in zip(te.stack, traceback.walk_tb(tb)):
+        if f.filename == filename and frame.f_code not in codes:
+            f = traceback.FrameSummary(f.filename, f.lineno, f.name, line="")
+        if not noise(f):
+            stack.append(f)
+    te.stack = traceback.StackSummary.from_list(stack)
+    return {"kind": "Raised", "message": "%s: %s" % (type_name(e), e), "traceback": "".join(te.format()),
+            "data": {"exception": type_name(e)}}
+
+
+def execute(msg):
+    """Run `code` in the namespace (as file `filename`; `run`: a script, with __file__ set)
+    after applying the store's changes; answer with the namespace's changes and the
+    exception the code raised, if any."""
+    import linecache
+    ns = namespace()
+    apply_sync(ns, msg.get("sync") or {})
+    source, filename, run = msg.get("code", ""), msg.get("filename") or "<sremote-execute>", msg.get("run")
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    saved = ns.get("__file__")
+    if run:
+        ns["__file__"] = filename
+    error, codes = None, set()
+    try:
+        code = compile(source, filename, "exec", dont_inherit=True)
+        codes = code_objects(code)
+        exec(code, ns)
+    except SystemExit as e:  # a script's sys.exit(0) is a normal end
+        if e.code not in (None, 0):
+            error = raised(e, filename, codes)
+    except BaseException as e:
+        error = raised(e, filename, codes)
+    finally:
+        if run and saved is None:
+            ns.pop("__file__", None)
+        elif run:
+            ns["__file__"] = saved
+    return {"sync": namespace_changes(ns), "raised": error}
+
+
+OPS = {"versions": versions, "execute": execute}
+
+
 def apply_env(env):
     if not env:
         return
@@ -301,10 +446,7 @@ def serve():
         try:
             msg = json.loads(line)
             apply_env(msg.get("env"))
-            if msg.get("op") == "versions":
-                reply["ok"] = versions(msg)
-            else:
-                reply["ok"] = call(msg)
+            reply["ok"] = OPS.get(msg.get("op"), call)(msg)
         except CallFailed as e:
             reply = {"error": {"kind": e.kind, "message": e.message, "data": e.data}}
         except RecursionError as e:

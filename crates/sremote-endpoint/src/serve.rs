@@ -7,6 +7,8 @@
 //! request arrives and no other thread is waiting to read. The endpoint exits as soon as
 //! stdin closes (the client or its connection went away), killing what its calls started.
 
+pub(crate) mod store;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -20,7 +22,7 @@ use sremote_core::protocol::{ErrorBody, ErrorKind, PROTOCOL_VERSION, Request, Re
 
 use crate::endpoint::{Endpoint, SessionCall, error_response};
 use crate::env::SessionEnv;
-use crate::error::CallError;
+use store::{Session, with_session_module};
 
 /// Most threads a session runs calls on at once; more requests wait for a free one.
 const MAX_THREADS: usize = 1024;
@@ -34,8 +36,9 @@ struct Shared {
     reader: Mutex<BufReader<File>>,
     writer: Mutex<File>,
     env: SessionEnv,
-    /// Named values kept between calls (`session.push`/`session.pull`, `{"$ref": name}`).
-    store: Arc<Mutex<HashMap<String, Value>>>,
+    /// Named values kept between calls (`session.push`/`session.pull`, `{"$ref": name}`,
+    /// the Python namespace's values) and the deadlines of namespace calls.
+    session: Arc<Session>,
     /// Calls read and not yet answered, by id: `true` once cancelled (answered early;
     /// the late result is dropped). Entered before the next frame is read, so a cancel
     /// always finds a call whose request came first.
@@ -55,14 +58,14 @@ pub(crate) fn run(endpoint: &Endpoint) -> i32 {
             return crate::cli::EXIT_NO_RESPONSE;
         }
     };
-    let store: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
-    let endpoint = with_session_module(endpoint.clone().fix_location(), store.clone());
+    let session: Arc<Session> = Arc::default();
+    let endpoint = with_session_module(endpoint.clone().fix_location(), session.clone());
     let shared = Arc::new(Shared {
         endpoint,
         reader: Mutex::new(BufReader::with_capacity(256 << 10, input)),
         writer: Mutex::new(output),
         env: SessionEnv::new(),
-        store,
+        session,
         calls: Mutex::default(),
         idle: AtomicUsize::new(0),
         threads: AtomicUsize::new(1),
@@ -139,6 +142,7 @@ const INLINE: &[(&str, &str)] = &[
     ("session", "pull"),
     ("session", "delete"),
     ("session", "names"),
+    ("session", "python_workers"),
 ];
 
 fn runs_inline(req: &Request) -> bool {
@@ -236,9 +240,10 @@ fn handle_request(
         Err((id, err)) => return Some((error_response(id.unwrap_or_default(), err), Vec::new())),
     };
     let id = req.id.clone();
+    shared.session.take_timeout(&mut req);
     let reply = if lock(&shared.calls).get(&id) == Some(&true) {
         None // cancelled before it started: not run at all
-    } else if let Err(e) = resolve_refs(&shared.store, &mut req) {
+    } else if let Err(e) = shared.session.store.resolve_refs(&mut req) {
         let (m, f) = (req.module.clone(), req.function.clone());
         Some((error_response(id.clone(), e.into_body(&m, &f)), Vec::new()))
     } else {
@@ -255,6 +260,7 @@ fn handle_request(
     let cancelled = calls.remove(&id) == Some(true);
     crate::process::forget_call(&id);
     drop(calls);
+    shared.session.forget(&id);
     reply.filter(|_| !cancelled)
 }
 
@@ -294,62 +300,4 @@ fn cancel(shared: &Shared, body: &[u8]) {
     if write_response(shared, &error_response(id, body), &[]).is_err() {
         shut_down(None);
     }
-}
-
-/// Replace every `{"$ref": name}` argument by the stored value of that name.
-fn resolve_refs(store: &Mutex<HashMap<String, Value>>, req: &mut Request) -> Result<(), CallError> {
-    fn walk(v: &mut Value, store: &HashMap<String, Value>) -> Result<(), CallError> {
-        match v {
-            Value::Object(map) if map.len() == 1 && map.contains_key("$ref") => {
-                let name = map["$ref"].as_str().unwrap_or_default().to_string();
-                *v = store.get(&name).cloned().ok_or_else(|| {
-                    CallError::bad_arguments(format!(
-                        "no stored value named {name:?} in this session (push it first)"
-                    ))
-                })?;
-                Ok(())
-            }
-            Value::Object(map) => map.values_mut().try_for_each(|v| walk(v, store)),
-            Value::Array(items) => items.iter_mut().try_for_each(|v| walk(v, store)),
-            _ => Ok(()),
-        }
-    }
-    // Walked even when nothing was pushed yet: a reference to a name never pushed is an
-    // error naming it, never a plain dict passed on.
-    let store = lock(store);
-    req.args
-        .iter_mut()
-        .chain(req.kwargs.values_mut())
-        .try_for_each(|v| walk(v, &store))
-}
-
-/// The `session` module: named values that live as long as the session.
-fn with_session_module(endpoint: Endpoint, store: Arc<Mutex<HashMap<String, Value>>>) -> Endpoint {
-    let (push, pull, delete, names) = (store.clone(), store.clone(), store.clone(), store);
-    endpoint.module("session", move |m| {
-        m.doc("values kept in the endpoint between calls of one session");
-        m.function(
-            "push",
-            move |name: String, value: sremote_core::protocol::Stored| {
-                lock(&push).insert(name, value.0);
-            },
-        )
-        .params(&["name", "value"])
-        .doc("store `value` under `name`; pass {\"$ref\": name} as an argument to use it");
-        m.function("pull", move |name: String| -> Result<Value, CallError> {
-            lock(&pull).get(&name).cloned().ok_or_else(|| {
-                CallError::raised(format!("no stored value named {name:?} in this session"))
-            })
-        })
-        .params(&["name"]);
-        m.function("delete", move |name: String| {
-            lock(&delete).remove(&name).is_some()
-        })
-        .params(&["name"]);
-        m.function("names", move || {
-            let mut v: Vec<String> = lock(&names).keys().cloned().collect();
-            v.sort();
-            v
-        });
-    })
 }

@@ -131,6 +131,47 @@ class Client(_NativeClient):
         except asyncio.CancelledError:
             ar.cancel()
             raise
+    def execute(self, code: str) -> None:
+        """Run Python ``code`` in this session's namespace on the host: one persistent
+        namespace, like an IPython engine's. Names it binds are then ``c[name]``,
+        ``pull`` and ``Reference(name)``; pushed values are names there. What the code
+        prints goes to this process's ``sys.stdout``/``sys.stderr``; an exception raises
+        ``RemoteError`` with the host's traceback (file ``<sremote-execute>``). A value
+        without a JSON form (a lock, a module) stays in the host's namespace only.
+
+        >>> c.execute("a = 5"); c["a"]
+        5
+        """
+        self._namespace_call("execute", code)
+
+    def run(self, path: Any) -> None:
+        """Run the local script ``path`` in this session's namespace on the host, as
+        ``__main__`` with ``__file__`` = ``path`` (its text travels; the host needs no
+        copy). Its names stay in the namespace, as with ``execute``."""
+        import os
+        import tokenize
+
+        path = os.fspath(path)
+        with tokenize.open(path) as f:  # honours a coding declaration
+            source = f.read()
+        self._namespace_call("run", source, path)
+
+    def _namespace_call(self, function: str, *args: Any) -> None:
+        import sys
+
+        try:
+            out = self.call_output("session", function, *args)
+        except RemoteError as e:
+            sys.stdout.write(e.stdout or "")
+            sys.stderr.write(e.stderr or "")
+            if e.kind == "ModuleNotFound" and e.module == "session":
+                raise UsageError("Client.%s needs session mode (one sremote-endpoint serve per client, over a "
+                                 "connector that can start it: local or ssh, mode 'auto' or 'session'); this "
+                                 "call did not run in one: %s" % (function, e.message)) from e
+            raise
+        sys.stdout.write(out.stdout)
+        sys.stderr.write(out.stderr)
+
 
     # -- session namespace (IPython's push / pull / dict interface) -------------------
 
