@@ -12,6 +12,8 @@ command -v git >/dev/null || need+=(git)
 for sh in tcsh fish zsh ksh; do command -v "$sh" >/dev/null || need+=("$sh"); done
 # The hosts' sessions use the system python (not a pyenv one on the runner's PATH).
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
+# numpy for the hosts' python: the Python jobs test submits np.sum (ExPyRe's example).
+/usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)
 if [ "${SREMOTE_TEST_SLURM:-1}" = 1 ]; then
   command -v slurmctld >/dev/null || need+=(slurmctld)
   command -v slurmd >/dev/null || need+=(slurmd)

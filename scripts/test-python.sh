@@ -12,8 +12,11 @@ profile=${SREMOTE_PY_PROFILE:-dev}
 venv=$(mktemp -d "${TMPDIR:-/tmp}/sremote-py-venv.XXXXXX")
 trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7"
-cargo build -q -p sremote-testkit --bin sremote-testkit -p sremote-gateway --bin sremote-gateway
+# numpy: ExPyRe's np.sum job; nbclient, nbformat, ipykernel: the notebook magic's test
+# runs a real notebook headless.
+"$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" \
+  numpy nbclient nbformat ipykernel
+cargo build -q -p sremote-testkit --bin sremote-testkit -p sremote-gateway --bin sremote-gateway -p sremote-cli --bin sremote
 PATH="$venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile $profile" \
   "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation ./crates/sremote-py
 # From the tests' own directory: `import sremote` is the installed package.

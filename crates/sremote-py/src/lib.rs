@@ -10,6 +10,7 @@ mod asyncres;
 mod client;
 mod connectors;
 mod errors;
+mod jobs;
 mod ops;
 mod runtime;
 mod values;
@@ -28,6 +29,7 @@ fn _sremote(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<connectors::PyLocalConnector>()?;
     m.add_class::<connectors::PySshConnector>()?;
     m.add_class::<connectors::PyNewtConnector>()?;
+    jobs::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

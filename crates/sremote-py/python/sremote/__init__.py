@@ -60,6 +60,7 @@ from ._sremote import (  # noqa: F401  (re-exported)
     __version__,
 )
 from ._sremote import Client as _NativeClient
+from .jobs import Job, JobCancelledError, JobDiedError, JobError, JobsMixin
 
 __all__ = [
     "AsyncResult", "CallOutput", "Client", "Connector", "DecodeError", "ExecResult",
@@ -67,9 +68,10 @@ __all__ = [
     "ProtocolError", "Reference", "RemoteError", "SremoteError", "SshConnector",
     "TransportError", "UsageError", "__version__",
 ]
+__all__ += ["Job", "JobError", "JobDiedError", "JobCancelledError"]
 
 
-class Client(_NativeClient):
+class Client(JobsMixin, _NativeClient):
     """The client of one host: calls, programs, files, installs, a session namespace.
 
     ``Client(host="local", *, ssh_config=None, config=None, timeout=None,
