@@ -138,6 +138,17 @@ impl<C, T> CallBuilder<'_, C, T> {
         self
     }
 
+    /// Ship Python modules with the call (functions the host does not have): each is
+    /// loaded on the host from its code cache, dependencies first, before `module` is
+    /// imported. The host caches them by SHA-256; this client then sends only the hash.
+    pub fn code(
+        mut self,
+        modules: impl IntoIterator<Item = crate::protocol::ShippedModule>,
+    ) -> Self {
+        self.request.code.extend(modules);
+        self
+    }
+
     /// Force the call path for this call.
     pub fn mode(mut self, mode: CallMode) -> Self {
         self.mode = Some(mode);

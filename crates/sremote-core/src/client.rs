@@ -72,6 +72,9 @@ pub(crate) struct Inner<C> {
     pub(crate) no_session: std::sync::atomic::AtomicBool,
     pub(crate) next_id: AtomicU64,
     pub(crate) id_prefix: String,
+    /// SHA-256 of shipped modules the host has answered a call with (so it keeps them in
+    /// its code cache): later calls send only the hash.
+    pub(crate) shipped: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Calls functions on one host. Cheap to clone (shared state).
@@ -146,6 +149,7 @@ impl<C: Connector> RemoteClient<C> {
                     (nanos.as_micros() as u64 & 0xff_ffff)
                         + (CLIENTS.fetch_add(1, Ordering::Relaxed) << 24)
                 ),
+                shipped: Mutex::new(Default::default()),
             }),
         }
     }
@@ -326,10 +330,6 @@ impl<C: Connector> RemoteClient<C> {
             .map(|o| o.value)
     }
 
-    /// Close the session, if any (the endpoint on the host exits). The next call opens a new one.
-    pub async fn close_session(&self) {
-        self.inner.session.lock().await.take();
-    }
     /// Set how many Python workers serve this session's calls in parallel (default: the
     /// host's CPU count); returns the size now. The size belongs to the session: after a
     /// reconnect, set it again.
@@ -368,6 +368,10 @@ impl<C: Connector> RemoteClient<C> {
             .await
     }
 
+    /// Close the session, if any (the endpoint on the host exits). The next call opens a new one.
+    pub async fn close_session(&self) {
+        self.inner.session.lock().await.take();
+    }
 
     pub(crate) fn next_id(&self) -> String {
         format!(
@@ -401,16 +405,58 @@ impl<C: Connector> RemoteClient<C> {
         let (mode, auto_bootstrap) = self.apply_settings(&mut request, check_modules, mode);
         let started = Instant::now();
         let generation = lock(&self.inner.state).generation;
-        let send = || self.send(&request, &attachments, mode, &action, control);
-        let (mode, answer) = match send().await {
+        let full_code = self.strip_cached_code(&mut request);
+        let (mut mode, mut answer) = match self
+            .send(&request, &attachments, mode, &action, control)
+            .await
+        {
             Err(Error::NotSetup(reason)) if auto_bootstrap => {
                 tracing::info!(host = self.host(), reason = %reason.reason, "endpoint not set up; bootstrapping");
                 self.bootstrap_after_failure(generation).await?;
-                send().await?
+                self.send(&request, &attachments, mode, &action, control)
+                    .await?
             }
             other => other?,
         };
+        if let Some(code) = full_code {
+            if code_missing(&answer) {
+                // The host's cache lost what we sent before (cleaned, another sremote
+                // dir): send it again with the sources.
+                tracing::debug!(
+                    host = self.host(),
+                    "shipped code not cached on the host; resending"
+                );
+                request.code = code;
+                (mode, answer) = self
+                    .send(&request, &attachments, mode, &action, control)
+                    .await?;
+            }
+            if !code_missing(&answer) {
+                let mut known = lock(&self.inner.shipped);
+                known.extend(request.code.iter().map(|m| m.sha256.clone()));
+            }
+        }
         self.finish(answer, &request, mode, started.elapsed(), &action)
+    }
+
+    /// Drop the sources of shipped modules the host has already cached (the request then
+    /// names them by hash). Returns the full list when the request ships code, to resend
+    /// it if the host answers `CodeMissing`.
+    fn strip_cached_code(
+        &self,
+        request: &mut Request,
+    ) -> Option<Vec<crate::protocol::ShippedModule>> {
+        if request.code.is_empty() {
+            return None;
+        }
+        let full = request.code.clone();
+        let known = lock(&self.inner.shipped);
+        for m in &mut request.code {
+            if m.source.is_some() && known.contains(&m.sha256) {
+                m.source = None;
+            }
+        }
+        Some(full)
     }
 
     /// Fill a call's request with the client's settings (env, path, required modules, id).
@@ -708,4 +754,9 @@ impl<C: Connector> RemoteClient<C> {
         }
         Ok(response)
     }
+}
+
+/// Whether the host answered that shipped code named by hash is not in its cache.
+fn code_missing((response, _): &crate::session::Answer) -> bool {
+    matches!(&response.outcome, crate::protocol::Outcome::Error(e) if e.kind == crate::protocol::ErrorKind::CodeMissing)
 }

@@ -350,7 +350,8 @@ impl Endpoint {
         if let Err(e) = self.check_modules(&req.check_modules, &location, session_id) {
             return fail(e);
         }
-        let target = match self.resolve(&module, &function, &location) {
+        let shipped = req.code.iter().any(|m| m.name == module);
+        let target = match self.resolve(&module, &function, &location, shipped) {
             Ok(t) => t,
             Err(e) => return fail(e),
         };
@@ -431,7 +432,12 @@ impl Endpoint {
         module: &str,
         function: &str,
         location: &Location,
+        shipped: bool,
     ) -> Result<Target, CallError> {
+        if shipped {
+            // The module travels with the call: always Python's, whatever else is here.
+            return crate::python::Target::forced(module, location).map(Target::Python);
+        }
         if let Some(m) = self.inner.modules.get(module) {
             if m.functions.contains_key(function) {
                 return Ok(Target::Registered);

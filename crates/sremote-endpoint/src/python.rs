@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sremote_core::protocol::{ErrorKind, Request};
+use sremote_core::protocol::{ErrorKind, Request, ShippedModule};
 
 use crate::endpoint::CallOutput;
 use crate::error::CallError;
@@ -95,6 +95,13 @@ pub(crate) struct Target {
     python: PathBuf,
     module: String,
     hint: Option<String>,
+    /// Where shipped modules are kept by SHA-256: `<sremote>/cache/python`.
+    cache: PathBuf,
+}
+
+/// The host's cache of shipped Python modules: `<sremote>/cache/python/<sha256>/<name>.py`.
+pub(crate) fn code_cache(location: &Location) -> PathBuf {
+    location.sremote.join("cache").join("python")
 }
 
 impl Target {
@@ -113,6 +120,7 @@ impl Target {
                 python,
                 module: name.to_string(),
                 hint: None,
+                cache: code_cache(location),
             }),
             Err(why) => Err(CallError::new(
                 ErrorKind::ModuleNotFound,
@@ -142,6 +150,7 @@ impl Target {
                 python,
                 module: module.to_string(),
                 hint: Some(hint.clone()),
+                cache: code_cache(location),
             }),
             Ok(python) => Err(not_found(
                 "it is no Python module name either".into(),
@@ -159,6 +168,8 @@ impl Target {
             function: &req.function,
             args: &req.args,
             kwargs: &req.kwargs,
+            code: &req.code,
+            cache: &self.cache,
         };
         let mut out = if in_session {
             call_session(&self.python, &op, &req.id, req.timeout_ms)
@@ -240,6 +251,10 @@ pub(crate) enum Op<'a> {
         function: &'a str,
         args: &'a [Value],
         kwargs: &'a BTreeMap<String, Value>,
+        /// Shipped modules to load first (see [`sremote_core::protocol::ShippedModule`]).
+        code: &'a [ShippedModule],
+        /// The host's code cache ([`code_cache`]).
+        cache: &'a Path,
     },
     /// Which of `names` can be imported, and their versions.
     Versions(&'a [String]),
@@ -258,6 +273,10 @@ struct Msg<'a> {
     kwargs: Option<&'a BTreeMap<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     names: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "<[ShippedModule]>::is_empty")]
+    code: &'a [ShippedModule],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'a Path>,
     #[serde(skip_serializing_if = "Option::is_none")]
     env: Option<EnvDiff>,
 }
@@ -277,6 +296,8 @@ impl<'a> Msg<'a> {
             args: None,
             kwargs: None,
             names: None,
+            code: &[],
+            cache: None,
             env: None,
         };
         match *op {
@@ -285,11 +306,17 @@ impl<'a> Msg<'a> {
                 function,
                 args,
                 kwargs,
+                code,
+                cache,
             } => {
                 m.module = Some(module);
                 m.function = Some(function);
                 m.args = Some(args);
                 m.kwargs = Some(kwargs);
+                if !code.is_empty() {
+                    m.code = code;
+                    m.cache = Some(cache);
+                }
             }
             Op::Versions(names) => {
                 m.op = "versions";

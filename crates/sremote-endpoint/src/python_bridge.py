@@ -188,8 +188,74 @@ def resolve(module, function):
     raise first_error
 
 
+# Shipped modules loaded in this process, by SHA-256 of their source.
+SHIPPED = {}
+
+
+def shipped_source(cache, name, sha, source):
+    """The path of the shipped module `name` in the host's code cache
+    (`<cache>/<sha256>/<name>.py`), written there (atomically) from `source` when given."""
+    import hashlib
+    if not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise CallFailed("BadRequest", "shipped module %s: %r is no SHA-256 (64 lower-case hex digits)" % (name, sha))
+    folder = os.path.join(cache, sha)
+    path = os.path.join(folder, name + ".py")
+    if source is not None:
+        data = source.encode("utf-8", "surrogateescape")
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise CallFailed("BadRequest", "shipped module %s does not match its SHA-256 %s" % (name, sha))
+        if not os.path.exists(path):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            tmp = "%s.%d.tmp" % (path, os.getpid())
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        return path
+    try:
+        with open(path, "rb") as f:
+            ok = hashlib.sha256(f.read()).hexdigest() == sha
+    except OSError:
+        ok = False
+    if not ok:
+        raise CallFailed("CodeMissing", "shipped module %s (%s) is not in this host's code cache %s; send it with "
+                         "its source" % (name, sha[:12], cache))
+    return path
+
+
+def load_shipped(code, cache):
+    """Load the modules that travel with the call (dependencies first), each once per
+    content in this process; `sys.modules[name]` is the shipped version for this call."""
+    for m in code:
+        name, sha = m.get("name", ""), m.get("sha256", "")
+        if not all(p.isidentifier() for p in name.split(".")):
+            raise CallFailed("BadRequest", "shipped module name %r is not a dotted Python name" % name)
+        module = SHIPPED.get(sha)
+        if module is None:
+            path = shipped_source(cache, name, sha, m.get("source"))
+            import importlib.util
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # during its own import too (dataclasses, pickling)
+            try:
+                spec.loader.exec_module(module)
+            except ModuleNotFoundError as e:
+                sys.modules.pop(name, None)
+                raise CallFailed("ModuleNotFound", "your module %s (shipped with the call) imports `%s`, which %s (%s) "
+                                 "on this host cannot import: install it there (`sremote install HOST %s`, or "
+                                 "client.install_python_packages)" % (name, e.name, sys.executable,
+                                                                      python_version(), e.name),
+                                 {"python": sys.executable, "missing": e.name})
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+            SHIPPED[sha] = module
+        sys.modules[name] = module
+
+
 def call(msg):
     module, function = msg["module"], msg["function"]
+    if msg.get("code"):
+        load_shipped(msg["code"], msg.get("cache") or ".")
     obj = resolve(module, function)
     if not callable(obj):
         raise CallFailed("FunctionNotFound", "`%s.%s` is a %s, not a function" % (module, function, type_name(obj)))

@@ -47,6 +47,8 @@ pub struct Prepared {
     pub args: Vec<Arg>,
     pub kwargs: Vec<(String, Arg)>,
     pub timeout: Option<Duration>,
+    /// Python modules shipped with the call (`(name, source)` from `sremote._ship`).
+    pub code: Vec<sremote_core::protocol::ShippedModule>,
 }
 
 /// The client of one host; see the Python docstring in `sremote/__init__.pyi`.
@@ -161,6 +163,7 @@ impl Client {
             args: Vec::with_capacity(args.len()),
             kwargs: Vec::new(),
             timeout: self.default_timeout(),
+            code: Vec::new(),
         };
         for (i, a) in args.iter().enumerate() {
             p.args.push(to_arg(&a, &format!("argument {}", i + 1))?);
@@ -193,7 +196,27 @@ impl Client {
         if let Some(t) = p.timeout {
             call = call.timeout(t);
         }
+        if !p.code.is_empty() {
+            call = call.code(p.code);
+        }
         call
+    }
+
+    /// [`prepare`](Self::prepare) for a function that travels with its code.
+    fn prepare_shipped(
+        &self,
+        module: &str,
+        function: &str,
+        code: Vec<(String, String)>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Prepared> {
+        let mut p = self.prepare(module, function, args, kwargs)?;
+        p.code = code
+            .into_iter()
+            .map(|(name, source)| sremote_core::protocol::ShippedModule::new(name, source))
+            .collect();
+        Ok(p)
     }
 
     /// Start a prepared call in the background (needs the runtime's context).
@@ -368,6 +391,39 @@ impl Client {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<AsyncResult> {
         let p = self.prepare(module, function, args, kwargs)?;
+        let what = format!("call {module}.{function} on {}", self.client.host());
+        Ok(AsyncResult::new(self.spawn(p)?, what))
+    }
+
+    /// `call_output` of a function shipped with its code: `code` is the list of
+    /// `(module name, source)` that `sremote._ship.describe` made (dependencies first).
+    /// Used by `apply`; not for direct use.
+    #[pyo3(signature = (module, function, code, args, kwargs=None))]
+    fn _call_shipped(
+        &self,
+        py: Python<'_>,
+        module: &str,
+        function: &str,
+        code: Vec<(String, String)>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<CallOutput> {
+        let submitted = SystemTime::now();
+        let p = self.prepare_shipped(module, function, code, args, kwargs)?;
+        CallOutput::new(py, self.run(py, p)?, submitted)
+    }
+
+    /// `call_async` of a function shipped with its code (see `_call_shipped`).
+    #[pyo3(signature = (module, function, code, args, kwargs=None))]
+    fn _call_shipped_async(
+        &self,
+        module: &str,
+        function: &str,
+        code: Vec<(String, String)>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<AsyncResult> {
+        let p = self.prepare_shipped(module, function, code, args, kwargs)?;
         let what = format!("call {module}.{function} on {}", self.client.host());
         Ok(AsyncResult::new(self.spawn(p)?, what))
     }
