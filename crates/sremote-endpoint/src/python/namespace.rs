@@ -114,6 +114,11 @@ fn exchange(
     code: &Code<'_>,
     deadline: Option<Instant>,
 ) -> Result<CallOutput, Failure> {
+    if w.synced.is_empty() {
+        // A new worker (the previous one was replaced: another interpreter): markers of
+        // Python-only values are those of a namespace that is gone.
+        store.forget_python();
+    }
     let pending = store.changes_for(&w.synced);
     let (diff, env) = w.env_changes();
     let msg = json!({
