@@ -424,3 +424,26 @@ async fn a_timeout_or_cancel_of_execute_loses_only_python_only_values() {
     let out = c.execute("print(a + 1)").await.unwrap();
     assert_eq!(out.stdout, "6\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_interpreter_replaces_the_namespace_worker() {
+    let h = host();
+    let c = &h.client;
+    c.execute("import threading; l = threading.Lock(); a = 1")
+        .await
+        .unwrap();
+    // A venv appears (as `install_python_packages` makes one): its python3 is used now.
+    let real = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap();
+    let bin = h.home.path().join(".sremote/venv/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(real.trim(), bin.join("python3")).unwrap();
+    let out = c.execute("print(a, 'l' in globals())").await.unwrap();
+    assert_eq!(out.stdout, "1 False\n");
+    assert!(out.stderr.contains("Python is now"), "{}", out.stderr);
+    let err = c.pull_value::<Value>("l").await.unwrap_err();
+    assert!(err.to_string().contains("no stored value"), "{err}");
+}
