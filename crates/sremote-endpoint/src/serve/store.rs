@@ -368,3 +368,78 @@ pub(crate) fn with_session_module(endpoint: Endpoint, session: Arc<Session>) -> 
             .doc("run a script's source in the session's namespace worker, as file `filename`");
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(set: Value, python_only: &[(&str, &str)], deleted: &[&str]) -> Changes {
+        Changes {
+            set: set.as_object().cloned().unwrap_or_default(),
+            python_only: python_only
+                .iter()
+                .map(|(n, w)| (n.to_string(), w.to_string()))
+                .collect(),
+            deleted: deleted.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_namespace_gets_only_what_it_has_not_seen() {
+        let store = Store::default();
+        store.push("a".into(), json!(1));
+        store.push("b".into(), json!([2]));
+        let mut synced = HashMap::new();
+        let first = store.changes_for(&synced);
+        assert_eq!(first.set.len(), 2);
+        synced.extend(first.versions);
+        assert!(store.changes_for(&synced).set.is_empty());
+        store.push("a".into(), json!(10));
+        store.delete("b");
+        let next = store.changes_for(&synced);
+        assert_eq!(next.set, *json!({"a": 10}).as_object().unwrap());
+        assert_eq!(next.delete, vec!["b".to_string()]);
+        // Written back by the namespace: the worker holds those versions already.
+        synced.extend(next.versions);
+        synced.remove("b");
+        let versions =
+            store.write_back(changes(json!({"c": 3}), &[("l", "a _thread.lock")], &["a"]));
+        synced.extend(versions);
+        synced.remove("a");
+        let after = store.changes_for(&synced);
+        assert!(after.set.is_empty() && after.delete.is_empty());
+        assert_eq!(store.names(), vec!["c".to_string(), "l".to_string()]);
+    }
+
+    #[test]
+    fn python_only_values_explain_themselves_and_go_with_their_worker() {
+        let store = Store::default();
+        store.write_back(changes(json!({}), &[("l", "a _thread.lock")], &[]));
+        let err = store.pull("l").unwrap_err();
+        assert!(err.message.contains("a _thread.lock"), "{}", err.message);
+        assert!(err.message.contains("Python namespace"), "{}", err.message);
+        assert_eq!(err.data["python_only"], true);
+        let mut req = Request::new("1", "m", "f");
+        req.args = vec![json!({"$ref": "l"})];
+        let err = store.resolve_refs(&mut req).unwrap_err();
+        assert_eq!(err.kind, sremote_core::protocol::ErrorKind::BadArguments);
+        assert_eq!(store.forget_python(), vec!["l".to_string()]);
+        assert!(
+            store
+                .pull("l")
+                .unwrap_err()
+                .message
+                .contains("no stored value")
+        );
+    }
+
+    #[test]
+    fn python_workers_refuses_bad_sizes() {
+        for bad in [0, -1, MAX_TEST_SIZE] {
+            let err = python_workers(Some(bad)).unwrap_err();
+            assert!(err.message.contains("between 1 and"), "{}", err.message);
+        }
+    }
+
+    const MAX_TEST_SIZE: i64 = crate::python::pool::MAX_WORKERS as i64 + 1;
+}
