@@ -447,3 +447,29 @@ async fn a_new_interpreter_replaces_the_namespace_worker() {
     let err = c.pull_value::<Value>("l").await.unwrap_err();
     assert!(err.to_string().contains("no stored value"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executes_take_turns_and_one_that_waits_too_long_kills_nothing() {
+    let h = host();
+    let c = &h.client;
+    let mut long = c
+        .call::<Value>("session", "execute")
+        .arg("import time; time.sleep(1.5); slept = True")
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = c
+        .call::<Value>("session", "execute")
+        .arg("never = 1")
+        .timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(remote(&err).kind, ErrorKind::Timeout, "{err}");
+    assert!(
+        err.to_string().contains("busy with an earlier execute"),
+        "{err}"
+    );
+    long.get(Some(Duration::from_secs(30))).await.unwrap();
+    assert!(c.pull_value::<bool>("slept").await.unwrap());
+    let err = c.pull_value::<Value>("never").await.unwrap_err();
+    assert!(err.to_string().contains("no stored value"), "{err}");
+}

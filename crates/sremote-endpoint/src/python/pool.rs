@@ -32,13 +32,24 @@ use crate::error::CallError;
 pub(crate) const MAX_WORKERS: usize = 256;
 
 /// The pool for Python calls.
-pub(crate) static STATELESS: Pool = Pool::new(0);
+pub(crate) static STATELESS: Pool = Pool::new(
+    0,
+    "a free Python worker of the session (all busy with other calls); give it a longer \
+     timeout or the session more workers (session.python_workers(n), \
+     RemoteClient::set_python_workers)",
+);
 /// The namespace worker (a pool of one).
-pub(crate) static NAMESPACE: Pool = Pool::new(1);
+pub(crate) static NAMESPACE: Pool = Pool::new(
+    1,
+    "the session's namespace worker, busy with an earlier execute or run (they run one at \
+     a time); give it a longer timeout",
+);
 
 pub(crate) struct Pool {
     state: Mutex<State>,
     freed: Condvar,
+    /// What a call that waited in vain waited for, and what to do.
+    waited_for: &'static str,
 }
 
 struct State {
@@ -76,8 +87,9 @@ pub(crate) fn default_size() -> usize {
 pub(crate) enum Lost {
     /// The client cancelled the call (its worker, if it had one, was killed).
     Cancelled,
-    /// The deadline passed while the call waited for a worker (none was killed).
-    Waited { busy: usize },
+    /// The deadline passed while the call waited for a worker (none was killed): what
+    /// it waited for.
+    Waited(&'static str),
     /// The deadline passed while the worker ran the call; the worker was killed.
     TimedOut,
     /// The worker exited during the call (its exit status).
@@ -101,13 +113,10 @@ impl Lost {
                 ErrorKind::Cancelled,
                 format!("{what} was cancelled by the client; {lost}"),
             ),
-            Lost::Waited { busy } => CallError::new(
+            Lost::Waited(waited_for) => CallError::new(
                 ErrorKind::Timeout,
                 format!(
-                    "{what} did not finish within {ms} ms: it waited all that time for a free \
-                     Python worker of the session ({busy} busy with other calls); give it a \
-                     longer timeout or the session more workers (session.python_workers(n), \
-                     RemoteClient::set_python_workers)"
+                    "{what} did not finish within {ms} ms: it waited all that time for {waited_for}"
                 ),
             ),
             Lost::TimedOut => CallError::new(
@@ -134,11 +143,11 @@ pub(crate) struct Ran<T> {
 
 enum Gate {
     Cancelled,
-    Waited { busy: usize },
+    Waited,
 }
 
 impl Pool {
-    const fn new(size: usize) -> Pool {
+    const fn new(size: usize, waited_for: &'static str) -> Pool {
         Pool {
             state: Mutex::new(State {
                 size,
@@ -149,6 +158,7 @@ impl Pool {
                 cancelled: BTreeSet::new(),
             }),
             freed: Condvar::new(),
+            waited_for,
         }
     }
 
@@ -227,9 +237,7 @@ impl Pool {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             s = match left {
                 None => self.freed.wait(s).unwrap_or_else(|p| p.into_inner()),
-                Some(left) if left.is_zero() => {
-                    break Err(Gate::Waited { busy: s.busy.len() });
-                }
+                Some(left) if left.is_zero() => break Err(Gate::Waited),
                 Some(left) => {
                     self.freed
                         .wait_timeout(s, left)
@@ -298,8 +306,8 @@ impl Pool {
         let mut worker = match self.acquire(id, deadline) {
             Ok(w) => w,
             Err(Gate::Cancelled) => return ran,
-            Err(Gate::Waited { busy }) => {
-                ran.result = Err(Lost::Waited { busy });
+            Err(Gate::Waited) => {
+                ran.result = Err(Lost::Waited(self.waited_for));
                 return ran;
             }
         };
