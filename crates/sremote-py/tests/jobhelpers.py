@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 
 SLURM_LOCK = "/tmp/sremote-slurm.lock"
@@ -98,3 +100,77 @@ def write_hosts_config(path: Path, sshd, moddir: Path) -> Path:
         '[hosts.jobssh]\ndestination = "%s"\nssh_config = "%s"\npath = ["%s"]\n'
         % (moddir, sshd.alias, sshd.ssh_config, moddir))
     return path
+
+
+#: A module on the test hosts' PYTHONPATH (the `jobhosts` fixture writes it).
+JOBMOD = '''
+import sys, time
+
+def multiply(a, b):
+    print("multiplying", a, b)
+    print("on stderr", file=sys.stderr)
+    return a * b
+
+def multiply_slow(a, b):
+    time.sleep(1)
+    return a * b
+
+def fail():
+    print("about to fail")
+    raise ValueError("bad value")
+
+def slow(n, pause, tag=None):
+    for i in range(n):
+        print("line", i, flush=True)
+        time.sleep(pause)
+    return [n, tag]
+'''
+
+
+@pytest.fixture(scope="module")
+def jobhosts(sshd, tmp_path_factory):
+    """(config path, module dir): hosts `jobhost` (local) and `jobssh` (the sshd) with the
+    module dir on PYTHONPATH, holding `jobmod.py`."""
+    root = tmp_path_factory.mktemp("jobs")
+    moddir = root / "pymods"
+    moddir.mkdir()
+    (moddir / "jobmod.py").write_text(JOBMOD)
+    return write_hosts_config(root / "config.toml", sshd, moddir), moddir
+
+
+@pytest.fixture(scope="module")
+def ssh_client(jobhosts):
+    import sremote
+    c = sremote.Client("jobssh", config=str(jobhosts[0]))
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def local_client(jobhosts):
+    import sremote
+    c = sremote.Client("jobhost", config=str(jobhosts[0]))
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    try:
+        s = Slurm()
+    except Unavailable as e:
+        pytest.skip(str(e))
+    yield s
+    s.stop()
+
+
+def cli(config, *args, check=True):
+    """Run the `sremote` CLI with the hosts config `config` (the same job store: HOME)."""
+    from conftest import binary
+    env = dict(os.environ, SREMOTE_CONFIG=str(config), NO_COLOR="1")
+    p = subprocess.run([str(binary("sremote")), *args], capture_output=True, text=True, env=env,
+                       timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError("sremote %s: exit %d\n%s\n%s" % (" ".join(args), p.returncode, p.stdout,
+                                                               p.stderr))
+    return p

@@ -11,70 +11,14 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import uuid
 
 import pytest
 
 import sremote
-from conftest import binary
-from jobhelpers import SLURM_PARTITION, Slurm, Unavailable, write_hosts_config
-
-JOBMOD = '''
-import sys, time
-
-def multiply(a, b):
-    print("multiplying", a, b)
-    print("on stderr", file=sys.stderr)
-    return a * b
-
-def fail():
-    print("about to fail")
-    raise ValueError("bad value")
-
-def slow(n, pause, tag=None):
-    for i in range(n):
-        print("line", i, flush=True)
-        time.sleep(pause)
-    return [n, tag]
-'''
+from jobhelpers import SLURM_PARTITION, cli, jobhosts, local_client, slurm, ssh_client  # noqa: F401 (fixtures)
 
 CALC = "def multiply(a, b):\n    return a * b%s\n"
-
-
-@pytest.fixture(scope="module")
-def jobhosts(sshd, tmp_path_factory):
-    """(config path, module dir): hosts `jobhost` (local) and `jobssh` (the sshd) with the
-    module dir on PYTHONPATH, holding `jobmod.py`."""
-    root = tmp_path_factory.mktemp("jobs")
-    moddir = root / "pymods"
-    moddir.mkdir()
-    (moddir / "jobmod.py").write_text(JOBMOD)
-    return write_hosts_config(root / "config.toml", sshd, moddir), moddir
-
-
-@pytest.fixture(scope="module")
-def ssh_client(jobhosts):
-    c = sremote.Client("jobssh", config=str(jobhosts[0]))
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def local_client(jobhosts):
-    c = sremote.Client("jobhost", config=str(jobhosts[0]))
-    yield c
-    c.close()
-
-
-def cli(config, *args, check=True):
-    env = dict(os.environ, SREMOTE_CONFIG=str(config), NO_COLOR="1")
-    p = subprocess.run([str(binary("sremote")), *args], capture_output=True, text=True, env=env,
-                       timeout=300)
-    if check and p.returncode != 0:
-        raise AssertionError("sremote %s: exit %d\n%s\n%s" % (" ".join(args), p.returncode, p.stdout,
-                                                               p.stderr))
-    return p
 
 
 def test_results_output_reattach_and_listing(local_client, jobhosts):
@@ -227,16 +171,6 @@ def test_rerun_after_sigkill_reattaches(jobhosts, tmp_path):
     out = subprocess.run([sys.executable, "-c", attach], capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, SREMOTE_CONFIG=str(config)))
     assert out.stdout.strip() == "[6, %r]" % tag, out.stderr
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    try:
-        s = Slurm()
-    except Unavailable as e:
-        pytest.skip(str(e))
-    yield s
-    s.stop()
 
 
 def test_expyre_numpy_sum_through_slurm(ssh_client, slurm, jobhosts):

@@ -61,6 +61,8 @@ from ._sremote import (  # noqa: F401  (re-exported)
 )
 from ._sremote import Client as _NativeClient
 from .jobs import Job, JobCancelledError, JobDiedError, JobError, JobsMixin
+from .dataset import Dataset
+from .magic import load_ipython_extension
 
 __all__ = [
     "AsyncResult", "CallOutput", "Client", "Connector", "DecodeError", "ExecResult",
@@ -68,7 +70,10 @@ __all__ = [
     "ProtocolError", "Reference", "RemoteError", "SremoteError", "SshConnector",
     "TransportError", "UsageError", "__version__",
 ]
-__all__ += ["Job", "JobError", "JobDiedError", "JobCancelledError"]
+__all__ += ["Job", "JobError", "JobDiedError", "JobCancelledError", "Dataset", "load_ipython_extension"]
+
+#: The Dataset of the last ``%%sanzu`` cell (see ``sremote.magic``).
+magic_dataset = None
 
 
 class Client(JobsMixin, _NativeClient):

@@ -1,4 +1,4 @@
-from typing import Any, Dict, Iterable, List, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from ._sremote import (
     AsyncResult as AsyncResult,
@@ -20,8 +20,19 @@ from ._sremote import (
     __version__ as __version__,
 )
 from ._sremote import Client as _NativeClient
+from .dataset import Dataset as Dataset
+from .jobs import (
+    Job as Job,
+    JobCancelledError as JobCancelledError,
+    JobDiedError as JobDiedError,
+    JobError as JobError,
+    JobsMixin,
+)
+from .magic import load_ipython_extension as load_ipython_extension
 
-class Client(_NativeClient):
+magic_dataset: Optional[Dataset]
+
+class Client(JobsMixin, _NativeClient):
     def __enter__(self) -> "Client": ...
     def map(self, module: str, function: str, iterable: Iterable[Any], concurrency: int = 8) -> List[Any]: ...
     async def acall(self, module: str, function: str, *args: Any, **kwargs: Any) -> Any: ...

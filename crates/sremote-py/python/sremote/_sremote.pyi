@@ -2,7 +2,7 @@
 
 import datetime
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 __version__: str
 
@@ -152,3 +152,54 @@ class Client:
     def close(self) -> None: ...
     def __enter__(self) -> "Client": ...
     def __exit__(self, *exc: Any) -> bool: ...
+
+
+# -- jobs (the native half of sremote.jobs; use Client.submit / sremote.Job) -----------
+
+class JobError(SremoteError):
+    job_id: Optional[str]
+    host: Optional[str]
+
+class JobDiedError(JobError):
+    failure_class: str
+    reason: str
+
+class JobCancelledError(JobError): ...
+
+class NativeJob:
+    @property
+    def id(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def reattached(self) -> bool: ...
+    def record(self) -> Dict[str, Any]: ...
+    def status(self) -> Dict[str, Any]: ...
+    def result(self) -> Tuple[Any, str, str]: ...
+    def log(self, offset: int) -> Tuple[bytes, int]: ...
+    def mark_processed(self) -> None: ...
+    def cancel(self, grace: float = 10.0) -> Dict[str, Any]: ...
+    def clean(self) -> None: ...
+
+def submit_job(
+    client: Client,
+    module: str,
+    function: str,
+    args: Sequence[Any],
+    kwargs: Optional[Dict[str, Any]] = None,
+    code: Sequence[Tuple[str, str]] = ...,
+    resources: Optional[Dict[str, Any]] = None,
+    scheduler: Optional[str] = None,
+    name: Optional[str] = None,
+    files: Sequence[Tuple[str, str]] = ...,
+    force: bool = False,
+    store_path: Optional[str] = None,
+) -> NativeJob: ...
+def open_job(client: Client, id: str, store_path: Optional[str] = None) -> NativeJob: ...
+def job_records(
+    host: Optional[str] = None,
+    state: Optional[str] = None,
+    id: Optional[str] = None,
+    store_path: Optional[str] = None,
+) -> List[Dict[str, Any]]: ...
+def job_store_path(store_path: Optional[str] = None) -> str: ...

@@ -51,6 +51,8 @@ def _target(f: Any) -> Tuple[str, str, List[Tuple[str, str]]]:
                 "submit(%r): name the function as 'module.function' (e.g. 'os.getenv'), or pass "
                 "the function itself" % (f,))
         return module, function, []
+    if getattr(f, "__sremote_target__", False):  # e.g. a notebook cell made a function
+        return f.module, f.function, [(str(n), str(s)) for n, s in f.code]
     if not callable(f):
         raise TypeError("submit(): the first argument must be a function or a 'module.function' "
                         "string, not %s" % type(f).__name__)
