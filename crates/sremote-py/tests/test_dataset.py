@@ -96,22 +96,38 @@ def test_rerun_in_a_new_process_skips_runs_done(jobhosts, tmp_path):
     assert len([r for r in sremote.Job.list() if r["name"].startswith("rerun-" + tag)]) == 3
 
 
+QUICKSTART = '''
+import sys, sremote
+c = sremote.Client("jobssh", config=sys.argv[1])
+
 def multiply(a, b):
-    import time
-    time.sleep(1)
-    return a * b
+    import time; time.sleep(1); return a * b%s
+
+ds = sremote.Dataset(multiply, client=c, name="test")     # remotemanager
+ds.append_run({"a": 10, "b": 7}); ds.append_run({"a": 2, "b": 3})
+ds.run(); ds.wait(1, 10); ds.fetch_results()
+print(repr((ds.results, ds.errors, [j.id for j in ds.jobs], [j.reattached for j in ds.jobs])))
+'''
 
 
-def test_quickstart_with_a_function_defined_here(ssh_client):
-    pytest.importorskip("sremote._ship", reason="shipping functions by source (issue 12 part 1) is not in this build")
-    ds = sremote.Dataset(multiply, client=ssh_client, name="local-function")
-    ds.append_run({"a": 10, "b": 7})
-    ds.append_run({"a": 2, "b": 3})
-    ds.run()
-    ds.wait(1, 10)
-    ds.fetch_results()
-    assert ds.errors == [None, None], ds.errors
-    assert ds.results == [70, 6]
+def test_quickstart_with_a_function_of_the_script(jobhosts, tmp_path):
+    """The issue's snippet as a script: `multiply` defined in __main__ travels by source;
+    rerun, the runs are found; changed, they are new jobs with the new results."""
+    script = tmp_path / "quickstart.py"
+
+    def run(change):
+        script.write_text(QUICKSTART % change)
+        p = subprocess.run([sys.executable, str(script), str(jobhosts[0])], capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        return eval(p.stdout)
+
+    results, errors, ids, reattached = run("")
+    assert (results, errors) == ([70, 6], [None, None])
+    again = run("")
+    assert again[0] == [70, 6] and again[2] == ids and again[3] == [True, True]
+    changed = run(" + 1000")
+    assert changed[0] == [1070, 1006] and not set(changed[2]) & set(ids) and changed[3] == [False, False]
 
 
 def test_runs_through_slurm(ssh_client, slurm):

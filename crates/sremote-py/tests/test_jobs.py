@@ -182,7 +182,8 @@ def test_expyre_numpy_sum_through_slurm(ssh_client, slurm, jobhosts):
                    scheduler="slurm", force=True)
     record = job.record()
     assert record["scheduler"] == "slurm" and record["scheduler_id"], record
-    assert record["partition"] == SLURM_PARTITION and (record["module"], record["function"]) == ("numpy", "sum")
+    assert record["partition"] == SLURM_PARTITION
+    assert (record["module"], record["function"]) in (("numpy", "sum"), ("py:numpy", "sum")), record
     value, stdout, stderr = job.get_results(timeout=600)
     assert value == [2, 4]
     job.mark_processed()
@@ -195,3 +196,16 @@ def test_expyre_numpy_sum_through_slurm(ssh_client, slurm, jobhosts):
                      scheduler="slurm", force=True)
     assert other.record()["partition"] == SLURM_PARTITION
     assert isinstance(other.get_results(timeout=600)[0], int)
+
+
+def test_a_function_that_cannot_travel_is_a_clear_error(local_client):
+    def make():
+        x = object()
+
+        def f():
+            return x
+        return f
+
+    with pytest.raises(TypeError, match=r"closes over local variables .*\(x\).*pass them as arguments"):
+        local_client.submit(make())
+    assert not [r for r in sremote.Job.list() if r["function"].endswith("<locals>.f")]

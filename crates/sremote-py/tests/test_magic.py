@@ -80,7 +80,6 @@ def test_sremote_cell_magic(jobhosts, tmp_path):
 
 
 def test_sanzu_magic_and_magic_dataset(jobhosts, tmp_path):
-    pytest.importorskip("sremote._ship", reason="shipping functions by source (issue 12 part 1) is not in this build")
     config = str(jobhosts[0])
     out = run_notebook([
         "%load_ext sremote",

@@ -56,21 +56,10 @@ def _target(f: Any) -> Tuple[str, str, List[Tuple[str, str]]]:
     if not callable(f):
         raise TypeError("submit(): the first argument must be a function or a 'module.function' "
                         "string, not %s" % type(f).__name__)
-    try:
-        from ._ship import describe
-    except ImportError:
-        describe = None
-    if describe is not None:
-        module, function, code = describe(f)
-        return module, function, [(str(n), str(s)) for n, s in code]
-    module = getattr(f, "__module__", None)
-    name = getattr(f, "__qualname__", None) or getattr(f, "__name__", None)
-    if not module or not name or module == "__main__" or "<" in name:
-        raise TypeError(
-            "submit(%r): this sremote cannot ship a function defined in __main__, a notebook or "
-            "a closure; put it in a module the host can import, or name it as "
-            "'module.function'" % (f,))
-    return module, name, []
+    from ._ship import describe  # ShipError (a TypeError) says what cannot travel and why
+
+    module, function, code = describe(f)
+    return module, function, [(str(n), str(s)) for n, s in code]
 
 
 def _files(files: Any) -> List[Tuple[str, str]]:
