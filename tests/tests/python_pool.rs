@@ -138,6 +138,7 @@ async fn a_pool_of_one_serialises_and_keeps_its_worker() {
 async fn a_timeout_kills_only_its_worker() {
     let h = host();
     h.client.set_python_workers(4).await.unwrap();
+    naps(&h.client, 2, 0.3).await; // two workers started: the calls below take them
     let (slow_pid, other_pid) = (h.pidfile("slow.pid"), h.pidfile("other.pid"));
     let mut other = h.client.call_async::<u32>(
         "pool_helpers",
@@ -171,6 +172,7 @@ async fn a_timeout_kills_only_its_worker() {
 async fn a_cancel_kills_only_its_worker() {
     let h = host();
     h.client.set_python_workers(4).await.unwrap();
+    naps(&h.client, 2, 0.3).await; // two workers started: the calls below take them
     let (slow_pid, other_pid) = (h.pidfile("slow.pid"), h.pidfile("other.pid"));
     let mut other = h.client.call_async::<u32>(
         "pool_helpers",
@@ -200,7 +202,7 @@ async fn a_waiting_call_can_be_cancelled_and_times_out_in_line() {
     let mut busy = h.client.call_async::<u32>(
         "pool_helpers",
         "nap",
-        sremote_core::args![2.0, busy_pid.to_str().unwrap()],
+        sremote_core::args![3.0, busy_pid.to_str().unwrap()],
     );
     let busy_pid = pid_in(&busy_pid).await;
     let mut waiting = h
@@ -258,6 +260,19 @@ async fn execute_and_the_store_see_the_same_names() {
         .unwrap();
     let out = c.execute("print('lst' in globals())").await.unwrap();
     assert_eq!(out.stdout, "False\n");
+    // A stored value that cannot become a Python value is named, and can be removed.
+    c.push_value("bad", json!({"$int": "twelve"}))
+        .await
+        .unwrap();
+    let err = c.execute("pass").await.unwrap_err();
+    assert_eq!(remote(&err).kind, ErrorKind::BadArguments, "{err}");
+    assert!(err.to_string().contains("'bad'"), "{err}");
+    c.call::<bool>("session", "delete")
+        .arg("bad")
+        .await
+        .unwrap();
+    let out = c.execute("print(a)").await.unwrap();
+    assert_eq!(out.stdout, "7\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,6 +280,7 @@ async fn references_to_namespace_values_work_beside_other_calls() {
     let h = host();
     let c = &h.client;
     c.set_python_workers(3).await.unwrap();
+    naps(c, 3, 0.3).await; // three workers started: the timings below leave out starts
     c.execute("a = 5").await.unwrap();
     // Two of three workers busy for 3 s: a call passing `a` by reference runs beside them.
     let mut slow: Vec<_> = (0..2)
@@ -452,11 +468,13 @@ async fn a_new_interpreter_replaces_the_namespace_worker() {
 async fn executes_take_turns_and_one_that_waits_too_long_kills_nothing() {
     let h = host();
     let c = &h.client;
-    let mut long = c
-        .call::<Value>("session", "execute")
-        .arg("import time; time.sleep(1.5); slept = True")
-        .spawn();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = h.pidfile("long.pid");
+    let code = format!(
+        "import os, time\nopen({:?}, 'w').write(str(os.getpid()))\ntime.sleep(1.5)\nslept = True",
+        started.to_str().unwrap()
+    );
+    let mut long = c.call::<Value>("session", "execute").arg(code).spawn();
+    let namespace_worker = pid_in(&started).await;
     let err = c
         .call::<Value>("session", "execute")
         .arg("never = 1")
@@ -468,6 +486,7 @@ async fn executes_take_turns_and_one_that_waits_too_long_kills_nothing() {
         err.to_string().contains("busy with an earlier execute"),
         "{err}"
     );
+    assert!(alive(namespace_worker));
     long.get(Some(Duration::from_secs(30))).await.unwrap();
     assert!(c.pull_value::<bool>("slept").await.unwrap());
     let err = c.pull_value::<Value>("never").await.unwrap_err();

@@ -362,7 +362,11 @@ def apply_sync(ns, sync):
         SYNCED.pop(name, None)
     for name, value in sync.get("set", {}).items():
         if synced_name(name):
-            v = decode(value)
+            try:
+                v = decode(value)
+            except CallFailed as e:
+                raise CallFailed("BadArguments", "the stored value %r cannot become a Python value (%s); push it "
+                                 "again or delete it (session.delete)" % (name, e.message))
             ns[name] = v
             SYNCED[name] = (v, None if isinstance(v, SCALARS) else form_hash(encode(v)))
 

@@ -133,16 +133,18 @@ fn exchange(
     line.push(b'\n');
     let answer = w.exchange(&line, deadline)?;
     w.commit_env(env);
-    w.synced.extend(pending.versions);
-    for name in &pending.delete {
-        w.synced.remove(name);
-    }
     let reply = match Reply::parse(&answer, python) {
         Ok(r) => r,
         Err(e) => return Ok(CallOutput::error(e)),
     };
     if reply.error.is_some() {
-        return Ok(reply.into_output()); // the bridge itself failed (a bad message)
+        // The bridge itself failed (a bad message): what was sent may be half applied, so
+        // it counts as not sent (sending it again is harmless).
+        return Ok(reply.into_output());
+    }
+    w.synced.extend(pending.versions);
+    for name in &pending.delete {
+        w.synced.remove(name);
     }
     let executed: Executed = serde_json::from_value(reply.ok).unwrap_or_default();
     let summary = json!({
