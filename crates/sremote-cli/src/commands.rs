@@ -16,6 +16,7 @@ pub const CALL_EXAMPLES: &str = "Examples:
   sremote call local os getenv HOME
   sremote call local os listdir '\"/tmp\"'          # each ARG is JSON if it parses, else a string
   sremote call local subprocess run '[\"uname\",\"-a\"]' --kw timeout=5
+  sremote call bench ./calc.py:multiply 10 7         # a local file's function, shipped with the call
   sremote call @gpu sys probe --json                  # every host of a group, one JSON line each
   sremote call --endpoint ./my-endpoint HOST calc add 2 3   # a custom endpoint";
 
@@ -25,8 +26,11 @@ pub const CALL_EXAMPLES: &str = "Examples:
 pub struct CallArgs {
     /// Host, config name, a,b,c or @group.
     pub host: String,
+    /// A module on the host, or PATH.py:FUNCTION — a local Python file, shipped with the
+    /// call (with the files next to it that it imports).
     pub module: String,
-    pub function: String,
+    /// The function (absent after PATH.py:FUNCTION: then this is the first argument).
+    pub function: Option<String>,
     /// Positional arguments: JSON if they parse as JSON, else strings.
     pub args: Vec<String>,
     /// Keyword argument KEY=VALUE (VALUE is JSON if it parses, else a string).
@@ -173,15 +177,19 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         .map(|e| env_pair(e))
         .collect::<Result<_, _>>()?;
     let timeout = seconds(a.timeout)?;
-    let args: Vec<Value> = a.args.iter().map(|s| json_or_string(s)).collect();
-    let a = Arc::new((a, kwargs, env, timeout, args));
+    let target = Target::parse(&a.module, a.function.as_deref(), &a.args)?;
+    let args: Vec<Value> = target.args.iter().map(|s| json_or_string(s)).collect();
+    let a = Arc::new((a, kwargs, env, timeout, args, target));
     let o = opts.clone();
     Ok(fanout::each(targets, &opts, move |spec| {
         let (a, opts) = (a.clone(), o.clone());
         async move {
-            let (a, kwargs, env, timeout, args) = &*a;
+            let (a, kwargs, env, timeout, args, target) = &*a;
             let client = connect_spec(&spec, &opts).await?.client();
-            let mut call = client.call::<Value>(&a.module, &a.function).mode(a.mode);
+            let mut call = client
+                .call::<Value>(&target.module, &target.function)
+                .mode(a.mode)
+                .code(target.code.iter().cloned());
             for v in args {
                 call = call.arg(v.clone());
             }
@@ -199,6 +207,46 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         }
     })
     .await)
+}
+
+/// What `call` and `submit` run: MODULE FUNCTION ARGS…, or PATH.py:FUNCTION ARGS… (the
+/// file and its neighbours it imports ship with the call, see [`sremote_core::ship`]).
+#[derive(Debug)]
+pub struct Target {
+    pub module: String,
+    pub function: String,
+    pub code: Vec<sremote_core::protocol::ShippedModule>,
+    pub args: Vec<String>,
+}
+
+impl Target {
+    pub fn parse(module: &str, function: Option<&str>, args: &[String]) -> Result<Target, Error> {
+        if let Some((path, name)) = sremote_core::ship::file_target(module) {
+            let (module, code) = sremote_core::ship::local_module(path)?;
+            let args = function
+                .map(str::to_string)
+                .into_iter()
+                .chain(args.iter().cloned());
+            return Ok(Target {
+                module,
+                function: name.to_string(),
+                code,
+                args: args.collect(),
+            });
+        }
+        let Some(function) = function else {
+            return Err(Error::Usage(format!(
+                "which function of `{module}`? — write MODULE FUNCTION [ARG…] (e.g. `os getenv HOME`), \
+                 or PATH.py:FUNCTION [ARG…] for a function of a local Python file"
+            )));
+        };
+        Ok(Target {
+            module: module.to_string(),
+            function: function.to_string(),
+            code: Vec::new(),
+            args: args.to_vec(),
+        })
+    }
 }
 
 fn call_outcome(out: &CallOutput<Value>) -> Outcome {

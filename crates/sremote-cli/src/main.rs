@@ -14,6 +14,7 @@ mod commands;
 mod fanout;
 mod hostcmd;
 mod hosts;
+mod install;
 mod jobs;
 mod output;
 mod probe;
@@ -112,6 +113,8 @@ enum Command {
     Tunnel(tunnel::TunnelArgs),
     /// Install the endpoint on HOST (a no-op when the right one is there).
     Bootstrap(commands::BootstrapArgs),
+    /// Install Python packages on HOST for the functions you call there.
+    Install(install::InstallArgs),
     /// Measure call latency and throughput: `os.getenv("HOME")` N times.
     Bench(commands::BenchArgs),
     /// Run MODULE.FUNCTION(ARG…) on HOST as a detached job (or through Slurm, SGE, PBS); prints its id.
@@ -212,6 +215,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Hosts(a) => hostcmd::hosts(a, opts).await,
         Command::Tunnel(a) => tunnel::tunnel(a, opts).await,
         Command::Bootstrap(a) => commands::bootstrap(a, opts).await,
+        Command::Install(a) => install::install(a, opts).await,
         Command::Bench(a) => commands::bench(a, opts).await,
         Command::Submit(a) => submit::submit(a, &opts).await,
         Command::Jobs { what } => jobs::run(what, &opts).await,

@@ -91,10 +91,11 @@ pub struct SubmitArgs {
     /// Wait for the job and print its value (like `sremote call`).
     #[arg(long)]
     pub wait: bool,
-    /// The module.
+    /// The module on the host, or PATH.py:FUNCTION (a local Python file, shipped with
+    /// the job).
     pub module: String,
-    /// The function.
-    pub function: String,
+    /// The function (absent after PATH.py:FUNCTION: then this is the first argument).
+    pub function: Option<String>,
     /// Positional arguments: JSON if they parse, else strings.
     pub args: Vec<String>,
 }
@@ -195,6 +196,7 @@ pub(crate) fn host_config(spec: &HostSpec, config_file: &str) -> Result<HostConf
 /// What `submit` sends, prepared once for every host.
 struct SubmitPlan {
     a: SubmitArgs,
+    target: crate::commands::Target,
     args: Vec<Value>,
     kwargs: Vec<(String, Value)>,
     opts: HostOptions,
@@ -230,7 +232,10 @@ async fn submit_on(
         gpus: a.gpus,
         extra_header: a.header.clone(),
     };
-    let mut call = client.call::<Value>(&a.module, &a.function);
+    let t = &plan.target;
+    let mut call = client
+        .call::<Value>(&t.module, &t.function)
+        .code(t.code.iter().cloned());
     for arg in &plan.args {
         call = call.arg(arg.clone());
     }
@@ -282,8 +287,13 @@ pub async fn submit(a: SubmitArgs, opts: &HostOptions) -> Result<ExitCode, Error
         Ok(p) => p,
         Err(e) => return Ok(fail(&JobError::Call(e), json, json!({"host": a.host}))),
     };
+    let target = match crate::commands::Target::parse(&a.module, a.function.as_deref(), &a.args) {
+        Ok(t) => t,
+        Err(e) => return Ok(fail(&JobError::Call(e), json, json!({"host": a.host}))),
+    };
     let plan = Arc::new(SubmitPlan {
-        args: a.args.iter().map(|s| json_or_string(s)).collect(),
+        args: target.args.iter().map(|s| json_or_string(s)).collect(),
+        target,
         kwargs,
         opts: opts.clone(),
         config_file,

@@ -257,7 +257,10 @@ pub enum Error {
 fn remote_hint(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::ModuleNotFound => {
-            " — list the host's modules with `sremote call HOST sys modules`"
+            " — list the host's modules with `sremote call HOST sys modules`; install a Python \
+             package there with `sremote install HOST PACKAGE`; a module of your own travels with \
+             the call as `sremote call HOST ./file.py:FUNCTION …` (from Python: pass the function \
+             itself, `client.apply(f, …)`)"
         }
         ErrorKind::FunctionNotFound => {
             " — list the module's functions with `sremote call HOST sys modules`"

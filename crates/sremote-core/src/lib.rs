@@ -78,6 +78,8 @@ pub use pool::{HostPool, HostResult};
 #[cfg(feature = "client")]
 mod install;
 #[cfg(feature = "client")]
+pub mod ship;
+#[cfg(feature = "client")]
 pub use install::InstallReport;
 
 #[cfg(feature = "client")]
