@@ -38,7 +38,7 @@ Errors: ``SremoteError`` and its subclasses ``TransportError`` (``.kind``),
 
 import asyncio
 import concurrent.futures
-from typing import Any, Dict, Iterable, List, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 from ._sremote import (  # noqa: F401  (re-exported)
     AsyncResult,
@@ -60,6 +60,7 @@ from ._sremote import (  # noqa: F401  (re-exported)
     __version__,
 )
 from ._sremote import Client as _NativeClient
+from .functions import FunctionsMixin, RemoteFunction, ShipError
 from .jobs import Job, JobCancelledError, JobDiedError, JobError, JobsMixin
 from .dataset import Dataset
 from .magic import load_ipython_extension
@@ -68,7 +69,7 @@ __all__ = [
     "AsyncResult", "CallOutput", "Client", "Connector", "DecodeError", "ExecResult",
     "LocalConnector", "ModulesMissingError", "NewtConnector", "NotSetupError",
     "ProtocolError", "Reference", "RemoteError", "SremoteError", "SshConnector",
-    "TransportError", "UsageError", "__version__",
+    "TransportError", "UsageError", "__version__", "RemoteFunction", "ShipError",
 ]
 __all__ += ["Job", "JobError", "JobDiedError", "JobCancelledError", "Dataset", "load_ipython_extension"]
 
@@ -76,7 +77,7 @@ __all__ += ["Job", "JobError", "JobDiedError", "JobCancelledError", "Dataset", "
 magic_dataset = None
 
 
-class Client(JobsMixin, _NativeClient):
+class Client(FunctionsMixin, JobsMixin, _NativeClient):
     """The client of one host: calls, programs, files, installs, a session namespace.
 
     ``Client(host="local", *, ssh_config=None, config=None, timeout=None,
@@ -95,38 +96,9 @@ class Client(JobsMixin, _NativeClient):
     ...     c.exec(["uname", "-a"]).stdout
     ...     c.push_file("big.bin", "data/big.bin")
     ...     c.map("math", "sqrt", range(10), concurrency=4)
+    ...     c.apply(my_function, 10, 7)                    # your own function, shipped by source
+    ...     c.map(my_function, [1, 2, 3], [4, 5, 6])       # in parallel on the host
     """
-
-    def map(self, module: str, function: str, iterable: Iterable[Any], concurrency: int = 8) -> List[Any]:
-        """``[module.function(x) for x in iterable]`` on the host, ``concurrency`` calls in
-        flight at a time; results in the order of ``iterable``. The first failure is
-        raised (the calls still running are cancelled).
-
-        >>> c.map("math", "factorial", [1, 2, 3])
-        [1, 2, 6]
-        """
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        items = list(iterable)
-        results: List[Any] = [None] * len(items)
-        running: List[Tuple[int, AsyncResult]] = []
-        try:
-            for i, x in enumerate(items):
-                if len(running) >= concurrency:
-                    j, ar = running.pop(0)
-                    results[j] = ar.get()
-                running.append((i, self.call_async(module, function, x)))
-            while running:
-                j, ar = running.pop(0)
-                results[j] = ar.get()
-        except BaseException:
-            for _, ar in running:
-                try:
-                    ar.cancel()
-                except SremoteError:
-                    pass
-            raise
-        return results
 
     async def acall(self, module: str, function: str, *args: Any, **kwargs: Any) -> Any:
         """``await c.acall(...)``: ``call`` for asyncio (the event loop keeps running;
@@ -138,6 +110,32 @@ class Client(JobsMixin, _NativeClient):
         except asyncio.CancelledError:
             ar.cancel()
             raise
+
+    # -- session namespace (IPython's push / pull / dict interface) -------------------
+
+    def push(self, namespace: Dict[str, Any]) -> None:
+        """Keep each ``name: value`` in this client's session on the host; pass
+        ``Reference(name)`` as an argument to use it. Values live as long as the session.
+
+        >>> c.push({"a": [1, 2, 3]})
+        >>> c.call("builtins", "len", Reference("a"))
+        3
+        """
+        for name, value in namespace.items():
+            self.push_value(name, value)
+
+    def pull(self, names: Union[str, Tuple[str, ...], List[str]]) -> Any:
+        """The value under ``names`` (a str), or the list of values (a tuple or list)."""
+        if isinstance(names, str):
+            return self.pull_value(names)
+        return [self.pull_value(n) for n in names]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.push_value(name, value)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.pull_value(name)
+
     def execute(self, code: str) -> None:
         """Run Python ``code`` in this session's namespace on the host: one persistent
         namespace, like an IPython engine's. Names it binds are then ``c[name]``,
@@ -178,32 +176,6 @@ class Client(JobsMixin, _NativeClient):
             raise
         sys.stdout.write(out.stdout)
         sys.stderr.write(out.stderr)
-
-
-    # -- session namespace (IPython's push / pull / dict interface) -------------------
-
-    def push(self, namespace: Dict[str, Any]) -> None:
-        """Keep each ``name: value`` in this client's session on the host; pass
-        ``Reference(name)`` as an argument to use it. Values live as long as the session.
-
-        >>> c.push({"a": [1, 2, 3]})
-        >>> c.call("builtins", "len", Reference("a"))
-        3
-        """
-        for name, value in namespace.items():
-            self.push_value(name, value)
-
-    def pull(self, names: Union[str, Tuple[str, ...], List[str]]) -> Any:
-        """The value under ``names`` (a str), or the list of values (a tuple or list)."""
-        if isinstance(names, str):
-            return self.pull_value(names)
-        return [self.pull_value(n) for n in names]
-
-    def __setitem__(self, name: str, value: Any) -> None:
-        self.push_value(name, value)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.pull_value(name)
 
 
 _EXECUTOR = None
