@@ -67,6 +67,15 @@ class FunctionsMixin:
             return RemoteFunction(self, func, block)
         return wrap(f) if f is not None else wrap
 
+    def set_workers(self, n: int) -> int:
+        """Run up to ``n`` Python calls of this client at once on the host (default: the
+        host's CPU count); returns the size now. The pool belongs to the session: after a
+        reconnect, set it again. Namespace operations (``execute``, ``run``) have their
+        own worker and never wait for these."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError("set_workers needs a whole number of workers, at least 1 (got %r)" % (n,))
+        return self.call("session", "python_workers", n)
+
     def map(self, f: Any, *iterables: Iterable[Any], concurrency: int = MAP_CONCURRENCY) -> List[Any]:
         """``[f(*xs) for xs in zip(*iterables)]`` on the host, in parallel (the host runs
         a pool of Python workers), results in order. The first failure is raised (the
