@@ -449,14 +449,21 @@ impl<C: Connector> RemoteClient<C> {
         if request.code.is_empty() {
             return None;
         }
-        let full = request.code.clone();
         let known = lock(&self.inner.shipped);
-        for m in &mut request.code {
-            if m.source.is_some() && known.contains(&m.sha256) {
-                m.source = None;
-            }
-        }
-        Some(full)
+        let sent = request
+            .code
+            .iter()
+            .map(|m| crate::protocol::ShippedModule {
+                name: m.name.clone(),
+                sha256: m.sha256.clone(),
+                source: if known.contains(&m.sha256) {
+                    None
+                } else {
+                    m.source.clone()
+                },
+            })
+            .collect();
+        Some(std::mem::replace(&mut request.code, sent))
     }
 
     /// Fill a call's request with the client's settings (env, path, required modules, id).
