@@ -122,12 +122,6 @@ fn scheduler_for(a: &SubmitArgs, spec: &HostSpec) -> Scheduler {
     }
 }
 
-fn unlimited(s: &str) -> bool {
-    ["unlimited", "infinite", "none"]
-        .iter()
-        .any(|u| s.trim().eq_ignore_ascii_case(u))
-}
-
 /// The host's `partitions` and `sge_pe` from the hosts config (`config_file` names the file
 /// in messages) as the jobs crate wants them. A partition without `cores` fits any core
 /// count (and is the last choice); without `max_time`/`max_memory` it has no such limit;
@@ -157,7 +151,7 @@ pub(crate) fn host_config(spec: &HostSpec, config_file: &str) -> Result<HostConf
         }
         let max_time = match p.max_time.as_deref() {
             None => None,
-            Some(t) if unlimited(t) => None,
+            Some(t) if sremote_jobs::units::is_unlimited(t) => None,
             Some(t) => Some(parse_duration(t).map_err(|_| {
                 bad(
                     p,
@@ -169,7 +163,7 @@ pub(crate) fn host_config(spec: &HostSpec, config_file: &str) -> Result<HostConf
         };
         let max_memory = match p.max_memory.as_deref() {
             None => None,
-            Some(m) if unlimited(m) => None,
+            Some(m) if sremote_jobs::units::is_unlimited(m) => None,
             Some(m) => Some(parse_size(m).map_err(|_| {
                 bad(
                     p,

@@ -170,7 +170,8 @@ pub(crate) fn version_info(with_sha256: bool) -> Value {
     info
 }
 
-fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+/// Lower-case hex SHA-256 of a file's contents, read in 64 KiB pieces.
+pub(crate) fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     use sha2::Digest;
     let mut file = std::fs::File::open(path)?;
     let mut hasher = sha2::Sha256::new();

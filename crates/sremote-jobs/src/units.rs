@@ -118,6 +118,14 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Whether a resource value means "no limit": `unlimited`, `infinite` or `none` (any
+/// case, surrounding blanks ignored).
+pub fn is_unlimited(s: &str) -> bool {
+    ["unlimited", "infinite", "none"]
+        .iter()
+        .any(|u| s.trim().eq_ignore_ascii_case(u))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

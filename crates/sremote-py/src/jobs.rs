@@ -152,12 +152,6 @@ fn scheduler_of(name: Option<&str>, spec: &HostSpec) -> PyResult<Scheduler> {
     })
 }
 
-fn unlimited(s: &str) -> bool {
-    ["unlimited", "infinite", "none"]
-        .iter()
-        .any(|u| s.trim().eq_ignore_ascii_case(u))
-}
-
 /// The host's `partitions` and `sge_pe` from the hosts config, as the CLI reads them.
 fn host_config(spec: &HostSpec) -> PyResult<HostConfig> {
     let bad = |p: &str, key: &str, value: &str, form: &str| {
@@ -171,7 +165,7 @@ fn host_config(spec: &HostSpec) -> PyResult<HostConfig> {
     for p in &spec.partitions {
         let max_time = match p.max_time.as_deref() {
             None => None,
-            Some(t) if unlimited(t) => None,
+            Some(t) if sremote_jobs::units::is_unlimited(t) => None,
             Some(t) => Some(
                 parse_duration(t)
                     .map_err(|_| bad(&p.name, "max_time", t, "a duration (e.g. 30m, 12h)"))?,
@@ -179,7 +173,7 @@ fn host_config(spec: &HostSpec) -> PyResult<HostConfig> {
         };
         let max_memory = match p.max_memory.as_deref() {
             None => None,
-            Some(m) if unlimited(m) => None,
+            Some(m) if sremote_jobs::units::is_unlimited(m) => None,
             Some(m) => Some(
                 parse_size(m).map_err(|_| bad(&p.name, "max_memory", m, "a size (e.g. 64G)"))?,
             ),

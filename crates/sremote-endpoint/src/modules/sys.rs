@@ -153,7 +153,7 @@ fn code_id(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
         }
         None => match location.plugin(&module) {
             Some(path) => {
-                let sha = sha256_file(&path).map_err(|e| {
+                let sha = crate::cli::sha256_file(&path).map_err(|e| {
                     CallError::raised(format!(
                         "sys.code_id({module:?}): cannot read the plugin {}: {e}",
                         path.display()
@@ -227,31 +227,11 @@ fn own_sha256() -> Option<String> {
     static SHA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     SHA.get_or_init(|| {
         // /proc/self/exe is the running file even after it was replaced on disk.
-        sha256_file(std::path::Path::new("/proc/self/exe"))
-            .or_else(|_| sha256_file(&std::env::current_exe()?))
+        crate::cli::sha256_file(std::path::Path::new("/proc/self/exe"))
+            .or_else(|_| crate::cli::sha256_file(&std::env::current_exe()?))
             .ok()
     })
     .clone()
-}
-
-fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// A GPU as `nvidia-smi` reports it, memory in bytes (`nvidia-smi` gives MiB).
