@@ -322,6 +322,12 @@ pub trait Connector: Send + Sync + fmt::Debug {
     fn supports_stdin(&self) -> bool {
         true
     }
+
+    /// How to connect to this host again later, from another process (recorded with
+    /// jobs). `None` (the default): only by what [`host`](Connector::host) says.
+    fn reach(&self) -> Option<crate::Reach> {
+        None
+    }
 }
 
 macro_rules! forward_connector {
@@ -342,6 +348,7 @@ macro_rules! forward_connector {
                 (**self).spawn(cmd).await
             }
             fn supports_stdin(&self) -> bool { (**self).supports_stdin() }
+            fn reach(&self) -> Option<crate::Reach> { (**self).reach() }
         }
     )*};
 }

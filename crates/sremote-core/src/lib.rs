@@ -38,6 +38,10 @@ pub use connector::{
 #[cfg(feature = "client")]
 mod local;
 #[cfg(feature = "client")]
+mod reach;
+#[cfg(feature = "client")]
+pub use reach::Reach;
+#[cfg(feature = "client")]
 pub use local::LocalConnector;
 
 pub mod civil;

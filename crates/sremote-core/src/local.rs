@@ -131,6 +131,10 @@ impl Connector for LocalConnector {
         "local"
     }
 
+    fn reach(&self) -> Option<crate::Reach> {
+        Some(crate::Reach::local())
+    }
+
     async fn exec(&self, cmd: &RemoteCommand) -> Result<ExecOutput, ConnectorError> {
         let (mut c, program) = self.command(cmd)?;
         c.process_group(0)

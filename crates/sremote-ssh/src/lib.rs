@@ -220,12 +220,19 @@ impl SshConnectorBuilder {
         }
         let (builder, host) = (resolved.into_owned(), host.to_string());
         let name = display_name(&builder, &self, &host).await?;
+        let reach = sremote_core::Reach {
+            user: builder.get_user().map(str::to_string),
+            port: builder.get_port().and_then(|p| p.parse().ok()),
+            ssh_config: self.config_file.as_deref().map(sremote_core::Reach::absolute),
+            ..sremote_core::Reach::ssh(&host)
+        };
         let limit = self.connect_timeout.max(Duration::from_secs(1)) * 2 + Duration::from_secs(5);
         let session = launch(&builder, &host, &name, limit).await?;
         Ok(SshConnector {
             inner: Arc::new(Inner {
                 name,
                 destination: host,
+                reach,
                 builder,
                 limit,
                 session: Mutex::new(Arc::new(session)),
@@ -340,6 +347,8 @@ pub struct SshConnector {
 struct Inner {
     name: String,
     destination: String,
+    /// How to connect again: destination, explicit user and port, config file.
+    reach: sremote_core::Reach,
     builder: SessionBuilder,
     limit: Duration,
     session: Mutex<Arc<Session>>,
@@ -475,6 +484,10 @@ impl SshConnector {
 impl Connector for SshConnector {
     fn host(&self) -> &str {
         &self.inner.name
+    }
+
+    fn reach(&self) -> Option<sremote_core::Reach> {
+        Some(self.inner.reach.clone())
     }
 
     async fn exec(&self, cmd: &RemoteCommand) -> Result<ExecOutput, ConnectorError> {
