@@ -14,6 +14,7 @@ mod commands;
 mod fanout;
 mod hostcmd;
 mod hosts;
+mod ignorefiles;
 mod install;
 mod jobs;
 mod output;

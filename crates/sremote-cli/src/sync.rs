@@ -30,12 +30,17 @@ given: then files and directories in DIR that are not in the local directory are
 first (excluded ones, and those matching local entries that are not sent, are kept).
 Nothing outside the local directory is sent: a symlink to a file inside it is sent as
 that file; one that leads out of it stops the sync before anything is sent (--exclude it).
+A .sremoteignore file in the local directory or any directory below it leaves out what
+it matches (gitignore syntax: `*.o`, `build/`, `/data/raw`, `!keep.log`); --gitignore
+also reads .gitignore files (not .git itself: add --exclude .git). Left-out paths are
+neither sent nor, with --delete, removed on the host.
 
 Examples:
   sremote sync ./src gpu1:proj/src
   sremote sync ./src gpu1:proj/src --delete --dry-run   # what would be sent and removed
   sremote sync . @cluster:proj --exclude target/ --exclude .git
-  sremote sync ./data lab1:data --checksum --dry-run"
+  sremote sync ./data lab1:data --checksum --dry-run
+  sremote sync . lab1:proj --gitignore --exclude .git --delete"
 )]
 pub struct SyncArgs {
     /// The local directory.
@@ -45,6 +50,9 @@ pub struct SyncArgs {
     /// Leave out matching files and directories (repeatable), as for push.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Also leave out what .gitignore files say (.sremoteignore files are always read).
+    #[arg(long)]
+    pub gitignore: bool,
     /// Compare content (SHA-256) instead of modification times.
     #[arg(long)]
     pub checksum: bool,
@@ -98,8 +106,8 @@ pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         )));
     }
     let targets = opts.resolve(&[host])?;
-    let ex = Excludes::new(&a.exclude)?;
-    let tree = Arc::new(walk::local_tree(&a.local, &ex)?);
+    let mut ex = Excludes::new(&a.exclude)?.with_ignore_files(&a.local, a.gitignore)?;
+    let tree = Arc::new(walk::local_tree(&a.local, &mut ex)?);
     for s in &tree.skipped {
         crate::output::warn(&format!("{}: {s} is not sent", a.local.display()));
     }

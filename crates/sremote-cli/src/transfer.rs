@@ -115,7 +115,7 @@ pub async fn push(a: PushArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         remote.push_str(name);
     }
     let tree = if meta.is_dir() {
-        let tree = walk::local_tree(&a.local, &Excludes::new(&a.exclude)?)?;
+        let tree = walk::local_tree(&a.local, &mut Excludes::new(&a.exclude)?)?;
         for s in &tree.skipped {
             crate::output::warn(&format!("{}: {s} is not copied", a.local.display()));
         }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use glob::{MatchOptions, Pattern};
+
+pub use crate::ignorefiles::IgnoreFiles;
 use serde::Deserialize;
 use sremote_core::{Connector, Error, RemoteClient};
 use tokio::task::JoinSet;
@@ -14,9 +16,13 @@ use tokio::task::JoinSet;
 /// `--exclude` globs. A pattern without `/` matches a name at any depth (`*.o`,
 /// `.git`); one with `/` matches the path from the top of the tree (`data/*.tmp`,
 /// `**/cache`); a trailing `/` matches directories only (`build/`).
+///
+/// With [`with_ignore_files`](Excludes::with_ignore_files) it also holds the rules of the
+/// ignore files [`local_tree`] finds (`.sremoteignore`, `.gitignore`).
 #[derive(Debug, Clone, Default)]
 pub struct Excludes {
     patterns: Vec<(Pattern, bool, bool)>,
+    files: Option<IgnoreFiles>,
 }
 
 impl Excludes {
@@ -33,7 +39,17 @@ impl Excludes {
             })?;
             patterns.push((p, anchored, dir_only));
         }
-        Ok(Excludes { patterns })
+        Ok(Excludes {
+            patterns,
+            files: None,
+        })
+    }
+
+    /// Also leave out what the ignore files under `top` say (see [`IgnoreFiles`]); they
+    /// are read as [`local_tree`] walks `top`.
+    pub fn with_ignore_files(mut self, top: &Path, gitignore: bool) -> Result<Excludes, Error> {
+        self.files = Some(IgnoreFiles::new(top, gitignore)?);
+        Ok(self)
     }
 
     /// Whether the entry at relative path `rel` (`/`-separated) is excluded.
@@ -51,7 +67,7 @@ impl Excludes {
                 } else {
                     p.matches_with(name, opts)
                 }
-        })
+        }) || self.files.as_ref().is_some_and(|f| f.ignored(rel, is_dir))
     }
 }
 
@@ -91,19 +107,23 @@ pub fn secs(t: SystemTime) -> i64 {
     }
 }
 
-/// Walk `root` (a directory), leaving out what `ex` excludes.
+/// Walk `root` (a directory), leaving out what `ex` excludes (reading the ignore files of
+/// each directory it enters into `ex`, when `ex` has them).
 ///
 /// A symlink to a file is sent as a copy of the file it points to when that file is
 /// inside `root` (its path then is the resolved one); a symlink that leads out of
 /// `root` fails the walk, naming every such link: a push or sync never sends what lies
 /// outside LOCAL. Symlinks to directories are not followed (left out, with a warning).
-pub fn local_tree(root: &Path, ex: &Excludes) -> Result<LocalTree, Error> {
+pub fn local_tree(root: &Path, ex: &mut Excludes) -> Result<LocalTree, Error> {
     let mut tree = LocalTree::default();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     let io = unreadable;
     let top = std::fs::canonicalize(root).map_err(|e| io(root, e))?;
     let mut outside = Vec::new();
     while let Some((dir, rel)) = stack.pop() {
+        if let Some(files) = &mut ex.files {
+            files.load(&rel)?;
+        }
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| io(&dir, e))?
             .collect::<Result<_, _>>()
