@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `request.json` | `job create` | the call request |
 //! | `status.json` | everyone, atomically (temp file + rename) | `{"state": queued\|running\|succeeded\|failed\|cancelled\|died, …}` |
-//! | `log` | the call (its fd 1 and fd 2), appended live | what the call prints |
+//! | `log` | the worker (the call's fd 1 and fd 2, `job/tee.rs`), appended live | what the call prints |
 //! | `response.json` | the worker, atomically | the call's response |
 //! | `cancel` | `job cancel` | cancellation was asked for (grace period) |
 //! | `submitted.json` | `job submit`, atomically | the batch system's answer to the one submission |
@@ -33,6 +33,7 @@ use crate::endpoint::{Endpoint, hostname};
 
 mod runner;
 mod submit;
+mod tee;
 #[cfg(test)]
 use runner::start_time;
 use runner::{alive, detach, final_state, run_job, signal_session, worker};
@@ -56,7 +57,8 @@ pub(crate) const USAGE: &str = "\
                                                  system's own cancel, so it records the job as
                                                  cancelled)
   sremote-endpoint job result DIR                print the response (exit 4 while there is none)
-  sremote-endpoint job rm DIR                    delete a finished job's directory";
+  sremote-endpoint job rm DIR                    delete a finished job's directory (exit 7 while
+                                                 it runs here: cancel it first)";
 
 const EXIT_OK: i32 = 0;
 const EXIT_FAILED: i32 = 1;
@@ -65,6 +67,8 @@ const EXIT_IO: i32 = 3;
 const EXIT_NOT_YET: i32 = 4;
 const EXIT_DIED: i32 = 5;
 const EXIT_CANCELLED: i32 = 6;
+/// `job rm` of a job that is still running (cancel it first).
+const EXIT_BUSY: i32 = 7;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const LOG_MAX: u64 = 4 << 20;
@@ -337,7 +341,13 @@ pub(crate) fn run(endpoint: &Endpoint, args: &[String]) -> i32 {
             }
             Err(e) => Err(e),
         },
-        "rm" => remove(&dir),
+        "rm" => match remove(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
+                eprintln!("sremote-endpoint: job rm {}: {e}", dir.display());
+                return EXIT_BUSY;
+            }
+            other => other,
+        },
         other => {
             eprintln!("sremote-endpoint: unknown job command `{other}`\nusage:\n{USAGE}");
             return EXIT_USAGE;
@@ -615,7 +625,10 @@ fn remove(dir: &Path) -> io::Result<()> {
     }
     let s = current_status(dir)?;
     if s.state == State::Running && s.host.as_deref() == Some(hostname().as_str()) {
-        return Err(invalid("the job is still running: cancel it first".into()));
+        return Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            "the job is still running: cancel it first",
+        ));
     }
     std::fs::remove_dir_all(dir)
 }

@@ -504,13 +504,42 @@ class Capture:
         return out
 
 
+class Live:
+    """In a job's worker: fd 1 and fd 2 are the job's output (its live log), named by
+    SREMOTE_JOB_OUTPUT_FDS; nothing is captured here (the worker keeps the output)."""
+
+    def __init__(self, fds):
+        out, err = (int(f) for f in fds.split(","))
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        for f in {out, err} - {1, 2}:
+            os.close(f)
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.reconfigure(line_buffering=True)
+            except Exception:
+                pass
+
+    def take(self):
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except Exception:
+                pass
+        return ["", ""]
+
+
 def serve():
     channel_in = os.fdopen(os.dup(0), "rb")
     channel_out = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    capture = Capture()
+    live = os.environ.pop("SREMOTE_JOB_OUTPUT_FDS", "")
+    try:
+        capture = Live(live) if live else Capture()
+    except (ValueError, OSError):
+        capture = Capture()
     for line in channel_in:
         reply = {}
         try:

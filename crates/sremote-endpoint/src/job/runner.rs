@@ -10,8 +10,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use sremote_core::protocol::{ErrorKind, Outcome, Request};
+use sremote_core::protocol::{ErrorBody, ErrorKind, Outcome, Request};
 
+use super::tee::{OUTPUT_FDS_VAR, Tee};
 use super::{
     DEFAULT_GRACE, EXIT_CANCELLED, EXIT_DIED, EXIT_FAILED, EXIT_IO, EXIT_OK, State, Status,
     cancel_request, cancel_requested, invalid, now_ms, read_response, read_status, write_atomic,
@@ -353,6 +354,13 @@ fn supervise(dir: &Path) -> io::Result<State> {
     };
     let stopped = term_sent.is_some() || signalled != 0;
     let (state, reason, message) = final_state(dir, exit.code(), exit.signal(), signalled, stopped);
+    // A program job: its exit code and signal are the job's (not the worker's).
+    if let Some(Outcome::Error(e)) = read_response(dir).map(|r| r.outcome)
+        && let Some((code, sig)) = program_end(&e)
+    {
+        status.exit_code = code;
+        status.signal = sig;
+    }
     status.finish(state, reason.as_deref(), message);
     write_status(dir, &status)?;
     if state == State::Cancelled {
@@ -392,7 +400,20 @@ pub(super) fn final_state(
     if let Some(resp) = read_response(dir).filter(|_| !stopped || runner_signal == 0) {
         return match resp.outcome {
             Outcome::Ok(_) => (State::Succeeded, None, None),
-            Outcome::Error(e) => (State::Failed, Some(e.kind.to_string()), Some(e.message)),
+            Outcome::Error(e) => match program_end(&e) {
+                // `job.run`'s program ended badly: failed with its exit code, or died.
+                Some((_, Some(sig))) => (
+                    State::Died,
+                    Some(signal_class(sig).into()),
+                    Some(with_stderr_tail(e.message, &resp.stderr)),
+                ),
+                Some((_, None)) => (
+                    State::Failed,
+                    Some("exited".into()),
+                    Some(with_stderr_tail(e.message, &resp.stderr)),
+                ),
+                None => (State::Failed, Some(e.kind.to_string()), Some(e.message)),
+            },
         };
     }
     if cancel_requested(dir).is_some() {
@@ -419,7 +440,7 @@ pub(super) fn final_state(
         ),
         (_, Some(sig)) => (
             State::Died,
-            Some("killed".into()),
+            Some(signal_class(sig).into()),
             Some(format!(
                 "the call was killed by {} without a result",
                 signal_name(sig)
@@ -436,6 +457,56 @@ pub(super) fn final_state(
     }
 }
 
+/// `(exit code, signal)` of `job.run`'s program, from its error (`None`: not a program's end).
+pub(super) fn program_end(e: &ErrorBody) -> Option<(Option<i32>, Option<i32>)> {
+    if e.module.as_deref() != Some("job") || e.function.as_deref() != Some("run") {
+        return None;
+    }
+    let get = |k: &str| {
+        e.data
+            .get(k)
+            .and_then(serde_json::Value::as_i64)
+            .map(|v| v as i32)
+    };
+    match (get("exit_code"), get("signal")) {
+        (None, None) => None,
+        end => Some(end),
+    }
+}
+
+/// The failure class of a program killed by `sig`: `crashed` for the signals of a
+/// program's own fault (SIGSEGV, SIGABRT, …), `killed` for those sent to it.
+pub(super) fn signal_class(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV
+        | libc::SIGABRT
+        | libc::SIGBUS
+        | libc::SIGFPE
+        | libc::SIGILL
+        | libc::SIGSYS
+        | libc::SIGTRAP => "crashed",
+        _ => "killed",
+    }
+}
+
+/// `message` and the last lines of `stderr` (at most 5 lines, 600 bytes).
+fn with_stderr_tail(message: String, stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut tail = lines[lines.len().saturating_sub(5)..].join("\n");
+    if tail.len() > 600 {
+        let mut cut = tail.len() - 600;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
+        tail = format!("…{}", &tail[cut..]);
+    }
+    if tail.is_empty() {
+        message
+    } else {
+        format!("{message}; the end of its stderr:\n{tail}")
+    }
+}
+
 fn signal_name(sig: i32) -> String {
     match sig {
         libc::SIGTERM => "SIGTERM".into(),
@@ -446,6 +517,9 @@ fn signal_name(sig: i32) -> String {
         libc::SIGSEGV => "SIGSEGV".into(),
         libc::SIGABRT => "SIGABRT".into(),
         libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGFPE => "SIGFPE".into(),
+        libc::SIGILL => "SIGILL".into(),
+        libc::SIGPIPE => "SIGPIPE".into(),
         n => format!("signal {n}"),
     }
 }
@@ -458,7 +532,15 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
     // started from here would inherit.
     install_signal_handlers();
     crate::output::set_live();
-    let response = match std::fs::read(dir.join("request.json")) {
+    // What the call prints goes live to the log and into the response (`tee.rs`).
+    let tee = match Tee::start() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("sremote-endpoint: the job's output goes to its log only: {e}");
+            None
+        }
+    };
+    let mut response = match std::fs::read(dir.join("request.json")) {
         Err(e) => crate::endpoint::error_response(
             String::new(),
             sremote_core::protocol::ErrorBody::new(
@@ -482,6 +564,15 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
     };
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
+    if let Some(tee) = tee {
+        // Output the call did not print live (e.g. the Python interpreter's own stderr)
+        // reaches the log too, after what was printed live.
+        let late = format!("{}{}", response.stdout, response.stderr);
+        let _ = io::stdout().write_all(late.as_bytes());
+        let (out, err) = tee.finish(Duration::from_secs(2));
+        response.stdout = out + &response.stdout;
+        response.stderr = err + &response.stderr;
+    }
     let bytes = match serde_json::to_vec(&response) {
         Ok(b) => b,
         Err(e) => {
@@ -506,7 +597,9 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
     }
 }
 
-/// `job.run(argv, cwd, env)`: a program with inherited stdout/stderr (the job's log).
+/// `job.run(argv, cwd, env)`: a program with inherited stdout/stderr (the job's output).
+/// Exit code 0 is the value `0`; any other end is the job's failure: an error naming the
+/// program with `data.exit_code` (the job is `failed`) or `data.signal` (the job `died`).
 fn job_run(
     argv: Vec<String>,
     cwd: Option<String>,
@@ -518,7 +611,9 @@ fn job_run(
         ));
     };
     let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env_remove(OUTPUT_FDS_VAR);
     if let Some(d) = &cwd {
         cmd.current_dir(d);
     }
@@ -531,14 +626,45 @@ fn job_run(
         cmd.env(k, v);
     }
     let _ = io::stdout().flush();
+    let shown = shown_command(&argv);
     let status = cmd.status().map_err(|e| {
-        CallError::raised(format!(
-            "job.run({}): {e}",
-            serde_json::to_string(&argv).unwrap_or_default()
-        ))
+        CallError::raised(format!("cannot run `{shown}`: {e}"))
+            .with_data(serde_json::json!({ "exit_code": 127 }))
     })?;
-    Ok(status
-        .code()
-        .or_else(|| status.signal().map(|s| -s))
-        .unwrap_or(-1))
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(0),
+        (Some(code), _) => Err(
+            CallError::raised(format!("`{shown}` exited with code {code}"))
+                .with_data(serde_json::json!({ "exit_code": code })),
+        ),
+        (None, sig) => {
+            let sig = sig.unwrap_or(0);
+            Err(
+                CallError::raised(format!("`{shown}` was killed by {}", signal_name(sig)))
+                    .with_data(serde_json::json!({ "signal": sig })),
+            )
+        }
+    }
+}
+
+/// The program as a person typed it: words quoted where a shell would need it, without
+/// the path wrapper `sremote run --detach` puts in front (`sh -c SCRIPT sremote-path P`).
+pub(super) fn shown_command(argv: &[String]) -> String {
+    let words = match argv {
+        [_, c, _, tag, _, rest @ ..] if c == "-c" && tag == "sremote-path" && !rest.is_empty() => {
+            rest
+        }
+        _ => argv,
+    };
+    let quote = |w: &String| {
+        let plain = !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+        if plain {
+            w.clone()
+        } else {
+            format!("'{}'", w.replace('\'', "'\\''"))
+        }
+    };
+    words.iter().map(quote).collect::<Vec<_>>().join(" ")
 }
