@@ -16,6 +16,8 @@ use sremote_jobs::{Job, JobError, JobFilter, JobRecord, JobState, JobStore, Jobs
 use crate::hosts::{self, HostOptions};
 use crate::output::{self, Style, paint, say};
 
+mod finish;
+
 const LS_EXAMPLES: &str = "Examples:
   sremote jobs ls
   sremote jobs ls --status running --host lab
@@ -35,14 +37,21 @@ const LOG_EXAMPLES: &str = "Examples:
 const CANCEL_EXAMPLES: &str = "Examples:
   sremote jobs cancel ID               # prints `ID cancelled`
   sremote jobs cancel ID --grace 60    # 60 s between SIGTERM and SIGKILL
-  sremote jobs cancel ID --json        # {\"id\":…,\"host\":…,\"state\":\"cancelled\"}";
+  sremote jobs cancel ID --json        # {\"id\":…,\"host\":…,\"state\":\"cancelled\"}
+  sremote jobs cancel --all            # every queued or running job, 8 at a time; a line each
+  sremote jobs cancel --all --host lab --status queued   # exit 1 if any could not be cancelled";
 
 const RESULT_EXAMPLES: &str = "Examples:
-  sremote jobs result ID           # waits, prints the value; exit 1 with the typed error
-  sremote jobs result ID --json    # {\"ok\": VALUE, \"id\":…, \"host\":…, \"timing\":…}";
+  sremote jobs result ID           # waits; the value on stdout, what the job printed on stderr
+  sremote jobs result ID --timeout 5m   # gives up after 5 minutes: exit 124, the job goes on
+  sremote jobs result ID --json    # {\"ok\": VALUE, \"stdout\", \"stderr\", \"id\":…, \"host\":…, \"timing\":…}
+
+A job that failed exits 1 with its error: a program's exit code (or the signal that
+killed it) and the end of its stderr; a function's exception and traceback.";
 
 const RM_EXAMPLES: &str = "Examples:
-  sremote jobs rm ID1 ID2          # prints `removed ID` for each
+  sremote jobs rm ID1 ID2          # prints `removed ID` for each; refuses a job not over yet
+  sremote jobs rm --cancel ID      # cancels it first (SIGTERM, SIGKILL, scancel/qdel)
   sremote jobs rm --processed      # every job whose result was collected
   sremote jobs rm --processed --json   # {\"removed\": ID} per line";
 
@@ -80,17 +89,30 @@ pub enum JobsCommand {
     /// Cancel a job (SIGTERM, SIGKILL after the grace period, and the batch system's cancel).
     #[command(after_help = CANCEL_EXAMPLES)]
     Cancel {
-        /// The job id.
-        id: String,
+        /// The job id (or --all).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
         /// Seconds between SIGTERM and SIGKILL.
         #[arg(long, default_value_t = 10.0)]
         grace: f64,
+        /// Cancel every job not over yet (submitting, queued, running).
+        #[arg(long)]
+        all: bool,
+        /// With --all: only jobs on this host (a config name or destination; a,b,c or @group).
+        #[arg(long, requires = "all")]
+        host: Option<String>,
+        /// With --all: only jobs in this state (submitting, queued, running).
+        #[arg(long, requires = "all", value_parser = parse_state)]
+        status: Option<JobState>,
     },
-    /// Wait for a job and print its value.
+    /// Wait for a job; print its value (stdout) and what it printed (stderr).
     #[command(after_help = RESULT_EXAMPLES)]
     Result {
         /// The job id.
         id: String,
+        /// Wait at most this long (90s, 30m, 1h30m): then exit 124; the job goes on.
+        #[arg(long, value_parser = sremote_jobs::units::parse_duration)]
+        timeout: Option<Duration>,
     },
     /// Remove jobs: their directories on the hosts and their records.
     #[command(after_help = RM_EXAMPLES)]
@@ -98,6 +120,9 @@ pub enum JobsCommand {
         /// Also remove every job marked processed (`sremote jobs result` marks what it printed).
         #[arg(long)]
         processed: bool,
+        /// Cancel a job not over yet first (else it is refused).
+        #[arg(long)]
+        cancel: bool,
         /// The job ids.
         ids: Vec<String>,
     },
@@ -143,6 +168,7 @@ pub(crate) fn describe(e: &JobError) -> Described {
         JobError::Died { .. } => "Died",
         JobError::Cancelled { .. } => "Cancelled",
         JobError::NotFinished { .. } => "NotFinished",
+        JobError::Unfinished { .. } => "Unfinished",
         JobError::Store { .. } => "Store",
         JobError::NotFound { .. } => "NotFound",
         JobError::Remote { .. } => "Remote",
@@ -153,10 +179,11 @@ pub(crate) fn describe(e: &JobError) -> Described {
         kind: kind.into(),
         message: message.to_string(),
         hint: hint.map(str::to_string),
-        code: if matches!(e, JobError::Usage(_)) {
-            2
-        } else {
-            1
+        code: match e {
+            JobError::Usage(_) => 2,
+            // Waited as long as asked: not a failure of the job.
+            JobError::NotFinished { .. } => NOT_FINISHED_EXIT,
+            _ => 1,
         },
     }
 }
@@ -218,6 +245,9 @@ pub(crate) fn print_value(v: &Value) {
 }
 
 // ---- jobs …  ------------------------------------------------------------------------
+
+/// The exit code of `jobs result --timeout` when the job is not over in time.
+pub(crate) const NOT_FINISHED_EXIT: u8 = 124;
 
 /// Reach the host of a recorded job.
 async fn open(id: &str, opts: &HostOptions) -> Result<Job<Arc<dyn Connector>>, JobError> {
@@ -454,60 +484,19 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
             emit(&[], next, true);
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Cancel { id, grace } => {
-            let Ok(grace) = Duration::try_from_secs_f64(grace) else {
-                let e = JobError::Usage(format!(
-                    "--grace {grace}: not a number of seconds — give seconds >= 0, e.g. --grace 30"
-                ));
-                return Ok(fail(&e, json, json!({"id": id})));
-            };
-            let cancelled = async {
-                let job = open(&id, opts).await?;
-                let st = job.cancel_with_grace(grace).await?;
-                Ok::<_, JobError>((job.record(), st))
-            };
-            match cancelled.await {
-                Ok((rec, st)) if json => {
-                    let host = rec.destination.as_deref().unwrap_or(&rec.host);
-                    say!(
-                        "{}",
-                        json!({"id": rec.id, "host": host, "state": st.state.as_str()})
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Ok((rec, st)) => {
-                    say!("{} {}", rec.id, st.state);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => Ok(fail(&e, json, json!({"id": id}))),
-            }
-        }
-        JobsCommand::Result { id } => {
-            let job = match open(&id, opts).await {
-                Ok(j) => j,
-                Err(e) => return Ok(fail(&e, json, json!({"id": id}))),
-            };
-            match job.result::<Value>().await {
-                Ok(out) if json => {
-                    let m = &out.meta;
-                    let whole = json!({"ok": out.value, "id": job.id(), "host": m.host, "pid": m.pid,
-                        "timing": {"started_unix_ms": m.timing.started_unix_ms, "elapsed_us": m.timing.elapsed_us}});
-                    say!(
-                        "{}",
-                        serde_json::to_string_pretty(&whole).unwrap_or_default()
-                    );
-                    let _ = job.mark_processed();
-                    Ok(ExitCode::SUCCESS)
-                }
-                Ok(out) => {
-                    print_value(&out.value);
-                    let _ = job.mark_processed();
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => Ok(fail(&e, json, json!({"id": id}))),
-            }
-        }
-        JobsCommand::Rm { processed, ids } => {
+        JobsCommand::Cancel {
+            id,
+            grace,
+            all,
+            host,
+            status,
+        } => Ok(finish::cancel(id, grace, all.then_some((host, status)), opts).await),
+        JobsCommand::Result { id, timeout } => Ok(finish::result(&id, timeout, opts).await),
+        JobsCommand::Rm {
+            processed,
+            cancel,
+            ids,
+        } => {
             if !processed && ids.is_empty() {
                 let e = JobError::Usage(
                     "`sremote jobs rm` needs job ids or --processed — list them with `sremote jobs ls`"
@@ -528,22 +517,7 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
                     Err(e) => return Ok(fail(&e, json, json!({}))),
                 }
             }
-            let mut code = 0u8;
-            for id in ids {
-                let removed = async {
-                    let job = open(&id, opts).await?;
-                    job.clean().await
-                };
-                match removed.await {
-                    Ok(()) if json => say!("{}", json!({"removed": id})),
-                    Ok(()) => say!("removed {id}"),
-                    Err(e) => {
-                        let _ = fail(&e, json, json!({"id": id}));
-                        code = code.max(describe(&e).code);
-                    }
-                }
-            }
-            Ok(ExitCode::from(code))
+            Ok(finish::rm(ids, cancel, opts).await)
         }
     }
 }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::JobState;
 
 /// Why a job ended without a result (`died`), from the job's directory and the batch
-/// system: match on it to decide whether to resubmit with more resources.
+/// system: match on it to decide whether to resubmit with more resources. A `failed` job
+/// has a class too: [`Exited`](FailureClass::Exited) for a program, else
+/// [`Raised`](FailureClass::Raised).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -32,6 +34,12 @@ pub enum FailureClass {
     Lost,
     /// The batch system said the job failed, for a reason not classified above.
     Other,
+    /// A program job (`sremote run --detach`, `job.run`) exited with a non-zero code: the
+    /// job `failed`; the code is in the failure text.
+    Exited,
+    /// The call returned its own error (an exception, a missing function, …): the job
+    /// `failed`; `Job::result` gives the typed error.
+    Raised,
 }
 
 impl FailureClass {
@@ -48,6 +56,8 @@ impl FailureClass {
             FailureClass::Vanished => "vanished",
             FailureClass::Lost => "lost",
             FailureClass::Other => "other",
+            FailureClass::Exited => "exited",
+            FailureClass::Raised => "raised",
         }
     }
 
@@ -64,6 +74,8 @@ impl FailureClass {
             "vanished" => FailureClass::Vanished,
             "lost" => FailureClass::Lost,
             "other" => FailureClass::Other,
+            "exited" => FailureClass::Exited,
+            "raised" => FailureClass::Raised,
             _ => return None,
         })
     }
@@ -87,6 +99,10 @@ impl FailureClass {
             FailureClass::Lost => "submit it again (force)",
             FailureClass::Other => {
                 "read its log and the batch system's output (scheduler.out in the job dir)"
+            }
+            FailureClass::Exited | FailureClass::Raised => {
+                "read its output (`sremote jobs result ID`, `sremote jobs log ID`), fix it, then \
+                 submit it again (force)"
             }
         }
     }
@@ -142,6 +158,19 @@ pub enum JobError {
         state: JobState,
         /// How long was waited.
         waited: String,
+    },
+
+    /// The job is not over (queued or running), so it cannot be removed: cancel it first.
+    #[error(
+        "job {id} on {host} is still {state}, so it was not removed — cancel it first: `sremote jobs cancel {id}` (or `sremote jobs rm --cancel {id}`)"
+    )]
+    Unfinished {
+        /// The job id.
+        id: String,
+        /// The host.
+        host: String,
+        /// Its state.
+        state: JobState,
     },
 
     /// The local job store could not be used.

@@ -265,6 +265,20 @@ impl<C: Connector> Job<C> {
         if st.state == JobState::Died {
             st.failure = Some(d.failure());
         }
+        if st.state == JobState::Failed {
+            // The job's own error, kept in the store: `exited` (a program's exit code,
+            // the end of its stderr) or the call's error kind and message.
+            let class = match d.reason.as_deref() {
+                Some("exited") => FailureClass::Exited,
+                _ => FailureClass::Raised,
+            };
+            let text = match (d.reason.as_deref(), &d.message) {
+                (Some("exited") | None, Some(m)) => m.clone(),
+                (Some(kind), Some(m)) => format!("{kind}: {m}"),
+                (_, None) => "the call failed".into(),
+            };
+            st.failure = Some((class, text));
+        }
     }
 
     /// Wait until the job is over, at most `timeout` (`None`: as long as it takes).
@@ -318,11 +332,22 @@ impl<C: Connector> Job<C> {
         }
     }
 
-    /// Wait for the job, then its value: the call's own error if it failed,
-    /// [`JobError::Died`] or [`JobError::Cancelled`] if it ended without a result.
+    /// Wait for the job, then its value: the call's own error if it failed (a program
+    /// job that exited non-zero: kind `Raised`, `data.exit_code`, its output in the
+    /// error), [`JobError::Died`] or [`JobError::Cancelled`] if it ended without a result.
+    /// The value comes with everything the job printed (`stdout`, `stderr`).
     pub async fn result<T: DeserializeOwned>(&self) -> Result<CallOutput<T>, JobError> {
+        self.result_within(None).await
+    }
+
+    /// [`result`](Self::result), waiting at most `timeout` for the job to end (`None`: as
+    /// long as it takes); then [`JobError::NotFinished`], and the job goes on.
+    pub async fn result_within<T: DeserializeOwned>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput<T>, JobError> {
         let started = Instant::now();
-        let st = self.wait(None).await?;
+        let st = self.wait(timeout).await?;
         let rec = self.record();
         match st.state {
             JobState::Succeeded | JobState::Failed => {
@@ -601,14 +626,47 @@ impl<C: Connector> Job<C> {
         self.refresh().map(drop)
     }
 
-    /// Remove the job's directory on the host and its record in the store. A job still
-    /// running must be cancelled first.
+    /// Remove the job's directory on the host and its record in the store. A job not
+    /// over yet (queued or running, also in a batch system) is refused with
+    /// [`JobError::Unfinished`]: [`cancel`](Self::cancel) it first, or use
+    /// [`cancel_and_clean`](Self::cancel_and_clean).
     pub async fn clean(&self) -> Result<(), JobError> {
-        let rec = self.refresh()?;
+        let mut rec = self.refresh()?;
+        if !rec.state.is_terminal() && rec.remote_dir.is_some() {
+            // The store may be behind the host: ask it (and the batch system).
+            let st = self.status().await?;
+            rec = self.record();
+            if !st.state.is_terminal() {
+                return Err(JobError::Unfinished {
+                    id: rec.id,
+                    host: rec.host,
+                    state: st.state,
+                });
+            }
+        }
         if let Some(dir) = &rec.remote_dir {
             let action = format!("remove job {}", rec.id);
-            remote::endpoint(&self.client, &["job", "rm", dir], None, &[], &action).await?;
+            let out =
+                remote::endpoint(&self.client, &["job", "rm", dir], None, &[7], &action).await?;
+            if out.exit_code == Some(7) {
+                // Running on the host although its state said otherwise.
+                return Err(JobError::Unfinished {
+                    id: rec.id,
+                    host: rec.host,
+                    state: JobState::Running,
+                });
+            }
         }
         self.store.remove(&rec.id)
+    }
+
+    /// [`cancel`](Self::cancel) the job (SIGTERM, SIGKILL after [`DEFAULT_GRACE`], the
+    /// batch system's cancel), then [`clean`](Self::clean) it.
+    pub async fn cancel_and_clean(&self) -> Result<(), JobError> {
+        let rec = self.refresh()?;
+        if !rec.state.is_terminal() {
+            self.cancel().await?;
+        }
+        self.clean().await
     }
 }
