@@ -322,8 +322,15 @@ async fn submit_single(spec: &HostSpec, plan: &SubmitPlan) -> ExitCode {
     }
     if plan.a.wait {
         match job.result::<Value>().await {
-            Ok(out) if json => v["value"] = out.value,
-            Ok(out) => print_value(&out.value),
+            Ok(out) => {
+                // Collected, like `jobs result`: `jobs rm --processed` removes it.
+                let _ = job.mark_processed();
+                if json {
+                    v["value"] = out.value
+                } else {
+                    print_value(&out.value)
+                }
+            }
             Err(e) => return fail(&e, json, v),
         }
     }
@@ -347,6 +354,7 @@ async fn submit_outcome(spec: &HostSpec, plan: &SubmitPlan) -> Result<Outcome, E
     if plan.a.wait {
         match job.result::<Value>().await {
             Ok(out) => {
+                let _ = job.mark_processed();
                 text.push_str(&value_text(&out.value));
                 v["value"] = out.value;
             }
