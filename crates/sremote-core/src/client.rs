@@ -46,6 +46,7 @@ pub(crate) struct Settings {
     pub(crate) mode: CallMode,
     pub(crate) auto_bootstrap: bool,
     pub(crate) endpoint: EndpointSource,
+    pub(crate) setup: crate::setup::Setup,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +136,7 @@ impl<C: Connector> RemoteClient<C> {
                     mode: CallMode::Auto,
                     auto_bootstrap: true,
                     endpoint: EndpointSource::Auto,
+                    setup: crate::setup::Setup::default(),
                 }),
                 state: Mutex::new(State::default()),
                 bootstrap_lock: tokio::sync::Mutex::new(()),
@@ -235,6 +237,76 @@ impl<C: Connector> RemoteClient<C> {
     /// Where bootstrap finds endpoint binaries (default: [`EndpointSource::Auto`]).
     pub fn set_endpoint_source(&self, source: EndpointSource) {
         lock(&self.inner.settings).endpoint = source;
+    }
+
+    /// Run `lines` of shell code on the host before the endpoint starts — its session,
+    /// pipe and file calls, detached jobs, batch scripts (the site's environment:
+    /// `module load python/3.11`, `source ~/envs/x/bin/activate`; see
+    /// [`setup`](crate::setup)). Replaces earlier lines; a session already open is closed,
+    /// so the next call starts the endpoint in the new environment.
+    pub fn set_setup<I: IntoIterator<Item = S>, S: Into<String>>(&self, lines: I) {
+        lock(&self.inner.settings).setup.lines = lines.into_iter().map(Into::into).collect();
+        self.close_session_for_setup();
+    }
+
+    /// Add one line to the setup ([`set_setup`](RemoteClient::set_setup)).
+    pub fn add_setup(&self, line: impl Into<String>) {
+        lock(&self.inner.settings).setup.lines.push(line.into());
+        self.close_session_for_setup();
+    }
+
+    /// Run the setup and the endpoint in a login shell (`bash -l`: `/etc/profile`,
+    /// `~/.bash_profile`, and with them `module`), default off.
+    pub fn set_login_shell(&self, on: bool) {
+        lock(&self.inner.settings).setup.login_shell = on;
+        self.close_session_for_setup();
+    }
+
+    /// The setup lines and login-shell choice in use.
+    pub fn setup(&self) -> crate::setup::Setup {
+        lock(&self.inner.settings).setup.clone()
+    }
+
+    /// `cmd` run after this client's setup (unchanged without one): what the endpoint's
+    /// starts use, and what a detached job's start uses (`sremote-jobs`).
+    pub fn with_setup(&self, cmd: RemoteCommand) -> RemoteCommand {
+        self.setup().wrap(cmd)
+    }
+
+    /// The [`Error::Setup`] in a wrapped command's exit status and stderr, for `action`.
+    pub fn setup_error(
+        &self,
+        action: &str,
+        exit_code: Option<i32>,
+        stderr: &[u8],
+    ) -> Option<Error> {
+        let f = crate::setup::failure(exit_code, stderr)?;
+        Some(self.setup_failed(action, f))
+    }
+
+    pub(crate) fn setup_failed(&self, action: &str, f: crate::setup::SetupFailure) -> Error {
+        // Name the line as the user wrote it (the host printed it too, after quoting).
+        let text = f
+            .line
+            .checked_sub(1)
+            .and_then(|i| self.setup().lines.get(i).cloned())
+            .unwrap_or(f.text);
+        Error::Setup(Box::new(crate::error::SetupError {
+            host: self.host().to_string(),
+            action: action.to_string(),
+            line: f.line,
+            text,
+            status: f.status,
+            output: f.output,
+        }))
+    }
+
+    /// A changed setup applies to sessions opened afterwards: drop the open one (calls in
+    /// flight keep it until they end).
+    fn close_session_for_setup(&self) {
+        if let Ok(mut slot) = self.inner.session.try_lock() {
+            *slot = None;
+        }
     }
 
     /// The sremote directory on the host (relative: to the home directory).
@@ -618,8 +690,10 @@ impl<C: Connector> RemoteClient<C> {
             return Ok(s.clone());
         }
         *slot = None;
+        let endpoint = self.endpoint_path();
+        let serve = self.with_setup(RemoteCommand::new(&endpoint).arg("serve"));
         let session =
-            Arc::new(Session::open(&self.inner.connector, &self.endpoint_path(), action).await?);
+            Arc::new(Session::open(&self.inner.connector, &serve, &endpoint, action).await?);
         *slot = Some(session.clone());
         Ok(session)
     }
@@ -639,6 +713,7 @@ impl<C: Connector> RemoteClient<C> {
                 &request.id,
             ),
             SessionError::NotSetup(reason) => self.not_setup(action, reason),
+            SessionError::Setup(f) => self.setup_failed(action, f),
             SessionError::Protocol { detail, received } => {
                 Error::Protocol(Box::new(ProtocolError {
                     host: self.host().to_string(),
@@ -713,10 +788,16 @@ impl<C: Connector> RemoteClient<C> {
                 .stdin(body.to_vec()),
         };
         cmd.timeout = timeout;
+        let cmd = self.with_setup(cmd);
         let result = self.inner.connector.exec(&cmd).await;
+        let setup_failed = match &result {
+            Ok(out) => crate::setup::failure(out.exit_code, &out.stderr),
+            Err(_) => None,
+        };
         // The endpoint consumes the request file; when it never ran, remove it ourselves
         // (best effort: the connection may be gone).
-        let consumed = matches!(&result, Ok(out) if !matches!(out.exit_code, Some(126 | 127)));
+        let consumed = setup_failed.is_none()
+            && matches!(&result, Ok(out) if !matches!(out.exit_code, Some(126 | 127)));
         if let (false, Some(path)) = (consumed, request_file) {
             let rm = RemoteCommand::new("rm")
                 .args(["-f", "--", &path])
@@ -724,6 +805,9 @@ impl<C: Connector> RemoteClient<C> {
             let _ = self.inner.connector.exec(&rm).await;
         }
         let out = result?;
+        if let Some(f) = setup_failed {
+            return Err(self.setup_failed(action, f));
+        }
         match out.exit_code {
             Some(127) => return Err(self.not_setup(action, format!("no endpoint at {endpoint}"))),
             Some(126) => {

@@ -209,6 +209,33 @@ pub struct ModulesMissingError {
     pub present: BTreeMap<String, String>,
 }
 
+/// A setup line (the host's configured `setup`, see [`crate::setup`]) failed before the
+/// endpoint or the job could start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupError {
+    pub host: String,
+    /// What was tried (e.g. the call `os.getenv`).
+    pub action: String,
+    /// The line's number, from 1 (0: the login shell itself).
+    pub line: usize,
+    /// The line's text.
+    pub text: String,
+    /// Its exit status.
+    pub status: i32,
+    /// What the host printed about it (the shell's or the command's complaint).
+    pub output: String,
+}
+
+impl SetupError {
+    fn output_text(&self) -> String {
+        if self.output.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.output.replace('\n', "; "))
+        }
+    }
+}
+
 /// The error of every sremote client operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -247,6 +274,14 @@ pub enum Error {
         .0.action, .0.host, .0.type_name, .0.detail, .0.value
     )]
     Decode(Box<DecodeError>),
+
+    #[error(
+        "{} on {}: setup line {} `{}` failed with exit status {}{} — fix or remove it in the \
+         host's `setup` (hosts config, --setup, `set_setup`); try it by hand with `ssh HOST` \
+         (in `bash -l` when `login_shell = true`)",
+        .0.action, .0.host, .0.line, .0.text, .0.status, .0.output_text()
+    )]
+    Setup(Box<SetupError>),
 
     /// A local problem with what the caller asked for (e.g. an argument that cannot be
     /// serialized, an unreadable local file).

@@ -25,7 +25,7 @@ pub use protocol::Blob;
 mod error;
 pub use error::{
     ConnectorError, ConnectorErrorKind, DecodeError, Error, ModulesMissingError, NotSetupError,
-    ProtocolError, RemoteExecError,
+    ProtocolError, RemoteExecError, SetupError,
 };
 
 #[cfg(feature = "client")]
@@ -46,6 +46,8 @@ pub use local::LocalConnector;
 
 pub mod civil;
 pub mod frame;
+pub mod setup;
+pub use setup::Setup;
 pub mod shell;
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub(crate) enum SessionError {
     Transport(ConnectorError),
     /// The call was cancelled before its request was written.
     Cancelled,
+    /// A setup line failed before the endpoint started.
+    Setup(crate::setup::SetupFailure),
 }
 
 /// A call waiting for its response: what it is (for error messages) and where to answer.
@@ -261,13 +263,14 @@ impl Session {
     /// `action` (named in errors).
     pub(crate) async fn open<C: Connector + ?Sized>(
         connector: &C,
+        serve: &RemoteCommand,
         endpoint: &str,
         action: &str,
     ) -> Result<Session, SessionError> {
         let host = connector.host().to_string();
         let opening = format!("{action} (opening a session)");
         let process = connector
-            .spawn(&RemoteCommand::new(endpoint).arg("serve"))
+            .spawn(serve)
             .await
             .map_err(SessionError::Transport)?;
         let mut stdout = tokio::io::BufReader::with_capacity(256 << 10, process.stdout);
@@ -334,6 +337,15 @@ impl Session {
                 let tail = String::from_utf8_lossy(&lock(&stderr_tail))
                     .trim()
                     .to_string();
+                if let Ok(Ok(Some(c @ crate::setup::SETUP_FAILED_EXIT))) = code {
+                    // Its report may still be on the way to the stderr drain.
+                    for _ in 0..100 {
+                        if let Some(f) = crate::setup::failure(Some(c), &lock(&stderr_tail)) {
+                            return Err(SessionError::Setup(f));
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
                 return Err(match code {
                     Ok(Ok(Some(126 | 127))) => SessionError::NotSetup(format!(
                         "no runnable endpoint at {endpoint}: {tail}"

@@ -11,10 +11,19 @@
 //! path = ["/global/common/software/bin"]    # prepended to PATH for every call, exec and run
 //! scheduler = "slurm"                       # direct | slurm | pbs | sge (for jobs)
 //! partitions = [{ name = "debug", cores = 128, max_time = "30m", gpus = 4 }]
+//! setup = ["module load python/3.11", "source ~/envs/x/bin/activate"]
+//! login_shell = true                        # run setup and the endpoint in `bash -l`
 //!
 //! [groups]
 //! gpu = ["perlmutter", "lab-gpu"]
 //! ```
+//!
+//! `setup` is the site's environment: shell lines run on the host before the endpoint of
+//! calls (session, pipe, file), a detached job, or a batch script starts, so calls and
+//! jobs see the same `python3`; `login_shell = true` runs them (and the endpoint) in
+//! `bash -l`, which reads `/etc/profile` and `~/.bash_profile` (where `module` comes from
+//! on most clusters). They are your own shell code: a line that fails stops the start
+//! with an error naming the line and the host (see `sremote_core::setup`).
 //!
 //! Errors name the file, line and column; unknown keys are warned about and ignored.
 
@@ -115,6 +124,10 @@ pub struct HostSpec {
     pub scheduler: Option<SchedulerKind>,
     pub partitions: Vec<PartitionSpec>,
     pub sge_pe: Option<String>,
+    /// Shell lines run on the host before the endpoint or a job starts (`setup`).
+    pub setup: Vec<String>,
+    /// Run the setup and the endpoint in a login shell, `bash -l` (`login_shell`).
+    pub login_shell: bool,
     /// Whether it comes from the config file.
     pub configured: bool,
 }
@@ -158,6 +171,10 @@ struct RawHost {
     #[serde(default)]
     partitions: Vec<RawPartition>,
     sge_pe: Option<String>,
+    #[serde(default)]
+    setup: Vec<Spanned<String>>,
+    #[serde(default)]
+    login_shell: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,6 +197,8 @@ const HOST_KEYS: &[&str] = &[
     "scheduler",
     "partitions",
     "sge_pe",
+    "setup",
+    "login_shell",
 ];
 const PARTITION_KEYS: &[&str] = &["name", "cores", "max_time", "max_memory", "gpus"];
 
@@ -345,6 +364,12 @@ impl Config {
                 }
                 None => None,
             };
+            if let Some(bad) = h.setup.iter().find(|l| l.get_ref().contains('\0')) {
+                return Err(at(
+                    Some(bad.span()),
+                    "a setup line cannot contain a NUL byte",
+                ));
+            }
             let spec = HostSpec {
                 name: name.clone(),
                 connector,
@@ -357,6 +382,8 @@ impl Config {
                 scheduler: h.scheduler,
                 partitions,
                 sge_pe: h.sge_pe,
+                setup: h.setup.into_iter().map(Spanned::into_inner).collect(),
+                login_shell: h.login_shell,
                 configured: true,
             };
             cfg.hosts.insert(name, spec);
@@ -636,6 +663,32 @@ small = ["me", "lab", "bob@elsewhere"]
         assert!(cfg.warnings[2].contains("\"nodes\""));
         // The misspelt key is ignored: the destination defaults to the name.
         assert_eq!(cfg.hosts["a"].destination, "a");
+    }
+
+    #[test]
+    fn setup_and_login_shell() {
+        let cfg = parse(
+            "[hosts.c]\nsetup = [\"module load python/3.11\", \"source ~/envs/x/bin/activate\"]\nlogin_shell = true\n[hosts.d]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.hosts["c"].setup,
+            ["module load python/3.11", "source ~/envs/x/bin/activate"]
+        );
+        assert!(cfg.hosts["c"].login_shell);
+        assert!(cfg.hosts["d"].setup.is_empty() && !cfg.hosts["d"].login_shell);
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let e = parse("[hosts.c]\nsetup = \"module load x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/cfg/config.toml:2:"), "{e}");
+        let e = parse("[hosts.c]\nsetup = [\"a\\u0000b\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/cfg/config.toml:2:") && e.contains("NUL"),
+            "{e}"
+        );
     }
 
     #[test]

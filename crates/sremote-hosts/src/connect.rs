@@ -29,7 +29,7 @@ impl Connection {
     }
 }
 
-/// A client over `connector` with `spec`'s env, path and endpoint dir applied.
+/// A client over `connector` with `spec`'s env, path, endpoint dir and setup applied.
 pub fn configured_client(spec: &HostSpec, connector: Arc<dyn Connector>) -> Client {
     let client = RemoteClient::new(connector);
     for (k, v) in &spec.env {
@@ -40,6 +40,10 @@ pub fn configured_client(spec: &HostSpec, connector: Arc<dyn Connector>) -> Clie
     }
     if let Some(d) = &spec.endpoint_dir {
         client.set_sremote_dir(d);
+    }
+    if !spec.setup.is_empty() || spec.login_shell {
+        client.set_setup(spec.setup.iter().cloned());
+        client.set_login_shell(spec.login_shell);
     }
     client
 }
