@@ -31,11 +31,19 @@ pub struct CallArgs {
     pub module: String,
     /// The function (absent after PATH.py:FUNCTION: then this is the first argument).
     pub function: Option<String>,
-    /// Positional arguments: JSON if they parse as JSON, else strings.
+    /// Positional arguments: JSON if they parse as JSON, else strings (see --str).
     pub args: Vec<String>,
     /// Keyword argument KEY=VALUE (VALUE is JSON if it parses, else a string).
     #[arg(long = "kw", value_name = "KEY=VALUE")]
     pub kwargs: Vec<String>,
+    /// Pass every ARG and --kw VALUE as a string, never as JSON (`42` stays "42").
+    #[arg(short = 's', long = "str")]
+    pub strings: bool,
+    /// Where the call's own stdout and stderr go: `stderr` (default; stdout then carries
+    /// the value alone, for `x=$(sremote call …)`), `inline` (stdout and stderr, before
+    /// the value), `none`. `--json` has them all.
+    #[arg(long, value_name = "WHERE", default_value = "stderr", value_parser = parse_output)]
+    pub output: CallOutputTo,
     /// Stop the call on the host after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
@@ -109,6 +117,26 @@ pub struct BenchArgs {
     pub concurrency: usize,
 }
 
+/// Where `call` puts the call's own stdout and stderr (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutputTo {
+    /// Both on sremote's stderr (stdout then holds the value alone).
+    Stderr,
+    /// stdout on stdout (before the value), stderr on stderr.
+    Inline,
+    /// Dropped.
+    None,
+}
+
+pub fn parse_output(s: &str) -> Result<CallOutputTo, String> {
+    match s {
+        "stderr" => Ok(CallOutputTo::Stderr),
+        "inline" => Ok(CallOutputTo::Inline),
+        "none" => Ok(CallOutputTo::None),
+        _ => Err(format!("{s:?}: use stderr, inline or none")),
+    }
+}
+
 pub fn parse_mode(s: &str) -> Result<CallMode, String> {
     match s {
         "auto" => Ok(CallMode::Auto),
@@ -166,10 +194,14 @@ pub fn seconds(s: Option<f64>) -> Result<Option<Duration>, Error> {
 
 pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
     let targets = opts.resolve(&[&a.host])?;
+    let parse = |s: &str| match a.strings {
+        true => Value::String(s.to_string()),
+        false => json_or_string(s),
+    };
     let mut kwargs = Vec::new();
     for kw in &a.kwargs {
         let (k, v) = key_value(kw, "--kw")?;
-        kwargs.push((k, json_or_string(&v)));
+        kwargs.push((k, parse(&v)));
     }
     let env: Vec<_> = a
         .env
@@ -178,13 +210,14 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         .collect::<Result<_, _>>()?;
     let timeout = seconds(a.timeout)?;
     let target = Target::parse(&a.module, a.function.as_deref(), &a.args)?;
-    let args: Vec<Value> = target.args.iter().map(|s| json_or_string(s)).collect();
-    let a = Arc::new((a, kwargs, env, timeout, args, target));
+    let args: Vec<Value> = target.args.iter().map(|s| parse(s)).collect();
+    let read_as_json = read_as_json(&target.args, &args, &kwargs);
+    let a = Arc::new((a, kwargs, env, timeout, args, target, read_as_json));
     let o = opts.clone();
     Ok(fanout::each(targets, &opts, move |spec| {
         let (a, opts) = (a.clone(), o.clone());
         async move {
-            let (a, kwargs, env, timeout, args, target) = &*a;
+            let (a, kwargs, env, timeout, args, target, read_as_json) = &*a;
             let client = connect_spec(&spec, &opts).await?.client();
             let mut call = client
                 .call::<Value>(&target.module, &target.function)
@@ -202,11 +235,59 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
             if let Some(t) = timeout {
                 call = call.timeout(*t);
             }
-            let out = call.await?;
-            Ok(call_outcome(&out))
+            let out = call
+                .await
+                .map_err(|e| bad_arguments_hint(e, read_as_json))?;
+            Ok(call_outcome(&out, a.output))
         }
     })
     .await)
+}
+
+/// The ARGs and --kw values typed as text that were sent as JSON other than a string
+/// (`42`, `true`, `null`, `[1]`), described for the BadArguments message.
+fn read_as_json(texts: &[String], args: &[Value], kwargs: &[(String, Value)]) -> Vec<String> {
+    let positional = texts
+        .iter()
+        .zip(args)
+        .enumerate()
+        .filter_map(|(i, (t, v))| {
+            (!v.is_string()).then(|| format!("ARG {} `{t}` was sent as JSON {}", i + 1, kind(v)))
+        });
+    let named = kwargs.iter().filter_map(|(k, v)| {
+        (!v.is_string()).then(|| format!("--kw {k}={v} was sent as JSON {}", kind(v)))
+    });
+    positional.chain(named).collect()
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A `BadArguments` failure of a call whose text arguments were read as JSON says so, and
+/// how to send them as strings instead.
+fn bad_arguments_hint(e: Error, read_as_json: &[String]) -> Error {
+    match e {
+        Error::RemoteExec(mut r)
+            if r.kind == sremote_core::protocol::ErrorKind::BadArguments
+                && !read_as_json.is_empty() =>
+        {
+            r.message = format!(
+                "{} ({}; to send text as a string, add -s/--str or quote it as JSON, e.g. '\"42\"')",
+                r.message,
+                read_as_json.join(", ")
+            );
+            Error::RemoteExec(r)
+        }
+        e => e,
+    }
 }
 
 /// What `call` and `submit` run: MODULE FUNCTION ARGS…, or PATH.py:FUNCTION ARGS… (the
@@ -249,7 +330,7 @@ impl Target {
     }
 }
 
-fn call_outcome(out: &CallOutput<Value>) -> Outcome {
+fn call_outcome(out: &CallOutput<Value>, to: CallOutputTo) -> Outcome {
     let m = &out.meta;
     // The endpoint's response (every field of PROTOCOL.md's Response), plus how the
     // client ran it: `mode` and `round_trip_us`.
@@ -260,22 +341,23 @@ fn call_outcome(out: &CallOutput<Value>) -> Outcome {
         "timing": {"started_unix_ms": m.timing.started_unix_ms, "elapsed_us": m.timing.elapsed_us},
         "mode": mode_name(m.mode), "round_trip_us": m.round_trip.as_micros() as u64,
     });
-    let mut stdout = out.stdout.clone();
+    // The call's own output first (in the order stdout, stderr), then the value.
+    let (mut stdout, stderr) = match to {
+        CallOutputTo::Stderr => (String::new(), format!("{}{}", out.stdout, out.stderr)),
+        CallOutputTo::Inline => (out.stdout.clone(), out.stderr.clone()),
+        CallOutputTo::None => (String::new(), String::new()),
+    };
     match &out.value {
-        Value::String(s) => {
-            stdout.push_str(s);
-            stdout.push('\n');
-        }
-        Value::Null => {}
-        v => {
-            stdout.push_str(&serde_json::to_string_pretty(v).unwrap_or_default());
-            stdout.push('\n');
-        }
+        // Text as it is (no quotes), so `x=$(sremote call …)` is the text itself.
+        Value::String(s) => stdout.push_str(s),
+        v => stdout.push_str(&serde_json::to_string_pretty(v).unwrap_or_default()),
     }
+    stdout.push('\n');
     Outcome {
         stdout: stdout.into_bytes(),
-        stderr: out.stderr.clone().into_bytes(),
+        stderr: stderr.into_bytes(),
         json,
+        stderr_first: true,
         ..Default::default()
     }
 }
@@ -324,6 +406,7 @@ pub async fn exec(a: ExecArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                 json,
                 code,
                 failure,
+                stderr_first: false,
             })
         }
     })

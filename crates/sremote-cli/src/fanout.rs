@@ -27,6 +27,8 @@ pub struct Outcome {
     pub code: u8,
     /// Why it counts as failed when `code != 0` (e.g. `exit code 7`).
     pub failure: Option<String>,
+    /// Print `stderr` before `stdout` (a call's own output before its value).
+    pub stderr_first: bool,
 }
 
 impl Outcome {
@@ -115,6 +117,9 @@ where
             Ok(o) => {
                 if opts.json {
                     print_json(host, &o);
+                } else if o.stderr_first {
+                    print_prefixed(host, &o.stderr, true);
+                    print_prefixed(host, &o.stdout, false);
                 } else {
                     print_prefixed(host, &o.stdout, false);
                     print_prefixed(host, &o.stderr, true);
@@ -167,10 +172,12 @@ fn single(r: Result<Outcome, Error>, json: bool, host: &str) -> ExitCode {
     match r {
         Ok(o) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&o.json).unwrap_or_default()
-                );
+                // The same object as one host of many gets (`host` is the name asked for).
+                let v = host_json(host, &o);
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else if o.stderr_first {
+                let _ = std::io::stderr().write_all(&o.stderr);
+                let _ = std::io::stdout().write_all(&o.stdout);
             } else {
                 let _ = std::io::stdout().write_all(&o.stdout);
                 let _ = std::io::stderr().write_all(&o.stderr);
@@ -211,6 +218,12 @@ fn host_error(host: &str, msg: &str) {
 }
 
 fn print_json(host: &str, o: &Outcome) {
+    println!("{}", host_json(host, o));
+}
+
+/// A host's `--json` object: the command's result with `host` (the name asked for),
+/// `hostname` (the name the result carried, when different), `ok` and `exit_code`.
+fn host_json(host: &str, o: &Outcome) -> Value {
     let mut v = match &o.json {
         Value::Object(m) => Value::Object(m.clone()),
         Value::Null => json!({}),
@@ -231,7 +244,7 @@ fn print_json(host: &str, o: &Outcome) {
     if o.code != 0 {
         v["exit_code"] = json!(o.code);
     }
-    println!("{v}");
+    v
 }
 
 /// Print `bytes` line by line as `host | line` (the last line completed if needed).
