@@ -382,6 +382,7 @@ fn failed_outcome(e: &JobError, mut v: Value, stdout: String) -> Outcome {
             Some(h) => format!("{} — {h}", d.message),
             None => d.message,
         }),
+        stderr_first: false,
     }
 }
 
