@@ -333,3 +333,285 @@ both = ["a", "b"]
         text(&out.stderr)
     );
 }
+
+/// The job records of `jobs ls --json` (a JSON array, or one object per line).
+fn ls_records(out: &Output) -> Vec<serde_json::Value> {
+    let s = text(&out.stdout);
+    match serde_json::from_str::<serde_json::Value>(&s) {
+        Ok(serde_json::Value::Array(a)) => a,
+        _ => s
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    }
+}
+
+fn ids_with_state(h: &std::path::Path, state: &str) -> Vec<String> {
+    let ls = sremote(h, &["--json", "jobs", "ls", "--status", state]);
+    assert!(ls.status.success(), "{}", text(&ls.stderr));
+    ls_records(&ls)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn show(h: &std::path::Path, id: &str) -> serde_json::Value {
+    let out = sremote(h, &["--json", "jobs", "show", id]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+/// Issue 16, 1: a detached program that exits non-zero is `failed` with its exit code and
+/// the end of its stderr (it was `succeeded` with the value 1); one killed by a signal
+/// `died` — `crashed` for SIGSEGV, `killed` for SIGKILL; `jobs result` exits 1 saying so.
+#[test]
+fn a_detached_program_that_fails_is_failed_or_died_not_succeeded() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let run = |argv: &[&str]| {
+        let mut args = vec!["run", "local", "--detach", "--"];
+        args.extend_from_slice(argv);
+        let out = sremote(h, &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    let crash = run(&["python3", "-c", "import nosuchthing"]);
+    let res = sremote(h, &["jobs", "result", &crash]);
+    assert_eq!(res.status.code(), Some(1), "{}", text(&res.stdout));
+    assert_eq!(text(&res.stdout), "", "no value on stdout");
+    let err = text(&res.stderr);
+    for part in [
+        "`python3 -c 'import nosuchthing'` exited with code 1",
+        "ModuleNotFoundError: No module named 'nosuchthing'",
+    ] {
+        assert!(err.contains(part), "{part:?} not in {err}");
+    }
+    let rec = show(h, &crash);
+    assert_eq!(rec["state"], "failed", "{rec}");
+    assert_eq!(rec["failure_class"], "exited", "{rec}");
+    let failure = rec["failure"].as_str().unwrap();
+    assert!(failure.contains("exited with code 1"), "{failure}");
+    assert!(
+        failure.contains("No module named 'nosuchthing'"),
+        "{failure}"
+    );
+    assert!(!ids_with_state(h, "succeeded").contains(&crash));
+    assert!(ids_with_state(h, "failed").contains(&crash));
+    let json = sremote(h, &["--json", "jobs", "result", &crash]);
+    assert_eq!(json.status.code(), Some(1));
+    let v = &json_lines(&json)[0];
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("nosuchthing"),
+        "{v}"
+    );
+
+    let segv = run(&["sh", "-c", "echo dying >&2; kill -SEGV $$"]);
+    let res = sremote(h, &["jobs", "result", &segv]);
+    assert_eq!(res.status.code(), Some(1));
+    let err = text(&res.stderr);
+    assert!(err.contains("died (crashed)"), "{err}");
+    assert!(err.contains("was killed by SIGSEGV"), "{err}");
+    assert!(err.contains("dying"), "the end of its stderr: {err}");
+    let rec = show(h, &segv);
+    assert_eq!(
+        (rec["state"].as_str(), rec["failure_class"].as_str()),
+        (Some("died"), Some("crashed")),
+        "{rec}"
+    );
+
+    let killed = run(&["sh", "-c", "kill -KILL $$"]);
+    let res = sremote(h, &["jobs", "result", &killed]);
+    assert_eq!(res.status.code(), Some(1));
+    assert!(
+        text(&res.stderr).contains("died (killed)"),
+        "{}",
+        text(&res.stderr)
+    );
+    assert_eq!(show(h, &killed)["failure_class"], "killed");
+
+    // A program that succeeds is still `succeeded` with the value 0 (and its output).
+    let ok = run(&["sh", "-c", "echo fine; echo note >&2"]);
+    let res = sremote(h, &["jobs", "result", &ok]);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    assert_eq!(text(&res.stdout), "0\n");
+    assert!(
+        text(&res.stderr).contains("fine\nnote\n"),
+        "{}",
+        text(&res.stderr)
+    );
+}
+
+/// Issue 16, 2: what a function job prints is in its log while it runs (`jobs log`,
+/// `jobs log -f`), and `jobs result` gives it on stderr (`stdout`/`stderr` under --json)
+/// with the value alone on stdout. Before, the log stayed empty and the output was only
+/// in response.json on the host.
+#[test]
+fn a_function_jobs_output_is_live_in_its_log_and_comes_with_its_result() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let go = h.join("go");
+    let file = h.join("printer.py");
+    std::fs::write(
+        &file,
+        format!(
+            "import os, sys, time\n\
+             def work(n):\n    print('start', n)\n    print('warn', file=sys.stderr)\n    \
+             t = time.time()\n    while not os.path.exists({go:?}) and time.time() - t < 60:\n        \
+             time.sleep(0.05)\n    print('end')\n    return n * 2\n",
+            go = go.display().to_string()
+        ),
+    )
+    .unwrap();
+    let target = format!("{}:work", file.display());
+    let out = sremote(h, &["submit", "local", &target, "21"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    // Live: the first lines are in the log while the job still waits for `go`.
+    let t0 = std::time::Instant::now();
+    let mut log = String::new();
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        log = text(&sremote(h, &["jobs", "log", &id]).stdout);
+        if log.contains("warn") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(log, "start 21\nwarn\n", "the log while the job runs");
+    assert_eq!(show(h, &id)["state"], "running");
+    let follower = Command::new(env!("CARGO_BIN_EXE_sremote"))
+        .args(["jobs", "log", "-f", &id])
+        .env("HOME", h)
+        .env("SREMOTE_JOBS_DB", h.join("jobs.sqlite3"))
+        .env_remove("SREMOTE_ENDPOINT")
+        .env_remove("SREMOTE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(&go, "").unwrap();
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq!(text(&followed.stdout), "start 21\nwarn\nend\n");
+    let res = sremote(h, &["jobs", "result", &id]);
+    assert!(res.status.success(), "{}", text(&res.stderr));
+    assert_eq!(text(&res.stdout), "42\n", "the value alone on stdout");
+    assert_eq!(text(&res.stderr), "start 21\nend\nwarn\n");
+    let json = sremote(h, &["--json", "jobs", "result", &id]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["ok"], 42);
+    assert_eq!(v["stdout"], "start 21\nend\n");
+    assert_eq!(v["stderr"], "warn\n");
+
+    // Issue 16, 5: the same shipped code and arguments reattach (and the CLI says so);
+    // changed code is a new job.
+    let again = sremote(h, &["submit", "local", &target, "21"]);
+    assert_eq!(text(&again.stdout).trim(), id);
+    assert!(
+        text(&again.stderr).contains("submitted before as job"),
+        "{}",
+        text(&again.stderr)
+    );
+    let src = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, src.replace("n * 2", "n * 3")).unwrap();
+    let changed = sremote(h, &["submit", "local", "--wait", &target, "21"]);
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    let lines: Vec<String> = text(&changed.stdout).lines().map(String::from).collect();
+    assert_ne!(lines[0], id, "changed code is a new job");
+    assert_eq!(lines[1], "63");
+    assert!(!text(&changed.stderr).contains("submitted before"));
+}
+
+/// Issue 16, 4 (direct jobs): `jobs rm` of a running job refuses with the fix — not the
+/// "endpoint may be older" hint it gave — and leaves the job running; `--cancel`
+/// cancels it first, then removes it.
+#[test]
+fn rm_of_a_running_job_refuses_with_the_right_hint_and_cancel_removes_it() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let out = sremote(h, &["run", "local", "--detach", "--", "sleep", "60"]);
+    let id = text(&out.stdout).trim().to_string();
+    let t0 = std::time::Instant::now();
+    while show(h, &id)["state"] != "running" && t0.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let rm = sremote(h, &["jobs", "rm", &id]);
+    assert_eq!(rm.status.code(), Some(1));
+    let err = text(&rm.stderr);
+    assert!(
+        err.contains("is still running, so it was not removed"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("sremote jobs rm --cancel {id}")),
+        "{err}"
+    );
+    assert!(!err.contains("older than this client"), "{err}");
+    assert!(!text(&rm.stdout).contains("removed"));
+    assert_eq!(show(h, &id)["state"], "running");
+    assert!(h.join(".sremote/jobs").join(&id).exists());
+    let rm = sremote(h, &["--json", "jobs", "rm", "--cancel", &id]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    assert_eq!(json_lines(&rm), [serde_json::json!({"removed": id})]);
+    assert!(!h.join(".sremote/jobs").join(&id).exists());
+}
+
+/// `jobs cancel --all [--host] [--status]`, `jobs result --timeout` (exit 124, the job goes
+/// on) and `submit --wait` marking the job processed.
+#[test]
+fn cancel_all_result_timeout_and_wait_marks_processed() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let out = sremote(h, &["run", "local", "--detach", "--", "sleep", "60"]);
+        ids.push(text(&out.stdout).trim().to_string());
+    }
+    let res = sremote(h, &["jobs", "result", &ids[0], "--timeout", "1s"]);
+    assert_eq!(res.status.code(), Some(124), "{}", text(&res.stderr));
+    assert!(
+        text(&res.stderr).contains("still running after"),
+        "{}",
+        text(&res.stderr)
+    );
+    let json = sremote(h, &["--json", "jobs", "result", &ids[0], "--timeout", "1s"]);
+    assert_eq!(json.status.code(), Some(124));
+    assert_eq!(json_lines(&json)[0]["error"]["kind"], "NotFinished");
+    // Only queued jobs: none of these.
+    let none = sremote(h, &["jobs", "cancel", "--all", "--status", "queued"]);
+    assert!(none.status.success(), "{}", text(&none.stderr));
+    assert_eq!(text(&none.stdout), "");
+    let other_host = sremote(h, &["jobs", "cancel", "--all", "--host", "elsewhere"]);
+    assert!(other_host.status.success());
+    assert_eq!(text(&other_host.stdout), "");
+    let all = sremote(
+        h,
+        &[
+            "--json", "jobs", "cancel", "--all", "--host", "local", "--grace", "1",
+        ],
+    );
+    assert!(all.status.success(), "{}", text(&all.stderr));
+    let mut got: Vec<String> = json_lines(&all)
+        .iter()
+        .map(|v| {
+            assert_eq!(v["state"], "cancelled", "{v}");
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    let usage = sremote(h, &["jobs", "cancel"]);
+    assert_eq!(usage.status.code(), Some(2));
+
+    let out = sremote(h, &["submit", "local", "--wait", "os", "getenv", "HOME"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).lines().next().unwrap().to_string();
+    assert_eq!(
+        show(h, &id)["processed"],
+        true,
+        "submit --wait collected it"
+    );
+}
