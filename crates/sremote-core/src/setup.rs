@@ -6,8 +6,9 @@
 //!
 //! Setup lines are the user's own shell code, by design; nothing a call carries (its
 //! arguments, env, paths) ever reaches them: the wrapped program and its arguments stay
-//! positional parameters (`exec "$0" "$@"`). Each line runs with `command eval` in the
-//! shell that then becomes the endpoint, so `source`, `export` and `module load` carry
+//! positional parameters (`exec "$0" "$@"`). The lines run in bash (`bash -l` with
+//! [`Setup::login_shell`]; `/bin/sh` on a host without bash), each with `command eval` in
+//! the shell that then becomes the endpoint, so `source`, `export` and `module load` carry
 //! over; a line whose status is not 0 (or that does not parse) stops there: the shell
 //! prints `sremote: setup line N failed (exit status S): LINE` on stderr and exits with
 //! [`SETUP_FAILED_EXIT`], which the client turns into [`Error::Setup`](crate::Error::Setup)
@@ -34,7 +35,7 @@ pub struct Setup {
     #[serde(default)]
     pub lines: Vec<String>,
     /// Run in `bash -l` (the login environment: `/etc/profile`, `~/.bash_profile`, and
-    /// with them `module`), not `/bin/sh`.
+    /// with them `module`), not plain `bash`.
     #[serde(default)]
     pub login_shell: bool,
 }
@@ -92,14 +93,10 @@ impl Setup {
 }
 
 #[cfg(feature = "client")]
-/// The `/bin/sh` script a wrapped command runs: `$0` is the program, `"$@"` its
-/// arguments. `login`: fd 3 is already the saved stdout (the outer script made it).
-fn wrapper_script(setup: &Setup, login: bool) -> String {
-    let mut s = String::new();
-    if !login {
-        s.push_str("exec 3>&1 1>&2\n");
-    }
-    s.push_str("sremote_wd=$PWD\n");
+/// The script a wrapped command runs in bash (or `/bin/sh`): `$0` is the program, `"$@"`
+/// its arguments, fd 3 the saved stdout (the outer script made it).
+fn wrapper_script(setup: &Setup) -> String {
+    let mut s = String::from("sremote_wd=$PWD\n");
     s.push_str(&format!(
         "sremote_setup_failed() {{ printf '{}' \"$1\" \"$2\" \"$3\"; exit {SETUP_FAILED_EXIT}; }}\n",
         Setup::failure_format()
@@ -110,31 +107,42 @@ fn wrapper_script(setup: &Setup, login: bool) -> String {
 }
 
 #[cfg(feature = "client")]
-/// The outer `/bin/sh` script of a login-shell wrapper: saves stdout on fd 3, checks
-/// that bash exists, then runs the wrapper script (`$1`) in `bash -l`.
-fn login_script() -> String {
+/// The outer `/bin/sh` script: saves stdout on fd 3 (setup output goes to stderr), then
+/// runs the wrapper script (`$1`) in `bash` (`bash -l` for a login shell), or in `/bin/sh`
+/// on a host without bash.
+fn outer_script(login_shell: bool) -> String {
+    let without_bash = if login_shell {
+        format!(
+            "printf '{}' 0 127 'login_shell = true needs bash on the host'; exit {SETUP_FAILED_EXIT}",
+            Setup::failure_format()
+        )
+    } else {
+        "exec /bin/sh -c \"$s\" \"$@\"".to_string()
+    };
+    let bash = if login_shell { "bash -l" } else { "bash" };
     format!(
         "exec 3>&1 1>&2\n\
-         command -v bash >/dev/null 2>&1 || {{ printf '{}' 0 127 'login_shell = true needs bash on the host'; exit {SETUP_FAILED_EXIT}; }}\n\
-         s=$1; shift; exec bash -l -c \"$s\" \"$@\"\n",
-        Setup::failure_format()
+         s=$1; shift\n\
+         command -v bash >/dev/null 2>&1 && exec {bash} -c \"$s\" \"$@\"\n\
+         {without_bash}\n"
     )
 }
 
 #[cfg(feature = "client")]
 impl Setup {
-    /// `cmd` run after the setup: `/bin/sh -c SCRIPT PROGRAM ARGS…` (for a login shell,
-    /// `/bin/sh -c OUTER sremote-setup SCRIPT PROGRAM ARGS…`, which becomes `bash -l`).
-    /// The program and its arguments stay data. Unchanged when the setup is empty.
+    /// `cmd` run after the setup: `/bin/sh -c OUTER sremote-setup SCRIPT PROGRAM ARGS…`,
+    /// which becomes `bash [-l] -c SCRIPT PROGRAM ARGS…` and then the program. The program
+    /// and its arguments stay data. Unchanged when the setup is empty.
     pub fn wrap(&self, cmd: crate::RemoteCommand) -> crate::RemoteCommand {
         if self.is_empty() {
             return cmd;
         }
-        let mut args = vec!["-c".to_string()];
-        if self.login_shell {
-            args.extend([login_script(), "sremote-setup".into()]);
-        }
-        args.push(wrapper_script(self, self.login_shell));
+        let mut args = vec![
+            "-c".to_string(),
+            outer_script(self.login_shell),
+            "sremote-setup".into(),
+            wrapper_script(self),
+        ];
         args.push(cmd.program.clone());
         args.extend(cmd.args.iter().cloned());
         crate::RemoteCommand {

@@ -20,13 +20,15 @@ async fn lines_carry_over_and_arguments_stay_data() {
             "echo a greeting on stdout; echo on stderr >&2",
             "cd /tmp # a comment, and a cd the program does not see",
             "f() { :; }; if true; then\n  export SREMOTE_U=two-lines\nfi",
+            "source ~/activate",
         ],
         false,
     );
+    std::fs::write(c.home().join("activate"), "export SREMOTE_V=sourced\n").unwrap();
     let hostile = "$(touch pwned); `touch pwned2` ' \" ; exit 3";
     let cmd = setup.wrap(RemoteCommand::new("/bin/sh").args([
         "-c",
-        r#"printf '%s|%s|%s|%s' "$SREMOTE_T" "$SREMOTE_U" "$PWD" "$1""#,
+        r#"printf '%s|%s|%s|%s|%s' "$SREMOTE_T" "$SREMOTE_U" "$SREMOTE_V" "$PWD" "$1""#,
         "x",
         hostile,
     ]));
@@ -35,7 +37,7 @@ async fn lines_carry_over_and_arguments_stay_data() {
     let home = c.home().to_string_lossy().into_owned();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("from-setup|two-lines|{home}|{hostile}"),
+        format!("from-setup|two-lines|sourced|{home}|{hostile}"),
         "setup output must not reach stdout; the argument is data"
     );
     let err = out.stderr_text();

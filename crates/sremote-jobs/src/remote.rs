@@ -71,6 +71,13 @@ pub(crate) async fn endpoint<C: Connector>(
         if let Some(bytes) = stdin {
             cmd = cmd.stdin(bytes.to_vec());
         }
+        // A direct job inherits the environment of the command that starts it: that one
+        // runs after the host's setup lines, like the endpoint of calls.
+        let starts = matches!(args, ["job", "start", ..])
+            || (matches!(args, ["job", "create", ..]) && args.contains(&"--start"));
+        if starts {
+            cmd = client.with_setup(cmd);
+        }
         cmd.timeout(Duration::from_secs(120))
     };
     client.verify_endpoint_dir().await?;
@@ -90,6 +97,9 @@ pub(crate) async fn endpoint<C: Connector>(
             .exec(&run())
             .await
             .map_err(Error::Transport)?;
+    }
+    if let Some(e) = client.setup_error(action, out.exit_code, &out.stderr) {
+        return Err(e.into());
     }
     match out.exit_code {
         Some(0) => Ok(out),

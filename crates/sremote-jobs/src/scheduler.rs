@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sremote_core::Setup;
 
 use crate::error::{FailureClass, JobError};
 use crate::units::{hms, mebibytes, slurm_time};
@@ -235,6 +236,48 @@ pub struct JobScript<'a> {
     pub resources: &'a Resources,
     /// Host settings (SGE parallel environment).
     pub config: &'a HostConfig,
+    /// Shell lines run before the job, and the login shell
+    /// ([`RemoteClient::setup`](sremote_core::RemoteClient::setup)).
+    pub setup: &'a Setup,
+}
+
+/// The batch script: header lines, the setup (each line checked: the first that fails
+/// ends the job with a message in its log and on stderr), then the endpoint's runner.
+fn script_text(job: &JobScript<'_>) -> String {
+    let (id, dir, setup) = (job.id, job.dir, job.setup);
+    // Setup lines are bash (`source`, `module`), as in the endpoint's starts.
+    let shell = if setup.login_shell {
+        "#!/bin/bash -l"
+    } else if setup.lines.is_empty() {
+        "#!/bin/sh"
+    } else {
+        "#!/bin/bash"
+    };
+    let mut script = format!("{shell}\n# sremote job {id}\n");
+    for line in &job.resources.extra_header {
+        script.push_str(line);
+        script.push('\n');
+    }
+    if setup.login_shell && job.scheduler == Scheduler::Sge {
+        // Grid Engine starts the script with `-S /bin/bash`, not as a login shell.
+        script.push_str("shopt -q login_shell 2>/dev/null || exec /bin/bash -l \"$0\"\n");
+    }
+    if !setup.lines.is_empty() {
+        let log = shell_quote(&format!("{dir}/log"));
+        script.push_str(&format!(
+            "# setup: a line that fails ends the job\n\
+             sremote_setup_failed() {{ printf '{}' \"$1\" \"$2\" \"$3\" | tee -a {log} >&2; exit {}; }}\n",
+            Setup::failure_format(),
+            sremote_core::setup::SETUP_FAILED_EXIT,
+        ));
+        script.push_str(&setup.checked_lines("sremote_setup_failed", false));
+    }
+    script.push_str(&format!(
+        "exec {} job run {}\n",
+        shell_quote(job.exe),
+        shell_quote(dir)
+    ));
+    script
 }
 
 /// Render the batch script and the submit command of a job.
@@ -247,6 +290,7 @@ pub fn render(job: &JobScript<'_>) -> Result<BatchSubmission, JobError> {
         exe,
         resources: r,
         config,
+        setup,
     } = *job;
     let partition = r.partition.as_deref();
     for line in &r.extra_header {
@@ -264,16 +308,10 @@ pub fn render(job: &JobScript<'_>) -> Result<BatchSubmission, JobError> {
             "job dir {dir:?} and endpoint {exe:?} must be absolute paths"
         )));
     }
-    let mut script = format!("#!/bin/sh\n# sremote job {id}\n");
-    for line in &r.extra_header {
-        script.push_str(line);
-        script.push('\n');
-    }
-    script.push_str(&format!(
-        "exec {} job run {}\n",
-        shell_quote(exe),
-        shell_quote(dir)
-    ));
+    setup
+        .check()
+        .map_err(|e| JobError::Usage(format!("job {id}: {e}")))?;
+    let script = script_text(job);
     let nodes = r.nodes.unwrap_or(1).max(1);
     let mut argv: Vec<String> = Vec::new();
     match scheduler {
@@ -309,7 +347,11 @@ pub fn render(job: &JobScript<'_>) -> Result<BatchSubmission, JobError> {
                     "qsub",
                     "-terse",
                     "-S",
-                    "/bin/sh",
+                    if setup.is_empty() {
+                        "/bin/sh"
+                    } else {
+                        "/bin/bash"
+                    },
                     "-j",
                     "y",
                     "-o",

@@ -304,6 +304,7 @@ async fn send<C: Connector>(
                 exe: &exe,
                 resources: &rec.resources,
                 config,
+                setup: &client.setup(),
             })?;
             // Through the endpoint, which records the batch system's answer in the job dir
             // and hands a repeated submission of this job (after a lost answer, or by a

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use sremote_core::Setup;
 use sremote_jobs::scheduler::{
     JobScript, SchedulerState, parse_pbs_qstat, parse_scontrol, parse_sge_qacct, parse_sge_qstat,
     parse_sinfo, parse_submit_output, render, shell_quote,
@@ -36,6 +37,10 @@ const HOSTILE_DIR: &str = "/home/a b/it's $(id)/.sremote/jobs/mi8x-0001";
 const EXE: &str = "/home/a b/it's $(id)/.sremote/bin/sremote-endpoint-0.1.0";
 
 fn render_all(r: &Resources, config: &HostConfig) -> String {
+    render_all_with(r, config, &Setup::default())
+}
+
+fn render_all_with(r: &Resources, config: &HostConfig, setup: &Setup) -> String {
     let mut out = String::new();
     for s in [Scheduler::Slurm, Scheduler::Sge, Scheduler::Pbs] {
         let sub = render(&JobScript {
@@ -46,6 +51,7 @@ fn render_all(r: &Resources, config: &HostConfig) -> String {
             exe: EXE,
             resources: r,
             config,
+            setup,
         })
         .unwrap();
         out.push_str(&format!(
@@ -94,6 +100,93 @@ fn scripts_defaults() {
     );
 }
 
+/// Setup lines as a site needs them (a module, a venv, a hostile line that is the user's
+/// own code), in `/bin/sh` and in a login shell.
+fn site_setup(login_shell: bool) -> Setup {
+    Setup::new(
+        [
+            "module load python/3.11",
+            "source ~/envs/x/bin/activate",
+            "export GREETING='it'\''s $HOME' # a comment",
+        ],
+        login_shell,
+    )
+}
+
+#[test]
+fn scripts_with_setup() {
+    let r = Resources::default();
+    let mut text = render_all_with(&r, &HostConfig::default(), &site_setup(false));
+    text.push_str("######## login_shell = true\n");
+    text.push_str(&render_all_with(
+        &r,
+        &HostConfig::default(),
+        &site_setup(true),
+    ));
+    golden("scripts_setup.txt", &text);
+}
+
+#[test]
+fn batch_script_setup_runs_and_fails_by_line() {
+    // The Slurm script run by a real bash, `printenv` standing in for the endpoint: the setup
+    // reaches the job; a failing line ends it with a message in the job's log.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let run = |setup: &Setup| {
+        let sub = render(&JobScript {
+            scheduler: Scheduler::Slurm,
+            id: "i",
+            name: "n",
+            dir: d,
+            exe: "/usr/bin/printenv",
+            resources: &Resources::default(),
+            config: &HostConfig::default(),
+            setup,
+        })
+        .unwrap();
+        // `printenv job run DIR` prints nothing and fails; print SREMOTE_T instead.
+        let script = sub.script.replace("job run", "SREMOTE_T");
+        let script = script.replace(&format!("SREMOTE_T {}", shell_quote(d)), "SREMOTE_T");
+        assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    };
+    let out = run(&Setup::new(["export SREMOTE_T=from-setup"], false));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-setup\n");
+    let out = run(&Setup::new(
+        [
+            "export SREMOTE_T=x",
+            "sremote_no_such_module load x",
+            "echo never",
+        ],
+        false,
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(sremote_core::setup::SETUP_FAILED_EXIT)
+    );
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert_eq!(
+        log,
+        "sremote: setup line 2 failed (exit status 127): sremote_no_such_module load x\n"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
+    let bad = render(&JobScript {
+        scheduler: Scheduler::Slurm,
+        id: "i",
+        name: "n",
+        dir: d,
+        exe: "/e",
+        resources: &Resources::default(),
+        config: &HostConfig::default(),
+        setup: &Setup::new(["a\0b"], false),
+    });
+    assert!(bad.is_err());
+}
+
 #[test]
 fn script_words_reach_the_shell_intact() {
     // The exec line of the script, run by a real sh with `echo` standing in for the endpoint.
@@ -122,6 +215,7 @@ fn script_words_reach_the_shell_intact() {
         ..Default::default()
     };
     let config = HostConfig::default();
+    let no_setup = Setup::default();
     let job = |r| JobScript {
         scheduler: Scheduler::Slurm,
         id: "i",
@@ -130,6 +224,7 @@ fn script_words_reach_the_shell_intact() {
         exe: "/e",
         resources: r,
         config: &config,
+        setup: &no_setup,
     };
     assert!(
         render(&job(&bad)).is_err(),
