@@ -127,6 +127,7 @@ pub fn error_kind(e: &Error) -> String {
         Error::Protocol(_) => "Protocol".into(),
         Error::Decode(_) => "Decode".into(),
         Error::Usage(_) => "Usage".into(),
+        Error::Setup(_) => "Setup".into(),
         _ => "Error".into(),
     }
 }

@@ -32,12 +32,15 @@ const SUBMIT_EXAMPLES: &str = r#"Examples:
   sremote submit lab1,lab2 os getpid                 # one job per host: `lab1 | ID`, `lab2 | ID`
   sremote submit @cluster --json os getpid           # {"host":…,"id":…,…} per line
   sremote submit local --wait os getcwd              # the id, then the value
+  sremote submit lab --setup 'module load python/3.11' mymod fit 0.1  # after the host's `setup`
 
 Scheduler: --slurm, --sge, --pbs or --direct; else the host's `scheduler` in the hosts
 config; else direct (a detached process on the host).
 Partition: --partition; else the smallest of the host's `partitions` in the hosts config
 that fits --cores, --time, --mem and --gpus; else (Slurm) the smallest from `sinfo`; else
 the batch system's default.
+Environment: the host's `setup` lines and `login_shell` from the hosts config, then every
+--setup CMD, run on the host before the job (batch script or detached start).
 The same call submitted again prints the first job's id (--force runs it again)."#;
 
 /// `sremote submit HOST [scheduler] [resources] MODULE FUNCTION [ARG…]`.
@@ -79,6 +82,10 @@ pub struct SubmitArgs {
     /// Extra batch-script header line, verbatim (e.g. `#SBATCH --account=abc`); repeatable.
     #[arg(long = "header", value_name = "LINE")]
     pub header: Vec<String>,
+    /// Shell line run on the host before the job starts, after the host's configured
+    /// `setup` (e.g. `--setup 'module load python/3.11'`); repeatable. Your own shell code.
+    #[arg(long = "setup", value_name = "CMD")]
+    pub setup: Vec<String>,
     /// A name for the job.
     #[arg(long)]
     pub name: Option<String>,
@@ -210,6 +217,9 @@ async fn submit_on(
     };
     // By name: the same host again (config entry, group member or destination).
     let client = hosts::client(&spec.name, &plan.opts).await?;
+    for line in &a.setup {
+        client.add_setup(line);
+    }
     if scheduler == Scheduler::Slurm && a.partition.is_none() && config.partitions.is_empty() {
         // No partitions configured: the smallest that fits from sinfo; Slurm's default if
         // sinfo says nothing.

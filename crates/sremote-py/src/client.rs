@@ -276,7 +276,8 @@ struct ConnectOpts {
 impl Client {
     #[new]
     #[pyo3(signature = (host=None, *, ssh_config=None, config=None, timeout=None,
-                        auto_bootstrap=true, mode=None, user=None, password=None, token=None, ca=None))]
+                        auto_bootstrap=true, mode=None, user=None, password=None, token=None, ca=None,
+                        setup=None, login_shell=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -290,6 +291,8 @@ impl Client {
         password: Option<String>,
         token: Option<String>,
         ca: Option<String>,
+        setup: Option<Vec<String>>,
+        login_shell: Option<bool>,
     ) -> PyResult<Client> {
         let local = pyo3::types::PyString::new(py, "local").into_any();
         let host = host.unwrap_or(&local);
@@ -321,7 +324,32 @@ impl Client {
         if let Some(m) = mode {
             client.client.set_call_mode(mode_of(&m)?);
         }
+        // After the hosts config's `setup` lines (configured_client applied those).
+        for line in setup.unwrap_or_default() {
+            if line.contains('\0') {
+                return Err(to_py(Error::Usage(format!(
+                    "setup line {line:?} contains a NUL byte — shell code cannot"
+                ))));
+            }
+            client.client.add_setup(line);
+        }
+        if let Some(on) = login_shell {
+            client.client.set_login_shell(on);
+        }
         Ok(client)
+    }
+
+    /// The shell lines run on the host before the endpoint and jobs start (the hosts
+    /// config's `setup`, then `setup=`).
+    #[getter]
+    fn setup(&self) -> Vec<String> {
+        self.client.setup().lines
+    }
+
+    /// Whether the setup and the endpoint run in a login shell (`bash -l`).
+    #[getter]
+    fn login_shell(&self) -> bool {
+        self.client.setup().login_shell
     }
 
     /// The host as its connector names it (`local`, `user@host:port`, …).

@@ -81,7 +81,8 @@ class Client(FunctionsMixin, JobsMixin, _NativeClient):
     """The client of one host: calls, programs, files, installs, a session namespace.
 
     ``Client(host="local", *, ssh_config=None, config=None, timeout=None,
-    auto_bootstrap=True, mode=None, user=None, password=None, token=None, ca=None)``
+    auto_bootstrap=True, mode=None, user=None, password=None, token=None, ca=None,
+    setup=None, login_shell=None)``
 
     ``host`` is a host name (see the module docstring) or a connector
     (``LocalConnector()``, ``SshConnector(...)``, ``NewtConnector(...)``). ``timeout``:
@@ -89,6 +90,11 @@ class Client(FunctionsMixin, JobsMixin, _NativeClient):
     itself when a call finds none (default). ``mode``: 'auto' (default), 'session',
     'pipe' or 'file'. NEWT credentials: ``password=``/``token=`` or the variables
     ``SREMOTE_NEWT_PASSWORD``/``SREMOTE_NEWT_TOKEN``; ``ca=`` a PEM file to trust.
+    ``setup=["module load python/3.11", "source ~/envs/x/bin/activate"]``: your own shell
+    lines, run on the host (after the hosts config's ``setup``) before the endpoint of calls
+    and before jobs start, so calls and jobs see the same environment;
+    ``login_shell=True`` runs them in ``bash -l``. A line that fails raises an error naming
+    it and the host.
 
     >>> with Client("alice@login.cluster.org") as c:
     ...     c.bootstrap()                                  # once ever; a no-op when current
