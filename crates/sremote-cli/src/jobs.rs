@@ -4,16 +4,15 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sremote_core::{Connector, Error};
-use sremote_jobs::{Job, JobError, JobFilter, JobRecord, JobState, JobStore, JobsExt};
+use sremote_core::Error;
+use sremote_jobs::{JobError, JobFilter, JobRecord, JobState, JobStore};
 
-use crate::hosts::{self, HostOptions};
+use crate::hosts::HostOptions;
 use crate::output::{self, Style, paint, say};
 
 mod finish;
@@ -22,7 +21,12 @@ const LS_EXAMPLES: &str = "Examples:
   sremote jobs ls
   sremote jobs ls --status running --host lab
   sremote jobs ls --host @cluster            # lists and groups too
-  sremote jobs ls --json                     # a JSON array of the records";
+  sremote jobs ls --refresh                  # ask the hosts of unfinished jobs first
+  sremote jobs ls --all --json               # every job, one JSON object per line";
+
+const WATCH_EXAMPLES: &str = "Examples:
+  sremote jobs watch                          # the newest 50, until all are over
+  sremote jobs watch --host lab --interval 10";
 
 const SHOW_EXAMPLES: &str = "Examples:
   sremote jobs show mi8x3k2a-9f3c1b7e   # state, batch id, why it died
@@ -58,16 +62,13 @@ const RM_EXAMPLES: &str = "Examples:
 /// `sremote jobs …` (`--json`: one JSON object per line, or per record).
 #[derive(Subcommand, Debug)]
 pub enum JobsCommand {
-    /// List the jobs in the local store.
+    /// List the jobs in the local store (the newest 50; --all, --limit N).
     #[command(after_help = LS_EXAMPLES)]
-    Ls {
-        /// Only jobs on this host (a config name or destination; a,b,c or @group for several).
-        #[arg(long)]
-        host: Option<String>,
-        /// Only jobs in this state (submitting, queued, running, succeeded, failed, cancelled, died).
-        #[arg(long, value_parser = parse_state)]
-        status: Option<JobState>,
-    },
+    Ls(crate::jobs_ls::LsArgs),
+    /// List jobs and follow them until they are all over (redrawn on a terminal, else the
+    /// changes only).
+    #[command(after_help = WATCH_EXAMPLES)]
+    Watch(crate::jobs_ls::WatchArgs),
     /// Ask the host where a job is, and show it.
     #[command(after_help = SHOW_EXAMPLES)]
     Show {
@@ -249,19 +250,7 @@ pub(crate) fn print_value(v: &Value) {
 /// The exit code of `jobs result --timeout` when the job is not over in time.
 pub(crate) const NOT_FINISHED_EXIT: u8 = 124;
 
-/// Reach the host of a recorded job.
-async fn open(id: &str, opts: &HostOptions) -> Result<Job<Arc<dyn Connector>>, JobError> {
-    let store = store()?;
-    let rec = store.get(id)?;
-    let target = rec.destination.clone().unwrap_or_else(|| rec.host.clone());
-    let client = hosts::client(&target, opts).await?;
-    client.job(id, Some(&store))
-}
-
-fn ms_text(ms: Option<u64>) -> String {
-    ms.map(|m| format!("{}.{:03}", m / 1000, m % 1000))
-        .unwrap_or_else(|| "-".into())
-}
+use crate::jobs_reach::open;
 
 fn record_json(r: &JobRecord) -> Value {
     json!({
@@ -273,47 +262,6 @@ fn record_json(r: &JobRecord) -> Value {
         "batch": r.batch.as_ref().map(|b| json!({"id": b.0, "index": b.1})),
         "submitted_unix_ms": r.submitted_ms, "finished_unix_ms": r.finished_ms,
     })
-}
-
-/// The records for `jobs ls`: `host` may be one name or a list / group.
-fn list_jobs(
-    host: Option<String>,
-    state: Option<JobState>,
-    opts: &HostOptions,
-) -> Result<Vec<JobRecord>, JobError> {
-    let store = store()?;
-    let filter = |host| JobFilter {
-        host,
-        state,
-        ..Default::default()
-    };
-    let host = match host {
-        None => return store.list(&filter(None)),
-        Some(h) if !h.contains(',') && !h.starts_with('@') => return store.list(&filter(Some(h))),
-        Some(h) => h,
-    };
-    let names: Vec<String> = opts
-        .resolve(&[host])?
-        .hosts
-        .into_iter()
-        .map(|h| h.name)
-        .collect();
-    let mut all: Vec<JobRecord> = Vec::new();
-    for name in names {
-        for r in store.list(&filter(Some(name)))? {
-            if all.iter().all(|x| x.id != r.id) {
-                all.push(r);
-            }
-        }
-    }
-    all.sort_by(|x, y| {
-        (x.submitted_ms, x.batch.as_ref().map(|b| b.1), &x.id).cmp(&(
-            y.submitted_ms,
-            y.batch.as_ref().map(|b| b.1),
-            &y.id,
-        ))
-    });
-    Ok(all)
 }
 
 /// How many bytes at the end of `b` start a UTF-8 character that is not complete yet.
@@ -364,47 +312,8 @@ impl JsonLog {
 pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error> {
     let json = opts.json;
     match cmd {
-        JobsCommand::Ls { host, status } => {
-            let list = match list_jobs(host, status, opts) {
-                Ok(l) => l,
-                Err(e) => return Ok(fail(&e, json, json!({}))),
-            };
-            if json {
-                let all: Vec<Value> = list.iter().map(record_json).collect();
-                say!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-                return Ok(ExitCode::SUCCESS);
-            }
-            say!(
-                "{:<18} {:<10} {:<10} {:<20} {:<24} SUBMITTED",
-                "ID",
-                "STATE",
-                "SCHEDULER",
-                "HOST",
-                "CALL"
-            );
-            for r in &list {
-                let host = r.destination.as_deref().unwrap_or(&r.host);
-                let sched = match &r.scheduler_id {
-                    Some(sid) => format!("{}:{sid}", r.scheduler),
-                    None => r.scheduler.to_string(),
-                };
-                let state = match r.failure_class {
-                    Some(c) if r.state == JobState::Died => format!("died:{c}"),
-                    _ => r.state.to_string(),
-                };
-                let call = format!("{}.{}", r.request.module, r.request.function);
-                say!(
-                    "{:<18} {:<10} {:<10} {:<20} {:<24} {}",
-                    r.id,
-                    state,
-                    sched,
-                    host,
-                    call,
-                    ms_text(Some(r.submitted_ms))
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        JobsCommand::Ls(a) => crate::jobs_ls::ls(a, opts).await,
+        JobsCommand::Watch(a) => crate::jobs_ls::watch(a, opts).await,
         JobsCommand::Show { id } => {
             let shown = async {
                 let job = open(&id, opts).await?;

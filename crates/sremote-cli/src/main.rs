@@ -17,6 +17,8 @@ mod hosts;
 mod ignorefiles;
 mod install;
 mod jobs;
+mod jobs_ls;
+mod jobs_reach;
 mod output;
 mod probe;
 mod progress;

@@ -200,6 +200,7 @@ async fn detach(
                 .force(true)
                 .store(store)
                 .destination(&spec.name)
+                .reach(crate::jobs_reach::reach(&spec, &client, &opts))
                 .name(argv.join(" "))
                 .await
                 .map_err(job_error)?;

@@ -253,7 +253,8 @@ async fn submit_on(
         .host_config(config)
         .force(a.force)
         .store(store()?)
-        .destination(&spec.name);
+        .destination(&spec.name)
+        .reach(crate::jobs_reach::reach(spec, &client, &plan.opts));
     if let Some(n) = &a.name {
         submit = submit.name(n);
     }

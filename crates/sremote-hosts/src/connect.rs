@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sremote_core::{Connector, Error, LocalConnector, RemoteClient};
+use sremote_core::{Connector, Error, LocalConnector, Reach, RemoteClient};
 use sremote_rest::{NewtConnector, NewtTarget};
 use sremote_ssh::SshConnector;
 
-use crate::config::{ConnectorKind, HostSpec};
+use crate::config::{Config, ConnectorKind, HostSpec};
 
 /// A client over any connector (what every front end holds).
 pub type Client = RemoteClient<Arc<dyn Connector>>;
@@ -26,6 +26,95 @@ impl Connection {
     /// A client with the host's configured env, path and endpoint dir, nothing installed.
     pub fn client(&self) -> Client {
         configured_client(&self.spec, self.connector.clone())
+    }
+
+    /// How to reach this host again from any front end, later: see [`reach_of`].
+    pub fn reach(&self, hosts_config: Option<&Path>) -> Reach {
+        reach_of(&self.spec, self.connector.as_ref(), hosts_config)
+    }
+}
+
+/// How to reach the host `spec` (connected through `connector`) again later, without the
+/// options it was reached with this time: what the connector reports (ssh: destination,
+/// user, port, config file), the connector kind, the NEWT URL, the hosts-config entry and
+/// `hosts_config` (the file it was read from) when the host is configured, and its
+/// sremote dir. Recorded with every job.
+pub fn reach_of(spec: &HostSpec, connector: &dyn Connector, hosts_config: Option<&Path>) -> Reach {
+    let mut reach = connector.reach().unwrap_or_default();
+    reach.connector = spec.connector.name().to_string();
+    match spec.connector {
+        ConnectorKind::Local => reach.destination.clear(),
+        ConnectorKind::Newt => reach.destination = spec.destination.clone(),
+        ConnectorKind::Ssh => {
+            if reach.destination.is_empty() {
+                reach.destination = spec.destination.clone();
+            }
+            if reach.ssh_config.is_none() {
+                reach.ssh_config = spec.ssh_config.as_deref().map(Reach::absolute);
+            }
+        }
+    }
+    if spec.configured {
+        reach.host = Some(spec.name.clone());
+        reach.hosts_config = hosts_config
+            .map(Path::to_path_buf)
+            .or_else(crate::config::default_path)
+            .map(|p| Reach::absolute(&p));
+    }
+    if reach.endpoint_dir.is_none() {
+        reach.endpoint_dir = spec.endpoint_dir.clone();
+    }
+    reach
+}
+
+/// The host a recorded [`Reach`] names: its entry in the hosts config when it came from
+/// one and the entry is still there (`config` when the user named a config file now, else
+/// the recorded file), else the recorded connection itself (kind, destination with user
+/// and port, ssh config file, sremote dir).
+pub fn spec_for_reach(reach: &Reach, config: Option<&Config>) -> HostSpec {
+    if let Some(name) = &reach.host {
+        let loaded;
+        let config = match config {
+            Some(c) => Some(c),
+            None => {
+                loaded = Config::load(reach.hosts_config.as_deref()).ok();
+                loaded.as_ref()
+            }
+        };
+        if let Some(spec) = config.and_then(|c| c.hosts.get(name)) {
+            return spec.clone();
+        }
+    }
+    let connector = match reach.connector.as_str() {
+        "local" => ConnectorKind::Local,
+        "newt" => ConnectorKind::Newt,
+        _ => ConnectorKind::Ssh,
+    };
+    let destination = match connector {
+        ConnectorKind::Ssh if reach.user.is_some() || reach.port.is_some() => {
+            let host = if reach.destination.contains(':') {
+                format!("[{}]", reach.destination)
+            } else {
+                reach.destination.clone()
+            };
+            let user = reach.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+            let port = reach.port.map(|p| format!(":{p}")).unwrap_or_default();
+            format!("ssh://{user}{host}{port}")
+        }
+        _ => reach.destination.clone(),
+    };
+    let name = match (&reach.host, connector) {
+        (Some(n), _) => n.clone(),
+        (None, ConnectorKind::Local) => "local".into(),
+        (None, _) => destination.clone(),
+    };
+    HostSpec {
+        name,
+        connector,
+        destination,
+        ssh_config: reach.ssh_config.clone(),
+        endpoint_dir: reach.endpoint_dir.clone(),
+        ..HostSpec::default()
     }
 }
 

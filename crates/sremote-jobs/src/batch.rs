@@ -10,8 +10,8 @@ use sremote_core::{CallArgs, CallOutput, Connector, Error, RemoteClient};
 
 use crate::error::JobError;
 use crate::scheduler::{HostConfig, Resources, Scheduler};
-use crate::store::JobStore;
-use crate::submit::{JobOptions, Submit};
+use crate::store::{Claim, JobRecord, JobStore, Submitted};
+use crate::submit::{JobOptions, Submit, dispatch};
 
 /// `module.function` over many argument lists, each a job: at most `concurrency` in
 /// flight, results in input order, every item's error reported (not only the first).
@@ -175,7 +175,7 @@ impl<C: Connector + 'static> Batch<C> {
     }
     /// Record the jobs in `store`.
     pub fn store(mut self, store: JobStore) -> Self {
-        self.options.store = Some(store);
+        self.options.store = Some(store.clone());
         self
     }
     /// The batch's id (stable for the same host, call and inputs).
@@ -209,56 +209,77 @@ impl<C: Connector + 'static> Batch<C> {
             None => JobStore::open_default()?,
         };
         let mut options = self.options.clone();
-        options.store = Some(store);
+        options.store = Some(store.clone());
         // One look at the host's code for every item (they call the same function).
         let probe = self
             .client
             .call::<Value>(&self.module, &self.function)
             .into_request()?;
         let host_code = crate::submit::host_code_id(&self.client, &probe).await?;
-        let work = self
-            .items
-            .iter()
-            .cloned()
-            .zip(force)
-            .enumerate()
-            .map(|(i, (args, force))| {
-                let client = self.client.clone();
-                let mut options = options.clone();
-                options.force = force;
-                let (module, function, batch) =
-                    (self.module.clone(), self.function.clone(), self.id.clone());
-                let host_code = host_code.clone();
-                async move {
-                    let request = match args {
-                        Ok(args) => client
-                            .call::<Value>(&module, &function)
-                            .args(args)
-                            .into_request(),
-                        Err(e) => Err(Error::Usage(format!(
-                            "item {i} of {module}.{function}: an argument cannot be sent: {e}"
-                        ))),
-                    };
-                    let submit = Submit {
-                        client,
-                        request,
-                        files: Vec::new(),
-                        options,
-                        batch: Some((batch, i as u64)),
-                        host_code: Some(host_code),
-                    };
-                    let job = match submit.await {
-                        Ok(job) => job,
-                        Err(e) => return (i, None, Err(e)),
-                    };
-                    let id = job.id();
-                    (i, Some(id), job.result::<T>().await)
-                }
-            });
-        let mut done: Vec<_> = futures_util::stream::iter(work)
+        let (writer, ops) = tokio::sync::mpsc::unbounded_channel();
+        let (base, module, function, batch) = (
+            self.client.clone(),
+            self.module.clone(),
+            self.function.clone(),
+            self.id.clone(),
+        );
+        let item_store = store.clone();
+        let work =
+            self.items
+                .iter()
+                .cloned()
+                .zip(force)
+                .enumerate()
+                .map(move |(i, (args, force))| {
+                    let client = base.clone();
+                    let mut options = options.clone();
+                    options.force = force;
+                    let (module, function, batch) =
+                        (module.clone(), function.clone(), batch.clone());
+                    let host_code = host_code.clone();
+                    let (store, writer) = (item_store.clone(), writer.clone());
+                    async move {
+                        let request = match args {
+                            Ok(args) => client
+                                .call::<Value>(&module, &function)
+                                .args(args)
+                                .into_request(),
+                            Err(e) => Err(Error::Usage(format!(
+                                "item {i} of {module}.{function}: an argument cannot be sent: {e}"
+                            ))),
+                        };
+                        let submit = Submit {
+                            client,
+                            request,
+                            files: Vec::new(),
+                            options,
+                            batch: Some((batch, i as u64)),
+                            host_code: Some(host_code),
+                        };
+                        let submitted = async {
+                            let (client, files, options, fresh) = submit.prepare().await?;
+                            let claim = GroupWriter::ask(&writer, |reply| {
+                                Op::Claim(Box::new(fresh), options.force, reply)
+                            })
+                            .await?;
+                            let record = async |s: Submitted| {
+                                GroupWriter::ask(&writer, |reply| Op::Submitted(s, reply)).await
+                            };
+                            dispatch(client, &store, claim, &files, &options, record).await
+                        };
+                        let job = match submitted.await {
+                            Ok(job) => job,
+                            Err(e) => return (i, None, Err(e)),
+                        };
+                        let id = job.id();
+                        (i, Some(id), job.result::<T>().await)
+                    }
+                });
+        // The last item pulled drops the last writer: `group_commit` then ends.
+        let items = futures_util::stream::iter(work)
             .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
+            .collect::<Vec<_>>();
+        let (mut done, ()) = futures_util::future::join(items, group_commit(&store, ops)).await;
         done.sort_by_key(|(i, _, _)| *i);
         let mut results = Vec::with_capacity(done.len());
         let mut jobs = Vec::with_capacity(done.len());
@@ -268,5 +289,102 @@ impl<C: Connector + 'static> Batch<C> {
             results.push(r);
         }
         Ok(BatchResults { results, jobs })
+    }
+}
+
+/// A write the items of a batch ask for; [`group_commit`] does those waiting together in
+/// one transaction.
+enum Op {
+    Claim(
+        Box<JobRecord>,
+        bool,
+        tokio::sync::oneshot::Sender<Result<Claim, JobError>>,
+    ),
+    Submitted(
+        Submitted,
+        tokio::sync::oneshot::Sender<Result<(), JobError>>,
+    ),
+}
+
+/// The items' side of [`group_commit`].
+struct GroupWriter;
+
+impl GroupWriter {
+    async fn ask<T>(
+        writer: &tokio::sync::mpsc::UnboundedSender<Op>,
+        op: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, JobError>>) -> Op,
+    ) -> Result<T, JobError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || JobError::Usage("the batch's store writer stopped".into());
+        writer.send(op(reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Most writes in one transaction.
+const GROUP: usize = 2000;
+
+/// Record the batch's jobs: every write asked for while the last transaction ran goes into
+/// the next one (claims, then submissions), so a batch of many quick items costs a few
+/// transactions, not one per item and write. Ends when every item is done.
+async fn group_commit(store: &JobStore, mut ops: tokio::sync::mpsc::UnboundedReceiver<Op>) {
+    while let Some(first) = ops.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match ops.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        let (mut claims, mut claim_replies) = (Vec::new(), Vec::new());
+        let (mut subs, mut sub_replies) = (Vec::new(), Vec::new());
+        for op in group {
+            match op {
+                Op::Claim(rec, force, reply) => {
+                    claims.push((*rec, force));
+                    claim_replies.push(reply);
+                }
+                Op::Submitted(s, reply) => {
+                    subs.push(s);
+                    sub_replies.push(reply);
+                }
+            }
+        }
+        if !claims.is_empty() {
+            match store.claim_many(&claims) {
+                Ok(found) => {
+                    for (reply, claim) in claim_replies.into_iter().zip(found) {
+                        let _ = reply.send(Ok(claim));
+                    }
+                }
+                Err(e) => claim_replies.into_iter().for_each(|r| {
+                    let _ = r.send(Err(copy_error(&e)));
+                }),
+            }
+        }
+        if !subs.is_empty() {
+            let done = store.set_submitted_many(&subs);
+            for reply in sub_replies {
+                let _ = reply.send(done.as_ref().map(|_| ()).map_err(copy_error));
+            }
+        }
+    }
+}
+
+/// A store error for each of the items of a failed group write.
+fn copy_error(e: &JobError) -> JobError {
+    match e {
+        JobError::Store {
+            path,
+            action,
+            detail,
+            hint,
+        } => JobError::Store {
+            path: path.clone(),
+            action: action.clone(),
+            detail: detail.clone(),
+            hint: hint.clone(),
+        },
+        other => JobError::Usage(other.to_string()),
     }
 }

@@ -48,7 +48,7 @@ pub use batch::{Batch, BatchError, BatchResults};
 pub use error::{FailureClass, JobError};
 pub use job::{DEFAULT_GRACE, Job, JobStatus, LogChunk};
 pub use scheduler::{HostConfig, Partition, Resources, Scheduler, choose_partition};
-pub use store::{Claim, JobFilter, JobRecord, JobState, JobStore};
+pub use store::{Claim, JobFilter, JobRecord, JobState, JobStore, Submitted};
 pub use submit::{JobOptions, Submit, call_hash, new_job_id};
 
 use sremote_core::{CallArgs, CallBuilder, Connector, RemoteClient};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
+use sremote_core::Reach;
 use sremote_core::protocol::Request;
 
 use crate::error::{FailureClass, JobError};
@@ -117,6 +118,10 @@ pub struct JobRecord {
     pub updated_ms: u64,
     /// Unix milliseconds when the job was seen finished.
     pub finished_ms: Option<u64>,
+    /// How to connect to the host again from any front end (connector, destination, user,
+    /// port, ssh config file, hosts-config entry and file); `None` for jobs recorded
+    /// before it was kept.
+    pub reach: Option<Reach>,
 }
 
 /// Which jobs [`JobStore::list`] returns.
@@ -130,6 +135,8 @@ pub struct JobFilter {
     pub batch: Option<String>,
     /// Only jobs whose result was (true) or was not (false) processed.
     pub processed: Option<bool>,
+    /// Only the newest this many (still listed oldest first); `None`: all.
+    pub limit: Option<usize>,
 }
 
 /// What [`JobStore::claim`] found.
@@ -186,8 +193,30 @@ CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs (batch, batch_index);
 PRAGMA user_version = 1;
 ";
 
+/// Version 2: the reach spec of each job, and indexes for listing by state, host,
+/// destination, batch and time and for looking up by call hash, each ending in the list
+/// order (`submitted_ms, batch_index, id`) so that the newest N come straight off the
+/// index. Applied in one transaction; no row is rewritten.
+const MIGRATE_V2: &str = "
+ALTER TABLE jobs ADD COLUMN reach TEXT;
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_ms, batch_index, id);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, submitted_ms, batch_index, id);
+CREATE INDEX IF NOT EXISTS jobs_by_host ON jobs (host, submitted_ms, batch_index, id);
+CREATE INDEX IF NOT EXISTS jobs_by_destination ON jobs (destination, submitted_ms, batch_index, id);
+CREATE INDEX IF NOT EXISTS jobs_by_processed ON jobs (processed, submitted_ms, batch_index, id);
+CREATE INDEX IF NOT EXISTS jobs_by_hash ON jobs (call_hash);
+PRAGMA user_version = 2;
+";
+
+/// The schema version this code reads and writes.
+const VERSION: i64 = 2;
+
+/// The list order.
+const ORDER: &str = "submitted_ms, batch_index, id";
+const ORDER_DESC: &str = "submitted_ms DESC, batch_index DESC, id DESC";
+
 const COLUMNS: &str = "id, host, destination, call_hash, request, scheduler, resources, name, remote_dir, \
-     scheduler_id, state, failure_class, failure, processed, batch, batch_index, submitted_ms, updated_ms, finished_ms";
+     scheduler_id, state, failure_class, failure, processed, batch, batch_index, submitted_ms, updated_ms, finished_ms, reach";
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -254,18 +283,46 @@ impl JobStore {
             inner: Arc::new(Mutex::new(conn)),
             path: Arc::new(path),
         };
-        let version: i64 = store.read("read the schema version", |c| {
-            c.query_row("PRAGMA user_version", [], |r| r.get(0))
-        })?;
-        if version < 1 {
-            store.write("create the tables", |tx| tx.execute_batch(SCHEMA))?;
-        }
+        store.migrate()?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&*store.path, std::fs::Permissions::from_mode(0o600));
         }
         Ok(store)
+    }
+
+    /// Create the tables, or bring an older store up to [`VERSION`] keeping every job.
+    /// Checked again inside the write transaction: two processes opening an old store at
+    /// once migrate it once.
+    fn migrate(&self) -> Result<(), JobError> {
+        let version: i64 = self.read("read the schema version", |c| {
+            c.query_row("PRAGMA user_version", [], |r| r.get(0))
+        })?;
+        if version > VERSION {
+            return Err(JobError::Store {
+                path: self.path.display().to_string(),
+                action: "open".into(),
+                detail: format!(
+                    "the store has schema version {version}; this sremote knows up to {VERSION}"
+                ),
+                hint: "use the newer sremote that wrote it, or set SREMOTE_JOBS_DB to use another file"
+                    .into(),
+            });
+        }
+        if version == VERSION {
+            return Ok(());
+        }
+        self.write("migrate the store to schema version 2", |tx| {
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version < 1 {
+                tx.execute_batch(SCHEMA)?;
+            }
+            if version < 2 {
+                tx.execute_batch(MIGRATE_V2)?;
+            }
+            Ok(())
+        })
     }
 
     /// The SQLite file.
@@ -301,31 +358,35 @@ impl JobStore {
     /// `force`; else `fresh` is inserted (state `submitting`). One transaction, so two
     /// programs submitting the same call at once get one job.
     pub fn claim(&self, fresh: JobRecord, force: bool) -> Result<Claim, JobError> {
-        self.write("record a job", |tx| {
-            if !force {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM jobs WHERE host = ?1 AND call_hash = ?2 ORDER BY submitted_ms DESC LIMIT 1"
-                );
-                let found = tx.query_row(&sql, params![fresh.host, fresh.call_hash], row_to_record).optional()?;
-                if let Some(existing) = found {
-                    let stale = existing.state == JobState::Submitting
-                        && now_ms().saturating_sub(existing.updated_ms) > STALE_SUBMIT.as_millis() as u64;
-                    if !stale {
-                        return Ok(Claim::Existing(existing));
-                    }
-                    // Its submitter died half-way: take it over under the same id.
-                    tx.execute("UPDATE jobs SET updated_ms = ?2 WHERE id = ?1", params![existing.id, now_i64()])?;
-                    return Ok(Claim::New(existing));
-                }
-            }
-            insert(tx, &fresh)?;
-            Ok(Claim::New(fresh.clone()))
+        self.write("record a job", |tx| claim_in(tx, &fresh, force))
+    }
+
+    /// [`claim`](Self::claim) for many records (each with its `force`) in one transaction:
+    /// what a batch records at once.
+    pub fn claim_many(&self, items: &[(JobRecord, bool)]) -> Result<Vec<Claim>, JobError> {
+        self.write("record jobs", |tx| {
+            items
+                .iter()
+                .map(|(fresh, force)| claim_in(tx, fresh, *force))
+                .collect()
         })
     }
 
     /// Insert a record (tests, imports).
     pub fn insert(&self, record: &JobRecord) -> Result<(), JobError> {
         self.write("insert a job", |tx| insert(tx, record))
+    }
+
+    /// Insert many records in one transaction (imports, benchmarks).
+    pub fn insert_many(&self, records: &[JobRecord]) -> Result<(), JobError> {
+        self.write("insert jobs", |tx| {
+            records.iter().try_for_each(|r| insert(tx, r))
+        })
+    }
+
+    /// The newest job of the call `call_hash` on `host` (what a resubmission reattaches to).
+    pub fn find_call(&self, host: &str, call_hash: &str) -> Result<Option<JobRecord>, JobError> {
+        self.read("look up a call", |c| find_call(c, host, call_hash))
     }
 
     /// The job `id`.
@@ -340,21 +401,44 @@ impl JobStore {
         })
     }
 
-    /// Jobs matching `filter`, oldest first.
+    /// Jobs matching `filter`, oldest first (the newest `filter.limit` of them). Collects
+    /// them all: for long lists use [`for_each`](Self::for_each).
     pub fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, JobError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR host = ?1 OR destination = ?1) AND (?2 IS NULL OR state = ?2) \
-             AND (?3 IS NULL OR batch = ?3) AND (?4 IS NULL OR processed = ?4) ORDER BY submitted_ms, batch_index, id"
-        );
-        let state = filter.state.map(JobState::as_str);
-        self.read("list jobs", |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                params![filter.host, state, filter.batch, filter.processed],
-                row_to_record,
-            )?;
-            rows.collect()
+        let mut all = Vec::new();
+        self.for_each(filter, |r| {
+            all.push(r);
+            true
+        })?;
+        Ok(all)
+    }
+
+    /// Hand the jobs matching `filter` to `f` one at a time, oldest first (the newest
+    /// `filter.limit` of them), straight from SQLite: memory does not grow with the store.
+    /// `f` returns `false` to stop. `f` must not use this store (the connection is held).
+    pub fn for_each(
+        &self,
+        filter: &JobFilter,
+        mut f: impl FnMut(JobRecord) -> bool,
+    ) -> Result<(), JobError> {
+        let (sql, args) = list_sql(filter);
+        let conn = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut emitted = false;
+        // Busy (a WAL recovery) is retried only before the first row went out.
+        retry_busy(|| {
+            if emitted {
+                return Ok(());
+            }
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+            while let Some(row) = rows.next()? {
+                emitted = true;
+                if !f(row_to_record(row)?) {
+                    break;
+                }
+            }
+            Ok(())
         })
+        .map_err(|e| store_error(&self.path, "list jobs", &e))
     }
 
     /// Record where the job went on the host.
@@ -366,12 +450,18 @@ impl JobStore {
         state: JobState,
     ) -> Result<(), JobError> {
         self.write("record a submission", |tx| {
-            tx.execute(
-                "UPDATE jobs SET remote_dir = ?2, scheduler_id = ?3, state = ?4, updated_ms = ?5 WHERE id = ?1",
-                params![id, remote_dir, scheduler_id, state.as_str(), now_i64()],
-            )
+            set_submitted_in(tx, id, remote_dir, scheduler_id, state)
         })
-        .map(drop)
+    }
+
+    /// [`set_submitted`](Self::set_submitted) for many jobs in one transaction: (id,
+    /// remote dir, batch id, state) each.
+    pub fn set_submitted_many(&self, items: &[Submitted]) -> Result<(), JobError> {
+        self.write("record submissions", |tx| {
+            items.iter().try_for_each(|s| {
+                set_submitted_in(tx, &s.id, &s.remote_dir, s.scheduler_id.as_deref(), s.state)
+            })
+        })
     }
 
     /// Record the state seen (and why it died).
@@ -419,9 +509,106 @@ impl JobStore {
     }
 }
 
+/// Where a submitted job went ([`JobStore::set_submitted_many`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The job id.
+    pub id: String,
+    /// The job directory on the host.
+    pub remote_dir: String,
+    /// The batch system's id.
+    pub scheduler_id: Option<String>,
+    /// Its state now.
+    pub state: JobState,
+}
+
+fn find_call(c: &Connection, host: &str, call_hash: &str) -> rusqlite::Result<Option<JobRecord>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs WHERE host = ?1 AND call_hash = ?2 ORDER BY submitted_ms DESC LIMIT 1"
+    );
+    c.prepare_cached(&sql)?
+        .query_row(params![host, call_hash], row_to_record)
+        .optional()
+}
+
+fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
+    fresh: &JobRecord,
+    force: bool,
+) -> rusqlite::Result<Claim> {
+    if !force && let Some(existing) = find_call(tx, &fresh.host, &fresh.call_hash)? {
+        let stale = existing.state == JobState::Submitting
+            && now_ms().saturating_sub(existing.updated_ms) > STALE_SUBMIT.as_millis() as u64;
+        if !stale {
+            return Ok(Claim::Existing(existing));
+        }
+        // Its submitter died half-way: take it over under the same id.
+        tx.prepare_cached("UPDATE jobs SET updated_ms = ?2 WHERE id = ?1")?
+            .execute(params![existing.id, now_i64()])?;
+        return Ok(Claim::New(existing));
+    }
+    insert(tx, fresh)?;
+    Ok(Claim::New(fresh.clone()))
+}
+
+fn set_submitted_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    remote_dir: &str,
+    scheduler_id: Option<&str>,
+    state: JobState,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE jobs SET remote_dir = ?2, scheduler_id = ?3, state = ?4, updated_ms = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id, remote_dir, scheduler_id, state.as_str(), now_i64()])
+    .map(drop)
+}
+
+/// The query of [`JobStore::for_each`]: only the conditions given (so SQLite picks the
+/// index of that column), newest `limit` taken off the index and turned oldest first.
+fn list_sql(filter: &JobFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut cond = Vec::new();
+    let mut args = Vec::new();
+    if let Some(h) = &filter.host {
+        args.push(V::Text(h.clone()));
+        cond.push(format!(
+            "(host = ?{n} OR destination = ?{n})",
+            n = args.len()
+        ));
+    }
+    if let Some(s) = filter.state {
+        args.push(V::Text(s.as_str().into()));
+        cond.push(format!("state = ?{}", args.len()));
+    }
+    if let Some(b) = &filter.batch {
+        args.push(V::Text(b.clone()));
+        cond.push(format!("batch = ?{}", args.len()));
+    }
+    if let Some(p) = filter.processed {
+        args.push(V::Integer(p.into()));
+        cond.push(format!("processed = ?{}", args.len()));
+    }
+    let filter_sql = if cond.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", cond.join(" AND "))
+    };
+    let sql = match filter.limit {
+        None => format!("SELECT {COLUMNS} FROM jobs{filter_sql} ORDER BY {ORDER}"),
+        Some(n) => format!(
+            "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM jobs{filter_sql} ORDER BY {ORDER_DESC} LIMIT {n}) \
+             ORDER BY {ORDER}"
+        ),
+    };
+    (sql, args)
+}
+
 fn insert(tx: &rusqlite::Transaction<'_>, r: &JobRecord) -> rusqlite::Result<()> {
-    tx.execute(
-        &format!("INSERT INTO jobs (module, function, {COLUMNS}) VALUES (?20, ?21, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
+    tx.prepare_cached(
+        &format!("INSERT INTO jobs (module, function, {COLUMNS}) VALUES (?21, ?22, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
+    )?.execute(
         params![
             r.id,
             r.host,
@@ -442,6 +629,7 @@ fn insert(tx: &rusqlite::Transaction<'_>, r: &JobRecord) -> rusqlite::Result<()>
             r.submitted_ms as i64,
             r.updated_ms as i64,
             r.finished_ms.map(|v| v as i64),
+            r.reach.as_ref().map(Reach::to_json),
             r.request.module,
             r.request.function,
         ],
@@ -489,6 +677,10 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         submitted_ms: row.get::<_, i64>(16)? as u64,
         updated_ms: row.get::<_, i64>(17)? as u64,
         finished_ms: row.get::<_, Option<i64>>(18)?.map(|v| v as u64),
+        // An unreadable spec is as good as none: the host name is still there.
+        reach: row
+            .get::<_, Option<String>>(19)?
+            .and_then(|t| Reach::from_json(&t).ok()),
     })
 }
 

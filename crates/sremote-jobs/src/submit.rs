@@ -7,7 +7,7 @@ use std::pin::Pin;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sremote_core::protocol::{ErrorKind, Request, ShippedModule};
-use sremote_core::{Connector, Error, RemoteClient, Source};
+use sremote_core::{Connector, Error, Reach, RemoteClient, Source};
 
 use crate::error::JobError;
 use crate::job::Job;
@@ -15,7 +15,7 @@ use crate::remote;
 use crate::scheduler::{
     HostConfig, JobScript, Resources, Scheduler, choose_partition, parse_submit_output, render,
 };
-use crate::store::{Claim, JobRecord, JobState, JobStore, now_ms};
+use crate::store::{Claim, JobRecord, JobState, JobStore, Submitted, now_ms};
 
 /// Options of a submission, shared by [`Submit`] and [`Batch`](crate::Batch).
 #[derive(Debug, Clone, Default)]
@@ -34,6 +34,9 @@ pub struct JobOptions {
     pub store: Option<JobStore>,
     /// How to reach the host again (recorded for `sremote jobs …`), e.g. an ssh alias.
     pub destination: Option<String>,
+    /// How to connect to the host again from any front end; default: what the client's
+    /// connector reports ([`Connector::reach`]), with the client's sremote dir.
+    pub reach: Option<Reach>,
 }
 
 /// A call being submitted as a job; `.await` it to get the [`Job`]. Made by
@@ -95,6 +98,12 @@ impl<C: Connector + 'static> Submit<C> {
         self.options.destination = Some(destination.into());
         self
     }
+    /// Record how to connect to the host again (default: the connector's own
+    /// [`Connector::reach`]); front ends add the hosts-config entry it came from.
+    pub fn reach(mut self, reach: Reach) -> Self {
+        self.options.reach = Some(reach);
+        self
+    }
     /// Copy the local file `path` into the job's working directory as `name` before it
     /// starts. Its content is part of the call's identity (reattach).
     pub fn file(mut self, path: impl Into<PathBuf>, name: impl Into<String>) -> Self {
@@ -116,6 +125,35 @@ impl<C: Connector + 'static> Submit<C> {
     }
 
     async fn run(self) -> Result<Job<C>, JobError> {
+        let store = match &self.options.store {
+            Some(s) => s.clone(),
+            None => JobStore::open_default()?,
+        };
+        let (client, files, options, fresh) = self.prepare().await?;
+        let claim = store.claim(fresh, options.force)?;
+        let record = async |rec: Submitted| {
+            store.set_submitted(
+                &rec.id,
+                &rec.remote_dir,
+                rec.scheduler_id.as_deref(),
+                rec.state,
+            )
+        };
+        dispatch(client, &store, claim, &files, &options, record).await
+    }
+
+    /// Check the call and make its fresh record (state `submitting`, not stored yet).
+    pub(crate) async fn prepare(
+        self,
+    ) -> Result<
+        (
+            RemoteClient<C>,
+            Vec<(PathBuf, String)>,
+            JobOptions,
+            JobRecord,
+        ),
+        JobError,
+    > {
         let Submit {
             client,
             request,
@@ -130,10 +168,6 @@ impl<C: Connector + 'static> Submit<C> {
         let host_code = match host_code {
             Some(v) => v,
             None => host_code_id(&client, &request).await?,
-        };
-        let store = match &options.store {
-            Some(s) => s.clone(),
-            None => JobStore::open_default()?,
         };
         let mut file_hashes = Vec::new();
         for (path, name) in &files {
@@ -190,32 +224,68 @@ impl<C: Connector + 'static> Submit<C> {
             submitted_ms: now,
             updated_ms: now,
             finished_ms: None,
+            reach: reach_of(&client, &options),
         };
-        let record = match store.claim(fresh, options.force)? {
-            Claim::Existing(rec) => return Ok(Job::new(client, store, rec, true)),
-            Claim::New(rec) => rec,
-        };
-        match send(&client, &record, &files, &options.host_config).await {
-            Ok((dir, sid, state)) => {
-                store.set_submitted(&record.id, &dir, sid.as_deref(), state)?;
-            }
-            Err(e) if remote::transient(&e) => {
-                // The job may have started before the connection broke: keep the record
-                // (`submitting`) so that submitting the same call again finds this job id
-                // and `job create` (idempotent) settles it, instead of running it twice.
-                let dir = format!("{}/jobs/{}", client.sremote_dir(), record.id);
-                let _ = store.set_submitted(&record.id, &dir, None, JobState::Submitting);
-                return Err(e);
-            }
-            Err(e) => {
-                // Refused: nothing runs. Forget the record so the next submission tries again.
-                let _ = store.remove(&record.id);
-                return Err(e);
-            }
-        }
-        let record = store.get(&record.id)?;
-        Ok(Job::new(client, store, record, false))
+        Ok((client, files, options, fresh))
     }
+}
+
+/// What to record about reaching the host: the options' spec, else the connector's, with
+/// the client's sremote dir when it is not the default one.
+fn reach_of<C: Connector>(client: &RemoteClient<C>, options: &JobOptions) -> Option<Reach> {
+    let mut reach = options
+        .reach
+        .clone()
+        .or_else(|| client.connector().reach())?;
+    let dir = client.sremote_dir();
+    if reach.endpoint_dir.is_none() && dir != ".sremote" {
+        reach.endpoint_dir = Some(dir);
+    }
+    Some(reach)
+}
+
+/// Send a claimed job to the host (unless it was there already: reattach) and record
+/// where it went with `record` (one write each, or batched by the caller).
+pub(crate) async fn dispatch<C: Connector + 'static>(
+    client: RemoteClient<C>,
+    store: &JobStore,
+    claim: Claim,
+    files: &[(PathBuf, String)],
+    options: &JobOptions,
+    record: impl AsyncFnOnce(Submitted) -> Result<(), JobError>,
+) -> Result<Job<C>, JobError> {
+    let mut rec = match claim {
+        Claim::Existing(rec) => return Ok(Job::new(client, store.clone(), rec, true)),
+        Claim::New(rec) => rec,
+    };
+    match send(&client, &rec, files, &options.host_config).await {
+        Ok((dir, sid, state)) => {
+            record(Submitted {
+                id: rec.id.clone(),
+                remote_dir: dir.clone(),
+                scheduler_id: sid.clone(),
+                state,
+            })
+            .await?;
+            rec.remote_dir = Some(dir);
+            rec.scheduler_id = sid;
+            rec.state = state;
+        }
+        Err(e) if remote::transient(&e) => {
+            // The job may have started before the connection broke: keep the record
+            // (`submitting`) so that submitting the same call again finds this job id
+            // and `job create` (idempotent) settles it, instead of running it twice.
+            let dir = format!("{}/jobs/{}", client.sremote_dir(), rec.id);
+            let _ = store.set_submitted(&rec.id, &dir, None, JobState::Submitting);
+            return Err(e);
+        }
+        Err(e) => {
+            // Refused: nothing runs. Forget the record so the next submission tries again.
+            let _ = store.remove(&rec.id);
+            return Err(e);
+        }
+    }
+    Ok(Job::new(client, store.clone(), rec, false))
 }
 
 impl<C: Connector + 'static> IntoFuture for Submit<C> {

@@ -36,6 +36,7 @@ fn record(host: &str, hash: &str) -> JobRecord {
         submitted_ms: now,
         updated_ms: now,
         finished_ms: None,
+        reach: None,
     }
 }
 
@@ -142,6 +143,12 @@ fn store_round_trip_and_filters() {
     let store = JobStore::open(dir.path().join("sub/dir/jobs.sqlite3")).unwrap();
     let mut r = record("alice@hpc", "abc");
     r.batch = Some(("b1".into(), 3));
+    r.reach = Some(sremote_core::Reach {
+        user: Some("alice".into()),
+        port: Some(2222),
+        ssh_config: Some("/etc/ssh/other".into()),
+        ..sremote_core::Reach::ssh("hpc")
+    });
     r.resources.time = Some(std::time::Duration::from_secs(60));
     store.insert(&r).unwrap();
     let back = store.get(&r.id).unwrap();
@@ -198,4 +205,204 @@ fn store_round_trip_and_filters() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "the store is private");
+}
+
+/// Today's schema before the reach spec and the indexes (version 1), as it was created.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    destination TEXT,
+    call_hash TEXT NOT NULL,
+    module TEXT NOT NULL,
+    function TEXT NOT NULL,
+    request TEXT NOT NULL,
+    scheduler TEXT NOT NULL,
+    resources TEXT NOT NULL,
+    name TEXT NOT NULL,
+    remote_dir TEXT,
+    scheduler_id TEXT,
+    state TEXT NOT NULL,
+    failure_class TEXT,
+    failure TEXT,
+    processed INTEGER NOT NULL DEFAULT 0,
+    batch TEXT,
+    batch_index INTEGER,
+    submitted_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    finished_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_by_call ON jobs (host, call_hash, submitted_ms);
+CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs (batch, batch_index);
+PRAGMA user_version = 1;
+";
+
+#[test]
+fn a_version_1_store_is_migrated_keeping_every_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite3");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        let mut request = Request::new("r", "job", "run");
+        request.args = vec![serde_json::json!(["sleep", "1"])];
+        let request = serde_json::to_string(&request).unwrap();
+        for i in 0..300i64 {
+            let state = ["running", "succeeded", "died"][i as usize % 3];
+            c.execute(
+                "INSERT INTO jobs (id, host, destination, call_hash, module, function, request, \
+                 scheduler, resources, name, remote_dir, scheduler_id, state, failure_class, failure, \
+                 processed, batch, batch_index, submitted_ms, updated_ms, finished_ms) VALUES \
+                 (?1, 'root@bench:2301', ?2, ?3, 'job', 'run', ?4, 'slurm', ?13, 'sleep 1', '/h/.sremote/jobs/x', \
+                 '77', ?5, ?6, ?7, ?8, 'b1', ?9, ?10, ?11, ?12)",
+                rusqlite::params![
+                    format!("job-{i:04}"),
+                    (i % 2 == 0).then_some("bench"),
+                    format!("hash-{i}"),
+                    request,
+                    state,
+                    (state == "died").then_some("memory"),
+                    (state == "died").then_some("out of memory"),
+                    i % 5 == 0,
+                    i,
+                    1_700_000_000_000 + i,
+                    1_700_000_000_500 + i,
+                    (state != "running").then_some(1_700_000_001_000 + i),
+                    serde_json::to_string(&Resources::default()).unwrap(),
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let store = JobStore::open(&path).unwrap();
+    let all = store.list(&JobFilter::default()).unwrap();
+    assert_eq!(all.len(), 300, "every job is still there");
+    for (i, r) in all.iter().enumerate() {
+        let i = i as u64;
+        let state = ["running", "succeeded", "died"][i as usize % 3];
+        assert_eq!(r.id, format!("job-{i:04}"));
+        assert_eq!(r.host, "root@bench:2301");
+        assert_eq!(r.destination.as_deref(), (i % 2 == 0).then_some("bench"));
+        assert_eq!(r.call_hash, format!("hash-{i}"));
+        assert_eq!(r.request.module, "job");
+        assert_eq!(r.request.args, vec![serde_json::json!(["sleep", "1"])]);
+        assert_eq!(r.scheduler, Scheduler::Slurm);
+        assert_eq!(r.name, "sleep 1");
+        assert_eq!(r.remote_dir.as_deref(), Some("/h/.sremote/jobs/x"));
+        assert_eq!(r.scheduler_id.as_deref(), Some("77"));
+        assert_eq!(r.state.as_str(), state);
+        assert_eq!(
+            r.failure_class,
+            (state == "died").then_some(sremote_jobs::FailureClass::Memory)
+        );
+        assert_eq!(
+            r.failure.as_deref(),
+            (state == "died").then_some("out of memory")
+        );
+        assert_eq!(r.processed, i % 5 == 0);
+        assert_eq!(r.batch, Some(("b1".to_string(), i)));
+        assert_eq!(r.submitted_ms, 1_700_000_000_000 + i);
+        assert_eq!(r.updated_ms, 1_700_000_000_500 + i);
+        assert_eq!(
+            r.finished_ms,
+            (state != "running").then_some(1_700_000_001_000 + i)
+        );
+        assert_eq!(r.reach, None);
+    }
+    // The old reattach still works, and the store takes new records with a reach spec.
+    let found = store
+        .find_call("root@bench:2301", "hash-7")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, "job-0007");
+    let mut r = record("root@bench:2301", "new");
+    r.reach = Some(sremote_core::Reach::ssh("bench"));
+    store.insert(&r).unwrap();
+    assert_eq!(store.get(&r.id).unwrap(), r);
+    drop(store);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let plan: String = c
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state = 'running' ORDER BY submitted_ms DESC LIMIT 50",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("jobs_by_state"), "{plan}");
+    // Opened again (version 2 already): nothing to do, nothing lost.
+    assert_eq!(
+        JobStore::open(&path)
+            .unwrap()
+            .list(&JobFilter::default())
+            .unwrap()
+            .len(),
+        301
+    );
+}
+
+#[test]
+fn newest_first_limit_streams_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::open(dir.path().join("jobs.sqlite3")).unwrap();
+    let mut recs = Vec::new();
+    for i in 0..120u64 {
+        let mut r = record("h", &format!("c{i}"));
+        r.submitted_ms = 1_000 + i;
+        r.state = if i % 2 == 0 {
+            JobState::Running
+        } else {
+            JobState::Succeeded
+        };
+        recs.push(r);
+    }
+    store.insert_many(&recs).unwrap();
+    let newest = store
+        .list(&JobFilter {
+            limit: Some(50),
+            ..Default::default()
+        })
+        .unwrap();
+    let ms: Vec<u64> = newest.iter().map(|r| r.submitted_ms).collect();
+    assert_eq!(ms, (1_070..1_120).collect::<Vec<_>>());
+    let running = store
+        .list(&JobFilter {
+            state: Some(JobState::Running),
+            limit: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+    let ms: Vec<u64> = running.iter().map(|r| r.submitted_ms).collect();
+    assert_eq!(ms, vec![1_114, 1_116, 1_118]);
+    let mut seen = 0;
+    store
+        .for_each(&JobFilter::default(), |_| {
+            seen += 1;
+            seen < 10
+        })
+        .unwrap();
+    assert_eq!(seen, 10, "for_each stops when asked");
+    // A batch's writes in one transaction each: claims (the second of a call reattaches)
+    // and submissions.
+    let a = record("h", "same");
+    let b = record("h", "same");
+    let claims = store.claim_many(&[(a.clone(), false), (b, false)]).unwrap();
+    assert!(matches!(&claims[0], Claim::New(r) if r.id == a.id));
+    assert!(matches!(&claims[1], Claim::Existing(r) if r.id == a.id));
+    store
+        .set_submitted_many(&[sremote_jobs::Submitted {
+            id: a.id.clone(),
+            remote_dir: "/d".into(),
+            scheduler_id: Some("9".into()),
+            state: JobState::Queued,
+        }])
+        .unwrap();
+    let back = store.get(&a.id).unwrap();
+    assert_eq!(
+        (back.state, back.scheduler_id.as_deref()),
+        (JobState::Queued, Some("9"))
+    );
 }
