@@ -200,6 +200,29 @@ impl<C: Connector> RemoteClient<C> {
         branch: &str,
         name: &str,
     ) -> Result<InstallReport, Error> {
+        self.install_git(url, branch, name, true).await
+    }
+
+    /// Like [`do_install_git_module`](Self::do_install_git_module), but `dir_name` only
+    /// names the clone's directory (`<sremote dir>/src/<dir_name>`): no import is checked
+    /// afterwards, for repositories whose package is named otherwise (`scikit-learn` →
+    /// `sklearn`).
+    pub async fn install_git_repo(
+        &self,
+        url: &str,
+        branch: &str,
+        dir_name: &str,
+    ) -> Result<InstallReport, Error> {
+        self.install_git(url, branch, dir_name, false).await
+    }
+
+    async fn install_git(
+        &self,
+        url: &str,
+        branch: &str,
+        name: &str,
+        check_import: bool,
+    ) -> Result<InstallReport, Error> {
         let host = self.host().to_string();
         if url.is_empty() {
             return Err(Error::Usage(format!(
@@ -213,7 +236,10 @@ impl<C: Connector> RemoteClient<C> {
             )));
         }
         let dir = self.endpoint_sremote_dir().await?;
-        let check = import_name(name).unwrap_or_default();
+        let check = match check_import {
+            true => import_name(name).unwrap_or_default(),
+            false => String::new(),
+        };
         let script = format!("{VENV_PRELUDE}{GIT_SCRIPT}");
         let cmd = RemoteCommand::new("sh").args([
             "-c",
