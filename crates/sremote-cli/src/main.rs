@@ -19,6 +19,7 @@ mod install;
 mod jobs;
 mod jobs_ls;
 mod jobs_reach;
+mod modules;
 mod output;
 mod probe;
 mod progress;
@@ -118,6 +119,8 @@ enum Command {
     Bootstrap(commands::BootstrapArgs),
     /// Install Python packages on HOST for the functions you call there.
     Install(install::InstallArgs),
+    /// List the modules and Python packages on HOST, or check that some are there.
+    Modules(modules::ModulesArgs),
     /// Measure call latency and throughput: `os.getenv("HOME")` N times.
     Bench(commands::BenchArgs),
     /// Run MODULE.FUNCTION(ARG…) on HOST as a detached job (or through Slurm, SGE, PBS); prints its id.
@@ -219,6 +222,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Tunnel(a) => tunnel::tunnel(a, opts).await,
         Command::Bootstrap(a) => commands::bootstrap(a, opts).await,
         Command::Install(a) => install::install(a, opts).await,
+        Command::Modules(a) => modules::modules(a, opts).await,
         Command::Bench(a) => commands::bench(a, opts).await,
         Command::Submit(a) => submit::submit(a, &opts).await,
         Command::Jobs { what } => jobs::run(what, &opts).await,
