@@ -498,6 +498,16 @@ fn submit_job(
         .collect();
     let store = store(store_path.as_deref())?;
     let keep = store.clone();
+    // How the CLI (or another program) reaches this host again: the connection's own spec,
+    // and the hosts-config entry it came from (`$SREMOTE_CONFIG` or the default file).
+    let hosts_config = std::env::var_os("SREMOTE_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from);
+    let reach = sremote_hosts::connect::reach_of(
+        &spec,
+        core.connector().as_ref(),
+        hosts_config.as_deref(),
+    );
     let fut = async move {
         if scheduler == Scheduler::Slurm && allowed.len() != 1 && config.partitions.is_empty() {
             // No partitions configured: the smallest that fits from sinfo, as the CLI does.
@@ -521,7 +531,8 @@ fn submit_job(
             .host_config(config)
             .force(force)
             .store(store.clone())
-            .destination(&spec.name);
+            .destination(&spec.name)
+            .reach(reach);
         for (path, remote) in files {
             submit = submit.file(path, remote);
         }
