@@ -235,7 +235,8 @@ async fn cancel_stops_everything_the_job_started() {
 }
 
 fn counted_items(counter: &std::path::Path) -> Vec<sremote_core::CallArgs> {
-    // Item i appends to its run counter, prints i, returns i % 3 (job.run's exit code).
+    // Item i appends to its run counter, prints i, exits with i % 3 (job.run: 0 is the
+    // value, others the item's failure).
     (0..6)
         .map(|i| {
             args![sh(&format!(
@@ -258,10 +259,19 @@ async fn batch_in_order_all_errors_and_skip_succeeded() {
         .concurrency(3)
         .store(h.store.clone());
     let first = batch.run::<i32>().await.unwrap();
+    // A non-zero exit is the item's failure, naming the program's exit code (issue 16).
     let codes: Vec<i32> = first
         .results
         .iter()
-        .map(|r| r.as_ref().unwrap().value)
+        .map(|r| match r {
+            Ok(out) => out.value,
+            Err(e) => {
+                let text = e.to_string();
+                let code = text.split("exited with code ").nth(1).unwrap_or("");
+                let digits: String = code.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().unwrap_or_else(|_| panic!("{text}"))
+            }
+        })
         .collect();
     assert_eq!(codes, [0, 1, 2, 0, 1, 2], "input order");
     let jobs = first.jobs.clone();
