@@ -6,7 +6,7 @@
 //!
 //! Setup lines are the user's own shell code, by design; nothing a call carries (its
 //! arguments, env, paths) ever reaches them: the wrapped program and its arguments stay
-//! positional parameters (`exec "$0" "$@"`). The lines run in bash (`bash -l` with
+//! positional parameters (`exec "$@"`). The lines run in bash (`bash -l` with
 //! [`Setup::login_shell`]; `/bin/sh` on a host without bash), each with `command eval` in
 //! the shell that then becomes the endpoint, so `source`, `export` and `module load` carry
 //! over; a line whose status is not 0 (or that does not parse) stops there: the shell
@@ -93,8 +93,9 @@ impl Setup {
 }
 
 #[cfg(feature = "client")]
-/// The script a wrapped command runs in bash (or `/bin/sh`): `$0` is the program, `"$@"`
-/// its arguments, fd 3 the saved stdout (the outer script made it).
+/// The script a wrapped command runs in bash (or `/bin/sh`) as `sremote-setup` (`$0`,
+/// what the shell's complaints start with): `"$@"` is the program and its arguments, fd 3
+/// the saved stdout (the outer script made it).
 fn wrapper_script(setup: &Setup) -> String {
     let mut s = String::from("sremote_wd=$PWD\n");
     s.push_str(&format!(
@@ -102,7 +103,7 @@ fn wrapper_script(setup: &Setup) -> String {
         Setup::failure_format()
     ));
     s.push_str(&setup.checked_lines("sremote_setup_failed", true));
-    s.push_str("cd \"$sremote_wd\" || exit 125\nexec 1>&3 3>&-\nexec \"$0\" \"$@\"\n");
+    s.push_str("cd \"$sremote_wd\" || exit 125\nexec 1>&3 3>&-\nexec \"$@\"\n");
     s
 }
 
@@ -117,13 +118,13 @@ fn outer_script(login_shell: bool) -> String {
             Setup::failure_format()
         )
     } else {
-        "exec /bin/sh -c \"$s\" \"$@\"".to_string()
+        "exec /bin/sh -c \"$s\" sremote-setup \"$@\"".to_string()
     };
     let bash = if login_shell { "bash -l" } else { "bash" };
     format!(
         "exec 3>&1 1>&2\n\
          s=$1; shift\n\
-         command -v bash >/dev/null 2>&1 && exec {bash} -c \"$s\" \"$@\"\n\
+         command -v bash >/dev/null 2>&1 && exec {bash} -c \"$s\" sremote-setup \"$@\"\n\
          {without_bash}\n"
     )
 }
@@ -131,7 +132,7 @@ fn outer_script(login_shell: bool) -> String {
 #[cfg(feature = "client")]
 impl Setup {
     /// `cmd` run after the setup: `/bin/sh -c OUTER sremote-setup SCRIPT PROGRAM ARGS…`,
-    /// which becomes `bash [-l] -c SCRIPT PROGRAM ARGS…` and then the program. The program
+    /// which becomes `bash [-l] -c SCRIPT sremote-setup PROGRAM ARGS…` and then the program. The program
     /// and its arguments stay data. Unchanged when the setup is empty.
     pub fn wrap(&self, cmd: crate::RemoteCommand) -> crate::RemoteCommand {
         if self.is_empty() {
