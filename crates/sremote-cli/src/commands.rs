@@ -479,7 +479,9 @@ pub async fn bench(a: BenchArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
     .await)
 }
 
-pub fn endpoint_info(json_out: bool, custom: Option<&std::path::Path>) -> Result<ExitCode, Error> {
+/// The endpoint binary this program deploys: `--endpoint`'s, `$SREMOTE_ENDPOINT`'s, or
+/// the bundled one.
+fn deployed_artifact(custom: Option<&std::path::Path>) -> Result<EndpointArtifact, Error> {
     let artifact = match (custom, std::env::var_os("SREMOTE_ENDPOINT")) {
         (Some(p), _) => Some(EndpointArtifact::custom(p)?),
         (None, Some(p)) => Some(EndpointArtifact::from_file(std::path::Path::new(&p))?),
@@ -491,6 +493,11 @@ pub fn endpoint_info(json_out: bool, custom: Option<&std::path::Path>) -> Result
                 .into(),
         ));
     };
+    Ok(a)
+}
+
+pub fn endpoint_info(json_out: bool, custom: Option<&std::path::Path>) -> Result<ExitCode, Error> {
+    let a = deployed_artifact(custom)?;
     let info = json!({
         "version": sremote_core::protocol::VERSION,
         "protocol": sremote_core::protocol::PROTOCOL_VERSION,
@@ -510,4 +517,85 @@ pub fn endpoint_info(json_out: bool, custom: Option<&std::path::Path>) -> Result
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `asked` (a Rust triple such as `x86_64-unknown-linux-gnu`, or sremote's own
+/// `linux-x86_64`) names the target `have` (`linux-x86_64`).
+fn same_target(asked: &str, have: &str) -> bool {
+    let Some((os, arch)) = have.split_once('-') else {
+        return asked == have;
+    };
+    asked == have || (asked.split('-').next() == Some(arch) && asked.split('-').any(|p| p == os))
+}
+
+/// `sremote endpoint extract [--target TRIPLE] PATH`: write the endpoint binary (mode
+/// 0755, through a temp file and a rename) to PATH, or into PATH when it is a directory.
+pub fn endpoint_extract(
+    path: &std::path::Path,
+    target: Option<&str>,
+    custom: Option<&std::path::Path>,
+    json_out: bool,
+) -> Result<ExitCode, Error> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let a = deployed_artifact(custom)?;
+    if let Some(t) = target
+        && !same_target(t, &a.target)
+    {
+        return Err(Error::Usage(format!(
+            "the endpoint here ({}) is for {}, not {t} — build one for {t} with \
+             deploy/build-endpoint.sh and pass it as --endpoint or SREMOTE_ENDPOINT",
+            a.origin, a.target
+        )));
+    }
+    let dest = if path.is_dir() {
+        path.join(&a.install_name)
+    } else {
+        path.to_path_buf()
+    };
+    let fail = |e: std::io::Error| {
+        Error::Usage(format!(
+            "cannot write the endpoint to {}: {e} — check the directory and its permissions",
+            dest.display()
+        ))
+    };
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(fail)?;
+    tmp.write_all(a.bytes()).map_err(fail)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o755))
+        .map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(&dest).map_err(|e| fail(e.error))?;
+    let info = json!({"path": dest, "version": sremote_core::protocol::VERSION,
+        "target": a.target, "sha256": a.sha256, "size": a.bytes().len()});
+    if json_out {
+        println!("{info}");
+    } else {
+        println!(
+            "{} ({} {}, sha256 {})",
+            dest.display(),
+            a.target,
+            sremote_core::protocol::VERSION,
+            a.sha256
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_target;
+
+    #[test]
+    fn targets_by_triple_or_by_name() {
+        assert!(same_target("x86_64-unknown-linux-gnu", "linux-x86_64"));
+        assert!(same_target("x86_64-unknown-linux-musl", "linux-x86_64"));
+        assert!(same_target("linux-x86_64", "linux-x86_64"));
+        assert!(!same_target("aarch64-unknown-linux-gnu", "linux-x86_64"));
+        assert!(!same_target("x86_64-apple-darwin", "linux-x86_64"));
+    }
 }

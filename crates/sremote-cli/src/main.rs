@@ -148,7 +148,9 @@ const ENDPOINT_EXAMPLES: &str = "Examples:
   sremote endpoint info                            # the endpoint bundled in sremote
   sremote endpoint info --json
   sremote endpoint info --endpoint ./my-endpoint   # a custom endpoint: its install name
-  SREMOTE_ENDPOINT=./sremote-endpoint-linux-aarch64 sremote endpoint info";
+  SREMOTE_ENDPOINT=./sremote-endpoint-linux-aarch64 sremote endpoint info
+  sremote endpoint extract ./dist/                  # the bundled binary, for deploy/deploy-endpoint.sh
+  sremote endpoint extract --target x86_64-unknown-linux-gnu ./sremote-endpoint";
 
 #[derive(Subcommand, Debug)]
 enum EndpointCommand {
@@ -156,6 +158,16 @@ enum EndpointCommand {
     /// custom endpoint; `$SREMOTE_ENDPOINT`: that build).
     #[command(after_help = ENDPOINT_EXAMPLES)]
     Info,
+    /// Write the endpoint binary to PATH (a file, or a directory to put it in) for a
+    /// manual deployment (deploy/deploy-endpoint.sh).
+    #[command(after_help = ENDPOINT_EXAMPLES)]
+    Extract {
+        /// Where to write it (a directory gets `sremote-endpoint-<version>`).
+        path: std::path::PathBuf,
+        /// Refuse unless the binary is for this target (e.g. x86_64-unknown-linux-gnu).
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -229,6 +241,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Endpoint {
             what: EndpointCommand::Info,
         } => commands::endpoint_info(cli.json, cli.endpoint.as_deref()),
+        Command::Endpoint {
+            what: EndpointCommand::Extract { path, target },
+        } => {
+            commands::endpoint_extract(&path, target.as_deref(), cli.endpoint.as_deref(), cli.json)
+        }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "sremote", &mut std::io::stdout());

@@ -347,6 +347,11 @@ l="$HOME/.sremote/.location"
 mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$1" > "$l.$$" && mv -f -- "$l.$$" "$l" || exit 68
 "#;
 
+/// `$1`: a tmp dir to create (mode 0700) when missing.
+pub(crate) const TMP_SCRIPT: &str = r#"umask 077
+mkdir -p -- "$1" || { echo "cannot create $1" >&2; exit 66; }
+"#;
+
 /// Parse the probe's `key=value` lines.
 pub(crate) fn parse_probe(stdout: &[u8]) -> HostFacts {
     let mut facts = HostFacts::default();
@@ -495,6 +500,15 @@ impl<C: Connector> RemoteClient<C> {
         };
         let (location, custom_tmp) = self.location_json(explicit_dir, &facts.home)?;
         let recorded = facts.location.as_deref().and_then(LocationFile::parse);
+        // The tmp dir to make sure of: the one asked for, else the one `.location` names
+        // (written by hand, or by deploy-endpoint.sh) — the endpoint does not create it.
+        let make_tmp = match custom_tmp.is_empty() {
+            true => lock(&self.inner.state)
+                .discovered_tmp
+                .clone()
+                .unwrap_or_default(),
+            false => custom_tmp.clone(),
+        };
         if facts.installed_sha256.as_deref() != Some(artifact.sha256.as_str()) {
             let id = self.next_id();
             let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
@@ -511,7 +525,7 @@ impl<C: Connector> RemoteClient<C> {
                     &tmp,
                     &artifact.install_name,
                 ])
-                .args([artifact.sha256.as_str(), &location, &custom_tmp])
+                .args([artifact.sha256.as_str(), &location, &make_tmp])
                 .args(older_endpoints(&facts.binaries))
                 .timeout(Duration::from_secs(120));
             let out = self.inner.connector.exec(&cmd).await?;
@@ -545,6 +559,22 @@ impl<C: Connector> RemoteClient<C> {
                     action: "record the custom directories in ~/.sremote/.location".into(),
                     reason: format!(
                         "the step failed (exit {:?}): {}",
+                        out.exit_code,
+                        out.stderr_text()
+                    ),
+                })));
+            }
+        } else if !make_tmp.is_empty() {
+            let cmd = RemoteCommand::new("sh")
+                .args(["-c", TMP_SCRIPT, "sh", &make_tmp])
+                .timeout(Duration::from_secs(60));
+            let out = self.inner.connector.exec(&cmd).await?;
+            if !out.success() {
+                return Err(Error::NotSetup(Box::new(NotSetupError {
+                    host,
+                    action: format!("create the tmp dir {make_tmp} named by ~/.sremote/.location"),
+                    reason: format!(
+                        "mkdir failed (exit {:?}): {} — fix the path in .location or create it",
                         out.exit_code,
                         out.stderr_text()
                     ),
