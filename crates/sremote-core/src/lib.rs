@@ -40,9 +40,9 @@ mod local;
 #[cfg(feature = "client")]
 mod reach;
 #[cfg(feature = "client")]
-pub use reach::Reach;
-#[cfg(feature = "client")]
 pub use local::LocalConnector;
+#[cfg(feature = "client")]
+pub use reach::Reach;
 
 pub mod civil;
 pub mod frame;

@@ -97,7 +97,11 @@ pub fn spec_for_reach(reach: &Reach, config: Option<&Config>) -> HostSpec {
             } else {
                 reach.destination.clone()
             };
-            let user = reach.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+            let user = reach
+                .user
+                .as_ref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
             let port = reach.port.map(|p| format!(":{p}")).unwrap_or_default();
             format!("ssh://{user}{host}{port}")
         }
