@@ -506,9 +506,13 @@ class Capture:
 
 class Live:
     """In a job's worker: fd 1 and fd 2 are the job's output (its live log), named by
-    SREMOTE_JOB_OUTPUT_FDS; nothing is captured here (the worker keeps the output)."""
+    SREMOTE_JOB_OUTPUT_FDS ("PID:OUT,ERR", PID the worker's: only its own bridge uses them);
+    nothing is captured here (the worker keeps the output)."""
 
-    def __init__(self, fds):
+    def __init__(self, spec):
+        pid, fds = spec.split(":")
+        if int(pid) != os.getppid():
+            raise ValueError("not started by the job's worker")
         out, err = (int(f) for f in fds.split(","))
         os.dup2(out, 1)
         os.dup2(err, 2)

@@ -6,8 +6,9 @@
 //! per stream, for the response's `stdout` and `stderr` (the first [`HEAD`] bytes and the
 //! last [`TAIL`] bytes; what lies between is only in the log). Everything the call runs
 //! inherits the pipes: Rust functions printing, `job.run`'s programs, plugins. The Python
-//! bridge gets non-inheritable copies named by `SREMOTE_JOB_OUTPUT_FDS` and writes to
-//! them instead of capturing its own output (see `python_bridge.py`).
+//! bridge gets inheritable copies named by `SREMOTE_JOB_OUTPUT_FDS` (`PID:OUT,ERR`, PID
+//! the worker's) and writes to them instead of capturing its own output (see
+//! `python_bridge.py`).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -104,7 +105,14 @@ impl Tee {
             dup_inheritable(out_w.as_raw_fd())?,
             dup_inheritable(err_w.as_raw_fd())?,
         ];
-        let names = format!("{},{}", inherited[0].as_raw_fd(), inherited[1].as_raw_fd());
+        // `PID:OUT,ERR`: only a child of this worker uses them (not a nested endpoint's
+        // bridge that inherited the variable through a program the call started).
+        let names = format!(
+            "{}:{},{}",
+            std::process::id(),
+            inherited[0].as_raw_fd(),
+            inherited[1].as_raw_fd()
+        );
         // SAFETY: the worker is single-threaded here (the copier starts below), so no
         // other thread reads the environment while it changes.
         unsafe { std::env::set_var(OUTPUT_FDS_VAR, names) };
