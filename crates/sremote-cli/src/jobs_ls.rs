@@ -483,6 +483,9 @@ impl Chunked {
         t.set_constraints(
             widths.map(|w| ColumnConstraint::Absolute(Width::Fixed((w + 2).min(200) as u16))),
         );
+        for column in t.column_iter_mut() {
+            column.set_padding((0, 2));
+        }
         let mut out = std::io::stdout().lock();
         for line in t.lines() {
             let _ = writeln!(out, "{}", line.trim_end());

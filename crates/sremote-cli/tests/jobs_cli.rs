@@ -64,7 +64,7 @@ fn submit_log_result_ls_rm() {
         text(&again.stderr)
     );
     let ls = sremote(h, &["--json", "jobs", "ls", "--status", "succeeded"]);
-    let list: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let list = ls_records(&ls);
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(
         list[0]["processed"], true,
@@ -309,11 +309,9 @@ both = ["a", "b"]
 
     // `jobs ls --host` takes lists and groups too.
     let ls = sremote_cfg(h, config, &["--json", "jobs", "ls", "--host", "@both"]);
-    let list: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 4, "{list}");
+    assert_eq!(ls_records(&ls).len(), 4, "{}", text(&ls.stdout));
     let ls = sremote_cfg(h, config, &["--json", "jobs", "ls", "--host", "b"]);
-    let list: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(ls_records(&ls).len(), 2, "{}", text(&ls.stdout));
 
     // One host that cannot be used: the others still get their job; exit non-zero.
     let out = sremote_cfg(
