@@ -19,6 +19,13 @@ if [ "${SREMOTE_TEST_SLURM:-1}" = 1 ]; then
   command -v slurmd >/dev/null || need+=(slurmd)
   command -v sbatch >/dev/null || need+=(slurm-client)
   command -v munged >/dev/null || need+=(munge)
+  # Accounting (sacct) for the Slurm tests: slurmdbd on a private MariaDB (server and client
+  # cores only: no init scripts, nothing starts a system database). SLURM_ACCOUNTING=0: none.
+  if [ "${SLURM_ACCOUNTING:-1}" = 1 ]; then
+    command -v slurmdbd >/dev/null || need+=(slurmdbd)
+    command -v mariadbd >/dev/null || need+=(mariadb-server-core)
+    command -v my_print_defaults >/dev/null || need+=(mariadb-client-core)
+  fi
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops what slurm-up.sh started (by PID file only). Idempotent.
+# Stops what slurm-up.sh started (by PID file only): slurmd, slurmctld, slurmdbd, its
+# MariaDB, munged. Idempotent.
 #   SLURM_TEST_DIR   (default /tmp/sremote-slurm)
 #   SLURM_KEEP_MUNGE=1  leave munged running
 #   SLURM_PURGE=1       also delete $SLURM_TEST_DIR (logs, state)
@@ -22,12 +23,13 @@ if alive "$DIR/slurmctld.pid"; then
   fi
 fi
 
-# 2. daemons, by PID
-for d in slurmd slurmctld; do
+# 2. daemons, by PID (slurmctld sends its last records to slurmdbd before it exits;
+#    MariaDB flushes on SIGTERM)
+for d in slurmd slurmctld slurmdbd mariadbd; do
   f="$DIR/$d.pid"
   if alive "$f"; then
     pid=$(cat "$f"); log "stopping $d ($pid)"; kill -TERM "$pid"
-    for _ in $(seq 100); do running "$pid" || break; sleep 0.1; done
+    for _ in $(seq 300); do running "$pid" || break; sleep 0.1; done
     running "$pid" && { log "$d did not exit, SIGKILL"; kill -KILL "$pid"; }
   fi
   rm -f "$f"

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Single-node Slurm (slurmctld + slurmd + munged) for sremote's tests, on a machine
-# without systemd (daemons started by hand, stopped by PID by slurm-down.sh). Idempotent:
-# re-running while up is a no-op; re-running after a crash cleans and restarts.
-# Refuses to replace a slurm.conf it did not write (a real cluster's config).
+# Single-node Slurm (slurmctld + slurmd + munged, and accounting: slurmdbd on a private
+# MariaDB) for sremote's tests, on a machine without systemd (daemons started by hand,
+# stopped by PID by slurm-down.sh). Idempotent: re-running while up with the same
+# configuration is a no-op; re-running after a crash, or when the configuration this script
+# writes changed (e.g. a Slurm started by an older version without accounting), stops what
+# it started and starts afresh. Refuses to replace a slurm.conf or slurmdbd.conf it did not
+# write (a real cluster's config).
+# MariaDB: its own datadir and socket under $SLURM_TEST_DIR/mysql, no TCP (skip-networking),
+# root by socket authentication only; slurmdbd reaches it through MYSQL_UNIX_PORT.
 # Env knobs:
 #   SLURM_TEST_DIR  state/spool/log dir          (default /tmp/sremote-slurm)
 #   SLURM_CONF      config path written + used   (default /etc/slurm/slurm.conf,
 #                   so sbatch/squeue work for every user/ssh session w/o env)
 #   SLURM_INSTALL=1 apt-get install packages if missing (default 1)
+#   SLURM_ACCOUNTING=1  run slurmdbd + MariaDB so `sacct` answers (default 1; 0: no
+#                   accounting, finished jobs kept by scontrol for 5 min as before)
+#   SLURM_MIN_JOB_AGE   seconds scontrol keeps a finished job (default 10 with accounting:
+#                   tests see Slurm forget jobs, as production clusters do after 300 s;
+#                   slurmctld purges every 60 s, so a job is forgotten 10-70 s after its end)
 #   SLURM_ADDR      address of controller+node (default 127.0.0.1). Use the
 #                   root-side veth address (10.200.0.1, after netns-host-up.sh)
 #                   so sbatch also works from inside netns "hosts", whose
@@ -22,21 +32,37 @@ ADDR=${SLURM_ADDR:-127.0.0.1}
 CPUS=$(nproc)
 # leave a little headroom; slurmd refuses to register if RealMemory > actual
 MEM=$(( $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo) - 512 ))
+ACCT=${SLURM_ACCOUNTING:-1}
+DBD_CONF=$(dirname "$CONF")/slurmdbd.conf
+DB=$DIR/mysql
+DBD_PORT=6819
+if [ "$ACCT" = 1 ]; then MIN_JOB_AGE=${SLURM_MIN_JOB_AGE:-10}; else MIN_JOB_AGE=${SLURM_MIN_JOB_AGE:-300}; fi
 
 log() { echo "[slurm-up] $*" >&2; }
 # PID 1 here reaps orphans lazily: a dead daemon may linger as zombie (state Z)
 running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
 
 # ---- 1. packages ------------------------------------------------------------
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
-   || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+pkgs=()
+command -v slurmctld >/dev/null || pkgs+=(slurmctld)
+command -v slurmd >/dev/null || pkgs+=(slurmd)
+command -v sbatch >/dev/null || pkgs+=(slurm-client)
+command -v munged >/dev/null || pkgs+=(munge)
+if [ "$ACCT" = 1 ]; then
+  # The server and client cores only: no init scripts (nothing starts a system MariaDB),
+  # no Galera/Perl. mariadb-install-db needs my_print_defaults from the client core.
+  command -v slurmdbd >/dev/null || pkgs+=(slurmdbd)
+  command -v mariadbd >/dev/null || pkgs+=(mariadb-server-core)
+  { command -v my_print_defaults >/dev/null && command -v mariadb >/dev/null; } || pkgs+=(mariadb-client-core)
+fi
+if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "${SLURM_INSTALL:-1}" = 1 ]; then
-    log "installing slurmctld slurmd slurm-client munge"
+    log "installing ${pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null \
-      || { apt-get update -q >/dev/null && apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null; }
+    apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null \
+      || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null; }
   else
-    log "slurm not installed and SLURM_INSTALL!=1"; exit 1
+    log "missing ${pkgs[*]} and SLURM_INSTALL!=1"; exit 1
   fi
 fi
 
@@ -67,8 +93,8 @@ SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
-# no slurmdbd -> sacct unavailable; jobcomp/filetxt keeps a terminal-state log
-AccountingStorageType=accounting_storage/none
+$(acct_conf)
+# jobcomp/filetxt keeps a terminal-state log either way
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/log/jobcomp.log
 SelectType=select/cons_tres
@@ -78,8 +104,8 @@ SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 MpiDefault=none
 ReturnToService=2
-# keep finished jobs visible to 'scontrol show job' for 5 min
-MinJobAge=300
+# how long finished jobs stay visible to 'scontrol show job' (Slurm's default: 300 s)
+MinJobAge=${MIN_JOB_AGE}
 # faster turnaround for tests
 SlurmctldTimeout=30
 SlurmdTimeout=30
@@ -90,16 +116,56 @@ PartitionName=debug Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
+acct_conf() {
+  if [ "$ACCT" = 1 ]; then
+    echo "# slurmdbd (on a private MariaDB) keeps every job: sacct answers after scontrol forgot"
+    echo "AccountingStorageType=accounting_storage/slurmdbd"
+    echo "AccountingStorageHost=${ADDR}"
+    echo "AccountingStoragePort=${DBD_PORT}"
+  else
+    echo "# no slurmdbd -> sacct unavailable"
+    echo "AccountingStorageType=accounting_storage/none"
+  fi
+}
+
+gen_dbd_conf() {
+cat <<EOF
+# generated by sremote scripts/slurm-up.sh
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=${ADDR}
+DbdPort=${DBD_PORT}
+SlurmUser=root
+PidFile=$DIR/slurmdbd.pid
+LogFile=$DIR/log/slurmdbd.log
+DebugLevel=info
+# MariaDB on its own unix socket (MYSQL_UNIX_PORT), root by socket authentication
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=slurm_acct_db
+EOF
+}
+
 # ---- never replace a configuration someone else wrote ------------------------
-if [ -f "$CONF" ] && ! head -1 "$CONF" | grep -q '^# generated by sremote scripts/slurm-up.sh'; then
-  log "$CONF exists and was not written by this script: refusing to touch a real Slurm; set SLURM_CONF to another path"
-  exit 3
-fi
+for f in "$CONF" "$DBD_CONF"; do
+  if [ -f "$f" ] && ! head -1 "$f" | grep -q '^# generated by sremote scripts/slurm-up.sh'; then
+    log "$f exists and was not written by this script: refusing to touch a real Slurm; set SLURM_CONF to another path"
+    exit 3
+  fi
+done
+
+acct_up() {
+  [ "$ACCT" != 1 ] && return 0
+  [ -f "$DIR/slurmdbd.pid" ] && running "$(cat "$DIR/slurmdbd.pid")" \
+    && [ -f "$DIR/mariadbd.pid" ] && running "$(cat "$DIR/mariadbd.pid")" \
+    && [ -f "$DBD_CONF" ] && [ "$(gen_dbd_conf)" = "$(cat "$DBD_CONF")" ]
+}
 
 # ---- already up (same config, daemons alive, node usable)? -------------------
 if [ -f "$DIR/slurmctld.pid" ] && running "$(cat "$DIR/slurmctld.pid")" \
    && [ -f "$DIR/slurmd.pid" ] && running "$(cat "$DIR/slurmd.pid")" \
-   && [ -f "$CONF" ] && [ "$(gen_conf)" = "$(cat "$CONF")" ] \
+   && [ -f "$CONF" ] && [ "$(gen_conf)" = "$(cat "$CONF")" ] && acct_up \
    && sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated|completing)'; then
   log "already up"; sinfo; exit 0
 fi
@@ -136,7 +202,45 @@ fi
 mkdir -p "$(dirname "$CONF")"
 gen_conf > "$CONF"; chmod 644 "$CONF"
 
-# ---- 5. daemons (foreground mode -D, backgrounded, own session) -------------
+# ---- 5. accounting: MariaDB (own datadir + socket, no TCP), then slurmdbd -----
+if [ "$ACCT" = 1 ]; then
+  t0=$(date +%s.%N)
+  mkdir -p "$DB"; chmod 700 "$DB"
+  # The system tables once; the accounting database is dropped on every fresh start
+  # (job ids restart at 1 with the controller's fresh state: no stale records).
+  if [ ! -d "$DB/data/mysql" ]; then
+    rm -rf "$DB/data"
+    mariadb-install-db --no-defaults --datadir="$DB/data" --user=root \
+      --auth-root-authentication-method=socket --skip-test-db >"$DIR/log/mariadb-install.log" 2>&1 \
+      || { log "mariadb-install-db failed; see $DIR/log/mariadb-install.log"; exit 1; }
+  fi
+  rm -f "$DB/mysqld.sock" "$DB/mysqld.sock.lock"
+  setsid mariadbd --no-defaults --datadir="$DB/data" --socket="$DB/mysqld.sock" \
+    --pid-file="$DB/mysqld.pid" --skip-networking --user=root \
+    --log-error="$DIR/log/mariadb.log" --innodb-buffer-pool-size=128M \
+    --innodb-lock-wait-timeout=900 >/dev/null 2>&1 < /dev/null &
+  echo $! > "$DIR/mariadbd.pid"
+  sql() { mariadb --no-defaults --socket="$DB/mysqld.sock" -u root -e "$1"; }
+  for _ in $(seq 300); do sql 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+  sql 'DROP DATABASE IF EXISTS slurm_acct_db' \
+    || { log "MariaDB did not start; see $DIR/log/mariadb.log"; tail -20 "$DIR/log/mariadb.log" >&2; exit 1; }
+  gen_dbd_conf > "$DBD_CONF"; chmod 600 "$DBD_CONF"
+  MYSQL_UNIX_PORT="$DB/mysqld.sock" setsid slurmdbd -D >"$DIR/log/slurmdbd.out" 2>&1 < /dev/null &
+  echo $! > "$DIR/slurmdbd.pid"
+  # The cluster (and with it the root account) before slurmctld registers with slurmdbd.
+  ok=""
+  for _ in $(seq 300); do
+    if sacctmgr -i -Q add cluster testcluster >/dev/null 2>&1 \
+       || sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx testcluster; then ok=1; break; fi
+    sleep 0.1
+  done
+  [ -n "$ok" ] || { log "slurmdbd not answering; logs in $DIR/log"; tail -20 "$DIR/log/slurmdbd.log" "$DIR/log/slurmdbd.out" >&2 || true; exit 1; }
+  log "accounting: MariaDB + slurmdbd up after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}') s"
+elif [ -f "$DBD_CONF" ]; then
+  rm -f "$DBD_CONF"
+fi
+
+# ---- 6. daemons (foreground mode -D, backgrounded, own session) -------------
 t0=$(date +%s.%N)
 setsid slurmctld -D -i >"$DIR/log/slurmctld.out" 2>&1 < /dev/null &
 echo $! > "$DIR/slurmctld.pid"

@@ -39,6 +39,7 @@ mod batch;
 mod error;
 mod job;
 mod remote;
+pub mod sacct;
 pub mod scheduler;
 mod store;
 mod submit;

@@ -1,11 +1,14 @@
 //! Talking to the endpoint's `job` commands and to the batch system's commands.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
 use sremote_core::{Connector, ConnectorErrorKind, Error, ExecOutput, RemoteClient, RemoteCommand};
 
 use crate::error::{FailureClass, JobError};
+use crate::sacct;
 use crate::scheduler::{
     Scheduler, SchedulerState, parse_pbs_qstat, parse_scontrol, parse_sge_qacct, parse_sge_qstat,
 };
@@ -179,21 +182,26 @@ pub(crate) async fn scheduler_state<C: Connector>(
         Scheduler::Direct => Ok(SchedulerState::Unknown),
         Scheduler::Slurm => {
             let out = run(&["scontrol", "show", "job", "-o", sid]).await?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if !out.success() {
-                let err = out.stderr_text();
-                if err.contains("Invalid job id") {
-                    return Ok(SchedulerState::Unknown);
-                }
+            let live = if out.success() {
+                parse_scontrol(&String::from_utf8_lossy(&out.stdout))
+            } else if out.stderr_text().contains("Invalid job id") {
+                SchedulerState::Unknown
+            } else {
                 // scontrol unavailable: squeue still lists live jobs.
                 let q = run(&["squeue", "-h", "-j", sid, "-o", "%T %r"]).await?;
                 let line = String::from_utf8_lossy(&q.stdout).trim().to_string();
-                return Ok(match line.split_whitespace().next() {
+                match line.split_whitespace().next() {
                     None => SchedulerState::Unknown,
                     Some(state) => parse_scontrol(&format!("JobState={state}")),
-                });
+                }
+            };
+            if live != SchedulerState::Unknown {
+                return Ok(live);
             }
-            Ok(parse_scontrol(&text))
+            // The controller forgot the job (MinJobAge after its end): accounting keeps it.
+            Ok(slurm_accounting(client, sid)
+                .await?
+                .unwrap_or(SchedulerState::Unknown))
         }
         Scheduler::Sge => {
             let out = run(&["qstat", "-u", "*"]).await?;
@@ -216,6 +224,54 @@ pub(crate) async fn scheduler_state<C: Connector>(
             Ok(parse_pbs_qstat(&String::from_utf8_lossy(&out.stdout)))
         }
     }
+}
+
+/// Hosts whose `sacct` can never answer (no accounting, not installed), so that a job the
+/// controller forgot costs them no second round trip per status. Keyed by host name.
+static NO_ACCOUNTING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// What Slurm's accounting says about job `sid` (`sacct`), `None` when it has no record
+/// or the host keeps none.
+async fn slurm_accounting<C: Connector>(
+    client: &RemoteClient<C>,
+    sid: &str,
+) -> Result<Option<SchedulerState>, JobError> {
+    let host = client.host().to_string();
+    let known_without =
+        |set: &Option<HashSet<String>>| set.as_ref().is_some_and(|s| s.contains(&host));
+    if known_without(&NO_ACCOUNTING.lock().unwrap_or_else(|p| p.into_inner())) {
+        return Ok(None);
+    }
+    let argv = sacct::argv(sid);
+    let cmd = RemoteCommand::new(&argv[0])
+        .args(&argv[1..])
+        .timeout(Duration::from_secs(120));
+    let out = client
+        .connector()
+        .exec(&cmd)
+        .await
+        .map_err(Error::Transport)?;
+    if out.success() {
+        return Ok(sacct::parse_sacct(
+            &String::from_utf8_lossy(&out.stdout),
+            sid,
+        ));
+    }
+    let err = out.stderr_text();
+    match sacct::unavailable(out.exit_code, &err) {
+        sacct::Unavailable::Never => {
+            tracing::debug!(host = %host, "no Slurm accounting (sacct): {}", err.trim());
+            NO_ACCOUNTING
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(HashSet::new)
+                .insert(host);
+        }
+        sacct::Unavailable::Now => {
+            tracing::info!(host = %host, "Slurm accounting (sacct) did not answer: {}", err.trim());
+        }
+    }
+    Ok(None)
 }
 
 /// Whether a transport failure may heal by itself (reconnect and try again).

@@ -438,3 +438,94 @@ async fn a_lost_sbatch_answer_never_submits_twice() {
         "one batch job, run once"
     );
 }
+
+/// Item 7 of issue 16: hours later Slurm has forgotten the job. `scontrol` keeps a finished
+/// job only `MinJobAge` (300 s by default; a few seconds in the test Slurm); a client that
+/// comes back after that to a job Slurm killed at its time limit must still hear
+/// `walltime` — from Slurm's accounting (`sacct`, slurmdbd on MariaDB) — not
+/// `vanished`/`lost`/`killed`. The client stays away (no status asked) from the moment the
+/// job runs until the controller has forgotten it, then a new process (a fresh connection,
+/// the store reopened) asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walltime_kill_is_still_walltime_after_slurm_forgot_the_job() {
+    let Some(e) = env().await else { return };
+    let config = Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .unwrap();
+    let config = String::from_utf8_lossy(&config.stdout).into_owned();
+    let setting = |key: &str| {
+        config
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim_start().strip_prefix('='))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let min_job_age: u64 = setting("MinJobAge")
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    assert!(
+        setting("AccountingStorageType").contains("slurmdbd") && min_job_age <= 30,
+        "the test Slurm must run accounting with a short MinJobAge (scripts/slurm-up.sh \
+         does; restart it when no test uses it): AccountingStorageType={} MinJobAge={min_job_age}",
+        setting("AccountingStorageType")
+    );
+    let job = e
+        .client
+        .submit(
+            e.client
+                .call::<Value>("job", "run")
+                .arg(json!(["sleep", "301"])),
+        )
+        .scheduler(Scheduler::Slurm)
+        .resources(Resources {
+            time: Some(Duration::from_secs(60)),
+            ..Default::default()
+        })
+        .store(e.store.clone())
+        .await
+        .unwrap();
+    wait_running(&job).await;
+    let sid = job.record().scheduler_id.unwrap();
+    let id = job.id();
+    drop(job);
+    e.slurm.end_job_in(&sid, Duration::from_secs(1)).unwrap();
+    // Slurm's limit check (every 30 s) kills it; slurmctld purges finished jobs older than
+    // MinJobAge every 60 s.
+    let t0 = Instant::now();
+    while !e.slurm.forgotten(&sid) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "Slurm still knows job {sid}: {}\n{}",
+            e.slurm.show_job(&sid),
+            e.slurm.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "Slurm forgot job {sid} {:?} after its end was set",
+        t0.elapsed()
+    );
+    assert_eq!(e.slurm.sacct(&sid, "State").as_deref(), Some("TIMEOUT"));
+    // The next morning: another process, a new connection, the same store.
+    let client = connect(&e.sshd.ssh_config, &e.sshd.alias).await;
+    let store = JobStore::open(e.store.path()).unwrap();
+    let job = client.job(&id, Some(&store)).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(90), job.result::<Value>())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.failure_class(), Some(FailureClass::Walltime), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("TIMEOUT") && text.contains("sacct") && text.contains("more time"),
+        "{text}"
+    );
+    let rec = store.get(&id).unwrap();
+    assert_eq!(
+        (rec.state, rec.failure_class),
+        (JobState::Died, Some(FailureClass::Walltime))
+    );
+}

@@ -1,5 +1,6 @@
-//! Single-node batch systems for tests: [`Slurm`] (slurmctld, slurmd, munged) and [`Sge`]
-//! (Debian's Grid Engine: sge_qmaster, sge_execd).
+//! Single-node batch systems for tests: [`Slurm`] (slurmctld, slurmd, munged, and
+//! accounting: slurmdbd on a private MariaDB, so `sacct` answers) and [`Sge`] (Debian's
+//! Grid Engine: sge_qmaster, sge_execd).
 //!
 //! Their ports (6817/6818) and `/etc/slurm/slurm.conf` belong to the whole machine, so
 //! there is one instance of each per machine, shared by every test process: a machine-wide
@@ -38,7 +39,10 @@ const SLURM: Service = Service {
     up: "slurm-up.sh",
     down: "slurm-down.sh",
     env: &[("SLURM_TEST_DIR", STATE_DIR), ("SLURM_INSTALL", "1")],
-    is_up: slurm_is_up,
+    // slurm-up.sh checks the details itself (daemons, node, and that the configuration it
+    // writes is the one running: a Slurm started by an older script without accounting is
+    // restarted when no one uses it) and says "already up".
+    is_up: || false,
 };
 
 const SGE: Service = Service {
@@ -51,18 +55,6 @@ const SGE: Service = Service {
     // sge-up.sh checks the details itself, quickly, and says "already up".
     is_up: || false,
 };
-
-fn slurm_is_up() -> bool {
-    crate::run(Command::new("scontrol").arg("ping")).is_ok_and(|o| o.contains("is UP"))
-        && crate::run(Command::new("sinfo").args(["-h", "-o", "%T"])).is_ok_and(|o| {
-            o.lines().any(|l| {
-                // `%T` adds flags: `*` not responding, `+`/`-` more states; a node finishing
-                // a job is `completing`. All of these take jobs.
-                let base = l.trim_end_matches(['*', '+', '-', '~', '#', '!', '%', '$', '@', '^']);
-                ["idle", "mixed", "allocated", "completing"].contains(&base)
-            })
-        })
-}
 
 impl Service {
     fn script(&self, name: &str) -> Command {
@@ -201,11 +193,49 @@ impl Slurm {
         crate::run(Command::new("scontrol").args(["show", "job", "-o", id])).unwrap_or_default()
     }
 
-    /// The value of `key` in `scontrol show job -o ID` (e.g. `JobState`).
+    /// The value of `key` in `scontrol show job -o ID` (e.g. `JobState`). Once the
+    /// controller forgot the finished job (`MinJobAge`, a few seconds here), the same field
+    /// from Slurm's accounting (`sacct`), for `JobState`, `Partition`, `TimeLimit`,
+    /// `JobName` and `ExitCode`.
     pub fn job_field(&self, id: &str, key: &str) -> Option<String> {
         let line = self.show_job(id);
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
+        let live = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('=').map(str::to_owned));
+        if live.is_some() || !self.forgotten(id) {
+            return live;
+        }
+        let field = match key {
+            "JobState" => "State",
+            "TimeLimit" => "Timelimit",
+            "Partition" | "JobName" | "ExitCode" => key,
+            _ => return None,
+        };
+        let value = self.sacct(id, field)?;
+        // `CANCELLED by 0`: the state is the first word.
+        let value = match key {
+            "JobState" => value.split_whitespace().next()?.to_string(),
+            _ => value,
+        };
+        Some(value)
+    }
+
+    /// Whether the controller no longer knows job `id` (`scontrol`: invalid job id).
+    pub fn forgotten(&self, id: &str) -> bool {
+        let out = Command::new("scontrol")
+            .args(["show", "job", "-o", id])
+            .output();
+        out.is_ok_and(|o| {
+            !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Invalid job id")
+        })
+    }
+
+    /// One field of job `id`'s allocation in Slurm's accounting (`sacct -X`), if recorded.
+    pub fn sacct(&self, id: &str, field: &str) -> Option<String> {
+        let out = crate::run(Command::new("sacct").args(["-j", id, "-X", "-n", "-P", "-o", field]))
+            .ok()?;
+        let line = out.lines().next()?.trim();
+        (!line.is_empty()).then(|| line.to_string())
     }
 
     /// Move the end of running job `id` to `after` from now: Slurm then stops it for
