@@ -156,7 +156,8 @@ fn open_lock(path: &str) -> Result<File, Error> {
 }
 
 /// A running single-node Slurm, shared by all tests on this machine; see the module docs.
-/// `sbatch`, `squeue`, `scontrol` and `scancel` work for every user and ssh session.
+/// `sbatch`, `squeue`, `scontrol`, `sacct` and `scancel` work for every user and ssh
+/// session; `scontrol` forgets a finished job after 10 s (`MinJobAge`), `sacct` keeps it.
 #[derive(Debug)]
 pub struct Slurm {
     /// Slurm's state and log directory.
@@ -167,8 +168,8 @@ pub struct Slurm {
 }
 
 impl Slurm {
-    /// Start Slurm (about 1.5 s; installing the packages first if they are missing), or
-    /// join the instance that runs. Needs root: otherwise [`Error::Skip`].
+    /// Start Slurm with accounting (about 3 s; installing the packages first if they are
+    /// missing), or join the instance that runs. Needs root: otherwise [`Error::Skip`].
     pub fn start() -> Result<Arc<Slurm>, Error> {
         static SHARED: Mutex<Weak<Slurm>> = Mutex::new(Weak::new());
         let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
