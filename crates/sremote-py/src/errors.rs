@@ -51,6 +51,12 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     sremote,
+    SetupError,
+    SremoteError,
+    "A setup line of the host (hosts config `setup`, `Client(setup=...)`) failed before the endpoint or a job started: `.line` (from 1), `.text`, `.status`, `.output`, `.host`."
+);
+pyo3::create_exception!(
+    sremote,
     UsageError,
     SremoteError,
     "A local problem with what was asked (a bad host name, an unreadable file, a result already taken…)."
@@ -67,6 +73,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ProtocolError", py.get_type::<ProtocolError>())?;
     m.add("DecodeError", py.get_type::<DecodeError>())?;
     m.add("UsageError", py.get_type::<UsageError>())?;
+    m.add("SetupError", py.get_type::<SetupError>())?;
     Ok(())
 }
 
@@ -172,6 +179,23 @@ fn convert(py: Python<'_>, e: Error) -> PyErr {
             err
         }
         Error::Usage(_) => UsageError::new_err(text),
+        Error::Setup(f) => {
+            let err = SetupError::new_err(text);
+            let Ok(line) = f.line.into_pyobject(py);
+            let Ok(status) = f.status.into_pyobject(py);
+            set(
+                &err,
+                py,
+                &[
+                    ("host", s(py, &f.host)),
+                    ("line", line.into_any()),
+                    ("text", s(py, &f.text)),
+                    ("status", status.into_any()),
+                    ("output", s(py, &f.output)),
+                ],
+            );
+            err
+        }
         _ => SremoteError::new_err(text),
     }
 }

@@ -33,7 +33,8 @@ Values (both directions, see PROTOCOL.md "Python bridge"):
 Errors: ``SremoteError`` and its subclasses ``TransportError`` (``.kind``),
 ``NotSetupError``, ``RemoteError`` (``.kind``, ``.remote_type``, ``.message``,
 ``.traceback``, ``.stdout``, ``.stderr``), ``ModulesMissingError``, ``ProtocolError``,
-``DecodeError``, ``UsageError``.
+``DecodeError``, ``UsageError``, ``SetupError`` (``.line``, ``.text``, ``.status``,
+``.output``, ``.host``: a ``setup`` line failed on the host).
 """
 
 import asyncio
@@ -53,6 +54,7 @@ from ._sremote import (  # noqa: F401  (re-exported)
     ProtocolError,
     Reference,
     RemoteError,
+    SetupError,
     SremoteError,
     SshConnector,
     TransportError,
@@ -69,7 +71,7 @@ __all__ = [
     "AsyncResult", "CallOutput", "Client", "Connector", "DecodeError", "ExecResult",
     "LocalConnector", "ModulesMissingError", "NewtConnector", "NotSetupError",
     "ProtocolError", "Reference", "RemoteError", "SremoteError", "SshConnector",
-    "TransportError", "UsageError", "__version__", "RemoteFunction", "ShipError",
+    "TransportError", "UsageError", "__version__", "RemoteFunction", "ShipError", "SetupError",
 ]
 __all__ += ["Job", "JobError", "JobDiedError", "JobCancelledError", "Dataset", "load_ipython_extension"]
 

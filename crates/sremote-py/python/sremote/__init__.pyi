@@ -13,6 +13,7 @@ from ._sremote import (
     ProtocolError as ProtocolError,
     Reference as Reference,
     RemoteError as RemoteError,
+    SetupError as SetupError,
     SremoteError as SremoteError,
     SshConnector as SshConnector,
     TransportError as TransportError,

@@ -44,6 +44,13 @@ class DecodeError(SremoteError):
 
 class UsageError(SremoteError): ...
 
+class SetupError(SremoteError):
+    host: str
+    line: int
+    text: str
+    status: int
+    output: str
+
 class Reference:
     name: str
     def __init__(self, name: str) -> None: ...
