@@ -55,31 +55,6 @@ pub struct CallArgs {
     pub env: Vec<String>,
 }
 
-/// Run a program on HOST; its stdout, stderr and exit code pass through.
-#[derive(Args, Debug)]
-#[command(after_help = "Examples:
-  sremote exec local -- uname -a
-  sremote exec lab1,lab2 --cwd work -- make -j4     # output prefixed by host
-  sremote exec @cluster --json -- hostname          # one JSON object per host
-
-The program's output arrives when it ends; `sremote run` streams it live.")]
-pub struct ExecArgs {
-    /// Host, config name, a,b,c or @group.
-    pub host: String,
-    /// Working directory on the host (relative: to the home directory).
-    #[arg(long)]
-    pub cwd: Option<String>,
-    /// Environment variable KEY=VALUE (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-    /// Kill the program after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// The program and its arguments (after `--`).
-    #[arg(last = true, required = true)]
-    pub argv: Vec<String>,
-}
-
 /// Install the endpoint on HOST (a no-op when the right one is there).
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -251,12 +226,12 @@ fn read_as_json(texts: &[String], args: &[Value], kwargs: &[(String, Value)]) ->
         .iter()
         .zip(args)
         .enumerate()
-        .filter_map(|(i, (t, v))| {
-            (!v.is_string()).then(|| format!("ARG {} `{t}` was sent as JSON {}", i + 1, kind(v)))
-        });
-    let named = kwargs.iter().filter_map(|(k, v)| {
-        (!v.is_string()).then(|| format!("--kw {k}={v} was sent as JSON {}", kind(v)))
-    });
+        .filter(|(_, (_, v))| !v.is_string())
+        .map(|(i, (t, v))| format!("ARG {} `{t}` was sent as JSON {}", i + 1, kind(v)));
+    let named = kwargs
+        .iter()
+        .filter(|(_, v)| !v.is_string())
+        .map(|(k, v)| format!("--kw {k}={v} was sent as JSON {}", kind(v)));
     positional.chain(named).collect()
 }
 
@@ -360,57 +335,6 @@ fn call_outcome(out: &CallOutput<Value>, to: CallOutputTo) -> Outcome {
         stderr_first: true,
         ..Default::default()
     }
-}
-
-pub async fn exec(a: ExecArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
-    let targets = opts.resolve(&[&a.host])?;
-    let timeout = seconds(a.timeout)?;
-    let env: Vec<_> = a
-        .env
-        .iter()
-        .map(|e| env_pair(e))
-        .collect::<Result<_, _>>()?;
-    let a = Arc::new((a, env, timeout));
-    let o = opts.clone();
-    Ok(fanout::each(targets, &opts, move |spec| {
-        let (a, opts) = (a.clone(), o.clone());
-        async move {
-            let (a, env, timeout) = &*a;
-            let c = connect_transport(&spec, &opts).await?;
-            let mut cmd = c.command(&a.argv);
-            cmd.cwd = a.cwd.clone();
-            cmd.timeout = *timeout;
-            for (k, v) in env {
-                cmd = cmd.env(k, v);
-            }
-            let out = c.connector.exec(&cmd).await?;
-            let (code, failure) = match out.exit_code {
-                Some(code) => (u8::try_from(code).unwrap_or(1), None),
-                None => (
-                    1,
-                    Some(format!(
-                        "{} on {} was killed by a signal",
-                        a.argv[0],
-                        c.connector.host()
-                    )),
-                ),
-            };
-            let json = json!({
-                "exit_code": out.exit_code,
-                "stdout": String::from_utf8_lossy(&out.stdout),
-                "stderr": String::from_utf8_lossy(&out.stderr),
-            });
-            Ok(Outcome {
-                stdout: out.stdout,
-                stderr: out.stderr,
-                json,
-                code,
-                failure,
-                stderr_first: false,
-            })
-        }
-    })
-    .await)
 }
 
 pub async fn bootstrap(a: BootstrapArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {

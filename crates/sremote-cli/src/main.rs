@@ -11,6 +11,7 @@
 mod batch;
 mod bench;
 mod commands;
+mod exec;
 mod fanout;
 mod hostcmd;
 mod hosts;
@@ -100,7 +101,7 @@ enum Command {
     /// Call MODULE.FUNCTION(ARG…) on HOST and print the value.
     Call(commands::CallArgs),
     /// Run a program on HOST; its stdout, stderr and exit code pass through.
-    Exec(commands::ExecArgs),
+    Exec(exec::ExecArgs),
     /// Run a program on HOST with live output; Ctrl-C stops it on the host.
     Run(run::RunArgs),
     /// Copy a local file or directory to HOST.
@@ -224,7 +225,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
     ));
     match cli.command {
         Command::Call(a) => commands::call(a, opts).await,
-        Command::Exec(a) => commands::exec(a, opts).await,
+        Command::Exec(a) => exec::exec(a, opts).await,
         Command::Run(a) => run::run(a, opts).await,
         Command::Push(a) => transfer::push(a, opts).await,
         Command::Pull(a) => transfer::pull(a, opts).await,

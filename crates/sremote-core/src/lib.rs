@@ -36,6 +36,10 @@ pub use connector::{
 };
 
 #[cfg(feature = "client")]
+mod exec_to;
+#[cfg(feature = "client")]
+pub use exec_to::exec_to;
+#[cfg(feature = "client")]
 mod local;
 #[cfg(feature = "client")]
 mod reach;

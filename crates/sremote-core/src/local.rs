@@ -308,17 +308,57 @@ impl Connector for LocalConnector {
             )
             .detail("stdio pipes were not created"));
         };
-        let program = cmd.program.clone();
+        // Like the ssh connector: the timeout kills the program and its children, and so
+        // does dropping `wait` before the program ended.
+        let (program, limit, pid) = (cmd.program.clone(), cmd.timeout, child.id());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut tx = tx;
+            let timer = async {
+                match limit {
+                    Some(l) => tokio::time::sleep(l).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let result = tokio::select! {
+                r = child.wait() => r
+                    .map(|status| status.code())
+                    .map_err(|e| ConnectorError::io("local", format!("wait {program}"), &e)),
+                () = timer => {
+                    kill_group(pid);
+                    let _ = child.wait().await;
+                    Err(ConnectorError::new(
+                        ConnectorErrorKind::Timeout,
+                        "local",
+                        format!("spawn {program}"),
+                    )
+                    .detail(format!(
+                        "still running after {:?}; it and its children were killed",
+                        limit.unwrap_or_default()
+                    ))
+                    .hint("raise the timeout"))
+                }
+                () = tx.closed() => {
+                    kill_group(pid);
+                    let _ = child.wait().await;
+                    return;
+                }
+            };
+            let _ = tx.send(result);
+        });
         Ok(RemoteProcess {
             stdin: Box::new(stdin),
             stdout: Box::new(stdout),
             stderr: Box::new(stderr),
             wait: Box::pin(async move {
-                let status = child
-                    .wait()
-                    .await
-                    .map_err(|e| ConnectorError::io("local", format!("wait {program}"), &e))?;
-                Ok(status.code())
+                rx.await.unwrap_or_else(|_| {
+                    Err(ConnectorError::new(
+                        ConnectorErrorKind::Other,
+                        "local",
+                        "wait for a spawned program",
+                    )
+                    .detail("its watcher ended without an answer"))
+                })
             }),
         })
     }
