@@ -62,7 +62,7 @@ fn record(i: u64, n: u64) -> JobRecord {
         destination: Some(host.split(['@', ':']).nth(1).unwrap_or(host).into()),
         call_hash: format!("{:064x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         request,
-        scheduler: if i % 3 == 0 {
+        scheduler: if i.is_multiple_of(3) {
             Scheduler::Direct
         } else {
             Scheduler::Slurm
@@ -74,11 +74,11 @@ fn record(i: u64, n: u64) -> JobRecord {
         },
         name: format!("python3 train.py --seed {i}"),
         remote_dir: Some(format!("/home/alice/.sremote/jobs/{i:010}")),
-        scheduler_id: (i % 3 != 0).then(|| (1_000_000 + i).to_string()),
+        scheduler_id: (!i.is_multiple_of(3)).then(|| (1_000_000 + i).to_string()),
         state,
         failure_class: (state == JobState::Died).then_some(FailureClass::Memory),
         failure: (state == JobState::Died).then(|| "slurm: OUT_OF_MEMORY".into()),
-        processed: state.is_terminal() && i % 2 == 0,
+        processed: state.is_terminal() && i.is_multiple_of(2),
         batch,
         submitted_ms: submitted,
         updated_ms: submitted + 60_000,

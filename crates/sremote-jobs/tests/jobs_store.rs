@@ -282,7 +282,10 @@ fn a_version_1_store_is_migrated_keeping_every_job() {
         let state = ["running", "succeeded", "died"][i as usize % 3];
         assert_eq!(r.id, format!("job-{i:04}"));
         assert_eq!(r.host, "root@bench:2301");
-        assert_eq!(r.destination.as_deref(), (i % 2 == 0).then_some("bench"));
+        assert_eq!(
+            r.destination.as_deref(),
+            i.is_multiple_of(2).then_some("bench")
+        );
         assert_eq!(r.call_hash, format!("hash-{i}"));
         assert_eq!(r.request.module, "job");
         assert_eq!(r.request.args, vec![serde_json::json!(["sleep", "1"])]);
@@ -299,7 +302,7 @@ fn a_version_1_store_is_migrated_keeping_every_job() {
             r.failure.as_deref(),
             (state == "died").then_some("out of memory")
         );
-        assert_eq!(r.processed, i % 5 == 0);
+        assert_eq!(r.processed, i.is_multiple_of(5));
         assert_eq!(r.batch, Some(("b1".to_string(), i)));
         assert_eq!(r.submitted_ms, 1_700_000_000_000 + i);
         assert_eq!(r.updated_ms, 1_700_000_000_500 + i);
@@ -352,7 +355,7 @@ fn newest_first_limit_streams_oldest_first() {
     for i in 0..120u64 {
         let mut r = record("h", &format!("c{i}"));
         r.submitted_ms = 1_000 + i;
-        r.state = if i % 2 == 0 {
+        r.state = if i.is_multiple_of(2) {
             JobState::Running
         } else {
             JobState::Succeeded
