@@ -96,6 +96,24 @@ fn calls_and_direct_jobs_see_the_setup() {
         "{}",
         text(&out.stdout)
     );
+    // `run --detach` is a direct job too: its program sees the setup.
+    let out = c.run(&[
+        "run",
+        "site",
+        "--detach",
+        "--",
+        "sh",
+        "-c",
+        "echo \"program saw $SREMOTE_SITE\"",
+    ]);
+    let id = ok(&out).trim().to_string();
+    let _ = c.run(&["jobs", "result", &id]);
+    let log = c.run(&["jobs", "log", &id]);
+    assert!(
+        ok(&log).contains("program saw from-setup"),
+        "{}",
+        text(&log.stdout)
+    );
     assert!(!sshd.home.join("pwned").exists(), "the dir name ran");
     assert!(!std::path::Path::new("pwned").exists());
 }
