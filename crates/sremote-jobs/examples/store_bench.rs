@@ -153,6 +153,10 @@ fn lookups(path: &str, total: u64) {
 fn map(path: &str, n: u64, group: usize) {
     let store = JobStore::open(path).unwrap();
     let tag = format!("map-{}-{group}", std::process::id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let fresh: Vec<(JobRecord, bool)> = (0..n)
         .map(|i| {
             let mut r = record(i, n);
@@ -160,6 +164,8 @@ fn map(path: &str, n: u64, group: usize) {
             r.call_hash = format!("{tag}-{i}");
             r.state = JobState::Submitting;
             r.batch = Some((tag.clone(), i));
+            // New jobs are the newest: they go at the end of the time-ordered indexes.
+            (r.submitted_ms, r.updated_ms, r.finished_ms) = (now + i, now + i, None);
             (r, false)
         })
         .collect();

@@ -194,9 +194,10 @@ PRAGMA user_version = 1;
 ";
 
 /// Version 2: the reach spec of each job, and indexes for listing by state, host,
-/// destination, batch and time and for looking up by call hash, each ending in the list
-/// order (`submitted_ms, batch_index, id`) so that the newest N come straight off the
-/// index. Applied in one transaction; no row is rewritten.
+/// destination, processed and time, each ending in the list order (`submitted_ms,
+/// batch_index, id`) so that the newest N come straight off the index (by batch and by
+/// call hash — `(host, call_hash, submitted_ms)` — version 1 has). Applied in one
+/// transaction; no row is rewritten.
 const MIGRATE_V2: &str = "
 ALTER TABLE jobs ADD COLUMN reach TEXT;
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_ms, batch_index, id);
@@ -204,7 +205,6 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, submitted_ms, batch_ind
 CREATE INDEX IF NOT EXISTS jobs_by_host ON jobs (host, submitted_ms, batch_index, id);
 CREATE INDEX IF NOT EXISTS jobs_by_destination ON jobs (destination, submitted_ms, batch_index, id);
 CREATE INDEX IF NOT EXISTS jobs_by_processed ON jobs (processed, submitted_ms, batch_index, id);
-CREATE INDEX IF NOT EXISTS jobs_by_hash ON jobs (call_hash);
 PRAGMA user_version = 2;
 ";
 
@@ -566,18 +566,13 @@ fn set_submitted_in(
 }
 
 /// The query of [`JobStore::for_each`]: only the conditions given (so SQLite picks the
-/// index of that column), newest `limit` taken off the index and turned oldest first.
+/// index of that column), newest `limit` taken off the index and turned oldest first. A
+/// host matches by connector name or destination: two queries, one per index, put
+/// together (an `OR` would read the whole table to order it).
 fn list_sql(filter: &JobFilter) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
     let mut cond = Vec::new();
     let mut args = Vec::new();
-    if let Some(h) = &filter.host {
-        args.push(V::Text(h.clone()));
-        cond.push(format!(
-            "(host = ?{n} OR destination = ?{n})",
-            n = args.len()
-        ));
-    }
     if let Some(s) = filter.state {
         args.push(V::Text(s.as_str().into()));
         cond.push(format!("state = ?{}", args.len()));
@@ -590,16 +585,40 @@ fn list_sql(filter: &JobFilter) -> (String, Vec<rusqlite::types::Value>) {
         args.push(V::Integer(p.into()));
         cond.push(format!("processed = ?{}", args.len()));
     }
-    let filter_sql = if cond.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", cond.join(" AND "))
+    let limit = filter
+        .limit
+        .map(|n| format!(" LIMIT {n}"))
+        .unwrap_or_default();
+    let select = |extra: Option<String>| {
+        let all: Vec<String> = extra.into_iter().chain(cond.iter().cloned()).collect();
+        let filter_sql = if all.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", all.join(" AND "))
+        };
+        match filter.limit {
+            None => format!("SELECT {COLUMNS} FROM jobs{filter_sql}"),
+            Some(_) => format!(
+                "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM jobs{filter_sql} ORDER BY {ORDER_DESC}{limit})"
+            ),
+        }
+    };
+    let rows = match &filter.host {
+        None => select(None),
+        Some(h) => {
+            args.push(V::Text(h.clone()));
+            let n = args.len();
+            format!(
+                "{} UNION ALL {}",
+                select(Some(format!("host = ?{n}"))),
+                select(Some(format!("destination = ?{n} AND host <> ?{n}")))
+            )
+        }
     };
     let sql = match filter.limit {
-        None => format!("SELECT {COLUMNS} FROM jobs{filter_sql} ORDER BY {ORDER}"),
-        Some(n) => format!(
-            "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM jobs{filter_sql} ORDER BY {ORDER_DESC} LIMIT {n}) \
-             ORDER BY {ORDER}"
+        None => format!("{rows} ORDER BY {ORDER}"),
+        Some(_) => format!(
+            "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM ({rows}) ORDER BY {ORDER_DESC}{limit}) ORDER BY {ORDER}"
         ),
     };
     (sql, args)

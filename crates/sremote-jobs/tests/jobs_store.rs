@@ -380,6 +380,28 @@ fn newest_first_limit_streams_oldest_first() {
         .unwrap();
     let ms: Vec<u64> = running.iter().map(|r| r.submitted_ms).collect();
     assert_eq!(ms, vec![1_114, 1_116, 1_118]);
+    // A host matches by connector name or by destination, newest first either way.
+    let mut by_alias = record("u@alias:22", "d");
+    by_alias.destination = Some("h".into());
+    by_alias.submitted_ms = 999;
+    store.insert(&by_alias).unwrap();
+    let on_h = store
+        .list(&JobFilter {
+            host: Some("h".into()),
+            limit: Some(4),
+            ..Default::default()
+        })
+        .unwrap();
+    let ms: Vec<u64> = on_h.iter().map(|r| r.submitted_ms).collect();
+    assert_eq!(ms, vec![1_116, 1_117, 1_118, 1_119]);
+    let all_h = store
+        .list(&JobFilter {
+            host: Some("h".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all_h.len(), 121);
+    assert_eq!(all_h[0].id, by_alias.id, "in time order among the others");
     let mut seen = 0;
     store
         .for_each(&JobFilter::default(), |_| {
