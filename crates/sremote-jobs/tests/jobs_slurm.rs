@@ -117,7 +117,9 @@ async fn slurm_result_quoting_and_latencies() {
         )
     );
     assert_eq!(
-        e.slurm.job_field(&sid, "JobState").as_deref(),
+        e.slurm
+            .final_state(&sid, Duration::from_secs(10))
+            .as_deref(),
         Some("COMPLETED")
     );
     eprintln!("slurm: submit {submitted:?}, submit-to-result {collected:?}");
@@ -192,14 +194,7 @@ async fn cancel_through_slurm(e: &Env, argv: Value, pattern: &str) -> Duration {
     let took = t0.elapsed();
     assert_eq!(st.state, JobState::Cancelled, "{st:?}");
     // Our state comes from the job dir at once; Slurm may still be COMPLETING the job.
-    let mut state = e.slurm.job_field(&sid, "JobState");
-    for _ in 0..100 {
-        if state.as_deref() != Some("COMPLETING") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        state = e.slurm.job_field(&sid, "JobState");
-    }
+    let state = e.slurm.final_state(&sid, Duration::from_secs(10));
     if state.as_deref() != Some("CANCELLED") {
         let dir = job.record().remote_dir.clone().unwrap_or_default();
         let out = std::fs::read_to_string(format!("{dir}/scheduler.out")).unwrap_or_default();

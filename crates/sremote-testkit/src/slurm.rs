@@ -221,6 +221,21 @@ impl Slurm {
         Some(value)
     }
 
+    /// Job `id`'s `JobState` once it is over: waits (at most `timeout`) while Slurm still
+    /// says `RUNNING` or `COMPLETING` — the job's result can be collected before the batch
+    /// script's end reached the controller.
+    pub fn final_state(&self, id: &str, timeout: Duration) -> Option<String> {
+        let t0 = std::time::Instant::now();
+        loop {
+            let state = self.job_field(id, "JobState");
+            let busy = matches!(state.as_deref(), Some("RUNNING" | "COMPLETING"));
+            if !busy || t0.elapsed() > timeout {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Whether the controller no longer knows job `id` (`scontrol`: invalid job id).
     pub fn forgotten(&self, id: &str) -> bool {
         let out = Command::new("scontrol")
