@@ -104,6 +104,18 @@ pub async fn ls(a: LsArgs, opts: &HostOptions) -> Result<ExitCode, Error> {
         let mut t = Chunked::new(now);
         let r = each(&store, &a.list, opts, |r| t.push(r));
         t.flush();
+        if r.is_ok() && !a.list.all && a.list.host.is_none() {
+            let filter = JobFilter {
+                state: a.list.status,
+                ..Default::default()
+            };
+            if store.count(&filter, a.list.limit + 1).unwrap_or(0) > a.list.limit {
+                eprintln!(
+                    "(the newest {} shown — `--limit N` or `--all` for more)",
+                    a.list.limit
+                );
+            }
+        }
         r
     };
     match shown {

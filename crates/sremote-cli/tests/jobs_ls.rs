@@ -102,6 +102,20 @@ fn ls_shows_argv_relative_times_json_lines_and_the_newest_n() {
         lines(&sremote(h, &["--json", "jobs", "ls", "--all"])).len(),
         4
     );
+    let two = sremote(h, &["jobs", "ls", "--limit", "2"]);
+    assert_eq!(
+        text(&two.stdout).lines().count(),
+        3,
+        "{}",
+        text(&two.stdout)
+    );
+    assert!(
+        text(&two.stderr).contains("the newest 2 shown"),
+        "{}",
+        text(&two.stderr)
+    );
+    let four = sremote(h, &["jobs", "ls", "--limit", "4"]);
+    assert!(four.stderr.is_empty(), "{}", text(&four.stderr));
 }
 
 fn unreachable_job(store: &JobStore) -> String {

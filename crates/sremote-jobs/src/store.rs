@@ -412,6 +412,22 @@ impl JobStore {
         Ok(all)
     }
 
+    /// How many jobs match `filter`, counting up to `at_most` (a cheap "are there more
+    /// than the newest N?").
+    pub fn count(&self, filter: &JobFilter, at_most: usize) -> Result<usize, JobError> {
+        let mut f = filter.clone();
+        f.limit = Some(at_most);
+        let (sql, args) = list_sql(&f);
+        let sql = format!("SELECT COUNT(*) FROM ({sql})");
+        self.read("count jobs", |c| {
+            c.prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(args.iter()), |r| {
+                    r.get::<_, i64>(0)
+                })
+        })
+        .map(|n| n as usize)
+    }
+
     /// Hand the jobs matching `filter` to `f` one at a time, oldest first (the newest
     /// `filter.limit` of them), straight from SQLite: memory does not grow with the store.
     /// `f` returns `false` to stop. `f` must not use this store (the connection is held).
