@@ -27,6 +27,8 @@ SREMOTE_CONFIG):
   path = [\"/opt/tools/bin\"]                  # first in PATH for every call, exec and run
   scheduler = \"slurm\"                        # direct | slurm | pbs | sge (jobs)
   partitions = [\"debug\", { name = \"gpu\", cores = 64, max_time = \"12h\", gpus = 4 }]
+  setup = [\"module load python/3.11\"]        # shell lines run before calls and jobs start
+  login_shell = true                         # run setup and the endpoint in bash -l
 
   [hosts.me]
   connector = \"local\"
@@ -105,7 +107,7 @@ fn list(opts: &HostOptions) -> Result<ExitCode, Error> {
                 json!({"host": name, "connector": h.connector.name(), "destination": h.destination,
                        "ssh_config": h.ssh_config, "endpoint_dir": h.endpoint_dir, "endpoint": h.endpoint, "env": h.env, "path": h.path,
                        "scheduler": h.scheduler.map(|s| s.name()), "partitions": parts,
-                       "groups": groups_of(name)})
+                       "setup": h.setup, "login_shell": h.login_shell, "groups": groups_of(name)})
             );
         }
         return Ok(ExitCode::SUCCESS);

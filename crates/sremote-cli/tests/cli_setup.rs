@@ -132,6 +132,18 @@ fn login_shell_reads_the_profile() {
     );
     let out = c.run(&["call", "site", "os", "getenv", "SREMOTE_SITE"]);
     assert_eq!(ok(&out), "login-then-setup\n");
+    // `hosts --json` shows both keys.
+    let hosts = ok(&c.run(&["--json", "hosts"]));
+    let site: serde_json::Value = hosts
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["host"] == "site")
+        .unwrap_or_else(|| panic!("{hosts}"));
+    assert_eq!(site["login_shell"], true, "{site}");
+    assert_eq!(
+        site["setup"],
+        serde_json::json!(["export SREMOTE_SITE=$SREMOTE_PROFILE-then-setup"])
+    );
     let out = c.run(&[
         "submit",
         "site",
