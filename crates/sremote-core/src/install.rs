@@ -299,7 +299,13 @@ impl<C: Connector> RemoteClient<C> {
             .env("PIP_NO_INPUT", "1")
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
             .timeout(INSTALL_TIMEOUT);
-        let out = self.connector().exec(&cmd).await?;
+        // After the host's setup: the venv is made with the `python3` calls and jobs see.
+        let out = self.connector().exec(&self.with_setup(cmd)).await?;
+        if let Some(e) =
+            self.setup_error(&format!("{what} ({function})"), out.exit_code, &out.stderr)
+        {
+            return Err(e);
+        }
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = out.stderr_text();
         let marker = stdout

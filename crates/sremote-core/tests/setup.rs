@@ -108,3 +108,27 @@ fn no_setup_no_wrapper() {
     let cmd = RemoteCommand::new("prog").arg("a");
     assert_eq!(Setup::default().wrap(cmd.clone()), cmd);
 }
+
+#[tokio::test]
+async fn installs_make_the_venv_with_the_setup_python() {
+    // The endpoint's venv must come from the `python3` the setup provides (a module's),
+    // not the bare system one: a fake python3 first in PATH shows which ran.
+    let (_d, c) = home();
+    let bin = c.home().join("fakebin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("python3");
+    std::fs::write(&fake, "#!/bin/sh\necho \"fake python3 $*\" >&2\nexit 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let client = sremote_core::RemoteClient::new(c);
+    client.set_setup(["export PATH=$HOME/fakebin:$PATH"]);
+    let e = client
+        .install_python_packages(["sremote-no-such-package"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fakebin/python3") && e.contains("fake python3 -m venv"),
+        "{e}"
+    );
+}
