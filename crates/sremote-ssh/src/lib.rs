@@ -24,15 +24,19 @@
 
 mod error;
 mod io;
+mod master;
+mod persist;
 mod script;
 
-use std::num::NonZeroUsize;
+pub use master::{Prompt, PromptFn};
+pub use persist::{MasterInfo, connections, control_root, disconnect};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{Session, SessionBuilder};
 use sremote_core::{
     Connector, ConnectorError, ConnectorErrorKind, Dest, ExecOutput, RemoteCommand, RemotePath,
     RemoteProcess, Source,
@@ -72,6 +76,9 @@ pub struct SshConnectorBuilder {
     keepalive: Duration,
     idle_persist: Duration,
     max_sessions: usize,
+    persist: Option<Duration>,
+    prompt: Option<Prompt>,
+    terminal_prompts: bool,
 }
 
 impl Default for SshConnectorBuilder {
@@ -89,6 +96,9 @@ impl Default for SshConnectorBuilder {
             keepalive: Duration::from_secs(5),
             idle_persist: Duration::from_secs(600),
             max_sessions: 10,
+            persist: None,
+            prompt: None,
+            terminal_prompts: true,
         }
     }
 }
@@ -162,6 +172,31 @@ impl SshConnectorBuilder {
         self
     }
 
+    /// Share the master connection with other programs and keep it up after this one
+    /// ends, until it has been unused for `idle` (ssh ControlPersist): the first program
+    /// to connect to a destination logs in, later ones (and many at once) reuse it. The
+    /// control socket lives in [`control_root`] (private, 0700). `None` (the default):
+    /// a master of this connector's own, closed when the last clone is dropped.
+    pub fn persist(mut self, idle: Option<Duration>) -> Self {
+        self.persist = idle.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Answer ssh's login prompts (password, one-time code) with this callback
+    /// (`SSH_ASKPASS`), whether or not there is a terminal.
+    pub fn prompt(mut self, prompt: Prompt) -> Self {
+        self.prompt = Some(prompt);
+        self
+    }
+
+    /// Let ssh ask for a password or a code on the controlling terminal, when there is
+    /// one and no [`prompt`](Self::prompt) callback (default: yes). Without either, logins
+    /// that need typing fail with an `Auth` error that says how to log in instead.
+    pub fn terminal_prompts(mut self, yes: bool) -> Self {
+        self.terminal_prompts = yes;
+        self
+    }
+
     /// Connect to `destination`: `host`, `user@host`, `ssh://user@host:port` or an alias
     /// from ssh_config. Opens the master connection (and authenticates) now.
     pub async fn connect(self, destination: &str) -> Result<SshConnector, ConnectorError> {
@@ -179,37 +214,12 @@ impl SshConnectorBuilder {
                 ));
             }
         }
-        let control_dir = control_dir(self.control_dir.as_deref())
-            .map_err(|e| invalid(destination, "connect", e))?;
         let mut b = SessionBuilder::default();
-        b.known_hosts_check(match self.known_hosts {
-            KnownHostsPolicy::AcceptNew => KnownHosts::Add,
-            KnownHostsPolicy::Strict => KnownHosts::Strict,
-            KnownHostsPolicy::AcceptAny => KnownHosts::Accept,
-        })
-        .connect_timeout(self.connect_timeout.max(Duration::from_secs(1)))
-        .server_alive_interval(self.keepalive.max(Duration::from_secs(1)))
-        .control_directory(&control_dir)
-        .control_persist(openssh::ControlPersist::IdleFor(
-            NonZeroUsize::new(self.idle_persist.as_secs() as usize).unwrap_or(NonZeroUsize::MIN),
-        ));
         if let Some(u) = &self.user {
             b.user(u.clone());
         }
         if let Some(p) = self.port {
             b.port(p);
-        }
-        if let Some(k) = &self.keyfile {
-            b.keyfile(k);
-        }
-        if let Some(f) = &self.config_file {
-            b.config_file(f);
-        }
-        if let Some(f) = &self.known_hosts_file {
-            b.user_known_hosts_file(f);
-        }
-        if !self.jump_hosts.is_empty() {
-            b.jump_hosts(&self.jump_hosts);
         }
         let (resolved, host) = b.resolve(destination);
         // `ssh://-oOption=…` resolves to a host that ssh would read as an option.
@@ -218,28 +228,165 @@ impl SshConnectorBuilder {
                 "{host:?} (from {destination:?}) is not a valid ssh host name"
             ));
         }
-        let (builder, host) = (resolved.into_owned(), host.to_string());
-        let name = display_name(&builder, &self, &host).await?;
-        let reach = sremote_core::Reach {
-            user: builder.get_user().map(str::to_string),
-            port: builder.get_port().and_then(|p| p.parse().ok()),
-            ssh_config: self.config_file.as_deref().map(sremote_core::Reach::absolute),
-            ..sremote_core::Reach::ssh(&host)
+        let target = Target {
+            destination: destination.to_string(),
+            host: host.to_string(),
+            user: resolved.get_user().map(str::to_string),
+            port: resolved.get_port().map(str::to_string),
         };
         let limit = self.connect_timeout.max(Duration::from_secs(1)) * 2 + Duration::from_secs(5);
-        let session = launch(&builder, &host, &name, limit).await?;
+        let (session, name) = open(&self, &target, limit).await?;
+        let reach = sremote_core::Reach {
+            user: target.user.clone(),
+            port: target.port.as_deref().and_then(|p| p.parse().ok()),
+            ssh_config: self
+                .config_file
+                .as_deref()
+                .map(sremote_core::Reach::absolute),
+            ..sremote_core::Reach::ssh(&target.host)
+        };
         Ok(SshConnector {
             inner: Arc::new(Inner {
+                sessions: Arc::new(Semaphore::new(self.max_sessions.max(2) - 1)),
                 name,
-                destination: host,
                 reach,
-                builder,
+                opts: self,
+                target,
                 limit,
                 session: Mutex::new(Arc::new(session)),
                 reconnecting: tokio::sync::Mutex::new(()),
-                sessions: Arc::new(Semaphore::new(self.max_sessions.max(2) - 1)),
             }),
         })
+    }
+
+    /// What makes two connections the same master (the persisted socket's name).
+    fn identity(&self, t: &Target) -> Vec<String> {
+        let path = |p: &Option<PathBuf>| {
+            p.as_deref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        vec![
+            "sremote-master-v1".into(),
+            t.host.clone(),
+            t.user.clone().unwrap_or_default(),
+            t.port.clone().unwrap_or_default(),
+            path(&self.config_file),
+            path(&self.keyfile),
+            path(&self.known_hosts_file),
+            format!("{:?}", self.known_hosts),
+            self.jump_hosts.join(","),
+        ]
+    }
+
+    fn launch_spec<'a>(
+        &'a self,
+        t: &'a Target,
+        name: &'a str,
+        socket: &'a Path,
+        log: &'a Path,
+        persist: Duration,
+    ) -> master::Launch<'a> {
+        master::Launch {
+            host: &t.host,
+            name,
+            user: t.user.as_deref(),
+            port: t.port.as_deref(),
+            keyfile: self.keyfile.as_deref(),
+            config_file: self.config_file.as_deref(),
+            known_hosts: self.known_hosts,
+            known_hosts_file: self.known_hosts_file.as_deref(),
+            jump_hosts: &self.jump_hosts,
+            connect_timeout: self.connect_timeout,
+            keepalive: self.keepalive,
+            persist,
+            socket,
+            log,
+        }
+    }
+}
+
+/// Where to connect: the destination as given, and host, user and port as parsed from it
+/// (user and port: explicit options win).
+#[derive(Debug, Clone)]
+struct Target {
+    destination: String,
+    host: String,
+    user: Option<String>,
+    port: Option<String>,
+}
+
+/// Open (or reuse) the master for `t`: a persisted one shared with other programs, the
+/// user's own (ControlPath in ssh_config), or one of this connector's own.
+async fn open(
+    opts: &SshConnectorBuilder,
+    t: &Target,
+    limit: Duration,
+) -> Result<(Session, String), ConnectorError> {
+    let asking = master::Asking::choose(opts.prompt.as_ref(), opts.terminal_prompts);
+    let Some(persist) = opts.persist else {
+        let g = resolve_config(opts, t).await?;
+        if let Some(s) = user_master(&g).await {
+            return Ok((s, g.name));
+        }
+        let dir = control_dir(opts.control_dir.as_deref())
+            .and_then(|d| {
+                tempfile::Builder::new()
+                    .prefix(".ssh-connection")
+                    .tempdir_in(&d)
+                    .map_err(|e| format!("cannot create a directory in {}: {e}", d.display()))
+            })
+            .map_err(|e| invalid(&t.destination, "connect", e))?;
+        let (socket, log) = (dir.path().join("master"), dir.path().join("log"));
+        let spec = opts.launch_spec(t, &g.name, &socket, &log, opts.idle_persist);
+        master::launch(&spec, &asking, limit).await?;
+        return Ok((Session::new_native_mux(dir), g.name));
+    };
+    let root = persist::control_root().map_err(|e| invalid(&t.destination, "connect", e))?;
+    let identity = opts.identity(t);
+    let paths = persist::Paths::new(
+        &root,
+        &identity.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    if let Some(s) = paths.resume().await
+        && let Some(name) = paths.name()
+    {
+        return Ok((s, name));
+    }
+    let g = resolve_config(opts, t).await?;
+    if let Some(s) = user_master(&g).await {
+        return Ok((s, g.name));
+    }
+    let _lock = paths.lock().await.map_err(|e| {
+        invalid(
+            &g.name,
+            "connect",
+            format!("cannot lock {}: {e}", paths.lock.display()),
+        )
+    })?;
+    // Another program may have logged in while this one waited for the lock.
+    if let Some(s) = paths.resume().await {
+        return Ok((s, g.name));
+    }
+    paths.remove();
+    let spec = opts.launch_spec(t, &g.name, &paths.socket, &paths.log, persist);
+    master::launch(&spec, &asking, limit).await?;
+    paths.write_info(&t.destination, &g.name, persist);
+    let session = Session::resume_mux(paths.socket.clone().into_boxed_path(), None);
+    Ok((session, g.name))
+}
+
+/// A master the user runs already (ControlPath in ssh_config, socket answering).
+async fn user_master(g: &Resolved) -> Option<Session> {
+    let path = g.control_path.as_ref()?;
+    if !path.exists() {
+        return None;
+    }
+    let s = Session::resume_mux(path.clone().into_boxed_path(), None);
+    match tokio::time::timeout(Duration::from_secs(3), s.check()).await {
+        Ok(Ok(())) => Some(s),
+        _ => None,
     }
 }
 
@@ -278,24 +425,32 @@ fn control_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
     Ok(std::env::temp_dir())
 }
 
-/// `user@host:port`, with user and port as ssh will use them (`ssh -G`, no connection).
-async fn display_name(
-    b: &SessionBuilder,
+/// What `ssh -G` says about a destination (no connection is made).
+struct Resolved {
+    /// `user@host:port`, with user and port as ssh will use them.
+    name: String,
+    /// The user's own ControlPath, when ssh_config sets one.
+    control_path: Option<PathBuf>,
+}
+
+async fn resolve_config(
     opts: &SshConnectorBuilder,
-    host: &str,
-) -> Result<String, ConnectorError> {
+    t: &Target,
+) -> Result<Resolved, ConnectorError> {
+    let host = t.host.as_str();
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.arg("-G");
     if let Some(f) = &opts.config_file {
         cmd.arg("-F").arg(f);
     }
-    if let Some(p) = b.get_port() {
+    if let Some(p) = &t.port {
         cmd.args(["-p", p]);
     }
-    if let Some(u) = b.get_user() {
+    if let Some(u) = &t.user {
         cmd.args(["-l", u]);
     }
     let out = cmd
+        .arg("--")
         .arg(host)
         .stdin(std::process::Stdio::null())
         .output()
@@ -316,26 +471,14 @@ async fn display_name(
     };
     let user = get("user").unwrap_or_default();
     let port = get("port").unwrap_or_else(|| "22".into());
+    let control_path = get("controlpath")
+        .filter(|p| p != "none" && !p.is_empty())
+        .map(PathBuf::from);
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    Ok(format!("{user}@{host}:{port}"))
-}
-
-async fn launch(
-    b: &SessionBuilder,
-    host: &str,
-    name: &str,
-    limit: Duration,
-) -> Result<Session, ConnectorError> {
-    match tokio::time::timeout(limit, b.connect_mux(host)).await {
-        Ok(Ok(session)) => Ok(session),
-        Ok(Err(openssh::Error::Connect(e))) => Err(connect_error(name, &e.to_string())),
-        Ok(Err(e)) => Err(ConnectorError::new(ConnectorErrorKind::Connect, name, "connect")
-            .detail(format!("cannot start the ssh master connection: {e}"))
-            .hint("check that the control directory is writable (SshConnectorBuilder::control_directory)")),
-        Err(_) => Err(ConnectorError::new(ConnectorErrorKind::Timeout, name, "connect")
-            .detail(format!("no connection after {limit:?}"))
-            .hint("check that the host is reachable, or raise SshConnectorBuilder::connect_timeout")),
-    }
+    Ok(Resolved {
+        name: format!("{user}@{host}:{port}"),
+        control_path,
+    })
 }
 
 /// A [`Connector`] to one host over SSH. Cheap to clone (clones share the connection).
@@ -346,10 +489,10 @@ pub struct SshConnector {
 
 struct Inner {
     name: String,
-    destination: String,
     /// How to connect again: destination, explicit user and port, config file.
     reach: sremote_core::Reach,
-    builder: SessionBuilder,
+    opts: SshConnectorBuilder,
+    target: Target,
     limit: Duration,
     session: Mutex<Arc<Session>>,
     reconnecting: tokio::sync::Mutex<()>,
@@ -373,6 +516,12 @@ impl SshConnector {
     /// Options: user, port, key, ssh_config file, known-hosts policy, timeouts, jump hosts.
     pub fn builder() -> SshConnectorBuilder {
         SshConnectorBuilder::default()
+    }
+
+    /// Whether the master connection is shared with other programs and outlives this one
+    /// ([`SshConnectorBuilder::persist`]).
+    pub fn persisted(&self) -> bool {
+        self.inner.opts.persist.is_some()
     }
 
     /// The master connection's control socket (for `ssh -S <socket> host …`).
@@ -405,7 +554,7 @@ impl SshConnector {
             return Ok(current);
         }
         let i = &self.inner;
-        let fresh = Arc::new(launch(&i.builder, &i.destination, &i.name, i.limit).await?);
+        let fresh = Arc::new(open(&i.opts, &i.target, i.limit).await?.0);
         *i.session.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(fresh)
     }

@@ -234,6 +234,10 @@ pub struct Sshd {
     pub home: PathBuf,
     /// The directory holding keys, configs and the log.
     pub dir: PathBuf,
+    /// The login password, for a server started with [`start_with_password`](Sshd::start_with_password).
+    pub password: Option<String>,
+    /// sshd_config lines that come before the shared ones (sshd keeps the first value).
+    extra_config: String,
     child: Mutex<Option<Child>>,
     no_sh: Mutex<bool>,
     _tempdir: tempfile::TempDir,
@@ -267,7 +271,43 @@ impl Sshd {
         Ok(sshd)
     }
 
+    /// Start a new server whose sshd_config begins with `extra` (sshd keeps the first
+    /// value of a keyword, so these win over the testkit's), e.g. the stock
+    /// `MaxStartups 10:30:100`.
+    pub fn start_configured(extra: &str) -> Result<Sshd, Error> {
+        Self::start_full(None, extra, None)
+    }
+
+    /// Start a new server that logs in only with keyboard-interactive authentication
+    /// through PAM (as sites with passwords or one-time codes do), as a new
+    /// [`LoginUser`] (bash) whose password is `password`. The client key is not accepted,
+    /// and [`ssh_config`](Sshd::ssh_config) has no `BatchMode`, so ssh asks. Needs root.
+    pub fn start_with_password(password: &str) -> Result<Sshd, Error> {
+        let login = LoginUser::create("bash")?;
+        let mut chpasswd = Command::new("chpasswd");
+        chpasswd.stdin(Stdio::piped());
+        let mut child = chpasswd.spawn().map_err(failed)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            writeln!(stdin, "{}:{password}", login.name).map_err(failed)?;
+        }
+        let status = child.wait().map_err(failed)?;
+        if !status.success() {
+            return Err(failed(format!("chpasswd exited with {status}")));
+        }
+        let extra = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+                     AuthenticationMethods keyboard-interactive\n";
+        Self::start_full(Some(login), extra, Some(password.to_string()))
+    }
+
     fn start_with(login: Option<LoginUser>) -> Result<Sshd, Error> {
+        Self::start_full(login, "", None)
+    }
+
+    fn start_full(
+        login: Option<LoginUser>,
+        extra: &str,
+        password: Option<String>,
+    ) -> Result<Sshd, Error> {
         ensure_openssh()?;
         let _ = std::fs::create_dir_all("/run/sshd"); // privilege separation dir (root only)
         let tempdir = tempfile::Builder::new()
@@ -308,6 +348,8 @@ impl Sshd {
             alias: "sremote-test".into(),
             home,
             dir,
+            password,
+            extra_config: extra.to_string(),
             child: Mutex::new(None),
             no_sh: Mutex::new(false),
             _tempdir: tempdir,
@@ -340,7 +382,8 @@ impl Sshd {
         let d = &self.dir;
         let config = format!(
             "ListenAddress 127.0.0.1:{port}\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nSetEnv HOME={home}\n{SSHD_COMMON}",
+             AuthorizedKeysFile {d}/authorized_keys\nSetEnv HOME={home}\n{extra}{SSHD_COMMON}",
+            extra = self.extra_config,
             port = self.port,
             d = d.display(),
             home = self.home.display(),
@@ -381,8 +424,13 @@ impl Sshd {
         )?;
         let config = format!(
             "Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  \
-             IdentitiesOnly yes\n  UserKnownHostsFile {kh}\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n  \
+             IdentitiesOnly yes\n  UserKnownHostsFile {kh}\n  StrictHostKeyChecking accept-new\n  {batch}\
              LogLevel ERROR\n",
+            batch = if self.password.is_some() {
+                ""
+            } else {
+                "BatchMode yes\n  "
+            },
             alias = self.alias,
             port = self.port,
             user = self.user,

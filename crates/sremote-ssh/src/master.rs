@@ -1,0 +1,298 @@
+//! Starting the ssh master connection ourselves (not through the `openssh` crate, which
+//! always passes `BatchMode=yes`), so that ssh can ask for a password or a one-time code:
+//! on the user's terminal, or through a [`Prompt`] callback (`SSH_ASKPASS`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sremote_core::{ConnectorError, ConnectorErrorKind};
+
+use crate::KnownHostsPolicy;
+use crate::error::connect_error;
+
+/// Answers ssh's login prompts (a password, a one-time code, `Verification code:`):
+/// called with the prompt text, returns the answer, or `None` to give up.
+#[derive(Clone)]
+pub struct Prompt(pub Arc<PromptFn>);
+
+/// The function behind a [`Prompt`].
+pub type PromptFn = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+impl Prompt {
+    /// A prompt callback from a closure.
+    pub fn new(f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Prompt {
+        Prompt(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Prompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prompt(..)")
+    }
+}
+
+/// How ssh may ask the user for credentials when it starts the master.
+pub(crate) enum Asking {
+    /// Through the callback (`SSH_ASKPASS`, forced).
+    Callback(Prompt),
+    /// On the controlling terminal (`/dev/tty`), as plain ssh does.
+    Terminal,
+    /// Not at all (`BatchMode=yes`): keys, agent, certificates, GSSAPI only.
+    Never,
+}
+
+impl Asking {
+    pub(crate) fn choose(prompt: Option<&Prompt>, terminal: bool) -> Asking {
+        match prompt {
+            Some(p) => Asking::Callback(p.clone()),
+            None if terminal && has_terminal() => Asking::Terminal,
+            None => Asking::Never,
+        }
+    }
+}
+
+/// Whether this process has a controlling terminal ssh can prompt on.
+pub(crate) fn has_terminal() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .is_ok()
+}
+
+/// What [`launch`] needs: the ssh options and where the master listens and logs.
+pub(crate) struct Launch<'a> {
+    pub host: &'a str,
+    pub name: &'a str,
+    pub user: Option<&'a str>,
+    pub port: Option<&'a str>,
+    pub keyfile: Option<&'a Path>,
+    pub config_file: Option<&'a Path>,
+    pub known_hosts: KnownHostsPolicy,
+    pub known_hosts_file: Option<&'a Path>,
+    pub jump_hosts: &'a [String],
+    pub connect_timeout: Duration,
+    pub keepalive: Duration,
+    pub persist: Duration,
+    pub socket: &'a Path,
+    pub log: &'a Path,
+}
+
+/// Start `ssh -M -N -f` listening on `l.socket`; returns once it has authenticated and
+/// gone to the background (or failed). In batch mode, gives up after `limit`.
+pub(crate) async fn launch(
+    l: &Launch<'_>,
+    asking: &Asking,
+    limit: Duration,
+) -> Result<(), ConnectorError> {
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .arg("-E")
+        .arg(l.log)
+        .arg("-S")
+        .arg(l.socket)
+        .args(["-M", "-f", "-N", "-o"])
+        .arg(format!("ControlPersist={}s", l.persist.as_secs().max(1)))
+        .arg("-o")
+        .arg(match l.known_hosts {
+            KnownHostsPolicy::AcceptNew => "StrictHostKeyChecking=accept-new",
+            KnownHostsPolicy::Strict => "StrictHostKeyChecking=yes",
+            KnownHostsPolicy::AcceptAny => "StrictHostKeyChecking=no",
+        })
+        .arg("-o")
+        .arg(format!(
+            "ConnectTimeout={}",
+            l.connect_timeout.as_secs().max(1)
+        ))
+        .arg("-o")
+        .arg(format!(
+            "ServerAliveInterval={}",
+            l.keepalive.as_secs().max(1)
+        ));
+    if let Some(p) = l.port {
+        cmd.arg("-p").arg(p);
+    }
+    if let Some(u) = l.user {
+        cmd.arg("-l").arg(u);
+    }
+    if let Some(k) = l.keyfile {
+        cmd.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(k);
+    }
+    if let Some(f) = l.config_file {
+        cmd.arg("-F").arg(f);
+    }
+    if !l.jump_hosts.is_empty() {
+        cmd.arg("-J").arg(l.jump_hosts.join(","));
+    }
+    if let Some(f) = l.known_hosts_file {
+        let mut o = std::ffi::OsString::from("UserKnownHostsFile=");
+        o.push(f);
+        cmd.arg("-o").arg(o);
+    }
+    let _askpass = match asking {
+        Asking::Never => {
+            cmd.args(["-o", "BatchMode=yes"]);
+            None
+        }
+        Asking::Terminal => None,
+        Asking::Callback(p) => {
+            let a = Askpass::start(p.clone())
+                .map_err(|e| start_error(l.name, &format!("cannot set up SSH_ASKPASS: {e}")))?;
+            cmd.env("SSH_ASKPASS", a.script())
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env(
+                    "DISPLAY",
+                    std::env::var_os("DISPLAY").unwrap_or(":0".into()),
+                );
+            Some(a)
+        }
+    };
+    cmd.arg("--").arg(l.host);
+    let _ = std::fs::remove_file(l.log);
+    let status = match asking {
+        // Nobody is typing: the whole login must finish in time.
+        Asking::Never => match tokio::time::timeout(limit, cmd.kill_on_drop(true).status()).await
+        {
+            Ok(s) => s,
+            Err(_) => {
+                return Err(ConnectorError::new(ConnectorErrorKind::Timeout, l.name, "connect")
+                    .detail(format!("no connection after {limit:?}"))
+                    .hint("check that the host is reachable, or raise SshConnectorBuilder::connect_timeout"));
+            }
+        },
+        _ => cmd.status().await,
+    }
+    .map_err(|e| {
+        ConnectorError::new(ConnectorErrorKind::Connect, l.name, "connect")
+            .detail(format!("cannot run the local `ssh` program: {e}"))
+            .hint("install the OpenSSH client (`ssh`) on this machine")
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    let log = std::fs::read_to_string(l.log).unwrap_or_default();
+    let err = connect_error(l.name, &log);
+    Err(match asking {
+        Asking::Never if asks_interactively(&log) => err.hint(NO_TERMINAL_HINT),
+        _ => err,
+    })
+}
+
+/// The hint for a host that wants a password or a code when nobody can be asked.
+pub(crate) const NO_TERMINAL_HINT: &str = "the host asks for a password or a one-time code and \
+     there is no terminal to ask on: log in once from a terminal (a persisted connection, e.g. \
+     `sremote exec HOST true`, or a master of your own: ControlMaster/ControlPath in \
+     ~/.ssh/config and `ssh -MNf HOST`), which later commands reuse; or set up a key; or pass \
+     a prompt callback (SshConnectorBuilder::prompt, Python prompt=)";
+
+/// ssh's log says the server offered password or keyboard-interactive logins.
+fn asks_interactively(log: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains("Permission denied") && (l.contains("password") || l.contains("keyboard"))
+    })
+}
+
+fn start_error(name: &str, what: &str) -> ConnectorError {
+    ConnectorError::new(ConnectorErrorKind::Connect, name, "connect").detail(what.to_string())
+}
+
+/// An `SSH_ASKPASS` program that hands each prompt to a [`Prompt`] in this process, over
+/// two FIFOs in a private (0700) directory: the prompt goes through `q`, the answer
+/// (`y<answer>`, or `n` to give up) comes back through `a`.
+struct Askpass {
+    dir: tempfile::TempDir,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const ASKPASS: &str = r#"#!/bin/sh
+d=$(dirname "$0")
+printf '%s' "$1" > "$d/q" || exit 1
+r=$(cat "$d/a") || exit 1
+case $r in y*) printf '%s\n' "${r#y}" ;; *) exit 1 ;; esac
+"#;
+
+impl Askpass {
+    fn start(prompt: Prompt) -> std::io::Result<Askpass> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::Builder::new().prefix("sremote-ask").tempdir()?;
+        for fifo in ["q", "a"] {
+            let path =
+                std::ffi::CString::new(dir.path().join(fifo).into_os_string().into_encoded_bytes())
+                    .map_err(std::io::Error::other)?;
+            // SAFETY: a NUL-terminated path.
+            if unsafe { libc::mkfifo(path.as_ptr(), 0o600) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let script = dir.path().join("askpass");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&script)?
+            .write_all(ASKPASS.as_bytes())?;
+        let (q, a) = (dir.path().join("q"), dir.path().join("a"));
+        let thread = std::thread::spawn(move || {
+            loop {
+                let mut text = String::new();
+                let read = std::fs::File::open(&q).and_then(|mut f| f.read_to_string(&mut text));
+                if read.is_err() || text.starts_with('\0') {
+                    return;
+                }
+                let reply = match (prompt.0)(text.trim_end()) {
+                    Some(answer) => format!("y{answer}"),
+                    None => "n".into(),
+                };
+                let wrote = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&a)
+                    .and_then(|mut f| f.write_all(reply.as_bytes()));
+                if wrote.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Askpass {
+            dir,
+            thread: Some(thread),
+        })
+    }
+
+    fn script(&self) -> PathBuf {
+        self.dir.path().join("askpass")
+    }
+}
+
+impl Drop for Askpass {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // Wake the thread wherever it blocks (opening `q` to read, or `a` to write).
+        for _ in 0..100 {
+            if thread.is_finished() {
+                let _ = thread.join();
+                return;
+            }
+            let nonblock = libc::O_NONBLOCK;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nonblock)
+                .open(self.dir.path().join("q"))
+            {
+                let _ = f.write_all(b"\0");
+            }
+            let _ = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nonblock)
+                .open(self.dir.path().join("a"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
