@@ -182,8 +182,9 @@ class Job:
         """``(value, stdout, stderr)`` of the finished job, waiting for it as ``wait`` does
         (``TimeoutError`` when ``timeout`` runs out; the job goes on).
 
-        ``stdout`` is the job's log — everything the call printed, fds 1 and 2 interleaved
-        as written — and ``stderr`` what the endpoint reported beside it (usually empty).
+        ``stdout`` and ``stderr`` are what the call printed on each (the first 8 MiB and the
+        last 1 MiB of each; the job's log has all of it, both streams interleaved as
+        written: ``logs()``).
         A call that raised raises ``RemoteError`` (``.kind``, ``.remote_type``,
         ``.traceback``; ``.log`` the job's log); a job that ended without a result raises
         ``JobDiedError`` (``.failure_class``: walltime, memory, …) or
@@ -198,7 +199,8 @@ class Job:
             except Exception:  # the error says what happened; the log is extra
                 e.log = None
             raise
-        return value, self._read_log() + out, err
+        # The response holds the output per stream (the same bytes went live to the log).
+        return value, out, err
 
     def _read_log(self) -> str:
         chunks, offset = [], 0
