@@ -277,8 +277,14 @@ fn detach_makes_a_job_that_outlives_the_cli() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     assert!(!id.is_empty());
+    // Exit code 3 is the job's failure (issue 16: it was the value 3, and `succeeded`).
     let out = client.run(&["jobs", "result", &id]);
-    assert_eq!(text(&out.stdout).trim(), "3", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("exited with code 3"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = client.run(&["jobs", "log", &id]);
     assert_eq!(
         text(&out.stdout),
