@@ -24,6 +24,8 @@ pub struct HostOptions {
     /// A custom endpoint binary for every host (`--endpoint`, `$SREMOTE_CUSTOM_ENDPOINT`);
     /// it wins over a host's `endpoint` in the config.
     pub endpoint: Option<PathBuf>,
+    /// Do not keep ssh logins for later commands (`--no-persist`).
+    pub no_persist: bool,
     config: OnceLock<Arc<Config>>,
 }
 
@@ -41,6 +43,7 @@ impl HostOptions {
             parallel: parallel.max(1),
             json,
             endpoint,
+            no_persist: false,
             config: OnceLock::new(),
         }
     }
@@ -280,7 +283,12 @@ pub async fn connect_transport(spec: &HostSpec, opts: &HostOptions) -> Result<Co
         })),
         ..NewtAuth::from_env()
     };
-    let c = connect::connect(spec, opts.ssh_config.as_deref(), &newt).await?;
+    let how = connect::ConnectOptions {
+        default_persist: Some(connect::DEFAULT_PERSIST),
+        no_persist: opts.no_persist,
+        prompt: None,
+    };
+    let c = connect::connect_with(spec, opts.ssh_config.as_deref(), &newt, &how).await?;
     Ok(Connected {
         spec: c.spec,
         connector: c.connector,

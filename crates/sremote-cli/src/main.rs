@@ -11,6 +11,7 @@
 mod batch;
 mod bench;
 mod commands;
+mod connections;
 mod exec;
 mod fanout;
 mod hostcmd;
@@ -89,6 +90,11 @@ struct Cli {
         value_name = "PATH"
     )]
     endpoint: Option<PathBuf>,
+    /// Do not keep the ssh login for later commands: log in for this command only, and
+    /// log out when it ends (default: the login stays up, unused, for 10 minutes, or the
+    /// host's `persist` in the config).
+    #[arg(long, global = true, env = "SREMOTE_NO_PERSIST")]
+    no_persist: bool,
     /// More logging on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -126,6 +132,10 @@ enum Command {
     Bench(commands::BenchArgs),
     /// Run MODULE.FUNCTION(ARG…) on HOST as a detached job (or through Slurm, SGE, PBS); prints its id.
     Submit(submit::SubmitArgs),
+    /// The persisted ssh logins later commands reuse: destination, age, idle time.
+    Connections(connections::ConnectionsArgs),
+    /// Close the persisted ssh login to HOST (or all of them, --all).
+    Disconnect(connections::DisconnectArgs),
     /// Detached jobs: ls, show, log [-f], cancel, result, rm.
     Jobs {
         #[command(subcommand)]
@@ -216,13 +226,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
-    let opts = Arc::new(HostOptions::new(
+    let mut host_options = HostOptions::new(
         cli.ssh_config.clone(),
         cli.config.clone(),
         cli.parallel,
         cli.json,
         cli.endpoint.clone(),
-    ));
+    );
+    host_options.no_persist = cli.no_persist;
+    let opts = Arc::new(host_options);
     match cli.command {
         Command::Call(a) => commands::call(a, opts).await,
         Command::Exec(a) => exec::exec(a, opts).await,
@@ -239,6 +251,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Bench(a) => commands::bench(a, opts).await,
         Command::Submit(a) => submit::submit(a, &opts).await,
         Command::Jobs { what } => jobs::run(what, &opts).await,
+        Command::Connections(a) => connections::connections(a, &opts).await,
+        Command::Disconnect(a) => connections::disconnect(a, &opts).await,
         Command::Endpoint {
             what: EndpointCommand::Info,
         } => commands::endpoint_info(cli.json, cli.endpoint.as_deref()),

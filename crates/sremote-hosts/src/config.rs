@@ -7,6 +7,7 @@
 //! ssh_config = "~/.ssh/config.nersc"        # like `ssh -F`
 //! endpoint_dir = "$SCRATCH/.sremote"        # the sremote dir on the host
 //! endpoint = "~/build/my-endpoint"          # a custom endpoint binary (local path) to use
+//! persist = "4h"                            # keep the ssh login this long unused ("0": off)
 //! env = { OMP_NUM_THREADS = "8" }           # set for every call, exec and run
 //! path = ["/global/common/software/bin"]    # prepended to PATH for every call, exec and run
 //! scheduler = "slurm"                       # direct | slurm | pbs | sge (for jobs)
@@ -119,6 +120,10 @@ pub struct HostSpec {
     /// A custom endpoint binary (a local file, built with the `sremote-endpoint` library)
     /// to install and call instead of the stock endpoint.
     pub endpoint: Option<PathBuf>,
+    /// Keep the ssh master connection up this long unused, for later commands
+    /// (`persist = "4h"`; zero: `persist = "0"`, no persisted connection; `None`: the
+    /// front end's default).
+    pub persist: Option<std::time::Duration>,
     pub env: BTreeMap<String, String>,
     pub path: Vec<String>,
     pub scheduler: Option<SchedulerKind>,
@@ -163,6 +168,7 @@ struct RawHost {
     ssh_config: Option<String>,
     endpoint_dir: Option<String>,
     endpoint: Option<Spanned<String>>,
+    persist: Option<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -192,6 +198,7 @@ const HOST_KEYS: &[&str] = &[
     "ssh_config",
     "endpoint_dir",
     "endpoint",
+    "persist",
     "env",
     "path",
     "scheduler",
@@ -370,6 +377,13 @@ impl Config {
                     "a setup line cannot contain a NUL byte",
                 ));
             }
+            let persist = match &h.persist {
+                Some(p) => Some(
+                    crate::connect::parse_persist(p.get_ref())
+                        .map_err(|e| at(Some(p.span()), &e))?,
+                ),
+                None => None,
+            };
             let spec = HostSpec {
                 name: name.clone(),
                 connector,
@@ -377,6 +391,7 @@ impl Config {
                 ssh_config: h.ssh_config.map(|p| expand_home(&p)),
                 endpoint_dir: h.endpoint_dir,
                 endpoint,
+                persist,
                 env: h.env,
                 path: h.path,
                 scheduler: h.scheduler,

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sremote_core::{Connector, Error, LocalConnector, Reach, RemoteClient};
 use sremote_rest::{NewtConnector, NewtTarget};
@@ -192,12 +193,78 @@ pub fn check_destination(host: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long the CLI keeps an ssh login for later commands by default (10 min).
+pub const DEFAULT_PERSIST: Duration = Duration::from_secs(600);
+
+/// Parse a `persist` value: `0` (or `no`, `off`: no persisted connection), a number of
+/// seconds, or a number with a unit `s`, `m`, `h`, `d` (`90s`, `10m`, `4h`, `1h30m`).
+pub fn parse_persist(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "persist = {text:?} is not a duration: write e.g. \"10m\", \"4h\", \"90s\", or \"0\" for none"
+        )
+    };
+    if matches!(t, "0" | "no" | "off" | "false") {
+        return Ok(Duration::ZERO);
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let (mut total, mut number) = (0u64, String::new());
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        number.clear();
+    }
+    if !number.is_empty() || t.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Options of [`connect_with`] beyond the host spec.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Keep ssh logins for later programs this long when the host's config says nothing
+    /// (`None`: a connection of this program's own, closed when it ends).
+    pub default_persist: Option<Duration>,
+    /// Never persist, whatever the config says (`--no-persist`).
+    pub no_persist: bool,
+    /// Answers ssh's login prompts (password, one-time code); without it, ssh asks on the
+    /// terminal when there is one.
+    pub prompt: Option<sremote_ssh::Prompt>,
+}
+
 /// Connect to a resolved host: nothing is installed. `ssh_config` is used for ssh hosts
-/// whose config entry names none.
+/// whose config entry names none. The ssh login is persisted only when the host's config
+/// says `persist` (see [`connect_with`]).
 pub async fn connect(
     spec: &HostSpec,
     ssh_config: Option<&Path>,
     newt: &NewtAuth,
+) -> Result<Connection, Error> {
+    connect_with(spec, ssh_config, newt, &ConnectOptions::default()).await
+}
+
+/// [`connect`] with options: how long to keep the ssh login for later programs, and how to
+/// answer login prompts.
+pub async fn connect_with(
+    spec: &HostSpec,
+    ssh_config: Option<&Path>,
+    newt: &NewtAuth,
+    opts: &ConnectOptions,
 ) -> Result<Connection, Error> {
     let done = |connector: Arc<dyn Connector>, ssh| Connection {
         spec: spec.clone(),
@@ -216,6 +283,13 @@ pub async fn connect(
             let mut builder = SshConnector::builder();
             if let Some(cfg) = spec.ssh_config.as_deref().or(ssh_config) {
                 builder = builder.config_file(cfg);
+            }
+            let persist = spec.persist.or(opts.default_persist);
+            if !opts.no_persist {
+                builder = builder.persist(persist);
+            }
+            if let Some(p) = &opts.prompt {
+                builder = builder.prompt(p.clone());
             }
             let ssh = builder.connect(host).await?;
             Ok(done(Arc::new(ssh.clone()), Some(ssh)))
@@ -262,4 +336,41 @@ pub async fn connect_newt(host: &str, auth: &NewtAuth) -> Result<NewtConnector, 
         }
     };
     Ok(builder.login(&user, &password).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persist_values() {
+        assert_eq!(parse_persist("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_persist("off"), Ok(Duration::ZERO));
+        assert_eq!(parse_persist("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_persist("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_persist("4h"), Ok(Duration::from_secs(4 * 3600)));
+        assert_eq!(parse_persist("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "soon", "4x", "m", "10m5"] {
+            assert!(parse_persist(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn persist_in_the_hosts_config() {
+        let path =
+            std::env::temp_dir().join(format!("sremote-persist-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[hosts.a]\npersist = \"4h\"\n[hosts.b]\npersist = \"0\"\n[hosts.c]\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&path)).unwrap();
+        assert_eq!(cfg.hosts["a"].persist, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(cfg.hosts["b"].persist, Some(Duration::ZERO));
+        assert_eq!(cfg.hosts["c"].persist, None);
+        std::fs::write(&path, "[hosts.a]\npersist = \"soon\"\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains(":2:") && e.contains("not a duration"), "{e}");
+        let _ = std::fs::remove_file(&path);
+    }
 }
