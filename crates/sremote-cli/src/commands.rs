@@ -44,6 +44,10 @@ pub struct CallArgs {
     /// the value), `none`. `--json` has them all.
     #[arg(long, value_name = "WHERE", default_value = "stderr", value_parser = parse_output)]
     pub output: CallOutputTo,
+    /// Run on the best of the hosts named (a group, a list) that has what the work
+    /// needs: KEY=VALUE,… of cpus, mem, disk, gpu, gpu-mem, load, python, module, label.
+    #[arg(long, value_name = "KEY=VALUE,…")]
+    pub needs: Vec<String>,
     /// Stop the call on the host after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
@@ -168,6 +172,7 @@ pub fn seconds(s: Option<f64>) -> Result<Option<Duration>, Error> {
 }
 
 pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let needs = crate::placement::parse(&a.needs)?;
     let targets = opts.resolve(&[&a.host])?;
     let parse = |s: &str| match a.strings {
         true => Value::String(s.to_string()),
@@ -185,6 +190,10 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         .collect::<Result<_, _>>()?;
     let timeout = seconds(a.timeout)?;
     let target = Target::parse(&a.module, a.function.as_deref(), &a.args)?;
+    let targets = match crate::placement::apply(targets, needs.as_ref(), &opts).await? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
     let args: Vec<Value> = target.args.iter().map(|s| parse(s)).collect();
     let read_as_json = read_as_json(&target.args, &args, &kwargs);
     let a = Arc::new((a, kwargs, env, timeout, args, target, read_as_json));

@@ -41,12 +41,17 @@ pub struct ExecArgs {
     /// Kill the program after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Run on the best of the hosts named (a group, a list) that has what the work
+    /// needs: KEY=VALUE,… of cpus, mem, disk, gpu, gpu-mem, load, python, module, label.
+    #[arg(long, value_name = "KEY=VALUE,…")]
+    pub needs: Vec<String>,
     /// The program and its arguments (after `--`).
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
 }
 
 pub async fn exec(a: ExecArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let needs = crate::placement::parse(&a.needs)?;
     let targets = opts.resolve(&[&a.host])?;
     let timeout = seconds(a.timeout)?;
     let env: Vec<_> = a
@@ -54,6 +59,10 @@ pub async fn exec(a: ExecArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         .iter()
         .map(|e| env_pair(e))
         .collect::<Result<_, _>>()?;
+    let targets = match crate::placement::apply(targets, needs.as_ref(), &opts).await? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
     let fan = targets.fanout;
     let a = Arc::new((a, env, timeout));
     let o = opts.clone();

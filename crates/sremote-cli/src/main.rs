@@ -23,6 +23,7 @@ mod jobs_ls;
 mod jobs_reach;
 mod modules;
 mod output;
+mod placement;
 mod probe;
 mod progress;
 mod run;

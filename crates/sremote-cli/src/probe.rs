@@ -23,7 +23,13 @@ directory on the host; RTT is the best of three calls through the endpoint.
 Examples:
   sremote probe                         # all configured hosts
   sremote probe @gpu --sort gpu-mem     # the GPU hosts, most free GPU memory first
-  sremote probe lab1 lab2 --json        # one JSON object per host"
+  sremote probe lab1 lab2 --json        # one JSON object per host
+  sremote probe @lab --needs gpu-mem=1.5G,disk=3G   # which hosts fit, and why not
+
+With --needs: every host's verdict (what it lacks), the one `run --needs` would choose
+marked *, exit 1 when none fits. Answers are cached for SREMOTE_PROBE_CACHE seconds
+(default 30; 0: off); a host silent for SREMOTE_PROBE_TIMEOUT seconds (default 10) is
+skipped."
 )]
 pub struct ProbeArgs {
     /// Hosts: config names, destinations, a,b,c or @group (default: all configured).
@@ -31,6 +37,10 @@ pub struct ProbeArgs {
     /// Order of the rows (free-* and cpus: most first; load and rtt: least first).
     #[arg(long, value_enum, default_value = "host")]
     pub sort: SortKey,
+    /// Tell which hosts have what the work needs (KEY=VALUE,… of cpus, mem, disk, gpu,
+    /// gpu-mem, load, python, module, label), and why the others do not.
+    #[arg(long, value_name = "KEY=VALUE,…")]
+    pub needs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -124,6 +134,9 @@ pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
         a.hosts.clone()
     };
     let targets = opts.resolve(&names)?;
+    if let Some(needs) = crate::placement::parse(&a.needs)? {
+        return fits(&targets, &needs, &opts).await;
+    }
     let o = opts.clone();
     let results = fanout::map(&targets.hosts, opts.parallel, |spec| {
         let opts = o.clone();
@@ -212,6 +225,53 @@ pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
         .map(|(h, e)| (h.clone(), output::error_kind(e), output::exit_code(e)))
         .collect();
     Ok(fanout::summary(targets.hosts.len(), &failed))
+}
+
+/// `probe --needs`: each host's verdict, the one that would be chosen marked.
+async fn fits(
+    targets: &crate::hosts::Targets,
+    needs: &sremote_hosts::needs::Needs,
+    opts: &HostOptions,
+) -> Result<ExitCode, Error> {
+    use sremote_hosts::place::choose;
+    let p = match crate::placement::probe_all(targets, needs, opts).await? {
+        Ok(p) => p,
+        Err(e) => return Ok(crate::placement::report_no_fit(&e, opts.json)),
+    };
+    let chosen = choose(needs, p.candidates.clone()).ok().map(|c| c.chosen);
+    if opts.json {
+        println!("{}", p.to_json());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = p
+        .candidates
+        .iter()
+        .map(|c| {
+            let mark = if Some(&c.host) == chosen.as_ref() {
+                "*"
+            } else {
+                ""
+            };
+            let (verdict, why) = match (&c.fit, &c.error) {
+                (Some(f), _) if f.fits => (
+                    "yes".to_string(),
+                    f.scarcest.as_ref().map_or(String::new(), |s| {
+                        format!("{s}: {:.1}× what is needed", f.headroom)
+                    }),
+                ),
+                (Some(f), _) => ("no".to_string(), f.lacks.join("; ")),
+                (None, e) => ("no answer".to_string(), e.clone().unwrap_or_default()),
+            };
+            let why = match (c.cached, why.is_empty()) {
+                (false, _) => why,
+                (true, true) => "(cached)".into(),
+                (true, false) => format!("{why} (cached)"),
+            };
+            vec![format!("{}{mark}", c.host), verdict, why]
+        })
+        .collect();
+    print!("{}", output::table(&["HOST", "FITS", "WHY"], &rows));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sort(rows: &mut [(String, Row)], key: SortKey) {

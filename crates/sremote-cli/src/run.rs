@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// id (follow it with `sremote jobs log -f ID`).
     #[arg(long)]
     pub detach: bool,
+    /// Run on the best of the hosts named (a group, a list) that has what the work
+    /// needs: KEY=VALUE,… of cpus, mem, disk, gpu, gpu-mem, load, python, module, label.
+    #[arg(long, value_name = "KEY=VALUE,…")]
+    pub needs: Vec<String>,
     /// The program and its arguments (after `--`).
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
@@ -67,12 +71,17 @@ const KILL: &str =
     r#"kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" -- "$2" 2>/dev/null; exit 0"#;
 
 pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
+    let needs = crate::placement::parse(&a.needs)?;
     let targets = opts.resolve(&[&a.host])?;
     let env: Vec<(String, String)> = a
         .env
         .iter()
         .map(|e| env_pair(e))
         .collect::<Result<_, _>>()?;
+    let targets = match crate::placement::apply(targets, needs.as_ref(), &opts).await? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
     if a.detach {
         return detach(targets, a.argv, a.cwd, env, opts).await;
     }

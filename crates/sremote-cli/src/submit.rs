@@ -20,7 +20,7 @@ use sremote_jobs::{HostConfig, Job, JobError, JobsExt, Partition, Resources, Sch
 
 use crate::config::{HostSpec, PartitionSpec, SchedulerKind};
 use crate::fanout::{self, Outcome};
-use crate::hosts::{self, HostOptions};
+use crate::hosts::{self, HostOptions, Targets};
 use crate::jobs::{describe, error_json, fail, json_or_string, print_value, store, value_text};
 use crate::output::say;
 
@@ -98,6 +98,11 @@ pub struct SubmitArgs {
     /// Wait for the job and print its value (like `sremote call`).
     #[arg(long)]
     pub wait: bool,
+    /// Run on the best of the hosts named (a group, a list) that has what the work
+    /// needs: KEY=VALUE,… of cpus, mem, disk, gpu, gpu-mem, load, python, module, label.
+    /// To one host with a batch system: the resource request (cpus, mem, gpu).
+    #[arg(long, value_name = "KEY=VALUE,…")]
+    pub needs: Vec<String>,
     /// The module on the host, or PATH.py:FUNCTION (a local Python file, shipped with
     /// the job).
     pub module: String,
@@ -105,6 +110,46 @@ pub struct SubmitArgs {
     pub function: Option<String>,
     /// Positional arguments: JSON if they parse, else strings.
     pub args: Vec<String>,
+}
+
+/// `--needs`: to one host with a batch system, the resource request (flags given too
+/// must agree); else the pick among the hosts named.
+async fn with_needs(
+    a: &mut SubmitArgs,
+    targets: Targets,
+    opts: &HostOptions,
+) -> Result<Result<Targets, ExitCode>, Error> {
+    let Some(needs) = crate::placement::parse(&a.needs)? else {
+        return Ok(Ok(targets));
+    };
+    let batch = match targets.hosts.as_slice() {
+        [one] => scheduler_for(a, one) != Scheduler::Direct,
+        _ => false,
+    };
+    if !batch {
+        return crate::placement::apply(targets, Some(&needs), opts).await;
+    }
+    let (cores, mem, gpus) = crate::placement::as_batch_request(&needs, &targets.hosts[0].name)?;
+    fn merge<T: PartialEq + Copy + std::fmt::Debug>(
+        flag: &mut Option<T>,
+        need: Option<T>,
+        what: &str,
+    ) -> Result<(), Error> {
+        match (*flag, need) {
+            (Some(f), Some(n)) if f != n => Err(Error::Usage(format!(
+                "--{what} {f:?} and --needs {what}={n:?} disagree — give one"
+            ))),
+            (None, Some(n)) => {
+                *flag = Some(n);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    merge(&mut a.cores, cores, "cores")?;
+    merge(&mut a.mem, mem, "mem")?;
+    merge(&mut a.gpus, gpus, "gpus")?;
+    Ok(Ok(targets))
 }
 
 /// The scheduler for `spec`: a flag wins, else the host's configured one, else direct.
@@ -290,6 +335,12 @@ pub async fn submit(a: SubmitArgs, opts: &HostOptions) -> Result<ExitCode, Error
         .and_then(|t| Ok((t, opts.config()?.path_text())));
     let (targets, config_file) = match prepared {
         Ok(p) => p,
+        Err(e) => return Ok(fail(&JobError::Call(e), json, json!({"host": a.host}))),
+    };
+    let mut a = a;
+    let targets = match with_needs(&mut a, targets, opts).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(code)) => return Ok(code),
         Err(e) => return Ok(fail(&JobError::Call(e), json, json!({"host": a.host}))),
     };
     let target = match crate::commands::Target::parse(&a.module, a.function.as_deref(), &a.args) {

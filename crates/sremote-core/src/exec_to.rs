@@ -78,11 +78,15 @@ where
 {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = from.read(&mut buf).await.map_err(|e| {
-            ConnectorError::io(host, format!("read the {stream} of {program}"), &e)
-        })?;
+        let n = from
+            .read(&mut buf)
+            .await
+            .map_err(|e| ConnectorError::io(host, format!("read the {stream} of {program}"), &e))?;
         if n == 0 {
-            return to.flush().await.map_err(|e| local_write(host, program, stream, e));
+            return to
+                .flush()
+                .await
+                .map_err(|e| local_write(host, program, stream, e));
         }
         write(to, &buf[..n], host, program, stream).await?;
     }
@@ -122,11 +126,17 @@ mod tests {
             .args(["-c", "head -c 3000000 /dev/zero; echo err >&2; exit 3"]);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = exec_to(&c, &cmd, &mut out, &mut err).await.unwrap();
-        assert_eq!((code, out.len(), err.as_slice()), (Some(3), 3_000_000, &b"err\n"[..]));
+        assert_eq!(
+            (code, out.len(), err.as_slice()),
+            (Some(3), 3_000_000, &b"err\n"[..])
+        );
 
         let cmd = RemoteCommand::new("cat").stdin("fed".as_bytes().to_vec());
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        assert_eq!(exec_to(&c, &cmd, &mut out, &mut err).await.unwrap(), Some(0));
+        assert_eq!(
+            exec_to(&c, &cmd, &mut out, &mut err).await.unwrap(),
+            Some(0)
+        );
         assert_eq!(out, b"fed");
     }
 

@@ -51,6 +51,7 @@ pub use reach::Reach;
 pub mod civil;
 pub mod frame;
 pub mod setup;
+pub mod units;
 pub use setup::Setup;
 pub mod shell;
 

@@ -14,6 +14,7 @@
 //! partitions = [{ name = "debug", cores = 128, max_time = "30m", gpus = 4 }]
 //! setup = ["module load python/3.11", "source ~/envs/x/bin/activate"]
 //! login_shell = true                        # run setup and the endpoint in `bash -l`
+//! labels = ["a100", "bigmem"]               # for `--needs label=a100`
 //!
 //! [groups]
 //! gpu = ["perlmutter", "lab-gpu"]
@@ -133,6 +134,8 @@ pub struct HostSpec {
     pub setup: Vec<String>,
     /// Run the setup and the endpoint in a login shell, `bash -l` (`login_shell`).
     pub login_shell: bool,
+    /// Labels for `--needs label=NAME` (`labels = ["a100", "bigmem"]`).
+    pub labels: Vec<String>,
     /// Whether it comes from the config file.
     pub configured: bool,
 }
@@ -181,6 +184,8 @@ struct RawHost {
     setup: Vec<Spanned<String>>,
     #[serde(default)]
     login_shell: bool,
+    #[serde(default)]
+    labels: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -206,6 +211,7 @@ const HOST_KEYS: &[&str] = &[
     "sge_pe",
     "setup",
     "login_shell",
+    "labels",
 ];
 const PARTITION_KEYS: &[&str] = &["name", "cores", "max_time", "max_memory", "gpus"];
 
@@ -399,6 +405,7 @@ impl Config {
                 sge_pe: h.sge_pe,
                 setup: h.setup.into_iter().map(Spanned::into_inner).collect(),
                 login_shell: h.login_shell,
+                labels: h.labels,
                 configured: true,
             };
             cfg.hosts.insert(name, spec);

@@ -17,3 +17,5 @@
 
 pub mod config;
 pub mod connect;
+pub mod needs;
+pub mod place;

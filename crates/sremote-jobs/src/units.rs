@@ -58,32 +58,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
-/// Parse a size in bytes: a number with an optional binary unit (`K`, `M`, `G`, `T`,
-/// optionally followed by `B` or `iB`); a plain number is bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let bad = || format!("{text:?} is not a size: write e.g. 512M, 4G or 1.5T");
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let unit = unit.trim().to_ascii_lowercase();
-    let unit = unit.trim_end_matches("ib").trim_end_matches('b');
-    let factor: u64 = match unit {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return Err(bad()),
-    };
-    let bytes = n * factor as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes.ceil() as u64)
-}
+pub use sremote_core::units::parse_size;
 
 /// `HH:MM:SS` with as many hours as needed (SGE, PBS).
 pub(crate) fn hms(d: Duration) -> String {
