@@ -154,6 +154,85 @@ impl Setup {
     }
 }
 
+/// The setup of a client: [`RemoteClient::set_setup`](crate::RemoteClient::set_setup) and
+/// friends.
+#[cfg(feature = "client")]
+impl<C: crate::Connector> crate::RemoteClient<C> {
+    /// Run `lines` of shell code on the host before the endpoint starts — its session,
+    /// pipe and file calls, detached jobs, batch scripts (the site's environment:
+    /// `module load python/3.11`, `source ~/envs/x/bin/activate`; see
+    /// [`setup`](crate::setup)). Replaces earlier lines; a session already open is closed,
+    /// so the next call starts the endpoint in the new environment.
+    pub fn set_setup<I: IntoIterator<Item = S>, S: Into<String>>(&self, lines: I) {
+        crate::client::lock(&self.inner.settings).setup.lines =
+            lines.into_iter().map(Into::into).collect();
+        self.close_session_for_setup();
+    }
+
+    /// Add one line to the setup ([`set_setup`](crate::RemoteClient::set_setup)).
+    pub fn add_setup(&self, line: impl Into<String>) {
+        crate::client::lock(&self.inner.settings)
+            .setup
+            .lines
+            .push(line.into());
+        self.close_session_for_setup();
+    }
+
+    /// Run the setup and the endpoint in a login shell (`bash -l`: `/etc/profile`,
+    /// `~/.bash_profile`, and with them `module`), default off.
+    pub fn set_login_shell(&self, on: bool) {
+        crate::client::lock(&self.inner.settings).setup.login_shell = on;
+        self.close_session_for_setup();
+    }
+
+    /// The setup lines and login-shell choice in use.
+    pub fn setup(&self) -> Setup {
+        crate::client::lock(&self.inner.settings).setup.clone()
+    }
+
+    /// `cmd` run after this client's setup (unchanged without one): what the endpoint's
+    /// starts use, and what a detached job's start uses (`sremote-jobs`).
+    pub fn with_setup(&self, cmd: crate::RemoteCommand) -> crate::RemoteCommand {
+        self.setup().wrap(cmd)
+    }
+
+    /// The [`Error::Setup`](crate::Error::Setup) in a wrapped command's exit status and stderr, for `action`.
+    pub fn setup_error(
+        &self,
+        action: &str,
+        exit_code: Option<i32>,
+        stderr: &[u8],
+    ) -> Option<crate::Error> {
+        let f = failure(exit_code, stderr)?;
+        Some(self.setup_failed(action, f))
+    }
+
+    pub(crate) fn setup_failed(&self, action: &str, f: SetupFailure) -> crate::Error {
+        // Name the line as the user wrote it (the host printed it too, after quoting).
+        let text = f
+            .line
+            .checked_sub(1)
+            .and_then(|i| self.setup().lines.get(i).cloned())
+            .unwrap_or(f.text);
+        crate::Error::Setup(Box::new(crate::error::SetupError {
+            host: self.host().to_string(),
+            action: action.to_string(),
+            line: f.line,
+            text,
+            status: f.status,
+            output: f.output,
+        }))
+    }
+
+    /// A changed setup applies to sessions opened afterwards: drop the open one (calls in
+    /// flight keep it until they end).
+    fn close_session_for_setup(&self) {
+        if let Ok(mut slot) = self.inner.session.try_lock() {
+            *slot = None;
+        }
+    }
+}
+
 /// A setup line that failed on the host, as its shell reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetupFailure {
