@@ -476,6 +476,11 @@ impl Connector for NewtConnector {
         &self.label
     }
 
+    fn reach(&self) -> Option<sremote_core::Reach> {
+        // The label is the `newt+http(s)://USER@GATEWAY/BASE/MACHINE` URL itself.
+        Some(sremote_core::Reach::newt(&self.label))
+    }
+
     fn supports_stdin(&self) -> bool {
         false
     }
