@@ -44,6 +44,10 @@ pub struct CallArgs {
     /// the value), `none`. `--json` has them all.
     #[arg(long, value_name = "WHERE", default_value = "stderr", value_parser = parse_output)]
     pub output: CallOutputTo,
+    /// Work in the project venv `<sremote dir>/venvs/NAME` on the host (made by
+    /// `sremote install --venv NAME …`): the call runs its Python.
+    #[arg(long, value_name = "NAME")]
+    pub venv: Option<String>,
     /// Run on the best of the hosts named (a group, a list) that has what the work
     /// needs: KEY=VALUE,… of cpus, mem, disk, gpu, gpu-mem, load, python, module, label.
     #[arg(long, value_name = "KEY=VALUE,…")]
@@ -203,6 +207,9 @@ pub async fn call(a: CallArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         async move {
             let (a, kwargs, env, timeout, args, target, read_as_json) = &*a;
             let client = connect_spec(&spec, &opts).await?.client();
+            if a.venv.is_some() {
+                client.set_venv(a.venv.as_deref())?;
+            }
             let mut call = client
                 .call::<Value>(&target.module, &target.function)
                 .mode(a.mode)

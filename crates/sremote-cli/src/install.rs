@@ -40,6 +40,10 @@ pub struct InstallArgs {
     /// no check; the clone is named after the repository).
     #[arg(long, value_name = "NAME", requires = "git")]
     pub name: Option<String>,
+    /// Install into the project venv `<sremote dir>/venvs/NAME` (created when missing)
+    /// instead of the endpoint's; `call/run/submit --venv NAME` use it.
+    #[arg(long, value_name = "NAME")]
+    pub venv: Option<String>,
 }
 
 /// `URL@BRANCH` split at the last `@` when what comes before it is a whole URL (it has a
@@ -131,12 +135,16 @@ pub async fn install(a: InstallArgs, opts: Arc<HostOptions>) -> Result<ExitCode,
     });
     let git = Arc::new(git);
     let targets = opts.resolve(&[&a.host])?;
+    let venv = Arc::new(a.venv.clone());
     let spinner = Spinner::start(opts.json, &format!("installing on {}", a.host));
     let o = opts.clone();
     let code = fanout::each(targets, &opts, move |spec| {
-        let (opts, specs, git) = (o.clone(), specs.clone(), git.clone());
+        let (opts, specs, git, venv) = (o.clone(), specs.clone(), git.clone(), venv.clone());
         async move {
             let client = connect_spec(&spec, &opts).await?.client();
+            if venv.is_some() {
+                client.set_venv(venv.as_deref())?;
+            }
             let mut done = Vec::new();
             let mut json = json!({});
             if let Some(g) = &*git {

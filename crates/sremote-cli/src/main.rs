@@ -31,6 +31,7 @@ mod submit;
 mod sync;
 mod transfer;
 mod tunnel;
+mod venvs;
 mod walk;
 
 use std::path::PathBuf;
@@ -129,6 +130,8 @@ enum Command {
     Install(install::InstallArgs),
     /// List the modules and Python packages on HOST, or check that some are there.
     Modules(modules::ModulesArgs),
+    /// List the project venvs on HOST with their packages, or delete one.
+    Venvs(venvs::VenvsArgs),
     /// Measure call latency and throughput: `os.getenv("HOME")` N times.
     Bench(commands::BenchArgs),
     /// Run MODULE.FUNCTION(ARG…) on HOST as a detached job (or through Slurm, SGE, PBS); prints its id.
@@ -249,6 +252,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Bootstrap(a) => commands::bootstrap(a, opts).await,
         Command::Install(a) => install::install(a, opts).await,
         Command::Modules(a) => modules::modules(a, opts).await,
+        Command::Venvs(a) => venvs::venvs(a, opts).await,
         Command::Bench(a) => commands::bench(a, opts).await,
         Command::Submit(a) => submit::submit(a, &opts).await,
         Command::Jobs { what } => jobs::run(what, &opts).await,

@@ -132,10 +132,7 @@ pub type BatchRequest = (Option<u32>, Option<u64>, Option<u32>);
 /// `submit --needs` to one host with a batch system: the needs become the resource
 /// request (cpus → cores, mem, gpu → GPUs), nothing is probed. Needs a batch system
 /// cannot be asked for are refused, naming them.
-pub fn as_batch_request(
-    needs: &Needs,
-    host: &str,
-) -> Result<BatchRequest, Error> {
+pub fn as_batch_request(needs: &Needs, host: &str) -> Result<BatchRequest, Error> {
     let mut other = Vec::new();
     if needs.disk.is_some() {
         other.push("disk");

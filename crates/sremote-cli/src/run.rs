@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// id (follow it with `sremote jobs log -f ID`).
     #[arg(long)]
     pub detach: bool,
+    /// Run in the project venv `<sremote dir>/venvs/NAME` on the host (its `python3` and
+    /// scripts first in PATH, `VIRTUAL_ENV` set); see `sremote install --venv`.
+    #[arg(long, value_name = "NAME")]
+    pub venv: Option<String>,
     /// Run on the best of the hosts named (a group, a list) that has what the work
     /// needs: KEY=VALUE,… of cpus, mem, disk, gpu, gpu-mem, load, python, module, label.
     #[arg(long, value_name = "KEY=VALUE,…")]
@@ -60,9 +64,16 @@ pub struct RunArgs {
 }
 
 /// Wraps the program: tells its pid (the process group) on stderr's first line, puts the
-/// configured path first in PATH, then becomes the program. `$1` nonce, `$2` path prefix.
-const WRAPPER: &str = r#"n=$1 p=$2; shift 2
+/// configured path first in PATH, activates a project venv, then becomes the program.
+/// `$1` nonce, `$2` path prefix, `$3` venv dir (relative: to the home directory; empty:
+/// none).
+const WRAPPER: &str = r#"n=$1 p=$2 v=$3; shift 3
 if [ -n "$p" ]; then PATH=$p:$PATH; export PATH; fi
+if [ -n "$v" ]; then
+  case $v in /*) ;; *) v=$HOME/$v ;; esac
+  [ -x "$v/bin/python3" ] || { echo "sremote: there is no venv $v on this host: create it with sremote install HOST --venv NAME PACKAGE" >&2; exit 127; }
+  VIRTUAL_ENV=$v PATH=$v/bin:$PATH; export VIRTUAL_ENV PATH
+fi
 printf 'sremote-run-%s %s\n' "$n" "$$" >&2
 exec "$@""#;
 
@@ -82,7 +93,20 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
+    if let Some(name) = &a.venv
+        && !sremote_core::valid_venv_name(name)
+    {
+        return Err(Error::Usage(format!(
+            "--venv {name:?} is not a venv name — use letters, digits, `_`, `.` and `-`"
+        )));
+    }
     if a.detach {
+        if let Some(name) = &a.venv {
+            return Err(Error::Usage(format!(
+                "--venv with --detach is not supported yet — name the venv's interpreter \
+                 instead: sremote run HOST --detach -- .sremote/venvs/{name}/bin/python3 …"
+            )));
+        }
         return detach(targets, a.argv, a.cwd, env, opts).await;
     }
     let (cancel_tx, cancel) = watch::channel(0u32);
@@ -90,6 +114,7 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
     let fan = targets.fanout;
     let stdin = !a.no_stdin && !fan;
     let job = Arc::new(Job {
+        venv: a.venv,
         argv: a.argv,
         cwd: a.cwd,
         env,
@@ -256,6 +281,8 @@ enum End {
 }
 
 struct Job {
+    /// The project venv's name, if any.
+    venv: Option<String>,
     argv: Vec<String>,
     cwd: Option<String>,
     env: Vec<(String, String)>,
@@ -288,8 +315,15 @@ impl Job {
         };
         let nonce = nonce();
         let path = spec.path.join(":");
+        let venv = match &self.venv {
+            Some(name) => format!(
+                "{}/venvs/{name}",
+                spec.endpoint_dir.as_deref().unwrap_or(".sremote")
+            ),
+            None => String::new(),
+        };
         let mut cmd = RemoteCommand::new("/bin/sh")
-            .args(["-c", WRAPPER, "sremote-run", &nonce, &path])
+            .args(["-c", WRAPPER, "sremote-run", &nonce, &path, &venv])
             .args(&self.argv);
         cmd.cwd = self.cwd.clone();
         for (k, v) in spec.env.iter().chain(self.env.iter().map(|(k, v)| (k, v))) {

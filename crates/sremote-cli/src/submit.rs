@@ -98,6 +98,10 @@ pub struct SubmitArgs {
     /// Wait for the job and print its value (like `sremote call`).
     #[arg(long)]
     pub wait: bool,
+    /// Work in the project venv `<sremote dir>/venvs/NAME` on the host (made by
+    /// `sremote install --venv NAME …`): Python runs its interpreter.
+    #[arg(long, value_name = "NAME")]
+    pub venv: Option<String>,
     /// Run on the best of the hosts named (a group, a list) that has what the work
     /// needs: KEY=VALUE,… of cpus, mem, disk, gpu, gpu-mem, load, python, module, label.
     /// To one host with a batch system: the resource request (cpus, mem, gpu).
@@ -262,6 +266,9 @@ async fn submit_on(
     };
     // By name: the same host again (config entry, group member or destination).
     let client = hosts::client(&spec.name, &plan.opts).await?;
+    if plan.a.venv.is_some() {
+        client.set_venv(plan.a.venv.as_deref())?;
+    }
     for line in &a.setup {
         client.add_setup(line);
     }

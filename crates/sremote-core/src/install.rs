@@ -34,24 +34,26 @@ pub struct InstallReport {
     pub output: String,
 }
 
-/// Shared start of the install scripts: `$1` is the sremote dir. Makes `$py` the venv's
-/// python3 (creating the venv with `python3 -m venv` when missing) and defines `pip_install`.
+/// Shared start of the install scripts: `$1` is the sremote dir, `$SREMOTE_VENV_DIR` the
+/// venv below it (`venv`, or `venvs/NAME` for a project's). Makes `$py` the venv's python3
+/// (creating the venv with `python3 -m venv` when missing) and defines `pip_install`.
 const VENV_PRELUDE: &str = r#"set -u
 umask 077
 d=$1
 case $d in /*) ;; *) d=$HOME/$d ;; esac
-py=$d/venv/bin/python3
+v=$d/${SREMOTE_VENV_DIR:-venv}
+py=$v/bin/python3
 created=0
 if [ ! -x "$py" ]; then
   if ! command -v python3 >/dev/null 2>&1; then
     echo "sremote: python3 is missing on this host (PATH=$PATH): install python3 with venv support and retry" >&2
     exit 71
   fi
-  mkdir -p -- "$d" && chmod 700 -- "$d" || { echo "sremote: cannot create $d" >&2; exit 70; }
-  echo "sremote: creating the venv $d/venv with $(command -v python3)" >&2
-  if ! python3 -m venv -- "$d/venv" >&2; then
-    rm -rf -- "$d/venv"
-    echo "sremote: 'python3 -m venv $d/venv' failed (on Debian and Ubuntu, install python3-venv)" >&2
+  mkdir -p -- "$d" "$(dirname -- "$v")" && chmod 700 -- "$d" || { echo "sremote: cannot create $d" >&2; exit 70; }
+  echo "sremote: creating the venv $v with $(command -v python3)" >&2
+  if ! python3 -m venv -- "$v" >&2; then
+    rm -rf -- "$v"
+    echo "sremote: 'python3 -m venv $v' failed (on Debian and Ubuntu, install python3-venv)" >&2
     exit 72
   fi
   created=1
@@ -131,7 +133,7 @@ fn tail(text: &str, max: usize) -> &str {
 impl<C: Connector> RemoteClient<C> {
     /// The sremote dir the endpoint on the host uses (absolute), asked from the endpoint
     /// itself (`sys.location`); this client's idea of it when the endpoint has no `sys`.
-    async fn endpoint_sremote_dir(&self) -> Result<String, Error> {
+    pub(crate) async fn endpoint_sremote_dir(&self) -> Result<String, Error> {
         match self.call::<Value>("sys", "location").await {
             Ok(out) => Ok(out.value["sremote"]
                 .as_str()
@@ -294,7 +296,12 @@ impl<C: Connector> RemoteClient<C> {
         what: &str,
     ) -> Result<InstallReport, Error> {
         let host = self.host().to_string();
+        let venv_dir = match self.venv() {
+            Some(name) => format!("venvs/{name}"),
+            None => "venv".to_string(),
+        };
         let cmd = cmd
+            .env("SREMOTE_VENV_DIR", venv_dir)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("PIP_NO_INPUT", "1")
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")

@@ -92,6 +92,10 @@ mod install;
 pub mod ship;
 #[cfg(feature = "client")]
 pub use install::InstallReport;
+#[cfg(feature = "client")]
+mod venv;
+#[cfg(feature = "client")]
+pub use venv::{VENV_ENV, VenvInfo, valid_venv_name};
 
 #[cfg(feature = "client")]
 pub mod bootstrap;

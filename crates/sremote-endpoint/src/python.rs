@@ -1,8 +1,9 @@
 //! The Python bridge: a module that is neither registered nor a plugin is imported in
 //! Python, when a `python3` is on the host.
 //!
-//! The interpreter is `<sremote>/venv/bin/python3` when that venv exists, else `python3` on
-//! `PATH`. It runs the bridge script (`python_bridge.py`, passed with `-c`), which speaks
+//! The interpreter is `<sremote>/venvs/NAME/bin/python3` when the call names a project
+//! venv (`$SREMOTE_VENV`, set by a client's `set_venv`), else `<sremote>/venv/bin/python3`
+//! when that venv exists, else `python3` on `PATH`. It runs the bridge script (`python_bridge.py`, passed with `-c`), which speaks
 //! line JSON on private copies of its stdin/stdout and captures fd 1 and fd 2 while a call
 //! runs. `py:NAME` always means the Python module NAME (e.g. `py:os`, which the built-in
 //! `os` module would otherwise shadow).
@@ -71,8 +72,40 @@ pub(crate) fn venv_python(location: &Location) -> PathBuf {
     location.sremote.join("venv").join("bin").join("python3")
 }
 
-/// The interpreter to use: the venv's, else `python3` on `PATH`; else why there is none.
+/// Set per call by a client that works in a project's venv (`RemoteClient::set_venv`):
+/// the interpreter is then `<sremote>/venvs/NAME/bin/python3`, and nothing else.
+pub(crate) const PROJECT_VENV_ENV: &str = "SREMOTE_VENV";
+
+/// A project venv's name: `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+fn venv_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// The interpreter to use: the project venv's when the call names one
+/// (`$SREMOTE_VENV`), else the endpoint's venv's, else `python3` on `PATH`; else why there
+/// is none.
 pub(crate) fn find(location: &Location) -> Result<PathBuf, String> {
+    if let Some(name) = std::env::var(PROJECT_VENV_ENV).ok().filter(|v| !v.is_empty()) {
+        if !venv_name(&name) {
+            return Err(format!(
+                "{PROJECT_VENV_ENV}={name:?} is not a venv name (use [A-Za-z0-9_.-], not starting with . or -)"
+            ));
+        }
+        let py = location.sremote.join("venvs").join(&name).join("bin").join("python3");
+        if is_executable(&py) {
+            return Ok(py);
+        }
+        return Err(format!(
+            "the venv {name} does not exist on this host (no {}); create it with \
+             `sremote install HOST --venv {name} PACKAGE…` (or `client.install_python_packages` \
+             after `set_venv`)",
+            py.display()
+        ));
+    }
     let venv = venv_python(location);
     if is_executable(&venv) {
         return Ok(venv);

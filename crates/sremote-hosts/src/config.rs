@@ -15,6 +15,7 @@
 //! setup = ["module load python/3.11", "source ~/envs/x/bin/activate"]
 //! login_shell = true                        # run setup and the endpoint in `bash -l`
 //! labels = ["a100", "bigmem"]               # for `--needs label=a100`
+//! venv = "myproj"                           # <sremote>/venvs/myproj for Python calls, jobs, installs
 //!
 //! [groups]
 //! gpu = ["perlmutter", "lab-gpu"]
@@ -136,6 +137,8 @@ pub struct HostSpec {
     pub login_shell: bool,
     /// Labels for `--needs label=NAME` (`labels = ["a100", "bigmem"]`).
     pub labels: Vec<String>,
+    /// The project venv calls, jobs and installs use (`venv = "myproj"`).
+    pub venv: Option<String>,
     /// Whether it comes from the config file.
     pub configured: bool,
 }
@@ -186,6 +189,7 @@ struct RawHost {
     login_shell: bool,
     #[serde(default)]
     labels: Vec<String>,
+    venv: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -212,6 +216,7 @@ const HOST_KEYS: &[&str] = &[
     "setup",
     "login_shell",
     "labels",
+    "venv",
 ];
 const PARTITION_KEYS: &[&str] = &["name", "cores", "max_time", "max_memory", "gpus"];
 
@@ -377,6 +382,15 @@ impl Config {
                 }
                 None => None,
             };
+            let venv = match h.venv {
+                Some(v) if !sremote_core::valid_venv_name(v.get_ref()) => {
+                    return Err(at(
+                        Some(v.span()),
+                        "venv: use letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
+                    ));
+                }
+                v => v.map(Spanned::into_inner),
+            };
             if let Some(bad) = h.setup.iter().find(|l| l.get_ref().contains('\0')) {
                 return Err(at(
                     Some(bad.span()),
@@ -406,6 +420,7 @@ impl Config {
                 setup: h.setup.into_iter().map(Spanned::into_inner).collect(),
                 login_shell: h.login_shell,
                 labels: h.labels,
+                venv,
                 configured: true,
             };
             cfg.hosts.insert(name, spec);

@@ -135,6 +135,10 @@ pub fn configured_client(spec: &HostSpec, connector: Arc<dyn Connector>) -> Clie
     if let Some(d) = &spec.endpoint_dir {
         client.set_sremote_dir(d);
     }
+    if spec.venv.is_some() {
+        // Checked when the config was read.
+        let _ = client.set_venv(spec.venv.as_deref());
+    }
     if !spec.setup.is_empty() || spec.login_shell {
         client.set_setup(spec.setup.iter().cloned());
         client.set_login_shell(spec.login_shell);

@@ -277,7 +277,7 @@ impl Client {
     #[new]
     #[pyo3(signature = (host=None, *, ssh_config=None, config=None, timeout=None,
                         auto_bootstrap=true, mode=None, user=None, password=None, token=None, ca=None,
-                        setup=None, login_shell=None))]
+                        setup=None, login_shell=None, venv=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -293,6 +293,7 @@ impl Client {
         ca: Option<String>,
         setup: Option<Vec<String>>,
         login_shell: Option<bool>,
+        venv: Option<String>,
     ) -> PyResult<Client> {
         let local = pyo3::types::PyString::new(py, "local").into_any();
         let host = host.unwrap_or(&local);
@@ -324,6 +325,9 @@ impl Client {
         if let Some(m) = mode {
             client.client.set_call_mode(mode_of(&m)?);
         }
+        if venv.is_some() {
+            client.client.set_venv(venv.as_deref()).map_err(to_py)?;
+        }
         // After the hosts config's `setup` lines (configured_client applied those).
         for line in setup.unwrap_or_default() {
             if line.contains('\0') {
@@ -344,6 +348,13 @@ impl Client {
     #[getter]
     fn setup(&self) -> Vec<String> {
         self.client.setup().lines
+    }
+
+    /// The project venv (`<sremote dir>/venvs/NAME`) Python calls, jobs and installs use;
+    /// `None`: the endpoint's own.
+    #[getter]
+    fn venv(&self) -> Option<String> {
+        self.client.venv()
     }
 
     /// Whether the setup and the endpoint run in a login shell (`bash -l`).
