@@ -58,6 +58,8 @@ pub struct Client {
     pub(crate) spec: HostSpec,
     timeout: Mutex<Option<Duration>>,
     closed: AtomicBool,
+    /// How the host was chosen from a pool (`needs=`), as JSON.
+    placement: Mutex<Option<String>>,
 }
 
 fn mode_of(name: &str) -> PyResult<CallMode> {
@@ -77,6 +79,12 @@ fn mode_of(name: &str) -> PyResult<CallMode> {
 /// Resolve a host name as the CLI does: a name from the hosts config, else `local`, an
 /// ssh destination or a `newt+https://` URL.
 fn resolve(py: Python<'_>, host: &str, config: Option<&str>) -> PyResult<HostSpec> {
+    Ok(load_config(py, config)?.host(host))
+}
+
+/// The hosts config: `config=`, else `$SREMOTE_CONFIG`, else the default path; its
+/// warnings become Python warnings.
+fn load_config(py: Python<'_>, config: Option<&str>) -> PyResult<Config> {
     // `config=`, else `$SREMOTE_CONFIG` (as the CLI's --config), else the default path.
     let explicit = config.map(std::path::PathBuf::from).or_else(|| {
         std::env::var_os("SREMOTE_CONFIG")
@@ -90,7 +98,7 @@ fn resolve(py: Python<'_>, host: &str, config: Option<&str>) -> PyResult<HostSpe
             warnings.call_method1("warn", (w.as_str(),))?;
         }
     }
-    Ok(cfg.host(host))
+    Ok(cfg)
 }
 
 impl Client {
@@ -131,6 +139,7 @@ impl Client {
             spec,
             timeout: Mutex::new(None),
             closed: AtomicBool::new(false),
+            placement: Mutex::new(None),
         }
     }
 
@@ -277,7 +286,7 @@ impl Client {
     #[new]
     #[pyo3(signature = (host=None, *, ssh_config=None, config=None, timeout=None,
                         auto_bootstrap=true, mode=None, user=None, password=None, token=None, ca=None,
-                        setup=None, login_shell=None, venv=None))]
+                        setup=None, login_shell=None, venv=None, needs=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -294,6 +303,7 @@ impl Client {
         setup: Option<Vec<String>>,
         login_shell: Option<bool>,
         venv: Option<String>,
+        needs: Option<Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Client> {
         let local = pyo3::types::PyString::new(py, "local").into_any();
         let host = host.unwrap_or(&local);
@@ -304,7 +314,15 @@ impl Client {
                 CoreClient::new(c.connector.clone() as Arc<dyn Connector>),
                 spec,
             )
-        } else if let Ok(name) = host.extract::<String>() {
+        } else if let Ok(mut name) = host.extract::<String>() {
+            let mut placement = None;
+            if let Some(needs) = &needs {
+                let needs = crate::placement::parse(needs)?;
+                let cfg = load_config(py, config.as_deref())?;
+                let p = crate::placement::choose(py, &name, &needs, &cfg, ssh_config.as_deref())?;
+                name = p.chosen.clone();
+                placement = Some(p.to_json()["placement"].to_string());
+            }
             let opts = ConnectOpts {
                 user,
                 ssh_config,
@@ -313,7 +331,9 @@ impl Client {
                 token,
                 ca,
             };
-            Client::connect_host(py, &name, &opts)?
+            let client = Client::connect_host(py, &name, &opts)?;
+            *client.placement.lock().unwrap_or_else(|p| p.into_inner()) = placement;
+            client
         } else {
             return Err(PyTypeError::new_err(
                 "Client(host): give a host name ('local', 'user@host', 'newt+https://…', a \
@@ -348,6 +368,19 @@ impl Client {
     #[getter]
     fn setup(&self) -> Vec<String> {
         self.client.setup().lines
+    }
+
+    /// How the host was chosen from a pool with `needs=` (`chosen`, `reason`, every
+    /// candidate's figures and what it lacks), else `None`.
+    #[getter]
+    fn placement<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let text = self
+            .placement
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        text.map(|t| py.import("json")?.call_method1("loads", (t,)))
+            .transpose()
     }
 
     /// The project venv (`<sremote dir>/venvs/NAME`) Python calls, jobs and installs use;

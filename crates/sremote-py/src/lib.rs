@@ -12,6 +12,7 @@ mod connectors;
 mod errors;
 mod jobs;
 mod ops;
+mod placement;
 mod runtime;
 mod values;
 

@@ -37,7 +37,7 @@ def test_results_output_reattach_and_listing(local_client, jobhosts):
     assert c.job(job.id).get_results(timeout=10)[0] == 70
     assert job.id in [j.id for j in c.jobs(state="succeeded")]
     # The CLI lists it from the same store, and collects it.
-    listed = json.loads(cli(jobhosts[0], "jobs", "ls", "--json").stdout)
+    listed = [json.loads(line) for line in cli(jobhosts[0], "jobs", "ls", "--json").stdout.splitlines()]
     assert any(r["id"] == job.id and r["name"] == "mul-" + tag for r in listed), listed
     assert not job.record()["processed"]
     assert cli(jobhosts[0], "jobs", "result", job.id).stdout.strip() == "70"
@@ -189,7 +189,7 @@ def test_expyre_numpy_sum_through_slurm(ssh_client, slurm, jobhosts):
     value, stdout, stderr = job.get_results(timeout=600)
     assert value == [2, 4]
     job.mark_processed()
-    listed = json.loads(cli(jobhosts[0], "jobs", "ls", "--json").stdout)
+    listed = [json.loads(line) for line in cli(jobhosts[0], "jobs", "ls", "--json").stdout.splitlines()]
     mine = [r for r in listed if r["id"] == job.id]
     assert mine and mine[0]["processed"] and mine[0]["scheduler"] == "slurm", mine
     # A partition list: the smallest fitting one of those the cluster has (from sinfo).
