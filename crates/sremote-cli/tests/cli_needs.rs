@@ -232,3 +232,42 @@ fn probe_answers_are_cached_briefly() {
         text(&fresh.stdout)
     );
 }
+
+/// The pick's overhead (BENCHMARKS.md, "Run where it fits"): a whole `sremote run` with
+/// `--needs` over three hosts against a plain `run` on one, probes cached and not.
+/// `cargo nextest run -p sremote-cli --test cli_needs --run-ignored only --no-capture`
+#[test]
+#[ignore = "a measurement, not a test"]
+fn measure_the_pick_overhead() {
+    let p = pool();
+    let c = &p.client;
+    let median = |args: &[&str], env: &[(&str, &str)]| {
+        let mut times: Vec<f64> = (0..9)
+            .map(|_| {
+                let mut cmd = c.command(args);
+                for (k, v) in env {
+                    cmd.env(k, v);
+                }
+                let t = std::time::Instant::now();
+                let out = cmd.output().unwrap();
+                assert!(out.status.success(), "{}", text(&out.stderr));
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let cache = p.client.home.path().join("cache").display().to_string();
+    let plain = median(&["run", "b", "--", "true"], &[]);
+    let fresh = median(&["run", "a,b,c", "--needs", "cpus=1", "--", "true"], &[]);
+    let cached = median(
+        &["run", "a,b,c", "--needs", "cpus=1", "--", "true"],
+        &[("SREMOTE_PROBE_CACHE", "60"), ("XDG_CACHE_HOME", &cache)],
+    );
+    println!(
+        "plain run on one host: {plain:.0} ms; run --needs over 3 hosts: {fresh:.0} ms ({:.2}x), \
+         with cached probes: {cached:.0} ms ({:.2}x)",
+        fresh / plain,
+        cached / plain
+    );
+}
