@@ -27,6 +27,33 @@ struct Pool {
     client: Client,
     _hosts: [Sshd; 3],
     _silent: std::net::TcpListener,
+    _small: Tmpfs,
+}
+
+/// A 64 MiB tmpfs: a home directory with little free disk.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount a tmpfs (as root): {}",
+            text(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 fn pool() -> Pool {
@@ -38,6 +65,7 @@ fn pool() -> Pool {
     let work = tempfile::tempdir().unwrap().keep();
     let big = gpu_stub(&work.join("big"), 8192);
     let small = gpu_stub(&work.join("small"), 1024);
+    let small_home = Tmpfs::mount(&work.join("small-home"));
     let mods = work.join("mods");
     std::fs::create_dir_all(&mods).unwrap();
     std::fs::write(
@@ -53,12 +81,16 @@ fn pool() -> Pool {
         "{}labels = [\"bigmem\"]\nenv = {{ WHO = \"a\" }}\n\
          {}path = [\"{big}\"]\nenv = {{ WHO = \"b\" }}\n\
          {}path = [\"{small}\"]\nenv = {{ WHO = \"c\", PYTHONPATH = \"{}\" }}\n\
+         [hosts.small]\ndestination = \"{}\"\nssh_config = \"{}\"\nenv = {{ HOME = \"{}\" }}\n\
          [hosts.gone]\ndestination = \"ssh://root@127.0.0.1:{port}\"\nssh_config = \"{}\"\n\
          [groups]\nlab = [\"a\", \"b\", \"c\", \"gone\"]\n",
         ssh_host("a", &a.alias, &a.ssh_config),
         ssh_host("b", &b.alias, &b.ssh_config),
         ssh_host("c", &c.alias, &c.ssh_config),
         mods.display(),
+        a.alias,
+        a.ssh_config.display(),
+        small_home.0.display(),
         a.ssh_config.display(),
     );
     let mut client = Client::new(&config);
@@ -70,6 +102,7 @@ fn pool() -> Pool {
         client,
         _hosts: hosts,
         _silent: silent,
+        _small: small_home,
     }
 }
 
@@ -192,6 +225,25 @@ fn no_host_fits_says_what_each_lacks_and_bad_needs_are_usage_errors() {
         );
     }
     assert!(err.contains("gone  no answer within 4s"), "{err}");
+    // Free disk of the home directory's file system: the 64 MiB tmpfs lacks it.
+    let out = c.run(&["probe", "small,b", "--needs", "disk=100M"]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        table.contains("b*") && table.contains("disk: 64.0 MiB free, 100.0 MiB needed"),
+        "{table}"
+    );
+    let out = c.run(&[
+        "run",
+        "small,b",
+        "--needs",
+        "disk=100M",
+        "--",
+        "sh",
+        "-c",
+        "echo $WHO",
+    ]);
+    assert_eq!(text(&out.stdout), "b\n", "{}", text(&out.stderr));
     let out = c.run(&["probe", "@lab", "--needs", "cpus=100000"]);
     assert_eq!(out.status.code(), Some(1));
     for bad in ["gpu-mem", "colour=red", "mem=lots"] {
