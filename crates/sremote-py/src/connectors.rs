@@ -61,7 +61,10 @@ impl PyLocalConnector {
 }
 
 /// An ssh host through the system `ssh` (your config, agent, ProxyJump apply); one
-/// authenticated connection for every call and transfer.
+/// authenticated connection for every call and transfer. `persist="4h"` (or seconds, or
+/// True for 10 minutes) keeps the login for later programs; `prompt=f` answers password
+/// or one-time-code prompts (`f(prompt_text) -> answer or None`); without it ssh asks on
+/// the terminal, if there is one.
 #[pyclass(module = "sremote._sremote", name = "SshConnector", extends = PyConnector, frozen)]
 pub struct PySshConnector;
 
@@ -69,7 +72,8 @@ pub struct PySshConnector;
 impl PySshConnector {
     #[new]
     #[pyo3(signature = (destination, *, ssh_config=None, port=None, user=None, keyfile=None,
-                        known_hosts=None, strict_host_keys=None, connect_timeout=None))]
+                        known_hosts=None, strict_host_keys=None, connect_timeout=None,
+                        persist=None, prompt=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -81,6 +85,8 @@ impl PySshConnector {
         known_hosts: Option<std::path::PathBuf>,
         strict_host_keys: Option<bool>,
         connect_timeout: Option<f64>,
+        persist: Option<&Bound<'_, PyAny>>,
+        prompt: Option<Py<PyAny>>,
     ) -> PyResult<PyClassInitializer<PySshConnector>> {
         sremote_hosts::connect::check_destination(&destination).map_err(to_py)?;
         let mut b = SshConnector::builder();
@@ -108,6 +114,12 @@ impl PySshConnector {
         }
         if let Some(t) = crate::asyncres::seconds(connect_timeout)? {
             b = b.connect_timeout(t);
+        }
+        if let Some(p) = persist {
+            b = b.persist(Some(persist_of(p)?));
+        }
+        if let Some(f) = prompt {
+            b = b.prompt(prompt_of(f));
         }
         let ssh = runtime::wait_all(py, b.connect(&destination))?.map_err(|e| to_py(e.into()))?;
         Ok(connector(ssh).add_subclass(PySshConnector))
@@ -161,4 +173,36 @@ impl PyNewtConnector {
         };
         Ok(connector(c).add_subclass(PyNewtConnector))
     }
+}
+
+/// `persist=`: seconds, a duration text ("10m", "4h", "0"), or True (10 minutes) / False.
+fn persist_of(v: &Bound<'_, PyAny>) -> PyResult<std::time::Duration> {
+    use sremote_hosts::connect;
+    let bad = |what: String| pyo3::exceptions::PyValueError::new_err(what);
+    if let Ok(b) = v.extract::<bool>() {
+        return Ok(if b {
+            connect::DEFAULT_PERSIST
+        } else {
+            std::time::Duration::ZERO
+        });
+    }
+    if let Ok(text) = v.extract::<String>() {
+        return connect::parse_persist(&text).map_err(bad);
+    }
+    let secs = v.extract::<f64>().map_err(|_| {
+        bad("persist=: give seconds, a duration such as '4h', or True/False".into())
+    })?;
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| bad(format!("persist={secs}: not a duration")))
+}
+
+/// `prompt=`: a callable given the prompt text (a password, a one-time code) that returns
+/// the answer, or None to give up. Called from another thread, with the GIL.
+fn prompt_of(f: Py<PyAny>) -> sremote_ssh::Prompt {
+    sremote_ssh::Prompt::new(move |text| {
+        Python::attach(|py| {
+            let answer = f.call1(py, (text,)).ok()?;
+            answer.bind(py).extract::<Option<String>>().ok().flatten()
+        })
+    })
 }
