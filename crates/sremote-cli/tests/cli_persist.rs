@@ -194,3 +194,37 @@ fn the_persisted_master_answers_ssh_o_check() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     ok(&c, &["disconnect", "--all"]);
 }
+
+#[test]
+fn a_master_whose_host_went_away_is_replaced() {
+    let sshd = Sshd::start().unwrap();
+    let c = client(&sshd, "");
+    ok(&c, &["exec", "h", "--", "true"]);
+    sshd.kill_sessions(); // the host side of the master's connection dies
+    let started = Instant::now();
+    ok(&c, &["exec", "h", "--", "true"]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(accepted(&sshd), 2, "{}", sshd.log());
+    assert_eq!(connections(&c).len(), 1);
+    ok(&c, &["disconnect", "--all"]);
+}
+
+#[test]
+fn a_control_directory_others_can_enter_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start().unwrap();
+    let c = client(&sshd, "");
+    let dir = control_dir(&c);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = c.run(&["exec", "h", "--", "true"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("refusing the control socket directory") && err.contains("755"),
+        "{err}"
+    );
+    assert_eq!(accepted(&sshd), 0);
+    // --no-persist needs no control directory.
+    ok(&c, &["--no-persist", "exec", "h", "--", "true"]);
+}
