@@ -68,6 +68,7 @@ fn on_terminal(mut cmd: Command, answer: &str) -> (ExitStatus, String, usize) {
         });
     }
     let mut child = cmd.spawn().unwrap();
+    drop(cmd); // it holds copies of the terminal's slave side
     drop(slave);
     let shown = Arc::new(Mutex::new(String::new()));
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
@@ -75,8 +76,7 @@ fn on_terminal(mut cmd: Command, answer: &str) -> (ExitStatus, String, usize) {
     let (seen, answer) = (shown.clone(), format!("{answer}\n"));
     let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = count.clone();
-    // Not joined: the backgrounded ssh master may keep the terminal open.
-    std::thread::spawn(move || {
+    let reader_thread = std::thread::spawn(move || {
         let (mut buf, mut prompts) = ([0u8; 4096], 0);
         while let Ok(n) = reader.read(&mut buf) {
             if n == 0 {
@@ -104,7 +104,16 @@ fn on_terminal(mut cmd: Command, answer: &str) -> (ExitStatus, String, usize) {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    std::thread::sleep(Duration::from_millis(300)); // the last output
+    // Everything that had the terminal open has closed it (the persisted ssh master
+    // too: it does not keep the terminal it asked on), so the reader sees its end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader_thread.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "something keeps the terminal open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let prompts = count.load(std::sync::atomic::Ordering::SeqCst);
     let out = shown.lock().unwrap().clone();
     (status, out, prompts)
