@@ -451,6 +451,19 @@ impl Session {
         Ok(session)
     }
 
+    /// Why a dead session cannot take `action`: a protocol error when its stream was
+    /// garbled, else a disconnect with the reason (`otherwise` when none was recorded).
+    fn death_error(&self, action: &str, otherwise: &str) -> SessionError {
+        match lock(&self.death).clone() {
+            Some((true, why)) => SessionError::Protocol {
+                detail: why,
+                received: String::new(),
+            },
+            Some((false, why)) => SessionError::Transport(disconnected(&self.host, action, why)),
+            None => SessionError::Transport(disconnected(&self.host, action, otherwise)),
+        }
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
     }
@@ -482,20 +495,7 @@ impl Session {
         control: Option<&crate::call::CallControl>,
     ) -> Result<Answer, SessionError> {
         if !self.is_alive() {
-            return Err(match lock(&self.death).clone() {
-                Some((true, why)) => SessionError::Protocol {
-                    detail: why,
-                    received: String::new(),
-                },
-                Some((false, why)) => {
-                    SessionError::Transport(disconnected(&self.host, action, why))
-                }
-                None => SessionError::Transport(disconnected(
-                    &self.host,
-                    action,
-                    "the session is closed",
-                )),
-            });
+            return Err(self.death_error(action, "the session is closed"));
         }
         let head = frame::message_head(FrameKind::Request, json, attachments).map_err(|e| {
             SessionError::Protocol {
@@ -520,13 +520,10 @@ impl Session {
         }
         let mut guard = Forget(&self.pending, id, true);
         // The reader marks the session dead before it fails the pending calls: a call
-        // registered after that must notice here, or it would wait forever.
+        // registered after that must notice here, or it would wait forever — and be told
+        // why it died (a garbled stream is a protocol error, not a disconnect).
         if !self.is_alive() {
-            return Err(SessionError::Transport(disconnected(
-                &self.host,
-                action,
-                "the session ended",
-            )));
+            return Err(self.death_error(action, "the session ended"));
         }
         {
             // Under the writer lock, so a Cancel frame can only follow the request.
@@ -536,15 +533,18 @@ impl Session {
             {
                 return Err(SessionError::Cancelled);
             }
-            write_locked(&mut w, &self.alive, &self.host, action, &head, attachments).await?;
+            if let Err(e) =
+                write_locked(&mut w, &self.alive, &self.host, action, &head, attachments).await
+            {
+                return Err(match lock(&self.death).is_some() {
+                    true => self.death_error(action, "the session ended"),
+                    false => e,
+                });
+            }
         }
-        let answer = rx.await.unwrap_or_else(|_| {
-            Err(SessionError::Transport(disconnected(
-                &self.host,
-                action,
-                "the session ended",
-            )))
-        });
+        let answer = rx
+            .await
+            .unwrap_or_else(|_| Err(self.death_error(action, "the session ended")));
         guard.2 = false;
         answer
     }
