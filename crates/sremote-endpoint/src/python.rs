@@ -89,13 +89,21 @@ fn venv_name(name: &str) -> bool {
 /// (`$SREMOTE_VENV`), else the endpoint's venv's, else `python3` on `PATH`; else why there
 /// is none.
 pub(crate) fn find(location: &Location) -> Result<PathBuf, String> {
-    if let Some(name) = std::env::var(PROJECT_VENV_ENV).ok().filter(|v| !v.is_empty()) {
+    if let Some(name) = std::env::var(PROJECT_VENV_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         if !venv_name(&name) {
             return Err(format!(
                 "{PROJECT_VENV_ENV}={name:?} is not a venv name (use [A-Za-z0-9_.-], not starting with . or -)"
             ));
         }
-        let py = location.sremote.join("venvs").join(&name).join("bin").join("python3");
+        let py = location
+            .sremote
+            .join("venvs")
+            .join(&name)
+            .join("bin")
+            .join("python3");
         if is_executable(&py) {
             return Ok(py);
         }
