@@ -1,0 +1,53 @@
+"""SshConnector(persist=..., prompt=...): one login shared with later programs, and
+answering login prompts from Python, against the testkit's sshd."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+import sremote
+
+
+@pytest.fixture
+def control_dir(monkeypatch):
+    # Short: the control socket's path must fit in a unix socket address.
+    d = tempfile.mkdtemp(prefix="srp", dir="/tmp")
+    monkeypatch.setenv("SREMOTE_CONTROL_DIR", os.path.join(d, "ctl"))
+    yield os.path.join(d, "ctl")
+    for name in os.listdir(os.path.join(d, "ctl")) if os.path.isdir(os.path.join(d, "ctl")) else []:
+        path = os.path.join(d, "ctl", name)
+        if "." not in name:
+            subprocess.run(["ssh", "-S", path, "-O", "exit", "x"], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_persisted_login_outlives_its_connector(sshd, control_dir):
+    calls = []
+
+    def never(prompt):  # a key login: nothing to answer
+        calls.append(prompt)
+        return None
+
+    c = sremote.SshConnector(sshd.alias, ssh_config=sshd.ssh_config, persist="1m", prompt=never)
+    client = sremote.Client(c)
+    assert client.exec(["true"]).returncode == 0
+    del client, c
+    sockets = [n for n in os.listdir(control_dir) if "." not in n]
+    assert len(sockets) == 1, os.listdir(control_dir)
+    check = subprocess.run(["ssh", "-S", os.path.join(control_dir, sockets[0]), "-O", "check", "x"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert oct(os.stat(control_dir).st_mode & 0o777) == "0o700"
+    # The next connector reuses it.
+    again = sremote.SshConnector(sshd.alias, ssh_config=sshd.ssh_config, persist=60)
+    assert sremote.Client(again).exec(["true"]).returncode == 0
+    assert [n for n in os.listdir(control_dir) if "." not in n] == sockets
+    assert calls == []
+
+
+def test_bad_persist_values_are_refused(sshd):
+    with pytest.raises(ValueError, match="not a duration"):
+        sremote.SshConnector(sshd.alias, ssh_config=sshd.ssh_config, persist="soon")
