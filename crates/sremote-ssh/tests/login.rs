@@ -137,3 +137,41 @@ async fn persisted_master_is_shared_and_outlives_the_connector() {
     assert!(sremote_ssh::connections().await.unwrap().is_empty());
     assert!(!socket.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_the_user_runs_is_reused_and_left_running() {
+    let sshd = Sshd::start().unwrap();
+    let socket = sshd.dir.join("user-mux");
+    let config = sshd.dir.join("ssh_config_mux");
+    let base = std::fs::read_to_string(&sshd.ssh_config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}  ControlMaster auto\n  ControlPath {}\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let ssh = |args: &[&str]| {
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&config)
+            .args(args)
+            .arg(&sshd.alias)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(ssh(&["-MNf"]).status.success());
+    let c = SshConnector::builder()
+        .config_file(&config)
+        .connect(&sshd.alias)
+        .await
+        .unwrap();
+    assert_eq!(c.control_socket(), socket);
+    c.exec(&RemoteCommand::new("true")).await.unwrap();
+    drop(c);
+    assert_eq!(accepted(&sshd), 1, "{}", sshd.log());
+    assert!(ssh(&["-O", "check"]).status.success(), "still running");
+    assert!(ssh(&["-O", "exit"]).status.success());
+}
