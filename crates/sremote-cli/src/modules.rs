@@ -32,9 +32,8 @@ pub struct ModulesArgs {
     pub check: Vec<String>,
 }
 
-/// Run on the host's Python (shipped with the call): its packages, and which of the
-/// names given can be imported (found, not imported: nothing of theirs runs).
-const PROBE_PY: &str = r#"import importlib.metadata, importlib.util, sys
+/// Run on the host's Python (shipped with the call): its packages.
+const PROBE_PY: &str = r#"import importlib.metadata, sys
 
 
 def packages():
@@ -49,15 +48,6 @@ def packages():
         "packages": [{"name": n, "version": found[n]} for n in sorted(found, key=str.lower)],
     }
 
-
-def importable(names):
-    out = {}
-    for n in names:
-        try:
-            out[n] = importlib.util.find_spec(n) is not None
-        except (ImportError, ValueError):
-            out[n] = False
-    return out
 "#;
 
 const PROBE_MODULE: &str = "sremote_cli_modules";
@@ -152,12 +142,9 @@ async fn checked(client: &Client, endpoint: &[&Value], names: &[String]) -> Resu
     let importable: Value = if ask.is_empty() {
         json!({})
     } else {
-        client
-            .call(PROBE_MODULE, "importable")
-            .arg(&ask)
-            .code([probe_code()])
-            .await?
-            .value
+        let ask: Vec<String> = ask.into_iter().cloned().collect();
+        serde_json::to_value(sremote_hosts::place::importable(client, &ask).await?)
+            .unwrap_or_default()
     };
     let mut found = serde_json::Map::new();
     let mut missing = Vec::new();

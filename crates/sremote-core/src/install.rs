@@ -99,12 +99,7 @@ printf 'sremote-install: created=%s python=%s\n' "$created" "$py"
 
 /// A plugin name as the endpoint accepts it: `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
 fn valid_plugin_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with(['.', '-'])
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    crate::protocol::is_plain_name(name)
 }
 
 /// `name` as a Python import path, when it can be one (`my-pkg` → `my_pkg`).

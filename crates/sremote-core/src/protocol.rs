@@ -22,6 +22,18 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Version of the sremote crates (client and endpoint are released together).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A name that becomes one file name under the sremote dir on the host (a plugin module,
+/// a git clone, a project venv): `[A-Za-z0-9_.-]`, 1 to 255 bytes, not starting with `.`
+/// or `-` — so it can never be `..`, a path or an option.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// A call request: run `module.function(*args, **kwargs)` on the host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

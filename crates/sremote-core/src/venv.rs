@@ -27,14 +27,10 @@ pub struct VenvInfo {
     pub packages: Vec<(String, String)>,
 }
 
-/// A venv name: `[A-Za-z0-9_.-]`, at most 100 bytes, not starting with `.` or `-`.
+/// A venv name: `[A-Za-z0-9_.-]`, not starting with `.` or `-`
+/// ([`is_plain_name`](crate::protocol::is_plain_name)).
 pub fn valid_venv_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 100
-        && !name.starts_with(['.', '-'])
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    crate::protocol::is_plain_name(name)
 }
 
 /// `$1` sremote dir: one JSON line per venv (name, python, version, packages).

@@ -76,15 +76,6 @@ pub(crate) fn venv_python(location: &Location) -> PathBuf {
 /// the interpreter is then `<sremote>/venvs/NAME/bin/python3`, and nothing else.
 pub(crate) const PROJECT_VENV_ENV: &str = "SREMOTE_VENV";
 
-/// A project venv's name: `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
-fn venv_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(['.', '-'])
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
 /// The interpreter to use: the project venv's when the call names one
 /// (`$SREMOTE_VENV`), else the endpoint's venv's, else `python3` on `PATH`; else why there
 /// is none.
@@ -93,7 +84,7 @@ pub(crate) fn find(location: &Location) -> Result<PathBuf, String> {
         .ok()
         .filter(|v| !v.is_empty())
     {
-        if !venv_name(&name) {
+        if !sremote_core::protocol::is_plain_name(&name) {
             return Err(format!(
                 "{PROJECT_VENV_ENV}={name:?} is not a venv name (use [A-Za-z0-9_.-], not starting with . or -)"
             ));

@@ -92,6 +92,20 @@ def importable(names):
     return out
 "#;
 
+/// Which of `names` the host's Python can import (found, not imported: nothing of theirs
+/// runs) — one call with a small shipped module.
+pub async fn importable(
+    client: &Client,
+    names: &[String],
+) -> Result<BTreeMap<String, bool>, Error> {
+    Ok(client
+        .call("sremote_place", "importable")
+        .arg(names)
+        .code([ShippedModule::new("sremote_place", IMPORTABLE_PY)])
+        .await?
+        .value)
+}
+
 /// Probe one host for placement: `sys.probe`, the best of three round trips, and the
 /// needed modules (one shipped call).
 pub async fn probe_host(
@@ -109,13 +123,7 @@ pub async fn probe_host(
     }
     let mut modules = BTreeMap::new();
     if !needs.modules.is_empty() {
-        modules = client
-            .call("sremote_place", "importable")
-            .arg(&needs.modules)
-            .code([ShippedModule::new("sremote_place", IMPORTABLE_PY)])
-            .await
-            .map(|o| o.value)
-            .unwrap_or_default();
+        modules = importable(client, &needs.modules).await.unwrap_or_default();
     }
     Ok(HostFacts {
         probe,
