@@ -503,11 +503,8 @@ fn submit_job(
     let hosts_config = std::env::var_os("SREMOTE_CONFIG")
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from);
-    let reach = sremote_hosts::connect::reach_of(
-        &spec,
-        core.connector().as_ref(),
-        hosts_config.as_deref(),
-    );
+    let reach =
+        sremote_hosts::connect::reach_of(&spec, core.connector().as_ref(), hosts_config.as_deref());
     let fut = async move {
         if scheduler == Scheduler::Slurm && allowed.len() != 1 && config.partitions.is_empty() {
             // No partitions configured: the smallest that fits from sinfo, as the CLI does.
