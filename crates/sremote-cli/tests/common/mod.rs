@@ -2,6 +2,8 @@
 //! config, output as text.
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
