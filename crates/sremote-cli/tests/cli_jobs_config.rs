@@ -3,8 +3,7 @@
 //! otherwise), flags win over the config, and bad config values are clear errors.
 mod common;
 
-use std::process::Command;
-
+use common::partition::HiddenPartition;
 use common::{Client, text};
 use serde_json::Value;
 use sremote_testkit::slurm::Slurm;
@@ -82,44 +81,6 @@ partitions = [{ name = "small", cores = 2, max_time = "1h", max_memory = "4G" }]
     );
 }
 
-/// A hidden Slurm partition for this test only (`sinfo` without `-a` does not list it, so
-/// tests that discover partitions never pick it); its jobs cancelled and it deleted on drop.
-struct TestPartition(String);
-
-impl TestPartition {
-    fn create(node: &str, max_minutes: u32) -> TestPartition {
-        let name = format!("srtiny{}", std::process::id());
-        let out = Command::new("scontrol")
-            .args([
-                "create",
-                &format!("PartitionName={name}"),
-                &format!("Nodes={node}"),
-                &format!("MaxTime={max_minutes}"),
-                "State=UP",
-                "Hidden=YES",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        TestPartition(name)
-    }
-}
-
-impl Drop for TestPartition {
-    fn drop(&mut self) {
-        let _ = Command::new("scancel").args(["-p", &self.0]).output();
-        for _ in 0..50 {
-            let out = Command::new("scontrol")
-                .args(["delete", &format!("PartitionName={}", self.0)])
-                .output();
-            if out.is_ok_and(|o| o.status.success()) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    }
-}
-
 #[test]
 fn config_scheduler_and_smallest_fitting_partition_reach_slurm() {
     let slurm = match Slurm::start() {
@@ -130,7 +91,7 @@ fn config_scheduler_and_smallest_fitting_partition_reach_slurm() {
         }
         Err(e) => panic!("{e}"),
     };
-    let tiny = TestPartition::create(&slurm.node, 5);
+    let tiny = HiddenPartition::create("tiny", &slurm.node, &["MaxTime=5", "State=UP"]);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     // No --slurm flag anywhere below: the config's scheduler is used.
     let c = client(&format!(

@@ -4,48 +4,10 @@
 //! accounting says CANCELLED) before removing it.
 mod common;
 
-use std::process::Command;
-
+use common::partition::HiddenPartition;
 use common::{Client, text};
 use serde_json::Value;
 use sremote_testkit::slurm::Slurm;
-
-/// A hidden partition that is DOWN: jobs submitted to it stay PENDING. Its jobs are
-/// cancelled and it is deleted on drop.
-struct DownPartition(String);
-
-impl DownPartition {
-    fn create(node: &str) -> DownPartition {
-        let name = format!("srdown{}", std::process::id());
-        let out = Command::new("scontrol")
-            .args([
-                "create",
-                &format!("PartitionName={name}"),
-                &format!("Nodes={node}"),
-                "State=DOWN",
-                "Hidden=YES",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        DownPartition(name)
-    }
-}
-
-impl Drop for DownPartition {
-    fn drop(&mut self) {
-        let _ = Command::new("scancel").args(["-p", &self.0]).output();
-        for _ in 0..50 {
-            let out = Command::new("scontrol")
-                .args(["delete", &format!("PartitionName={}", self.0)])
-                .output();
-            if out.is_ok_and(|o| o.status.success()) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    }
-}
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout)
@@ -62,7 +24,8 @@ fn rm_of_a_queued_slurm_job_refuses_and_rm_cancel_cancels_it_in_slurm() {
         }
         Err(e) => panic!("{e}"),
     };
-    let down = DownPartition::create(&slurm.node);
+    // DOWN: jobs submitted to it stay PENDING.
+    let down = HiddenPartition::create("down", &slurm.node, &["State=DOWN"]);
     let mut c = Client::new("[hosts.cluster]\nconnector = \"local\"\nscheduler = \"slurm\"\n");
     let db = c.home.path().join("jobs.sqlite3");
     c.env
