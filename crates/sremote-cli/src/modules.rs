@@ -139,17 +139,17 @@ async fn list(client: &Client, endpoint: &[&Value]) -> Outcome {
 async fn checked(client: &Client, endpoint: &[&Value], names: &[String]) -> Result<Outcome, Error> {
     let is_endpoint = |n: &str| endpoint.iter().any(|m| m["name"] == n);
     let ask: Vec<&String> = names.iter().filter(|n| !is_endpoint(n)).collect();
-    let importable: Value = if ask.is_empty() {
-        json!({})
-    } else {
-        let ask: Vec<String> = ask.into_iter().cloned().collect();
-        serde_json::to_value(sremote_hosts::place::importable(client, &ask).await?)
-            .unwrap_or_default()
+    let importable = match ask.is_empty() {
+        true => Default::default(),
+        false => {
+            let ask: Vec<String> = ask.into_iter().cloned().collect();
+            sremote_hosts::place::importable(client, &ask).await?
+        }
     };
     let mut found = serde_json::Map::new();
     let mut missing = Vec::new();
     for n in names {
-        let there = is_endpoint(n) || importable[n.as_str()] == true;
+        let there = is_endpoint(n) || importable.get(n) == Some(&true);
         found.insert(n.clone(), json!(there));
         if !there {
             missing.push(n.clone());

@@ -233,12 +233,10 @@ async fn fits(
     needs: &sremote_hosts::needs::Needs,
     opts: &HostOptions,
 ) -> Result<ExitCode, Error> {
-    use sremote_hosts::place::choose;
     let p = match crate::placement::probe_all(targets, needs, opts).await? {
         Ok(p) => p,
         Err(e) => return Ok(crate::placement::report_no_fit(&e, opts.json)),
     };
-    let chosen = choose(needs, p.candidates.clone()).ok().map(|c| c.chosen);
     if opts.json {
         println!("{}", p.to_json());
         return Ok(ExitCode::SUCCESS);
@@ -247,11 +245,7 @@ async fn fits(
         .candidates
         .iter()
         .map(|c| {
-            let mark = if Some(&c.host) == chosen.as_ref() {
-                "*"
-            } else {
-                ""
-            };
+            let mark = if c.host == p.chosen { "*" } else { "" };
             let (verdict, why) = match (&c.fit, &c.error) {
                 (Some(f), _) if f.fits => (
                     "yes".to_string(),

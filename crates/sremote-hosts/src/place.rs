@@ -154,7 +154,11 @@ where
         f.labels = hosts[i].1.clone();
         f
     };
-    let mut stored = Cache::load();
+    // With the cache off, the file is neither read nor written.
+    let mut stored = match cache.is_zero() {
+        true => Cache::default(),
+        false => Cache::load(),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let mut candidates: Vec<Candidate> = Vec::new();
     for (i, name) in names.iter().enumerate() {
