@@ -25,7 +25,7 @@ pub use protocol::Blob;
 mod error;
 pub use error::{
     ConnectorError, ConnectorErrorKind, DecodeError, Error, ModulesMissingError, NotSetupError,
-    ProtocolError, RemoteExecError, SetupError,
+    ProtocolError, RemoteExecError, SetupError, UsageError,
 };
 
 #[cfg(feature = "client")]
