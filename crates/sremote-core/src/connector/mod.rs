@@ -39,6 +39,11 @@ use async_trait::async_trait;
 
 pub use crate::error::{ConnectorError, ConnectorErrorKind};
 
+pub mod command;
+pub mod script;
+pub mod support;
+pub use command::CommandTransport;
+
 /// A program to run on the host: an argv, never a shell command line.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct RemoteCommand {

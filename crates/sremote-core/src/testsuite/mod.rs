@@ -11,12 +11,19 @@
 //! The macro expands to one `#[tokio::test]` per case (the calling crate needs `tokio` with
 //! the `macros` and `rt-multi-thread` features as a dev-dependency). Each case is also a
 //! public function, to run by hand. Cases need `sh`, `printf`, `cat`, `mkdir`, `stat`,
-//! `sleep` and `ps` on the host (any POSIX host has them).
+//! `sleep`, `ps`, `touch`, `ls`, `ln`, `chmod` and `kill` on the host (any POSIX host has
+//! them; `stat` is tried as GNU `stat -c` and BSD `stat -f`).
+//!
+//! Connectors without [`spawn`](Connector::spawn) pass the spawn cases by answering
+//! `Unsupported`; connectors without stdin pass `stdin_16_mib` by refusing it.
 
 use std::time::{Duration, Instant};
 
 use crate::connector::{Connector, Dest, RemoteCommand, Source};
 use crate::error::ConnectorErrorKind;
+
+mod process;
+pub use process::*;
 
 /// What a case needs: the connector, and places on the host.
 #[derive(Debug)]
@@ -39,7 +46,11 @@ macro_rules! connector_tests {
             pull_keeps_mode_and_modification_time, pull_missing_is_not_found,
             push_unwritable_is_permission_denied, refuses_nul_bytes,
             env_names_are_identifiers_and_program_paths_data, transfers_drop_setuid_bits,
-            pull_of_a_symlink_keeps_the_targets_mode_and_time);
+            pull_of_a_symlink_keeps_the_targets_mode_and_time,
+            transfers_replace_files_whole_never_in_place, push_keeps_the_local_files_mode,
+            spawn_pipes_stdio_and_reports_the_exit_code, spawn_passes_arguments_env_and_cwd,
+            spawn_timeout_kills, dropped_spawn_kills_the_process_group,
+            dropped_exec_kills_the_process_group, refused_stdin_runs_nothing);
     };
     (@cases $make:path; $($case:ident),+) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,6 +357,11 @@ pub async fn timeout_kills_children<C: Connector>(f: Fixture<C>) {
         !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()),
         "pid file: {pid:?}"
     );
+    assert_dies(c, pid, "after the timeout").await;
+}
+
+/// Wait (up to 5 s) until process `pid` on the host is gone; panic naming `when` if not.
+async fn assert_dies<C: Connector>(c: &C, pid: &str, when: &str) {
     // Dead processes may linger as zombies here (PID 1 reaps lazily): alive = exists and not Z.
     let alive = "st=$(ps -o stat= -p \"$1\") || exit 1; case \"$st\" in Z*) exit 1;; esac; exit 0";
     for _ in 0..50 {
@@ -358,7 +374,7 @@ pub async fn timeout_kills_children<C: Connector>(f: Fixture<C>) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("child process {pid} still runs after the timeout");
+    panic!("child process {pid} still runs {when}");
 }
 
 async fn round_trip<C: Connector>(c: &C, data: &[u8], remote: &str) {
@@ -647,4 +663,76 @@ pub async fn pull_of_a_symlink_keeps_the_targets_mode_and_time<C: Connector>(f: 
         d.modified().unwrap(),
         "the target's time"
     );
+}
+
+/// Read `path` on the host through `cat` (not through pull: the case checks pull).
+async fn cat<C: Connector>(c: &C, path: &str) -> Vec<u8> {
+    let out = c
+        .exec(&RemoteCommand::new("cat").args(["--", path]))
+        .await
+        .expect("cat");
+    assert!(out.success(), "cat {path}: {}", out.stderr_text());
+    out.stdout
+}
+
+/// Push and pull replace the destination by renaming a new file over it, never by writing
+/// into the existing one: a hard link to the old file keeps the old bytes (an in-place
+/// write would change them too, and a reader could see half a file).
+pub async fn transfers_replace_files_whole_never_in_place<C: Connector>(f: Fixture<C>) {
+    let c = &f.connector;
+    let (remote, link) = (
+        format!("{}/whole", f.scratch),
+        format!("{}/whole.link", f.scratch),
+    );
+    c.push(Source::bytes(b"old"), &remote).await.expect("push");
+    let ln = RemoteCommand::new("ln").args(["--", &remote, &link]);
+    assert!(c.exec(&ln).await.expect("ln").success(), "ln");
+    c.push(Source::bytes(b"new bytes"), &remote)
+        .await
+        .expect("push again");
+    assert_eq!(cat(c, &remote).await, b"new bytes");
+    assert_eq!(
+        cat(c, &link).await,
+        b"old",
+        "push wrote into the existing file"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f");
+    std::fs::write(&local, b"new from a file").unwrap();
+    c.push(Source::file(&local), &remote)
+        .await
+        .expect("push a file");
+    assert_eq!(cat(c, &link).await, b"old", "push of a file wrote in place");
+    let (pulled, pulled_link) = (dir.path().join("pulled"), dir.path().join("pulled.link"));
+    std::fs::write(&pulled, b"local old").unwrap();
+    std::fs::hard_link(&pulled, &pulled_link).unwrap();
+    c.pull(&remote, Dest::file(&pulled)).await.expect("pull");
+    assert_eq!(std::fs::read(&pulled).unwrap(), b"new from a file");
+    assert_eq!(
+        std::fs::read(&pulled_link).unwrap(),
+        b"local old",
+        "pull wrote into the existing local file"
+    );
+}
+
+/// Pushing a local file without an explicit mode gives the host file the local file's
+/// mode (setuid/setgid/sticky dropped).
+pub async fn push_keeps_the_local_files_mode<C: Connector>(f: Fixture<C>) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [0o751, 0o600, 0o640] {
+        let local = dir.path().join(format!("m{mode:o}"));
+        std::fs::write(&local, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&local, std::fs::Permissions::from_mode(mode)).unwrap();
+        let remote = format!("{}/mode-{mode:o}", f.scratch);
+        f.connector
+            .push(Source::file(&local), &remote)
+            .await
+            .expect("push");
+        assert_eq!(
+            remote_mode(&f.connector, &remote).await,
+            mode,
+            "the local file's mode {mode:o}"
+        );
+    }
 }
