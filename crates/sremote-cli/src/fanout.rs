@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::HostSpec;
 use crate::hosts::{HostOptions, Targets};
-use crate::output::{self, Style, paint};
+use crate::output::{self, Failure, Style, paint};
 
 /// What a command produced on one host.
 #[derive(Debug, Default)]
@@ -65,15 +65,16 @@ where
 }
 
 /// Start `f` for every host (bounded); results arrive on the channel as they finish.
-fn spawn_all<T, F, Fut>(
+fn spawn_all<T, E, F, Fut>(
     hosts: &[HostSpec],
     parallel: usize,
     f: F,
-) -> tokio::sync::mpsc::UnboundedReceiver<(usize, Result<T, Error>)>
+) -> tokio::sync::mpsc::UnboundedReceiver<(usize, Result<T, E>)>
 where
     F: Fn(HostSpec) -> Fut,
-    Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
+    E: From<Error> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let limit = Arc::new(Semaphore::new(parallel.max(1)));
@@ -86,9 +87,9 @@ where
             };
             // A panic in one host's task must not lose the others: report it as an error.
             let r = tokio::spawn(fut).await.unwrap_or_else(|e| {
-                Err(Error::Usage(format!(
+                Err(E::from(Error::Usage(format!(
                     "internal error while working on this host: {e}"
-                )))
+                ))))
             });
             let _ = tx.send((i, r));
         });
@@ -105,6 +106,17 @@ pub async fn each<F, Fut>(targets: Targets, opts: &HostOptions, f: F) -> ExitCod
 where
     F: Fn(HostSpec) -> Fut,
     Fut: Future<Output = Result<Outcome, Error>> + Send + 'static,
+{
+    each_with(targets, opts, f).await
+}
+
+/// [`each`] for work that fails with another error than the core's (a job's
+/// [`JobError`](sremote_jobs::JobError)): reported with its own kind and exit code.
+pub async fn each_with<E, F, Fut>(targets: Targets, opts: &HostOptions, f: F) -> ExitCode
+where
+    F: Fn(HostSpec) -> Fut,
+    Fut: Future<Output = Result<Outcome, E>> + Send + 'static,
+    E: Failure + From<Error> + Send + 'static,
 {
     let mut rx = spawn_all(&targets.hosts, opts.parallel, f);
     let mut failed: Vec<(String, String, u8)> = Vec::new();
@@ -138,7 +150,7 @@ where
                 } else {
                     report_error(host, &e);
                 }
-                failed.push((host.clone(), output::error_kind(&e), output::exit_code(&e)));
+                failed.push((host.clone(), e.kind().to_string(), e.exit_code()));
             }
         }
     }
@@ -168,7 +180,7 @@ pub fn summary(total: usize, failed: &[(String, String, u8)]) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn single(r: Result<Outcome, Error>, json: bool, host: &str) -> ExitCode {
+fn single(r: Result<Outcome, impl Failure>, json: bool, host: &str) -> ExitCode {
     match r {
         Ok(o) => {
             if json {
@@ -190,15 +202,12 @@ fn single(r: Result<Outcome, Error>, json: bool, host: &str) -> ExitCode {
             }
             ExitCode::from(o.code)
         }
-        Err(e) => {
-            output::report(&e, json, Some(host));
-            ExitCode::from(output::exit_code(&e))
-        }
+        Err(e) => output::report(&e, json, json!({ "host": host })),
     }
 }
 
 /// Print `host | error: …` and `host |   hint: …` on stderr.
-pub fn report_error(host: &str, e: &Error) {
+pub fn report_error(host: &str, e: &(impl Failure + ?Sized)) {
     let (msg, hint) = output::error_lines(e);
     host_error(host, &msg);
     if let Some(h) = hint {

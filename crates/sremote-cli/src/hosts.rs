@@ -184,14 +184,16 @@ impl Connected {
     /// The custom endpoint as an artifact, or an error naming where it was configured.
     pub fn artifact(&self, custom: &CustomEndpoint) -> Result<EndpointArtifact, Error> {
         EndpointArtifact::custom(&custom.path).map_err(|e| {
-            Error::Usage(format!(
-                "cannot use the custom endpoint {} for {} (named by {}): {} — build it (see \
-                 examples/custom-endpoint), or fix the path",
-                custom.path.display(),
-                self.spec.name,
-                custom.origin,
-                crate::output::split_hint(&e.to_string()).0
-            ))
+            Error::usage(
+                format!(
+                    "cannot use the custom endpoint {} for {} (named by {}): {}",
+                    custom.path.display(),
+                    self.spec.name,
+                    custom.origin,
+                    e.message()
+                ),
+                "build it (see examples/custom-endpoint), or fix the path",
+            )
         })
     }
 

@@ -1,6 +1,5 @@
-//! `sremote jobs …`: list, show, follow, cancel, collect and remove detached jobs, and
-//! the error reporting `submit` (in `submit.rs`) shares with them: one line plus a hint on
-//! stderr, and a JSON error object on stdout under `--json`.
+//! `sremote jobs …`: list, show, follow, cancel, collect and remove detached jobs (errors
+//! reported by `output::report`, as every command does).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -13,7 +12,7 @@ use sremote_core::Error;
 use sremote_jobs::{JobError, JobFilter, JobRecord, JobState, JobStore};
 
 use crate::hosts::HostOptions;
-use crate::output::{self, Style, paint, say};
+use crate::output::{self, say};
 
 mod finish;
 
@@ -141,94 +140,6 @@ pub(crate) fn json_or_string(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
 }
 
-// ---- errors -------------------------------------------------------------------------
-
-/// A job error as the CLI prints it: kind, message, hint, exit code.
-pub(crate) struct Described {
-    pub(crate) kind: String,
-    pub(crate) message: String,
-    pub(crate) hint: Option<String>,
-    pub(crate) code: u8,
-}
-
-/// Describe `e` like `output` describes a call's errors: the call's own errors keep their
-/// kind and exit code (3 transport, 2 usage, 1 remote); a bad request is 2; the rest 1.
-pub(crate) fn describe(e: &JobError) -> Described {
-    if let JobError::Call(c) = e {
-        let (message, hint) = output::error_lines(c);
-        return Described {
-            kind: output::error_kind(c),
-            message,
-            hint,
-            code: output::exit_code(c),
-        };
-    }
-    let text = e.to_string().replace('\n', " ");
-    let (message, hint) = output::split_hint(&text);
-    let kind = match e {
-        JobError::Died { .. } => "Died",
-        JobError::Cancelled { .. } => "Cancelled",
-        JobError::NotFinished { .. } => "NotFinished",
-        JobError::Unfinished { .. } => "Unfinished",
-        JobError::Store { .. } => "Store",
-        JobError::NotFound { .. } => "NotFound",
-        JobError::Remote { .. } => "Remote",
-        JobError::Usage(_) => "Usage",
-        _ => "Job",
-    };
-    Described {
-        kind: kind.into(),
-        message: message.to_string(),
-        hint: hint.map(str::to_string),
-        code: match e {
-            JobError::Usage(_) => 2,
-            // Waited as long as asked: not a failure of the job.
-            JobError::NotFinished { .. } => NOT_FINISHED_EXIT,
-            _ => 1,
-        },
-    }
-}
-
-/// `{kind, message, hint, exit_code}` (and `failure_class` for a job that died).
-pub(crate) fn error_json(e: &JobError) -> Value {
-    if let JobError::Call(c) = e {
-        return output::error_json(c);
-    }
-    let d = describe(e);
-    let mut v = json!({"kind": d.kind, "message": d.message, "hint": d.hint, "exit_code": d.code});
-    if let Some(class) = e.failure_class() {
-        v["failure_class"] = json!(class.as_str());
-    }
-    v
-}
-
-/// Report `e` the way every command reports failures (`output::report`): with `--json`
-/// `context` plus `"ok": false` and the `error` object, one line on stdout; else
-/// `error: …` and `  hint: …` on stderr (a call's traceback and output too). Returns the
-/// exit code, the same either way.
-pub(crate) fn fail(e: &JobError, json: bool, context: Value) -> ExitCode {
-    if json {
-        let mut v = match context {
-            Value::Object(m) => Value::Object(m),
-            _ => json!({}),
-        };
-        v["ok"] = json!(false);
-        v["error"] = error_json(e);
-        say!("{v}");
-        let _ = std::io::stdout().flush();
-    } else if let JobError::Call(c) = e {
-        output::print_error(c);
-    } else {
-        let d = describe(e);
-        let c = output::colour_stderr();
-        eprintln!("{} {}", paint("error:", Style::Error, c), d.message);
-        if let Some(h) = d.hint {
-            eprintln!("  {} {h}", paint("hint:", Style::Hint, c));
-        }
-    }
-    ExitCode::from(describe(e).code)
-}
-
 pub(crate) fn store() -> Result<JobStore, JobError> {
     JobStore::open_default()
 }
@@ -322,7 +233,7 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
             };
             let (rec, st) = match shown.await {
                 Ok(x) => x,
-                Err(e) => return Ok(fail(&e, json, json!({"id": id}))),
+                Err(e) => return Ok(output::report(&e, json, json!({"id": id}))),
             };
             let mut v = record_json(&rec);
             v["log_bytes"] = json!(st.log_bytes);
@@ -350,7 +261,7 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
         JobsCommand::Log { id, follow, from } => {
             let job = match open(&id, opts).await {
                 Ok(j) => j,
-                Err(e) => return Ok(fail(&e, json, json!({"id": id}))),
+                Err(e) => return Ok(output::report(&e, json, json!({"id": id}))),
             };
             let mut out = std::io::stdout();
             let mut as_json = json.then(|| JsonLog {
@@ -376,7 +287,9 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
                             emit(&chunk.data, chunk.next, false);
                             next = chunk.next;
                         }
-                        Err(e) => return Ok(fail(&e, json, json!({"id": id, "next": next}))),
+                        Err(e) => {
+                            return Ok(output::report(&e, json, json!({"id": id, "next": next})));
+                        }
                     }
                 }
             }
@@ -387,7 +300,7 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
                         emit(&c.data, c.next, false);
                         next = c.next;
                     }
-                    Err(e) => return Ok(fail(&e, json, json!({"id": id, "next": next}))),
+                    Err(e) => return Ok(output::report(&e, json, json!({"id": id, "next": next}))),
                 }
             }
             emit(&[], next, true);
@@ -411,7 +324,7 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
                     "`sremote jobs rm` needs job ids or --processed — list them with `sremote jobs ls`"
                         .into(),
                 );
-                return Ok(fail(&e, json, json!({})));
+                return Ok(output::report(&e, json, json!({})));
             }
             let mut ids = ids;
             if processed {
@@ -423,7 +336,7 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
                 });
                 match list {
                     Ok(list) => ids.extend(list.into_iter().map(|r| r.id)),
-                    Err(e) => return Ok(fail(&e, json, json!({}))),
+                    Err(e) => return Ok(output::report(&e, json, json!({}))),
                 }
             }
             Ok(finish::rm(ids, cancel, opts).await)

@@ -20,9 +20,9 @@ use sremote_core::Error;
 use sremote_jobs::{JobError, JobFilter, JobRecord, JobState, JobStore, JobsExt};
 
 use crate::hosts::{self, HostOptions};
-use crate::jobs::{fail, store};
+use crate::jobs::store;
 use crate::jobs_reach::spec_of;
-use crate::output::say;
+use crate::output::{self, say};
 
 /// Which jobs `jobs ls` and `jobs watch` show.
 #[derive(clap::Args, Debug, Clone)]
@@ -82,13 +82,13 @@ pub async fn ls(a: LsArgs, opts: &HostOptions) -> Result<ExitCode, Error> {
     let json = opts.json;
     let store = match store() {
         Ok(s) => s,
-        Err(e) => return Ok(fail(&e, json, json!({}))),
+        Err(e) => return Ok(output::report(&e, json, json!({}))),
     };
     let mut code = ExitCode::SUCCESS;
     if a.refresh {
         let ids = match unfinished_ids(&store, &a.list, opts) {
             Ok(ids) => ids,
-            Err(e) => return Ok(fail(&e, json, json!({}))),
+            Err(e) => return Ok(output::report(&e, json, json!({}))),
         };
         if !refresh(&store, &ids, opts).await {
             code = ExitCode::from(3);
@@ -120,7 +120,7 @@ pub async fn ls(a: LsArgs, opts: &HostOptions) -> Result<ExitCode, Error> {
     };
     match shown {
         Ok(()) => Ok(code),
-        Err(e) => Ok(fail(&e, json, json!({}))),
+        Err(e) => Ok(output::report(&e, json, json!({}))),
     }
 }
 
@@ -133,15 +133,15 @@ pub async fn watch(a: WatchArgs, opts: &HostOptions) -> Result<ExitCode, Error> 
             "--interval {}: not a number of seconds — give seconds > 0, e.g. --interval 5",
             a.interval
         ));
-        return Ok(fail(&e, json, json!({})));
+        return Ok(output::report(&e, json, json!({})));
     };
     let store = match store() {
         Ok(s) => s,
-        Err(e) => return Ok(fail(&e, json, json!({}))),
+        Err(e) => return Ok(output::report(&e, json, json!({}))),
     };
     let mut ids = Vec::new();
     if let Err(e) = each(&store, &a.list, opts, |r| ids.push(r.id.clone())) {
-        return Ok(fail(&e, json, json!({})));
+        return Ok(output::report(&e, json, json!({})));
     }
     let redraw = std::io::stdout().is_terminal() && !json;
     let mut seen: HashMap<String, JobState> = HashMap::new();
@@ -301,17 +301,17 @@ async fn refresh(store: &JobStore, ids: &[String], opts: &HostOptions) -> bool {
     let mut ok = true;
     for (host, n, e) in results.into_iter().filter_map(Result::err) {
         ok = false;
-        let d = crate::jobs::describe(&e);
+        let (message, hint) = output::error_lines(&e);
         if opts.json {
             say!(
                 "{}",
-                json!({"host": host, "refreshed": false, "jobs": n, "error": crate::jobs::error_json(&e)})
+                json!({"host": host, "refreshed": false, "jobs": n, "error": output::error_json(&e)})
             );
         } else {
             crate::output::warn(&format!(
                 "cannot refresh {n} job(s) on {host}: {} — listed as last seen{}",
-                d.message,
-                d.hint.map(|h| format!(" ({h})")).unwrap_or_default()
+                message,
+                hint.map(|h| format!(" ({h})")).unwrap_or_default()
             ));
         }
     }

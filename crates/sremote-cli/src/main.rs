@@ -219,10 +219,7 @@ fn main() -> ExitCode {
     let json = cli.json;
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
-        Err(e) => {
-            output::report(&e, json, None);
-            ExitCode::from(output::exit_code(&e))
-        }
+        Err(e) => output::report(&e, json, serde_json::json!({})),
     };
     // Do not wait for a blocked stdin reader (`run` forwards stdin) or idle tasks.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -3,7 +3,10 @@
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
+use std::process::ExitCode;
+
 use sremote_core::Error;
+use sremote_jobs::JobError;
 
 /// Whether stderr is a terminal (progress bars, colour on stderr).
 pub fn stderr_tty() -> bool {
@@ -59,31 +62,102 @@ pub fn paint(text: &str, style: Style, on: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// Split a message into the error and its hint (after the last ` — `).
-pub fn split_hint(msg: &str) -> (&str, Option<&str>) {
-    match msg.rsplit_once(" — ") {
-        Some((e, h)) if !h.is_empty() => (e, Some(h)),
-        _ => (msg, None),
+/// An error as the CLI reports it, its parts as data: the core's [`Error`] and the jobs'
+/// [`JobError`]. Every command reports through [`report`] (or, in a fan-out, the same
+/// parts per host), so the text, the JSON object and the exit code agree everywhere.
+pub trait Failure {
+    /// What went wrong (without the hint).
+    fn message(&self) -> String;
+    /// What to do next.
+    fn hint(&self) -> Option<String>;
+    /// A short class for summaries and JSON (`Connect`, `ModuleNotFound`, `Died`, …).
+    fn kind(&self) -> &'static str;
+    /// The CLI's exit code (the table in `--help` and the README).
+    fn exit_code(&self) -> u8;
+    /// The call's own error inside, for its traceback, output and JSON details.
+    fn call(&self) -> Option<&Error>;
+    /// Why a job died, for JSON (`walltime`, `memory`, …).
+    fn failure_class(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// 3 when the host cannot be reached or talked to, 2 usage, 1 anything else — including
+/// transport errors about what was asked on a host that answered (a missing file, no
+/// permission, a value that cannot be passed, an operation the connector lacks).
+impl Failure for Error {
+    fn message(&self) -> String {
+        Error::message(self)
+    }
+    fn hint(&self) -> Option<String> {
+        Error::hint(self)
+    }
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+    fn exit_code(&self) -> u8 {
+        use sremote_core::ConnectorErrorKind as K;
+        match self {
+            Error::Transport(t) => match t.kind {
+                K::NotFound | K::PermissionDenied | K::InvalidInput | K::Unsupported => 1,
+                _ => 3,
+            },
+            e if e.is_usage() => 2,
+            _ => 1,
+        }
+    }
+    fn call(&self) -> Option<&Error> {
+        Some(self)
+    }
+}
+
+/// A job error: the call's own errors keep their kind and exit code; a bad request is 2,
+/// a wait that ran out [`NOT_FINISHED_EXIT`](crate::jobs::NOT_FINISHED_EXIT), the rest 1.
+impl Failure for JobError {
+    fn message(&self) -> String {
+        JobError::message(self)
+    }
+    fn hint(&self) -> Option<String> {
+        JobError::hint(self)
+    }
+    fn kind(&self) -> &'static str {
+        JobError::kind(self)
+    }
+    fn exit_code(&self) -> u8 {
+        match self {
+            JobError::Call(c) => c.exit_code(),
+            JobError::Usage(_) => 2,
+            // Waited as long as asked: not a failure of the job.
+            JobError::NotFinished { .. } => crate::jobs::NOT_FINISHED_EXIT,
+            _ => 1,
+        }
+    }
+    fn call(&self) -> Option<&Error> {
+        match self {
+            JobError::Call(c) => Some(c),
+            _ => None,
+        }
+    }
+    fn failure_class(&self) -> Option<&'static str> {
+        self.failure_class().map(|c| c.as_str())
     }
 }
 
 /// The one-line error plus its hint, as printed (without the `error:` word).
-pub fn error_lines(e: &Error) -> (String, Option<String>) {
-    let text = e.to_string().replace('\n', " ");
-    let (msg, hint) = split_hint(&text);
-    (msg.to_string(), hint.map(str::to_string))
+pub fn error_lines(e: &(impl Failure + ?Sized)) -> (String, Option<String>) {
+    (e.message().replace('\n', " "), e.hint())
 }
 
 /// Print `e` on stderr: `error: …` on one line, `hint: …` on the next, then a remote
 /// traceback and the output the call produced, if any.
-pub fn print_error(e: &Error) {
+pub fn print_error(e: &(impl Failure + ?Sized)) {
     let c = colour_stderr();
     let (msg, hint) = error_lines(e);
     eprintln!("{} {msg}", paint("error:", Style::Error, c));
     if let Some(h) = hint {
         eprintln!("  {} {h}", paint("hint:", Style::Hint, c));
     }
-    if let Error::RemoteExec(r) = e {
+    if let Some(Error::RemoteExec(r)) = e.call() {
         if let Some(tb) = &r.traceback {
             eprintln!("remote traceback:\n{tb}");
         }
@@ -101,45 +175,25 @@ pub fn warn(msg: &str) {
     eprintln!("{} {msg}", paint("warning:", Style::Warn, colour_stderr()));
 }
 
-/// The CLI's exit code for an error (the table in `--help` and the README): 3 when the
-/// host cannot be reached or talked to, 2 usage, 1 anything else — including transport
-/// errors about what was asked on a host that answered (a missing file, no permission, a
-/// value that cannot be passed, an operation the connector lacks).
-pub fn exit_code(e: &Error) -> u8 {
-    use sremote_core::ConnectorErrorKind as K;
-    match e {
-        Error::Transport(t) => match t.kind {
-            K::NotFound | K::PermissionDenied | K::InvalidInput | K::Unsupported => 1,
-            _ => 3,
-        },
-        Error::Usage(_) => 2,
-        _ => 1,
-    }
+/// The CLI's exit code for an error ([`Failure::exit_code`]).
+pub fn exit_code(e: &(impl Failure + ?Sized)) -> u8 {
+    e.exit_code()
 }
 
 /// A short class of the error for summaries and JSON (`Connect`, `ModuleNotFound`, …).
-pub fn error_kind(e: &Error) -> String {
-    match e {
-        Error::Transport(t) => t.kind.to_string(),
-        Error::NotSetup(_) => "NotSetup".into(),
-        Error::RemoteExec(r) => format!("{:?}", r.kind),
-        Error::ModulesMissing(_) => "ModulesMissing".into(),
-        Error::Protocol(_) => "Protocol".into(),
-        Error::Decode(_) => "Decode".into(),
-        Error::Usage(_) => "Usage".into(),
-        Error::Setup(_) => "Setup".into(),
-        _ => "Error".into(),
-    }
+pub fn error_kind(e: &(impl Failure + ?Sized)) -> String {
+    e.kind().to_string()
 }
 
 /// `{kind, message, hint, exit_code}` for JSON output; a remote error adds the function,
 /// the remote message, `traceback`, and the `stdout`/`stderr` the call produced; modules
-/// missing add `missing` and `present`; a garbled answer adds `received` (and `module`).
-pub fn error_json(e: &Error) -> serde_json::Value {
+/// missing add `missing` and `present`; a garbled answer adds `received` (and `module`);
+/// a job that died adds `failure_class`.
+pub fn error_json(e: &(impl Failure + ?Sized)) -> serde_json::Value {
     let (msg, hint) = error_lines(e);
-    let mut v = serde_json::json!({"kind": error_kind(e), "message": msg, "hint": hint, "exit_code": exit_code(e)});
-    match e {
-        Error::RemoteExec(r) => {
+    let mut v = serde_json::json!({"kind": e.kind(), "message": msg, "hint": hint, "exit_code": e.exit_code()});
+    match e.call() {
+        Some(Error::RemoteExec(r)) => {
             v["module"] = r.module.clone().into();
             v["function"] = r.function.clone().into();
             v["remote_message"] = r.message.clone().into();
@@ -147,40 +201,56 @@ pub fn error_json(e: &Error) -> serde_json::Value {
             v["stdout"] = r.stdout.clone().into();
             v["stderr"] = r.stderr.clone().into();
         }
-        Error::ModulesMissing(m) => {
+        Some(Error::ModulesMissing(m)) => {
             v["missing"] = serde_json::json!(m.missing);
             v["present"] = serde_json::json!(m.present);
         }
-        Error::Protocol(p) => {
+        Some(Error::Protocol(p)) => {
             v["received"] = p.received.clone().into();
             v["module"] = p.module.clone().into();
         }
         _ => {}
+    }
+    if let Some(class) = e.failure_class() {
+        v["failure_class"] = class.into();
     }
     v
 }
 
 /// A failed host (or command, `host` `None`) under `--json`:
 /// `{"host": …, "ok": false, "error": {kind, message, hint, exit_code}}`.
-pub fn error_object(host: Option<&str>, e: &Error) -> serde_json::Value {
-    let mut v = serde_json::json!({"ok": false, "error": error_json(e)});
-    if let Some(h) = host {
-        v["host"] = serde_json::json!(h);
+pub fn error_object(host: Option<&str>, e: &(impl Failure + ?Sized)) -> serde_json::Value {
+    match host {
+        Some(h) => failure_object(serde_json::json!({ "host": h }), e),
+        None => failure_object(serde_json::json!({}), e),
     }
+}
+
+/// `context` (an object: the job id, the host, …) plus `"ok": false` and the `error`.
+fn failure_object(context: serde_json::Value, e: &(impl Failure + ?Sized)) -> serde_json::Value {
+    let mut v = match context {
+        serde_json::Value::Object(m) => serde_json::Value::Object(m),
+        _ => serde_json::json!({}),
+    };
+    v["ok"] = false.into();
+    v["error"] = error_json(e);
     v
 }
 
-/// Report a failure: with `--json` the [`error_object`] on stdout (one line, as a fan-out
-/// prints it), else the text of [`print_error`] on stderr.
-pub fn report(e: &Error, json: bool, host: Option<&str>) {
+/// Report a failure, the one way every command does: with `--json` `context` (an object:
+/// the host, the job id, …) plus `"ok": false` and the [`error_json`] object, one line on
+/// stdout (as a fan-out prints it); else the text of [`print_error`] on stderr. Returns
+/// the exit code, the same either way.
+pub fn report(e: &(impl Failure + ?Sized), json: bool, context: serde_json::Value) -> ExitCode {
     if json {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", error_object(host, e));
+        let _ = writeln!(out, "{}", failure_object(context, e));
         let _ = out.flush();
     } else {
         print_error(e);
     }
+    ExitCode::from(e.exit_code())
 }
 
 /// `1.5 GiB`, `312 KiB`, `17 B`.
@@ -274,12 +344,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_hints() {
+    fn sizes_and_tables() {
         assert_eq!(bytes(17), "17 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(300 << 30), "300 GiB");
-        assert_eq!(split_hint("a — b — c"), ("a — b", Some("c")));
-        assert_eq!(split_hint("plain"), ("plain", None));
         let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    BB\nxyz  1\n");
         assert_eq!(visible_len(&paint("ok", Style::Ok, true)), 2);
@@ -316,5 +384,16 @@ mod tests {
             );
         }
         assert_eq!(exit_code(&Error::Usage("x".into())), 2);
+        assert_eq!(exit_code(&Error::usage("x", "y")), 2);
+        // A job error is 1 whether it comes from `submit` or `run --detach`.
+        let store = JobError::Store {
+            path: "/s".into(),
+            action: "open".into(),
+            detail: "no".into(),
+            hint: "fix it".into(),
+        };
+        assert_eq!(exit_code(&store), 1);
+        assert_eq!(exit_code(&JobError::Usage("x".into())), 2);
+        assert_eq!(exit_code(&JobError::usage("x", "y")), 2);
     }
 }

@@ -77,16 +77,13 @@ pub fn report_no_fit(e: &NoFit, json: bool) -> ExitCode {
         println!(
             "{}",
             serde_json::json!({"ok": false, "error": {"kind": "NoHostFits", "message": e.message,
-                "exit_code": 1}, "candidates": e.candidates})
+                "hint": e.hint, "exit_code": 1}, "candidates": e.candidates})
         );
     } else {
         // The lines of the table stay lines (a one-line error would fold them).
         let c = output::colour_stderr();
-        let (msg, hint) = output::split_hint(&e.message);
-        eprintln!("{} {msg}", paint("error:", Style::Error, c));
-        if let Some(h) = hint {
-            eprintln!("  {} {h}", paint("hint:", Style::Hint, c));
-        }
+        eprintln!("{} {}", paint("error:", Style::Error, c), e.message);
+        eprintln!("  {} {}", paint("hint:", Style::Hint, c), e.hint);
     }
     ExitCode::from(1)
 }

@@ -203,7 +203,7 @@ async fn detach(
     use sremote_jobs::JobsExt;
     let job = Arc::new((argv, cwd, env));
     let o = opts.clone();
-    Ok(fanout::each(targets, &opts, move |spec| {
+    Ok(fanout::each_with(targets, &opts, move |spec| {
         let (job, opts) = (job.clone(), o.clone());
         async move {
             let (argv, cwd, env) = &*job;
@@ -228,7 +228,7 @@ async fn detach(
                 .arg(wrapped)
                 .kwarg("cwd", dir)
                 .kwarg("env", vars);
-            let store = sremote_jobs::JobStore::open_default().map_err(job_error)?;
+            let store = sremote_jobs::JobStore::open_default()?;
             let submitted = client
                 .submit(call)
                 .force(true)
@@ -236,23 +236,15 @@ async fn detach(
                 .destination(&spec.name)
                 .reach(crate::jobs_reach::reach(&spec, &client, &opts))
                 .name(argv.join(" "))
-                .await
-                .map_err(job_error)?;
+                .await?;
             let id = submitted.id().to_string();
-            Ok(fanout::Outcome::text(
+            Ok::<_, sremote_jobs::JobError>(fanout::Outcome::text(
                 id.clone(),
                 serde_json::json!({"job": id}),
             ))
         }
     })
     .await)
-}
-
-fn job_error(e: sremote_jobs::JobError) -> Error {
-    match e {
-        sremote_jobs::JobError::Call(e) => e,
-        other => Error::Usage(other.to_string()),
-    }
 }
 
 /// Count SIGINT, SIGTERM and SIGHUP.

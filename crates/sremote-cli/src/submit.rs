@@ -21,8 +21,8 @@ use sremote_jobs::{HostConfig, Job, JobError, JobsExt, Partition, Resources, Sch
 use crate::config::{HostSpec, PartitionSpec, SchedulerKind};
 use crate::fanout::{self, Outcome};
 use crate::hosts::{self, HostOptions, Targets};
-use crate::jobs::{describe, error_json, fail, json_or_string, print_value, store, value_text};
-use crate::output::say;
+use crate::jobs::{json_or_string, print_value, store, value_text};
+use crate::output::{self, say};
 
 const SUBMIT_EXAMPLES: &str = r#"Examples:
   sremote submit local job run '["sh","-c","sleep 60; echo done"]'   # prints the job id
@@ -333,7 +333,7 @@ pub async fn submit(a: SubmitArgs, opts: &HostOptions) -> Result<ExitCode, Error
             let e = JobError::Usage(format!(
                 "--kw {kw:?} is not KEY=VALUE — write e.g. --kw retries=3"
             ));
-            return Ok(fail(&e, json, json!({})));
+            return Ok(output::report(&e, json, json!({})));
         };
         kwargs.push((k.to_string(), json_or_string(v)));
     }
@@ -342,17 +342,35 @@ pub async fn submit(a: SubmitArgs, opts: &HostOptions) -> Result<ExitCode, Error
         .and_then(|t| Ok((t, opts.config()?.path_text())));
     let (targets, config_file) = match prepared {
         Ok(p) => p,
-        Err(e) => return Ok(fail(&JobError::Call(e), json, json!({"host": a.host}))),
+        Err(e) => {
+            return Ok(output::report(
+                &JobError::Call(e),
+                json,
+                json!({"host": a.host}),
+            ));
+        }
     };
     let mut a = a;
     let targets = match with_needs(&mut a, targets, opts).await {
         Ok(Ok(t)) => t,
         Ok(Err(code)) => return Ok(code),
-        Err(e) => return Ok(fail(&JobError::Call(e), json, json!({"host": a.host}))),
+        Err(e) => {
+            return Ok(output::report(
+                &JobError::Call(e),
+                json,
+                json!({"host": a.host}),
+            ));
+        }
     };
     let target = match crate::commands::Target::parse(&a.module, a.function.as_deref(), &a.args) {
         Ok(t) => t,
-        Err(e) => return Ok(fail(&JobError::Call(e), json, json!({"host": a.host}))),
+        Err(e) => {
+            return Ok(output::report(
+                &JobError::Call(e),
+                json,
+                json!({"host": a.host}),
+            ));
+        }
     };
     let plan = Arc::new(SubmitPlan {
         args: target.args.iter().map(|s| json_or_string(s)).collect(),
@@ -366,7 +384,7 @@ pub async fn submit(a: SubmitArgs, opts: &HostOptions) -> Result<ExitCode, Error
         let spec = &targets.hosts[0];
         return Ok(submit_single(spec, &plan).await);
     }
-    Ok(fanout::each(targets, opts, move |spec| {
+    Ok(fanout::each_with(targets, opts, move |spec| {
         let plan = plan.clone();
         async move { submit_outcome(&spec, &plan).await }
     })
@@ -378,7 +396,7 @@ async fn submit_single(spec: &HostSpec, plan: &SubmitPlan) -> ExitCode {
     let json = plan.opts.json;
     let job = match submit_on(spec, plan).await {
         Ok(j) => j,
-        Err(e) => return fail(&e, json, json!({"host": spec.name})),
+        Err(e) => return output::report(&e, json, json!({"host": spec.name})),
     };
     let id = job.id();
     if job.reattached() {
@@ -400,7 +418,7 @@ async fn submit_single(spec: &HostSpec, plan: &SubmitPlan) -> ExitCode {
                     print_value(&out.value)
                 }
             }
-            Err(e) => return fail(&e, json, v),
+            Err(e) => return output::report(&e, json, v),
         }
     }
     if json {
@@ -411,12 +429,8 @@ async fn submit_single(spec: &HostSpec, plan: &SubmitPlan) -> ExitCode {
 }
 
 /// One of several hosts, for the fan-out: its id (and value), or its failure.
-async fn submit_outcome(spec: &HostSpec, plan: &SubmitPlan) -> Result<Outcome, Error> {
-    let job = match submit_on(spec, plan).await {
-        Ok(j) => j,
-        Err(JobError::Call(e)) => return Err(e),
-        Err(e) => return Ok(failed_outcome(&e, json!({}), String::new())),
-    };
+async fn submit_outcome(spec: &HostSpec, plan: &SubmitPlan) -> Result<Outcome, JobError> {
+    let job = submit_on(spec, plan).await?;
     let id = job.id();
     let mut v = json!({"id": id, "reattached": job.reattached()});
     let mut text = format!("{id}\n");
@@ -437,19 +451,20 @@ async fn submit_outcome(spec: &HostSpec, plan: &SubmitPlan) -> Result<Outcome, E
     Ok(o)
 }
 
-/// A host whose job could not be submitted or collected: the fan-out prints
-/// `host | error: …` (or the JSON object with `error`) and counts it failed.
+/// A host whose job was submitted but could not be collected (`--wait`): its id is
+/// printed, and the fan-out prints `host | error: …` (or the JSON object with `error`) and
+/// counts it failed.
 fn failed_outcome(e: &JobError, mut v: Value, stdout: String) -> Outcome {
-    let d = describe(e);
-    v["error"] = error_json(e);
+    let (message, hint) = output::error_lines(e);
+    v["error"] = output::error_json(e);
     Outcome {
         stdout: stdout.into_bytes(),
         stderr: Vec::new(),
         json: v,
-        code: d.code.max(1),
-        failure: Some(match d.hint {
-            Some(h) => format!("{} — {h}", d.message),
-            None => d.message,
+        code: output::exit_code(e).max(1),
+        failure: Some(match hint {
+            Some(h) => format!("{message} — {h}"),
+            None => message,
         }),
         stderr_first: false,
     }

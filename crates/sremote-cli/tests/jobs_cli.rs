@@ -613,3 +613,51 @@ fn cancel_all_result_timeout_and_wait_marks_processed() {
         "submit --wait collected it"
     );
 }
+
+/// Issue 18: a job error is reported the same way, with the same exit code (1), by
+/// `submit` and by `run --detach` (which used to turn it into a usage error: exit 2), its
+/// hint on its own line.
+#[test]
+fn a_job_error_exits_1_from_submit_and_from_run_detach() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // The store's directory cannot be made: a file stands where it should be.
+    std::fs::write(h.join("not-a-dir"), b"").unwrap();
+    let db = h.join("not-a-dir/jobs.sqlite3");
+    let with_store = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sremote"))
+            .args(args)
+            .env("HOME", h)
+            .env("SREMOTE_JOBS_DB", &db)
+            .env_remove("SREMOTE_ENDPOINT")
+            .env_remove("SREMOTE_CONFIG")
+            .output()
+            .expect("run sremote")
+    };
+    for args in [
+        &["submit", "local", "os", "getenv", "HOME"][..],
+        &["run", "local", "--detach", "--", "true"][..],
+    ] {
+        let out = with_store(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("error: job store") && err.contains("\n  hint: "),
+            "{args:?}: {err}"
+        );
+        let json = with_store(&[&["--json"][..], args].concat());
+        assert_eq!(json.status.code(), Some(1), "{args:?} --json");
+        let v: serde_json::Value = serde_json::from_str(text(&json.stdout).trim())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&json.stdout)));
+        assert_eq!(
+            (
+                v["ok"].as_bool(),
+                v["error"]["kind"].as_str(),
+                v["error"]["exit_code"].as_u64()
+            ),
+            (Some(false), Some("Store"), Some(1)),
+            "{v}"
+        );
+        assert!(v["error"]["hint"].is_string(), "{v}");
+    }
+}

@@ -66,12 +66,14 @@ impl Placement {
 #[derive(Debug, Clone)]
 pub struct NoFit {
     pub message: String,
+    /// What to do about it.
+    pub hint: String,
     pub candidates: Vec<Candidate>,
 }
 
 impl std::fmt::Display for NoFit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "{} — {}", self.message, self.hint)
     }
 }
 
@@ -230,6 +232,7 @@ pub fn choose(needs: &Needs, candidates: Vec<Candidate>) -> Result<Placement, No
     let Some(best) = best else {
         return Err(NoFit {
             message: no_fit(needs, &candidates),
+            hint: NO_FIT_HINT.into(),
             candidates,
         });
     };
@@ -271,11 +274,12 @@ fn no_fit(needs: &Needs, candidates: &[Candidate]) -> String {
         };
         lines.push(format!("  {:width$}  {why}", c.host));
     }
-    format!(
-        "{} — ask for less, add hosts to the group, or free the resource (`sremote probe HOST…` shows the figures)",
-        lines.join("\n")
-    )
+    lines.join("\n")
 }
+
+/// What to do when no host fits.
+const NO_FIT_HINT: &str = "ask for less, add hosts to the group, or free the resource \
+                           (`sremote probe HOST…` shows the figures)";
 
 /// Cached probe answers by host and needs, with the time they were taken.
 #[derive(Default, Serialize, Deserialize)]

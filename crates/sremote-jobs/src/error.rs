@@ -115,6 +115,9 @@ impl fmt::Display for FailureClass {
 }
 
 /// The error of every job operation.
+///
+/// Its text is [`message`](JobError::message), then ` — ` and the
+/// [`hint`](JobError::hint); [`kind`](JobError::kind) names its class.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JobError {
@@ -124,7 +127,7 @@ pub enum JobError {
     Call(#[from] sremote_core::Error),
 
     /// The job ended without a result.
-    #[error("job {id} on {host} died ({class}): {reason} — {}", .class.hint())]
+    #[error("{}", Hinted(self))]
     Died {
         /// The job id.
         id: String,
@@ -137,7 +140,7 @@ pub enum JobError {
     },
 
     /// The job was cancelled by this client (or another one using the same store).
-    #[error("job {id} on {host} was cancelled — submit it again with force to rerun it")]
+    #[error("{}", Hinted(self))]
     Cancelled {
         /// The job id.
         id: String,
@@ -146,9 +149,7 @@ pub enum JobError {
     },
 
     /// [`Job::wait`](crate::Job::wait) ran out of time; the job goes on.
-    #[error(
-        "job {id} on {host} is still {state} after {waited}: it goes on — wait again, or cancel it"
-    )]
+    #[error("{}", Hinted(self))]
     NotFinished {
         /// The job id.
         id: String,
@@ -161,9 +162,7 @@ pub enum JobError {
     },
 
     /// The job is not over (queued or running), so it cannot be removed: cancel it first.
-    #[error(
-        "job {id} on {host} is still {state}, so it was not removed — cancel it first: `sremote jobs cancel {id}` (or `sremote jobs rm --cancel {id}`)"
-    )]
+    #[error("{}", Hinted(self))]
     Unfinished {
         /// The job id.
         id: String,
@@ -174,7 +173,7 @@ pub enum JobError {
     },
 
     /// The local job store could not be used.
-    #[error("job store {path}: {action} failed: {detail} — {hint}")]
+    #[error("{}", Hinted(self))]
     Store {
         /// The SQLite file.
         path: String,
@@ -187,7 +186,7 @@ pub enum JobError {
     },
 
     /// No job of that id in the store.
-    #[error("no job {id} in the job store {path} — list the jobs with `sremote jobs ls`")]
+    #[error("{}", Hinted(self))]
     NotFound {
         /// The id asked for.
         id: String,
@@ -196,7 +195,7 @@ pub enum JobError {
     },
 
     /// The batch system or the endpoint's job command refused or failed.
-    #[error("{action} on {host} failed: {detail} — {hint}")]
+    #[error("{}", Hinted(self))]
     Remote {
         /// The host.
         host: String,
@@ -208,9 +207,23 @@ pub enum JobError {
         hint: String,
     },
 
-    /// What the caller asked for cannot be done (bad resources, no fitting partition, …).
+    /// What the caller asked for cannot be done (bad resources, no fitting partition, …);
+    /// no hint ([`JobError::usage`] gives one).
     #[error("{0}")]
     Usage(String),
+}
+
+/// Displays a [`JobError`] as `message — hint`.
+struct Hinted<'a>(&'a JobError);
+
+impl fmt::Display for Hinted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message())?;
+        match self.0.hint() {
+            Some(h) => write!(f, " — {h}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl JobError {
@@ -219,6 +232,90 @@ impl JobError {
         match self {
             JobError::Died { class, .. } => Some(*class),
             _ => None,
+        }
+    }
+
+    /// A usage error with what to do instead (the core's [`Error::usage`](sremote_core::Error::usage),
+    /// so it is reported like every other usage error).
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        JobError::Call(sremote_core::Error::usage(message, hint))
+    }
+
+    /// What was tried, on which host, and what went wrong: the text without the hint.
+    pub fn message(&self) -> String {
+        match self {
+            JobError::Call(e) => e.message(),
+            JobError::Died {
+                id,
+                host,
+                class,
+                reason,
+            } => format!("job {id} on {host} died ({class}): {reason}"),
+            JobError::Cancelled { id, host } => format!("job {id} on {host} was cancelled"),
+            JobError::NotFinished {
+                id,
+                host,
+                state,
+                waited,
+            } => format!("job {id} on {host} is still {state} after {waited}: it goes on"),
+            JobError::Unfinished { id, host, state } => {
+                format!("job {id} on {host} is still {state}, so it was not removed")
+            }
+            JobError::Store {
+                path,
+                action,
+                detail,
+                ..
+            } => format!("job store {path}: {action} failed: {detail}"),
+            JobError::NotFound { id, path } => format!("no job {id} in the job store {path}"),
+            JobError::Remote {
+                host,
+                action,
+                detail,
+                ..
+            } => format!("{action} on {host} failed: {detail}"),
+            JobError::Usage(m) => m.clone(),
+        }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            JobError::Call(e) => return e.hint(),
+            JobError::Died { class, .. } => class.hint().into(),
+            JobError::Cancelled { .. } => "submit it again with force to rerun it".into(),
+            JobError::NotFinished { .. } => "wait again, or cancel it".into(),
+            JobError::Unfinished { id, .. } => format!(
+                "cancel it first: `sremote jobs cancel {id}` (or `sremote jobs rm --cancel {id}`)"
+            ),
+            JobError::Store { hint, .. } | JobError::Remote { hint, .. } => hint.clone(),
+            JobError::NotFound { .. } => "list the jobs with `sremote jobs ls`".into(),
+            JobError::Usage(_) => return None,
+        })
+    }
+
+    /// The error's class: the call's own [`kind`](sremote_core::Error::kind), or `Died`,
+    /// `Cancelled`, `NotFinished`, `Unfinished`, `Store`, `NotFound`, `Remote`, `Usage`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobError::Call(e) => e.kind(),
+            JobError::Died { .. } => "Died",
+            JobError::Cancelled { .. } => "Cancelled",
+            JobError::NotFinished { .. } => "NotFinished",
+            JobError::Unfinished { .. } => "Unfinished",
+            JobError::Store { .. } => "Store",
+            JobError::NotFound { .. } => "NotFound",
+            JobError::Remote { .. } => "Remote",
+            JobError::Usage(_) => "Usage",
+        }
+    }
+
+    /// Whether this is a problem with what was asked (a usage error, here or in the call).
+    pub fn is_usage(&self) -> bool {
+        match self {
+            JobError::Call(e) => e.is_usage(),
+            JobError::Usage(_) => true,
+            _ => false,
         }
     }
 
@@ -234,5 +331,45 @@ impl JobError {
             detail: detail.into(),
             hint: hint.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text is the message and the hint, exactly as it was when the hint was part of
+    /// the format string.
+    #[test]
+    fn text_is_message_then_hint() {
+        let e = JobError::Unfinished {
+            id: "j1".into(),
+            host: "h".into(),
+            state: JobState::Running,
+        };
+        assert_eq!(
+            e.to_string(),
+            "job j1 on h is still running, so it was not removed — cancel it first: \
+             `sremote jobs cancel j1` (or `sremote jobs rm --cancel j1`)"
+        );
+        assert_eq!(e.kind(), "Unfinished");
+        let e = JobError::NotFound {
+            id: "j1".into(),
+            path: "/s".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no job j1 in the job store /s — list the jobs with `sremote jobs ls`"
+        );
+        assert_eq!(
+            e.hint().as_deref(),
+            Some("list the jobs with `sremote jobs ls`")
+        );
+        let e = JobError::usage("bad", "do better");
+        assert_eq!(
+            (e.message(), e.hint(), e.kind()),
+            ("bad".into(), Some("do better".into()), "Usage")
+        );
+        assert!(e.is_usage() && JobError::Usage("x".into()).hint().is_none());
     }
 }

@@ -73,7 +73,7 @@ pub(crate) fn choose(
         }
     };
     let fut = place::place(&hosts, needs, DEFAULT_DEADLINE, cache(), probe);
-    runtime::wait_all(py, fut)?.map_err(|e| to_py(Error::Usage(e.message)))
+    runtime::wait_all(py, fut)?.map_err(|e| to_py(Error::usage(e.message, e.hint)))
 }
 
 /// `$SREMOTE_PROBE_CACHE` seconds, as for the command line (default 30).

@@ -9,9 +9,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sremote_jobs::{JobError, JobFilter, JobState};
 
-use super::{describe, fail, open, print_value, store};
+use super::{open, print_value, store};
 use crate::hosts::HostOptions;
-use crate::output::say;
+use crate::output::{self, say};
 
 /// How many jobs `jobs cancel --all` cancels at once.
 const CANCEL_CONCURRENCY: usize = 8;
@@ -22,11 +22,11 @@ pub(super) async fn result(id: &str, timeout: Option<Duration>, opts: &HostOptio
     let json = opts.json;
     let job = match open(id, opts).await {
         Ok(j) => j,
-        Err(e) => return fail(&e, json, json!({"id": id})),
+        Err(e) => return output::report(&e, json, json!({"id": id})),
     };
     let out = match job.result_within::<Value>(timeout).await {
         Ok(out) => out,
-        Err(e) => return fail(&e, json, json!({"id": id})),
+        Err(e) => return output::report(&e, json, json!({"id": id})),
     };
     if json {
         let m = &out.meta;
@@ -70,8 +70,8 @@ async fn cancel_one(id: &str, grace: Duration, opts: &HostOptions) -> u8 {
             0
         }
         Err(e) => {
-            let _ = fail(&e, opts.json, json!({"id": id}));
-            describe(&e).code
+            let _ = output::report(&e, opts.json, json!({"id": id}));
+            output::exit_code(&e)
         }
     }
 }
@@ -129,7 +129,7 @@ pub(super) async fn cancel(
         let e = JobError::Usage(format!(
             "--grace {grace}: not a number of seconds — give seconds >= 0, e.g. --grace 30"
         ));
-        return fail(&e, json, json!({"id": id}));
+        return output::report(&e, json, json!({"id": id}));
     };
     let ids = match (id, all) {
         (Some(id), _) => return ExitCode::from(cancel_one(&id, grace, opts).await),
@@ -138,11 +138,11 @@ pub(super) async fn cancel(
                 "`sremote jobs cancel` needs a job id or --all — list them with `sremote jobs ls`"
                     .into(),
             );
-            return fail(&e, json, json!({}));
+            return output::report(&e, json, json!({}));
         }
         (None, Some((host, state))) => match unfinished(host.as_deref(), state, opts) {
             Ok(ids) => ids,
-            Err(e) => return fail(&e, json, json!({})),
+            Err(e) => return output::report(&e, json, json!({})),
         },
     };
     if ids.is_empty() {
@@ -184,8 +184,8 @@ pub(super) async fn rm(ids: Vec<String>, cancel_first: bool, opts: &HostOptions)
             Ok(()) if json => say!("{}", json!({"removed": id})),
             Ok(()) => say!("removed {id}"),
             Err(e) => {
-                let _ = fail(&e, json, json!({"id": id}));
-                code = code.max(describe(&e).code);
+                let _ = output::report(&e, json, json!({"id": id}));
+                code = code.max(output::exit_code(&e));
             }
         }
     }
