@@ -68,10 +68,10 @@ case $d in /*) ;; *) d=./$d;; esac
 r=${d%/*} b=${d##*/}; [ -n "$r" ] || r=/
 [ -n "$b" ] || { echo "the destination names a directory" >&2; exit 82; }
 e=$(mkdir -p -- "$r" 2>&1) || { case $e in *ermission*|*Read-only*) echo "$e" >&2; exit 81;; esac; echo "$e" >&2; exit 82; }
-[ -w "$r" ] || { echo "cannot write into the directory $r" >&2; exit 81; }
 [ -d "$d" ] && { echo "the destination is a directory" >&2; exit 82; }
 t=$r/.$b.sremote-$$
 trap 'rm -f -- "$t"' EXIT; trap 'exit 83' HUP INT TERM PIPE
+(umask 077; : > "$t") 2>/dev/null || { echo "cannot write into the directory $r" >&2; exit 81; }
 printf '\nsremote-%s %s ok\n' "$n" "$$" >&2
 (umask 077; exec cat > "$t") || exit 84
 g=$(wc -c < "$t"); [ "$g" -eq "$s" ] || { echo "received $g of $s bytes" >&2; exit 85; }

@@ -36,10 +36,19 @@ pub struct Fixture<C> {
 }
 
 /// Expand to one test per case of the suite. `$make` is an `async fn() -> Fixture<C>`.
+///
+/// `connector_tests!(optional make)` takes an `async fn() -> Option<Fixture<C>>` instead:
+/// `None` skips every case (the fixture says why, e.g. "needs root").
 #[macro_export]
 macro_rules! connector_tests {
     ($make:path) => {
-        $crate::connector_tests!(@cases $make;
+        $crate::connector_tests!(@all cases $make);
+    };
+    (optional $make:path) => {
+        $crate::connector_tests!(@all optional $make);
+    };
+    (@all $mode:ident $make:path) => {
+        $crate::connector_tests!(@$mode $make;
             hostile_arguments, hostile_program_path, env_and_cwd, missing_cwd_is_not_found,
             stdin_16_mib, exit_codes_and_stderr, timeout_kills_children, push_pull_small_files,
             push_pull_64_mib, push_keeps_mode_and_replaces_atomically,
@@ -56,6 +65,14 @@ macro_rules! connector_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
             $crate::testsuite::$case($make().await).await
+        }
+    )+};
+    (@optional $make:path; $($case:ident),+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            if let Some(fixture) = $make().await {
+                $crate::testsuite::$case(fixture).await
+            }
         }
     )+};
 }
