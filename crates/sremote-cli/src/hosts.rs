@@ -74,9 +74,10 @@ impl HostOptions {
             }
             for part in arg.split(',').map(str::trim) {
                 if part.is_empty() {
-                    return Err(Error::Usage(format!(
-                        "{arg:?}: an empty host in the list — give HOST, a,b,c or @group"
-                    )));
+                    return Err(Error::usage(
+                        format!("{arg:?}: an empty host in the list"),
+                        "give HOST, a,b,c or @group",
+                    ));
                 }
                 let names = match part.strip_prefix('@') {
                     Some(group) => {
@@ -93,7 +94,7 @@ impl HostOptions {
             }
         }
         if hosts.is_empty() {
-            return Err(Error::Usage("no host given — name a HOST".into()));
+            return Err(Error::usage("no host given", "name a HOST"));
         }
         Ok(Targets { fanout, hosts })
     }
@@ -102,9 +103,13 @@ impl HostOptions {
     pub fn resolve_one(&self, arg: &str, command: &str) -> Result<HostSpec, Error> {
         let mut t = self.resolve(&[arg])?;
         if t.fanout || t.hosts.len() != 1 {
-            return Err(Error::Usage(format!(
-                "{command} works on one host only (no a,b,c lists or @groups), and {arg:?} is a list or a group — name one host"
-            )));
+            return Err(Error::usage(
+                format!(
+                    "{command} works on one host only (no a,b,c lists or @groups), and {arg:?} \
+                     is a list or a group"
+                ),
+                "name one host",
+            ));
         }
         Ok(t.hosts.remove(0))
     }

@@ -320,9 +320,9 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
             ids,
         } => {
             if !processed && ids.is_empty() {
-                let e = JobError::Usage(
-                    "`sremote jobs rm` needs job ids or --processed — list them with `sremote jobs ls`"
-                        .into(),
+                let e = JobError::usage(
+                    "`sremote jobs rm` needs job ids or --processed",
+                    "list them with `sremote jobs ls`",
                 );
                 return Ok(output::report(&e, json, json!({})));
             }

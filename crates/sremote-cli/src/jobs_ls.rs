@@ -129,10 +129,10 @@ pub async fn ls(a: LsArgs, opts: &HostOptions) -> Result<ExitCode, Error> {
 pub async fn watch(a: WatchArgs, opts: &HostOptions) -> Result<ExitCode, Error> {
     let json = opts.json;
     let Ok(interval) = Duration::try_from_secs_f64(a.interval) else {
-        let e = JobError::Usage(format!(
-            "--interval {}: not a number of seconds — give seconds > 0, e.g. --interval 5",
-            a.interval
-        ));
+        let e = JobError::usage(
+            format!("--interval {}: not a number of seconds", a.interval),
+            "give seconds > 0, e.g. --interval 5",
+        );
         return Ok(output::report(&e, json, json!({})));
     };
     let store = match store() {

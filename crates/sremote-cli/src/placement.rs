@@ -30,9 +30,10 @@ fn env_secs(name: &str, default: Duration) -> Result<Duration, Error> {
             .ok()
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| {
-                Error::Usage(format!(
-                    "{name}={v:?} is not a number of seconds — e.g. 30, or 0"
-                ))
+                Error::usage(
+                    format!("{name}={v:?} is not a number of seconds"),
+                    "e.g. 30, or 0",
+                )
             }),
         _ => Ok(default),
     }
@@ -150,12 +151,15 @@ pub fn as_batch_request(needs: &Needs, host: &str) -> Result<BatchRequest, Error
         other.push("label");
     }
     if !other.is_empty() {
-        return Err(Error::Usage(format!(
-            "{host} runs jobs through a batch system, which is asked for cpus, mem and gpu; \
-             {} cannot be asked of it — drop them, or say it with --header (e.g. \
-             '#SBATCH --constraint=a100') or --partition",
-            other.join(", ")
-        )));
+        return Err(Error::usage(
+            format!(
+                "{host} runs jobs through a batch system, which is asked for cpus, mem and \
+                 gpu; {} cannot be asked of it",
+                other.join(", ")
+            ),
+            "drop them, or say it with --header (e.g. '#SBATCH --constraint=a100') or \
+             --partition",
+        ));
     }
     let small = |n: u64, what: &str| {
         u32::try_from(n).map_err(|_| Error::Usage(format!("{what}={n} is too large")))

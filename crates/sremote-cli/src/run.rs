@@ -96,16 +96,20 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
     if let Some(name) = &a.venv
         && !sremote_core::valid_venv_name(name)
     {
-        return Err(Error::Usage(format!(
-            "--venv {name:?} is not a venv name — use letters, digits, `_`, `.` and `-`"
-        )));
+        return Err(Error::usage(
+            format!("--venv {name:?} is not a venv name"),
+            "use letters, digits, `_`, `.` and `-`",
+        ));
     }
     if a.detach {
         if let Some(name) = &a.venv {
-            return Err(Error::Usage(format!(
-                "--venv with --detach is not supported yet — name the venv's interpreter \
-                 instead: sremote run HOST --detach -- .sremote/venvs/{name}/bin/python3 …"
-            )));
+            return Err(Error::usage(
+                "--venv with --detach is not supported yet",
+                format!(
+                    "name the venv's interpreter instead: sremote run HOST --detach -- \
+                     .sremote/venvs/{name}/bin/python3 …"
+                ),
+            ));
         }
         return detach(targets, a.argv, a.cwd, env, opts).await;
     }

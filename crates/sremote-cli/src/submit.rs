@@ -140,9 +140,10 @@ async fn with_needs(
         what: &str,
     ) -> Result<(), Error> {
         match (*flag, need) {
-            (Some(f), Some(n)) if f != n => Err(Error::Usage(format!(
-                "--{what} {f:?} and --needs {what}={n:?} disagree — give one"
-            ))),
+            (Some(f), Some(n)) if f != n => Err(Error::usage(
+                format!("--{what} {f:?} and --needs {what}={n:?} disagree"),
+                "give one",
+            )),
             (None, Some(n)) => {
                 *flag = Some(n);
                 Ok(())
@@ -184,18 +185,24 @@ fn scheduler_for(a: &SubmitArgs, spec: &HostSpec) -> Scheduler {
 /// without `gpus` it has none.
 pub(crate) fn host_config(spec: &HostSpec, config_file: &str) -> Result<HostConfig, Error> {
     let bad = |p: &PartitionSpec, key: &str, value: &str, expected: &str| {
-        Error::Usage(format!(
-            "{config_file}: host {}: partition {:?}: {key} = {value:?} is not {expected} — fix [hosts.{}] in the config file",
-            spec.name, p.name, spec.name
-        ))
+        Error::usage(
+            format!(
+                "{config_file}: host {}: partition {:?}: {key} = {value:?} is not {expected}",
+                spec.name, p.name
+            ),
+            format!("fix [hosts.{}] in the config file", spec.name),
+        )
     };
     let mut partitions = Vec::new();
     for p in &spec.partitions {
         if p.name.trim().is_empty() {
-            return Err(Error::Usage(format!(
-                "{config_file}: host {}: a partition has an empty name — give each partition its name (`name = \"debug\"`)",
-                spec.name
-            )));
+            return Err(Error::usage(
+                format!(
+                    "{config_file}: host {}: a partition has an empty name",
+                    spec.name
+                ),
+                "give each partition its name (`name = \"debug\"`)",
+            ));
         }
         if p.cores == Some(0) {
             return Err(bad(
@@ -315,6 +322,9 @@ async fn submit_on(
         JobError::Usage(m) if !m.contains(spec.name.as_str()) => {
             JobError::Usage(format!("host {}: {m}", spec.name))
         }
+        JobError::Call(Error::Invalid(u)) if !u.message.contains(spec.name.as_str()) => {
+            JobError::usage(format!("host {}: {}", spec.name, u.message), u.hint)
+        }
         e => e,
     })
 }
@@ -330,9 +340,10 @@ pub async fn submit(a: SubmitArgs, opts: &HostOptions) -> Result<ExitCode, Error
     let mut kwargs = Vec::new();
     for kw in &a.kwargs {
         let Some((k, v)) = kw.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            let e = JobError::Usage(format!(
-                "--kw {kw:?} is not KEY=VALUE — write e.g. --kw retries=3"
-            ));
+            let e = JobError::usage(
+                format!("--kw {kw:?} is not KEY=VALUE"),
+                "write e.g. --kw retries=3",
+            );
             return Ok(output::report(&e, json, json!({})));
         };
         kwargs.push((k.to_string(), json_or_string(v)));

@@ -187,18 +187,26 @@ impl EndpointSource {
         };
         match found {
             Some(a) if a.target == target => Ok(a),
-            Some(a) => Err(Error::Usage(format!(
-                "bootstrap on {host}: the host is {target} but the endpoint {} is built for {} — \
-                 build one for {target} (deploy/build-endpoint.sh on such a machine) and point \
-                 $SREMOTE_ENDPOINT_DIR at it",
-                a.origin, a.target
-            ))),
-            None => Err(Error::Usage(format!(
-                "bootstrap on {host}: no sremote endpoint build for {target} (looked in: {}) — \
-                 build one with deploy/build-endpoint.sh on a {target} machine and put it at \
-                 $SREMOTE_ENDPOINT_DIR/sremote-endpoint-{target}",
-                looked.join(", ")
-            ))),
+            Some(a) => Err(Error::usage(
+                format!(
+                    "bootstrap on {host}: the host is {target} but the endpoint {} is built for {}",
+                    a.origin, a.target
+                ),
+                format!(
+                    "build one for {target} (deploy/build-endpoint.sh on such a machine) and \
+                     point $SREMOTE_ENDPOINT_DIR at it"
+                ),
+            )),
+            None => Err(Error::usage(
+                format!(
+                    "bootstrap on {host}: no sremote endpoint build for {target} (looked in: {})",
+                    looked.join(", ")
+                ),
+                format!(
+                    "build one with deploy/build-endpoint.sh on a {target} machine and put it \
+                     at $SREMOTE_ENDPOINT_DIR/sremote-endpoint-{target}"
+                ),
+            )),
         }
     }
 }
@@ -612,11 +620,14 @@ impl<C: Connector> RemoteClient<C> {
                     format!("{}/{t}", home.trim_end_matches('/')),
                 )
             } else {
-                return Err(Error::Usage(format!(
-                    "bootstrap on {}: the tmp dir {t:?} is relative to the home directory, \
-                     but the host reported no home ({home:?}) — set an absolute tmp dir",
-                    self.host()
-                )));
+                return Err(Error::usage(
+                    format!(
+                        "bootstrap on {}: the tmp dir {t:?} is relative to the home directory, \
+                         but the host reported no home ({home:?})",
+                        self.host()
+                    ),
+                    "set an absolute tmp dir",
+                ));
             };
             loc.insert(key.into(), Value::from(value));
         }

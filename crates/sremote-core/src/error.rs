@@ -301,6 +301,12 @@ pub struct UsageError {
     pub hint: String,
 }
 
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        with_hint(f, &self.message, Some(&self.hint))
+    }
+}
+
 /// The error of every sremote client operation.
 ///
 /// Its text is [`message`](Error::message), then ` — ` and the [`hint`](Error::hint) when

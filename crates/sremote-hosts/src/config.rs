@@ -262,10 +262,10 @@ impl Config {
                 return Ok(Config::default());
             }
             Err(e) => {
-                return Err(Error::Usage(format!(
-                    "cannot read the config file {}: {e} — fix the path in --config or SREMOTE_CONFIG",
-                    path.display()
-                )));
+                return Err(Error::usage(
+                    format!("cannot read the config file {}: {e}", path.display()),
+                    "fix the path in --config or SREMOTE_CONFIG",
+                ));
             }
         };
         Config::parse(&text, &path)
@@ -275,11 +275,10 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
         let at = |span: Option<Range<usize>>, msg: &str| {
             let (line, col) = line_col(text, span.map_or(0, |s| s.start));
-            Error::Usage(format!(
-                "{}:{line}:{col}: {} — fix the config file (format: `sremote hosts --help`)",
-                path.display(),
-                msg.trim()
-            ))
+            Error::usage(
+                format!("{}:{line}:{col}: {}", path.display(), msg.trim()),
+                "fix the config file (format: `sremote hosts --help`)",
+            )
         };
         let doc = DeTable::parse(text).map_err(|e| at(e.span(), e.message()))?;
         let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), e.message()))?;
@@ -468,24 +467,29 @@ impl Config {
     ) -> Result<(), Error> {
         let Some(members) = self.groups.get(name) else {
             let known: Vec<_> = self.groups.keys().map(|g| format!("@{g}")).collect();
-            return Err(Error::Usage(format!(
-                "no group named @{name} in {} — known groups: {}",
-                self.path_text(),
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            )));
+            return Err(Error::usage(
+                format!("no group named @{name} in {}", self.path_text()),
+                format!(
+                    "known groups: {}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
         };
         for m in members {
             if let Some(g) = m.strip_prefix('@') {
                 if stack.iter().any(|s| s == g) {
-                    return Err(Error::Usage(format!(
-                        "the groups in {} form a cycle: @{} -> @{g} — remove one of the references",
-                        self.path_text(),
-                        stack.join(" -> @")
-                    )));
+                    return Err(Error::usage(
+                        format!(
+                            "the groups in {} form a cycle: @{} -> @{g}",
+                            self.path_text(),
+                            stack.join(" -> @")
+                        ),
+                        "remove one of the references",
+                    ));
                 }
                 stack.push(g.to_string());
                 self.expand(g, stack, out)?;

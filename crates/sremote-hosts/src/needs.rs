@@ -87,7 +87,7 @@ pub struct Fit {
 }
 
 fn usage(msg: String) -> Error {
-    Error::Usage(format!("{msg} — --needs takes KEY=VALUE,…: {FORMS}"))
+    Error::usage(msg, format!("--needs takes KEY=VALUE,…: {FORMS}"))
 }
 
 fn version(text: &str) -> Option<Vec<u32>> {

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sremote_core::Setup;
+use sremote_core::{Setup, UsageError};
 
 use crate::error::{FailureClass, JobError};
 use crate::units::{hms, mebibytes, slurm_time};
@@ -109,7 +109,10 @@ pub struct HostConfig {
 /// The partition for `r`: the one it names, else the smallest of `partitions` that fits
 /// (fewest GPUs, then fewest cores, then shortest time, then least memory), else `None` (the batch
 /// system's default) when no partitions are known.
-pub fn choose_partition(r: &Resources, partitions: &[Partition]) -> Result<Option<String>, String> {
+pub fn choose_partition(
+    r: &Resources,
+    partitions: &[Partition],
+) -> Result<Option<String>, UsageError> {
     if let Some(p) = &r.partition {
         return Ok(Some(p.clone()));
     }
@@ -153,11 +156,13 @@ pub fn choose_partition(r: &Resources, partitions: &[Partition]) -> Result<Optio
                     )
                 })
                 .collect();
-            format!(
-                "no partition fits {} — the partitions are: {}; ask for less, or name a partition",
-                describe(r),
-                known.join(", ")
-            )
+            UsageError {
+                message: format!("no partition fits {}", describe(r)),
+                hint: format!(
+                    "the partitions are: {}; ask for less, or name a partition",
+                    known.join(", ")
+                ),
+            }
         })
 }
 

@@ -192,10 +192,13 @@ impl<C: Connector + 'static> Submit<C> {
             Scheduler::Direct => None,
             _ => choose_partition(&options.resources, &options.host_config.partitions).map_err(
                 |e| {
-                    JobError::Usage(format!(
-                        "submit {}.{} to {host}: {e}",
-                        request.module, request.function
-                    ))
+                    JobError::usage(
+                        format!(
+                            "submit {}.{} to {host}: {}",
+                            request.module, request.function, e.message
+                        ),
+                        e.hint,
+                    )
                 },
             )?,
         };
@@ -446,18 +449,22 @@ fn check_shipped_code(request: &Request, host: &str) -> Result<(), JobError> {
             request.module, request.function, m.name
         );
         let Some(source) = &m.source else {
-            return Err(JobError::Usage(format!(
-                "{what} has no source (only its hash); a job runs later and needs the source — \
-                 build the request with the module's source (ShippedModule::new)"
-            )));
+            return Err(JobError::usage(
+                format!(
+                    "{what} has no source (only its hash); a job runs later and needs the source"
+                ),
+                "build the request with the module's source (ShippedModule::new)",
+            ));
         };
         let sha = hex(&Sha256::digest(source.as_bytes()));
         if !sha.eq_ignore_ascii_case(&m.sha256) {
-            return Err(JobError::Usage(format!(
-                "{what}: sha256 {} is not the SHA-256 of its source ({sha}) — build it with \
-                 ShippedModule::new",
-                m.sha256
-            )));
+            return Err(JobError::usage(
+                format!(
+                    "{what}: sha256 {} is not the SHA-256 of its source ({sha})",
+                    m.sha256
+                ),
+                "build it with ShippedModule::new",
+            ));
         }
     }
     Ok(())

@@ -157,7 +157,9 @@ async fn changed_code_is_a_new_job_and_unchanged_code_reattaches() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, JobError::Usage(m) if m.contains("has no source") && m.contains("shipmod")),
+        err.is_usage()
+            && err.message().contains("has no source")
+            && err.message().contains("shipmod"),
         "{err}"
     );
 }

@@ -446,8 +446,8 @@ fn partitions_from_sinfo_and_choice() {
     })
     .unwrap_err();
     assert!(
-        err.contains("no partition fits 1000 cores") && err.contains("debug (4 cores"),
-        "{err}"
+        err.message == "no partition fits 1000 cores" && err.hint.contains("debug (4 cores"),
+        "{err:?}"
     );
     assert_eq!(
         choose_partition(&Resources::default(), &[]),

@@ -126,17 +126,18 @@ pub(super) async fn cancel(
 ) -> ExitCode {
     let json = opts.json;
     let Ok(grace) = Duration::try_from_secs_f64(grace) else {
-        let e = JobError::Usage(format!(
-            "--grace {grace}: not a number of seconds — give seconds >= 0, e.g. --grace 30"
-        ));
+        let e = JobError::usage(
+            format!("--grace {grace}: not a number of seconds"),
+            "give seconds >= 0, e.g. --grace 30",
+        );
         return output::report(&e, json, json!({"id": id}));
     };
     let ids = match (id, all) {
         (Some(id), _) => return ExitCode::from(cancel_one(&id, grace, opts).await),
         (None, None) => {
-            let e = JobError::Usage(
-                "`sremote jobs cancel` needs a job id or --all — list them with `sremote jobs ls`"
-                    .into(),
+            let e = JobError::usage(
+                "`sremote jobs cancel` needs a job id or --all",
+                "list them with `sremote jobs ls`",
             );
             return output::report(&e, json, json!({}));
         }
