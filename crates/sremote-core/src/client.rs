@@ -546,8 +546,8 @@ impl<C: Connector> RemoteClient<C> {
         action: &str,
         control: Option<&crate::call::CallControl>,
     ) -> Result<(CallMode, Answer), Error> {
-        self.verify_endpoint_dir().await?;
         let resolved = self.resolve_mode(mode);
+        // A session's start checks the sremote dir itself (`trust::guarded`).
         if resolved == CallMode::Session {
             match self
                 .send_session(request, attachments, action, control)
@@ -567,6 +567,7 @@ impl<C: Connector> RemoteClient<C> {
         } else {
             mode
         });
+        self.verify_endpoint_dir().await?;
         let body = if attachments.is_empty() {
             serde_json::to_vec(request)
         } else {
@@ -621,9 +622,12 @@ impl<C: Connector> RemoteClient<C> {
         }
         *slot = None;
         let endpoint = self.endpoint_path();
-        let serve = self.with_setup(RemoteCommand::new(&endpoint).arg("serve"));
+        let dir = self.sremote_dir();
+        let serve = crate::trust::guarded(&dir, RemoteCommand::new(&endpoint).arg("serve"));
+        let serve = self.with_setup(serve);
         let session =
             Arc::new(Session::open(&self.inner.connector, &serve, &endpoint, action).await?);
+        lock(&self.inner.state).trusted_dir = Some(dir);
         *slot = Some(session.clone());
         Ok(session)
     }
@@ -644,6 +648,9 @@ impl<C: Connector> RemoteClient<C> {
             ),
             SessionError::NotSetup(reason) => self.not_setup(action, reason),
             SessionError::Setup(f) => self.setup_failed(action, f),
+            SessionError::Untrusted(line) => {
+                crate::trust::untrusted_error(self.host(), action, &line)
+            }
             SessionError::Protocol { detail, received } => {
                 Error::Protocol(Box::new(ProtocolError {
                     host: self.host().to_string(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use crate::connector::{Connector, RemoteCommand};
+use crate::connector::{BoxFuture, Connector, RemoteCommand};
 use crate::error::{ConnectorError, ConnectorErrorKind};
 use crate::frame::{self, Frame, FrameKind};
 use crate::protocol::{PROTOCOL_VERSION, Response};
@@ -30,6 +30,9 @@ pub(crate) enum SessionError {
     Cancelled,
     /// A setup line failed before the endpoint started.
     Setup(crate::setup::SetupFailure),
+    /// The sremote dir check before the start refused the dir (its `untrusted=` line,
+    /// without the prefix; `crate::trust::guarded`).
+    Untrusted(String),
 }
 
 /// A call waiting for its response: what it is (for error messages) and where to answer.
@@ -38,21 +41,162 @@ struct Waiter {
     tx: oneshot::Sender<Result<Answer, SessionError>>,
 }
 
-type Pending = Arc<Mutex<HashMap<String, Waiter>>>;
-type Writer = Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
+/// The calls waiting for their responses, by request id.
+type Pending = Mutex<HashMap<String, Waiter>>;
+/// The endpoint's stdin.
+type Stdin = Box<dyn AsyncWrite + Send + Unpin>;
+/// The endpoint's stdout, buffered.
+type Stdout = tokio::io::BufReader<Box<dyn AsyncRead + Send + Unpin>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How long the endpoint has to greet.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The endpoint's stdout is read through a buffer this large.
+const STDOUT_BUFFER: usize = 256 << 10;
+/// How much of the endpoint's stderr is kept for error messages (the last bytes).
+const STDERR_TAIL: usize = 64 << 10;
+/// How often a quiet session with waiting calls is pinged.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A session that answers nothing, not even pings, for this long is dead.
+const DEAD_AFTER: Duration = Duration::from_secs(60);
+
+/// Why a session ended.
+struct Death {
+    /// The stream carried something that is not our protocol (else it ended or broke).
+    garbled: bool,
+    why: String,
+}
+
+impl Death {
+    /// The stream was garbled.
+    fn garbled(why: String) -> Death {
+        Death { garbled: true, why }
+    }
+
+    /// The stream ended or broke.
+    fn gone(why: String) -> Death {
+        Death {
+            garbled: false,
+            why,
+        }
+    }
+
+    /// What a call of `action` on `host` fails with: a protocol error when the stream
+    /// was garbled, else a disconnect with the reason.
+    fn error(&self, host: &str, action: &str) -> SessionError {
+        if self.garbled {
+            SessionError::Protocol {
+                detail: self.why.clone(),
+                received: String::new(),
+            }
+        } else {
+            SessionError::Transport(disconnected(host, action, &self.why))
+        }
+    }
+}
+
+/// What a session's calls, its reader and its heartbeat share.
+struct Shared {
+    host: String,
+    /// Every frame to the endpoint is written under this lock.
+    writer: tokio::sync::Mutex<Stdin>,
+    pending: Pending,
+    /// Cleared once the session can take no more calls.
+    alive: AtomicBool,
+    /// When the endpoint last sent anything (what the heartbeat measures).
+    last_rx: Mutex<Instant>,
+    /// Why the session ended, once it has (the first reason).
+    death: Mutex<Option<Death>>,
+}
+
+impl Shared {
+    fn new(host: String, stdin: Stdin) -> Shared {
+        Shared {
+            host,
+            writer: tokio::sync::Mutex::new(stdin),
+            pending: Mutex::default(),
+            alive: AtomicBool::new(true),
+            last_rx: Mutex::new(Instant::now()),
+            death: Mutex::default(),
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// The endpoint sent something: it is alive.
+    fn heard(&self) {
+        *lock(&self.last_rx) = Instant::now();
+    }
+
+    /// Record why the session ended, mark it dead — in that order, so a call that sees
+    /// it dead finds the reason — and fail every waiting call.
+    fn die(&self, death: Death) {
+        let mut recorded = lock(&self.death);
+        let death = recorded.get_or_insert(death);
+        self.alive.store(false, Ordering::SeqCst);
+        for (_, w) in lock(&self.pending).drain() {
+            let _ = w.tx.send(Err(death.error(&self.host, &w.action)));
+        }
+    }
+
+    /// Why a dead session cannot take `action` (`otherwise` when no reason was recorded).
+    fn death_error(&self, action: &str, otherwise: &str) -> SessionError {
+        match lock(&self.death).as_ref() {
+            Some(death) => death.error(&self.host, action),
+            None => SessionError::Transport(disconnected(&self.host, action, otherwise)),
+        }
+    }
+
+    /// Write `head`, then each attachment in place (length prefix, bytes), and flush: a
+    /// large payload is never copied into one frame buffer.
+    async fn write(
+        &self,
+        action: &str,
+        head: &[u8],
+        attachments: &[Vec<u8>],
+    ) -> Result<(), SessionError> {
+        let mut w = self.writer.lock().await;
+        self.write_locked(&mut w, action, head, attachments).await
+    }
+
+    /// [`write`](Self::write) with the writer lock already held (`w`). A failed write
+    /// marks the session dead.
+    async fn write_locked(
+        &self,
+        w: &mut Stdin,
+        action: &str,
+        head: &[u8],
+        attachments: &[Vec<u8>],
+    ) -> Result<(), SessionError> {
+        let result = async {
+            w.write_all(head).await?;
+            for a in attachments {
+                w.write_all(&frame::attachment_prefix(a)).await?;
+                w.write_all(a).await?;
+            }
+            w.flush().await
+        }
+        .await;
+        result.map_err(|e| {
+            self.alive.store(false, Ordering::SeqCst);
+            SessionError::Transport(disconnected(
+                &self.host,
+                action,
+                format!("writing to the session failed: {e}"),
+            ))
+        })
+    }
+}
+
 /// A live session. Dropping it closes the endpoint's stdin, which ends the endpoint.
 pub(crate) struct Session {
-    writer: Writer,
-    pending: Pending,
-    alive: Arc<AtomicBool>,
-    /// Why the session ended: (the stream was garbled, what happened).
-    death: Arc<Mutex<Option<(bool, String)>>>,
-    host: String,
+    shared: Arc<Shared>,
+    /// The stderr drain, the reader and the heartbeat.
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Endpoint process id on the host (from the handshake).
     pub pid: u32,
@@ -65,9 +209,7 @@ pub(crate) struct Session {
 /// Writes the Cancel frame of a call whose request went out in a session.
 #[derive(Clone)]
 pub(crate) struct Canceller {
-    writer: Writer,
-    alive: Arc<AtomicBool>,
-    host: String,
+    shared: Arc<Shared>,
     supported: bool,
 }
 
@@ -75,69 +217,30 @@ impl Canceller {
     /// Ask the endpoint to cancel call `id` (it kills the call's subprocesses and answers
     /// `Cancelled`).
     pub(crate) async fn cancel(&self, id: &str, action: &str) -> Result<(), ConnectorError> {
+        let host = &self.shared.host;
         if !self.supported {
-            return Err(ConnectorError::unsupported(&self.host, "cancel", action)
+            return Err(ConnectorError::unsupported(host, "cancel", action)
                 .detail("the endpoint's session offers no cancel")
                 .hint("run `sremote bootstrap` to install a current endpoint"));
         }
         let body = serde_json::json!({ "id": id }).to_string();
         let frame = frame::encode(FrameKind::Cancel, body.as_bytes()).map_err(|e| {
-            ConnectorError::new(ConnectorErrorKind::InvalidInput, &self.host, action).detail(e)
+            ConnectorError::new(ConnectorErrorKind::InvalidInput, host, action).detail(e)
         })?;
-        write_all(&self.writer, &self.alive, &self.host, action, &frame, &[])
+        self.shared
+            .write(action, &frame, &[])
             .await
             .map_err(|e| match e {
                 SessionError::Transport(e) => e,
-                _ => disconnected(&self.host, action, "the session is closed"),
+                _ => disconnected(host, action, "the session is closed"),
             })
     }
-}
-
-/// Write `head`, then each attachment in place (length prefix, bytes), and flush: a large
-/// payload is never copied into one frame buffer.
-async fn write_all(
-    writer: &Writer,
-    alive: &AtomicBool,
-    host: &str,
-    action: &str,
-    head: &[u8],
-    attachments: &[Vec<u8>],
-) -> Result<(), SessionError> {
-    let mut w = writer.lock().await;
-    write_locked(&mut w, alive, host, action, head, attachments).await
-}
-
-async fn write_locked(
-    w: &mut Box<dyn AsyncWrite + Send + Unpin>,
-    alive: &AtomicBool,
-    host: &str,
-    action: &str,
-    head: &[u8],
-    attachments: &[Vec<u8>],
-) -> Result<(), SessionError> {
-    let result = async {
-        w.write_all(head).await?;
-        for a in attachments {
-            w.write_all(&frame::attachment_prefix(a)).await?;
-            w.write_all(a).await?;
-        }
-        w.flush().await
-    }
-    .await;
-    result.map_err(|e| {
-        alive.store(false, Ordering::SeqCst);
-        SessionError::Transport(disconnected(
-            host,
-            action,
-            format!("writing to the session failed: {e}"),
-        ))
-    })
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("host", &self.host)
+            .field("host", &self.shared.host)
             .field("pid", &self.pid)
             .field("version", &self.version)
             .field("capabilities", &self.capabilities)
@@ -210,57 +313,228 @@ async fn read_exactly(r: &mut (impl AsyncRead + Unpin), n: usize) -> std::io::Re
     Ok(v)
 }
 
+/// The last [`STDERR_TAIL`] bytes the endpoint wrote to stderr (its diagnostics), for
+/// errors about a session that did not start.
+#[derive(Clone, Default)]
+struct StderrTail(Arc<Mutex<Vec<u8>>>);
+
+impl StderrTail {
+    /// Read the endpoint's stderr to its end, so the endpoint never blocks on it, keeping
+    /// the tail.
+    async fn drain(self, mut stderr: Box<dyn AsyncRead + Send + Unpin>) {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let mut t = lock(&self.0);
+            t.extend_from_slice(&buf[..n]);
+            let excess = t.len().saturating_sub(STDERR_TAIL);
+            t.drain(..excess);
+        }
+    }
+
+    /// The tail as text, trimmed.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.0)).trim().to_string()
+    }
+
+    /// What the start of an endpoint that exited with `code` reported: a failed setup
+    /// line, or the sremote dir check's refusal. The report may still be on the way to
+    /// the drain: wait for it up to 2 s.
+    async fn start_failure(&self, code: i32) -> Option<SessionError> {
+        use crate::setup::SETUP_FAILED_EXIT;
+        use crate::trust::UNTRUSTED_EXIT;
+        if !matches!(code, SETUP_FAILED_EXIT | UNTRUSTED_EXIT) {
+            return None;
+        }
+        for _ in 0..100 {
+            let report = {
+                let tail = lock(&self.0);
+                match code {
+                    SETUP_FAILED_EXIT => {
+                        crate::setup::failure(Some(code), &tail).map(SessionError::Setup)
+                    }
+                    _ => crate::trust::untrusted_line(&tail).map(SessionError::Untrusted),
+                }
+            };
+            if report.is_some() {
+                return report;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+/// What arrived first on the endpoint's stdout.
+enum Handshake {
+    /// The magic and a Hello frame: its body.
+    Hello(Vec<u8>),
+    /// Eight bytes that are not the magic (shell noise, most likely).
+    Junk([u8; 8]),
+    /// The magic, then a frame of another kind.
+    Unexpected(FrameKind),
+    /// The stream ended or broke before a Hello.
+    Ended,
+    /// Nothing complete within [`HANDSHAKE_TIMEOUT`].
+    TimedOut,
+}
+
+/// Read the magic and the Hello frame.
+async fn read_handshake(stdout: &mut Stdout) -> Handshake {
+    let read = async {
+        let mut magic = [0u8; 8];
+        stdout.read_exact(&mut magic).await?;
+        if &magic != frame::MAGIC {
+            return Ok(Handshake::Junk(magic));
+        }
+        Ok::<_, std::io::Error>(match read_frame(stdout).await? {
+            Some(Frame::Plain {
+                kind: FrameKind::Hello,
+                body,
+            }) => Handshake::Hello(body),
+            Some(Frame::Message { kind, .. } | Frame::Plain { kind, .. }) => {
+                Handshake::Unexpected(kind)
+            }
+            None => Handshake::Ended,
+        })
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, read).await {
+        Ok(Ok(handshake)) => handshake,
+        Ok(Err(_)) => Handshake::Ended,
+        Err(_) => Handshake::TimedOut,
+    }
+}
+
+/// The stream did not start with the magic: a protocol error showing what arrived — the
+/// eight bytes `start` and a little more, without waiting long for it.
+async fn not_a_session(start: [u8; 8], stdout: &mut Stdout) -> SessionError {
+    let mut more = [0u8; 200];
+    let n = tokio::time::timeout(Duration::from_millis(100), stdout.read(&mut more))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+    let mut received = start.to_vec();
+    received.extend_from_slice(&more[..n]);
+    SessionError::Protocol {
+        detail: "the session did not start with the sremote handshake (is something in the \
+                 login scripts printing to stdout?)"
+            .into(),
+        received: String::from_utf8_lossy(&received).into_owned(),
+    }
+}
+
+/// The endpoint ended before its Hello; its exit code and stderr tell why: missing or not
+/// runnable (126/127), too old for session mode (2), a failed setup line, a refused
+/// sremote dir, or a disconnect.
+async fn ended_in_handshake(
+    wait: &mut BoxFuture<Result<Option<i32>, ConnectorError>>,
+    stderr: &StderrTail,
+    endpoint: &str,
+    host: &str,
+    action: &str,
+) -> SessionError {
+    let code = tokio::time::timeout(Duration::from_secs(5), wait).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let tail = stderr.text();
+    if let Ok(Ok(Some(c))) = code
+        && let Some(failure) = stderr.start_failure(c).await
+    {
+        return failure;
+    }
+    match code {
+        Ok(Ok(Some(126 | 127))) => {
+            SessionError::NotSetup(format!("no runnable endpoint at {endpoint}: {tail}"))
+        }
+        Ok(Ok(Some(2))) => SessionError::NotSetup(format!(
+            "the endpoint at {endpoint} has no session mode: {tail}"
+        )),
+        other => SessionError::Transport(disconnected(
+            host,
+            &format!("{action} (opening a session)"),
+            format!("endpoint session ended during the handshake ({other:?}): {tail}"),
+        )),
+    }
+}
+
+/// The reader task: hand each response to the call waiting for it until the stream ends
+/// or is garbled, then fail the calls still waiting and reap the endpoint.
+async fn read_responses(
+    mut stdout: Stdout,
+    wait: BoxFuture<Result<Option<i32>, ConnectorError>>,
+    shared: Arc<Shared>,
+) {
+    let death = loop {
+        match read_frame(&mut stdout).await {
+            Ok(Some(Frame::Message {
+                kind: FrameKind::Response,
+                json,
+                attachments,
+            })) => {
+                shared.heard();
+                match Response::parse(&json) {
+                    Ok(response) => {
+                        if let Some(w) = lock(&shared.pending).remove(&response.id) {
+                            let _ = w.tx.send(Ok((response, attachments)));
+                        }
+                    }
+                    Err(e) => break Death::garbled(format!("garbled response frame: {e}")),
+                }
+            }
+            Ok(Some(Frame::Plain {
+                kind: FrameKind::Pong | FrameKind::Hello,
+                ..
+            })) => shared.heard(),
+            Ok(Some(Frame::Message { kind, .. } | Frame::Plain { kind, .. })) => {
+                break Death::garbled(format!("unexpected {kind:?} frame from the endpoint"));
+            }
+            Ok(None) => break Death::gone("the endpoint closed the session".to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                break Death::garbled(format!("garbled data from the endpoint: {e}"));
+            }
+            Err(e) => break Death::gone(format!("reading the session failed: {e}")),
+        }
+    };
+    shared.die(death);
+    let _ = wait.await;
+}
+
 /// While calls are waiting, ping the endpoint when it has been quiet, and declare the
 /// connection dead when nothing at all arrives for [`DEAD_AFTER`] (a half-open TCP
 /// connection never reports an error by itself).
-async fn heartbeat(
-    writer: Writer,
-    pending: Pending,
-    alive: Arc<AtomicBool>,
-    last_rx: Arc<Mutex<Instant>>,
-    host: String,
-) {
+async fn heartbeat(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(PING_EVERY);
     loop {
         tick.tick().await;
-        if !alive.load(Ordering::SeqCst) {
+        if !shared.is_alive() {
             return;
         }
-        let quiet = lock(&last_rx).elapsed();
-        if lock(&pending).is_empty() {
-            *lock(&last_rx) = Instant::now();
+        let quiet = lock(&shared.last_rx).elapsed();
+        if lock(&shared.pending).is_empty() {
+            shared.heard();
             continue;
         }
         if quiet >= DEAD_AFTER {
-            alive.store(false, Ordering::SeqCst);
-            for (_, w) in lock(&pending).drain() {
-                let e = disconnected(
-                    &host,
-                    &w.action,
-                    format!("no answer to heartbeats for {} s", quiet.as_secs()),
-                );
-                let _ = w.tx.send(Err(SessionError::Transport(e)));
-            }
+            let why = format!("no answer to heartbeats for {} s", quiet.as_secs());
+            shared.die(Death::gone(why));
             return;
         }
         if quiet >= PING_EVERY
             && let Ok(ping) = frame::encode(FrameKind::Ping, &[0u8; 8])
         {
-            let mut w = writer.lock().await;
+            let mut w = shared.writer.lock().await;
             let _ = w.write_all(&ping).await;
             let _ = w.flush().await;
         }
     }
 }
 
-/// How often a quiet session with waiting calls is pinged.
-const PING_EVERY: Duration = Duration::from_secs(15);
-/// A session that answers nothing, not even pings, for this long is dead.
-const DEAD_AFTER: Duration = Duration::from_secs(60);
-
 impl Session {
     /// Start `endpoint serve` on the host and complete the handshake, for the call
-    /// `action` (named in errors).
+    /// `action` (named in errors). Three tasks then serve the session: a drain of the
+    /// endpoint's stderr, the reader of responses and the heartbeat.
     pub(crate) async fn open<C: Connector + ?Sized>(
         connector: &C,
         serve: &RemoteCommand,
@@ -268,204 +542,51 @@ impl Session {
         action: &str,
     ) -> Result<Session, SessionError> {
         let host = connector.host().to_string();
-        let opening = format!("{action} (opening a session)");
         let process = connector
             .spawn(serve)
             .await
             .map_err(SessionError::Transport)?;
-        let mut stdout = tokio::io::BufReader::with_capacity(256 << 10, process.stdout);
-        let stderr_tail = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let mut tasks = Vec::new();
-        {
-            // Drain stderr (the endpoint's diagnostics) so it never blocks; keep the tail.
-            let tail = stderr_tail.clone();
-            let mut stderr = process.stderr;
-            tasks.push(tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = stderr.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut t = lock(&tail);
-                    t.extend_from_slice(&buf[..n]);
-                    let excess = t.len().saturating_sub(64 << 10);
-                    t.drain(..excess);
-                }
-            }));
-        }
+        let mut stdout = tokio::io::BufReader::with_capacity(STDOUT_BUFFER, process.stdout);
+        let stderr = StderrTail::default();
+        let drain = tokio::spawn(stderr.clone().drain(process.stderr));
         let mut wait = process.wait;
-        let mut magic = [0u8; 8];
-        let handshake = async {
-            stdout.read_exact(&mut magic).await?;
-            if &magic != frame::MAGIC {
-                return Ok(Err(magic));
-            }
-            read_frame(&mut stdout).await.map(Ok)
-        };
-        let hello = match tokio::time::timeout(Duration::from_secs(60), handshake).await {
-            Ok(Ok(Ok(Some(Frame::Plain {
-                kind: FrameKind::Hello,
-                body,
-            })))) => body,
-            Ok(Ok(Err(junk))) => {
-                // Show a little more of what arrived, without waiting long for it.
-                let mut more = vec![0u8; 200];
-                let n = tokio::time::timeout(Duration::from_millis(100), stdout.read(&mut more))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(0);
-                let mut received = junk.to_vec();
-                received.extend_from_slice(&more[..n]);
-                return Err(SessionError::Protocol {
-                    detail: "the session did not start with the sremote handshake (is something \
-                             in the login scripts printing to stdout?)"
-                        .into(),
-                    received: String::from_utf8_lossy(&received).into_owned(),
-                });
-            }
-            Ok(Ok(Ok(Some(Frame::Message { kind, .. } | Frame::Plain { kind, .. })))) => {
+        let hello = match read_handshake(&mut stdout).await {
+            Handshake::Hello(body) => parse_hello(&body, endpoint)?,
+            Handshake::Junk(start) => return Err(not_a_session(start, &mut stdout).await),
+            Handshake::Unexpected(kind) => {
                 return Err(SessionError::Protocol {
                     detail: format!("expected a hello frame, got {kind:?}"),
                     received: String::new(),
                 });
             }
-            Ok(Err(_) | Ok(Ok(None))) => {
-                // The endpoint ended before the handshake: missing, broken, or too old.
-                let code = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let tail = String::from_utf8_lossy(&lock(&stderr_tail))
-                    .trim()
-                    .to_string();
-                if let Ok(Ok(Some(c @ crate::setup::SETUP_FAILED_EXIT))) = code {
-                    // Its report may still be on the way to the stderr drain.
-                    for _ in 0..100 {
-                        if let Some(f) = crate::setup::failure(Some(c), &lock(&stderr_tail)) {
-                            return Err(SessionError::Setup(f));
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-                return Err(match code {
-                    Ok(Ok(Some(126 | 127))) => SessionError::NotSetup(format!(
-                        "no runnable endpoint at {endpoint}: {tail}"
-                    )),
-                    Ok(Ok(Some(2))) => SessionError::NotSetup(format!(
-                        "the endpoint at {endpoint} has no session mode: {tail}"
-                    )),
-                    other => SessionError::Transport(disconnected(
-                        &host,
-                        &opening,
-                        format!("endpoint session ended during the handshake ({other:?}): {tail}"),
-                    )),
-                });
+            Handshake::Ended => {
+                return Err(ended_in_handshake(&mut wait, &stderr, endpoint, &host, action).await);
             }
-            Err(_) => {
+            Handshake::TimedOut => {
+                let opening = format!("{action} (opening a session)");
                 return Err(SessionError::Transport(
                     ConnectorError::new(ConnectorErrorKind::Timeout, &host, &opening)
                         .detail("no handshake from the endpoint within 60 s"),
                 ));
             }
         };
-        let hello = parse_hello(&hello, endpoint)?;
-
-        let pending: Pending = Arc::default();
-        let alive = Arc::new(AtomicBool::new(true));
-        let last_rx = Arc::new(Mutex::new(Instant::now()));
-        let death: Arc<Mutex<Option<(bool, String)>>> = Arc::default();
-        {
-            let (pending, alive, host, last_rx) = (
-                pending.clone(),
-                alive.clone(),
-                host.clone(),
-                last_rx.clone(),
-            );
-            let death = death.clone();
-            tasks.push(tokio::spawn(async move {
-                let (garbled, why) = loop {
-                    match read_frame(&mut stdout).await {
-                        Ok(Some(Frame::Message {
-                            kind: FrameKind::Response,
-                            json,
-                            attachments,
-                        })) => {
-                            *lock(&last_rx) = Instant::now();
-                            match Response::parse(&json).map(|r| (r, attachments)) {
-                                Ok((resp, atts)) => {
-                                    if let Some(w) = lock(&pending).remove(&resp.id) {
-                                        let _ = w.tx.send(Ok((resp, atts)));
-                                    }
-                                }
-                                Err(e) => break (true, format!("garbled response frame: {e}")),
-                            }
-                        }
-                        Ok(Some(Frame::Plain {
-                            kind: FrameKind::Pong | FrameKind::Hello,
-                            ..
-                        })) => *lock(&last_rx) = Instant::now(),
-                        Ok(Some(Frame::Message { kind, .. } | Frame::Plain { kind, .. })) => {
-                            break (true, format!("unexpected {kind:?} frame from the endpoint"));
-                        }
-                        Ok(None) => break (false, "the endpoint closed the session".to_string()),
-                        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                            break (true, format!("garbled data from the endpoint: {e}"));
-                        }
-                        Err(e) => break (false, format!("reading the session failed: {e}")),
-                    }
-                };
-                *lock(&death) = Some((garbled, why.clone()));
-                alive.store(false, Ordering::SeqCst);
-                for (_, w) in lock(&pending).drain() {
-                    let err = if garbled {
-                        SessionError::Protocol {
-                            detail: why.clone(),
-                            received: String::new(),
-                        }
-                    } else {
-                        SessionError::Transport(disconnected(&host, &w.action, &why))
-                    };
-                    let _ = w.tx.send(Err(err));
-                }
-                let _ = wait.await;
-            }));
-        }
-        let writer: Writer = Arc::new(tokio::sync::Mutex::new(process.stdin));
-        tasks.push(tokio::spawn(heartbeat(
-            writer.clone(),
-            pending.clone(),
-            alive.clone(),
-            last_rx,
-            host.clone(),
-        )));
-        let session = Session {
-            writer,
-            pending,
-            alive,
-            death,
-            host,
+        let shared = Arc::new(Shared::new(host, process.stdin));
+        let tasks = vec![
+            drain,
+            tokio::spawn(read_responses(stdout, wait, shared.clone())),
+            tokio::spawn(heartbeat(shared.clone())),
+        ];
+        Ok(Session {
+            shared,
             tasks,
             pid: hello.pid,
             version: hello.version,
             capabilities: hello.capabilities,
-        };
-        Ok(session)
-    }
-
-    /// Why a dead session cannot take `action`: a protocol error when its stream was
-    /// garbled, else a disconnect with the reason (`otherwise` when none was recorded).
-    fn death_error(&self, action: &str, otherwise: &str) -> SessionError {
-        match lock(&self.death).clone() {
-            Some((true, why)) => SessionError::Protocol {
-                detail: why,
-                received: String::new(),
-            },
-            Some((false, why)) => SessionError::Transport(disconnected(&self.host, action, why)),
-            None => SessionError::Transport(disconnected(&self.host, action, otherwise)),
-        }
+        })
     }
 
     pub(crate) fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::SeqCst)
+        self.shared.is_alive()
     }
 
     /// Whether the endpoint announced `capability` in its handshake.
@@ -476,9 +597,7 @@ impl Session {
     /// What cancels a call of this session.
     pub(crate) fn canceller(&self) -> Canceller {
         Canceller {
-            writer: self.writer.clone(),
-            alive: self.alive.clone(),
-            host: self.host.clone(),
+            shared: self.shared.clone(),
             supported: self.has_capability("cancel"),
         }
     }
@@ -494,8 +613,9 @@ impl Session {
         action: &str,
         control: Option<&crate::call::CallControl>,
     ) -> Result<Answer, SessionError> {
-        if !self.is_alive() {
-            return Err(self.death_error(action, "the session is closed"));
+        let shared = &self.shared;
+        if !shared.is_alive() {
+            return Err(shared.death_error(action, "the session is closed"));
         }
         let head = frame::message_head(FrameKind::Request, json, attachments).map_err(|e| {
             SessionError::Protocol {
@@ -508,7 +628,7 @@ impl Session {
             action: action.to_string(),
             tx,
         };
-        lock(&self.pending).insert(id.to_string(), waiter);
+        lock(&shared.pending).insert(id.to_string(), waiter);
         // If the caller stops waiting (dropped future), forget the entry.
         struct Forget<'a>(&'a Pending, &'a str, bool);
         impl Drop for Forget<'_> {
@@ -518,33 +638,32 @@ impl Session {
                 }
             }
         }
-        let mut guard = Forget(&self.pending, id, true);
+        let mut guard = Forget(&shared.pending, id, true);
         // The reader marks the session dead before it fails the pending calls: a call
         // registered after that must notice here, or it would wait forever — and be told
         // why it died (a garbled stream is a protocol error, not a disconnect).
-        if !self.is_alive() {
-            return Err(self.death_error(action, "the session ended"));
+        if !shared.is_alive() {
+            return Err(shared.death_error(action, "the session ended"));
         }
         {
             // Under the writer lock, so a Cancel frame can only follow the request.
-            let mut w = self.writer.lock().await;
+            let mut w = shared.writer.lock().await;
             if let Some(c) = control
                 && !c.start_sending(self.canceller())
             {
                 return Err(SessionError::Cancelled);
             }
-            if let Err(e) =
-                write_locked(&mut w, &self.alive, &self.host, action, &head, attachments).await
-            {
-                return Err(match lock(&self.death).is_some() {
-                    true => self.death_error(action, "the session ended"),
-                    false => e,
+            if let Err(e) = shared.write_locked(&mut w, action, &head, attachments).await {
+                // The reader may know better why the write failed.
+                return Err(match lock(&shared.death).as_ref() {
+                    Some(death) => death.error(&shared.host, action),
+                    None => e,
                 });
             }
         }
         let answer = rx
             .await
-            .unwrap_or_else(|_| Err(self.death_error(action, "the session ended")));
+            .unwrap_or_else(|_| Err(shared.death_error(action, "the session ended")));
         guard.2 = false;
         answer
     }

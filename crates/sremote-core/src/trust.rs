@@ -18,10 +18,24 @@ use crate::error::Error;
 /// of DIR's components below the working directory (the home directory; an absolute DIR:
 /// only DIR), DIR itself and `DIR/bin` that another user could change, and fails; KIND is
 /// `owner`, `mode`, `notdir` or `dangling`.
+///
+/// It runs before every session start, so it is cheap: the tests are shell builtins
+/// (`-h`, `-e`, `-O`) and one `stat -L -c` for all the paths (GNU coreutils and BusyBox
+/// keep the operands' order). Where that `stat` is missing or fails (BSD `stat`, a path
+/// it cannot read), the same rules run path by path on `ls -ldnL` and `id -u`.
 macro_rules! trust_fn {
     () => {
-        r#"sremote_trusted() {
-  me=$(id -u) || return 0
+        r#"sremote_untrusted() {
+  t=; [ -h "$4" ] && t=" -> $(cd -P -- "$4" 2>/dev/null && pwd)"
+  printf 'untrusted=%s %s %s %s%s\n' "$1" "$2" "$3" "$4" "$t"; return 1
+}
+sremote_judge() {
+  case $2 in d*) ;; *) sremote_untrusted notdir "$1" "$2" "$3"; return 1 ;; esac
+  [ "$1" = 0 ] || [ -O "$3" ] || [ "$1" = "$sremote_me" ] || { sremote_untrusted owner "$1" "$2" "$3"; return 1; }
+  case $2 in ?????w*|????????w*) sremote_untrusted mode "$1" "$2" "$3"; return 1 ;; esac
+  return 0
+}
+sremote_trusted() {
   d=${1%/}
   case $d in
     /*) set -- "$d" ;;
@@ -29,17 +43,30 @@ macro_rules! trust_fn {
        for c in $r; do [ -n "$c" ] || continue; p=${p:+$p/}$c; set -- "$@" "$p"; done
        IFS=$o; set +f ;;
   esac
-  for p in "$@" "$d/bin"; do
-    t=; [ -h "$p" ] && t=" -> $(cd -P -- "$p" 2>/dev/null && pwd)"
-    if [ ! -e "$p" ]; then
-      [ -h "$p" ] && { printf 'untrusted=dangling - - %s -> %s\n' "$p" "$(ls -l -- "$p" | sed 's/.* -> //')"; return 1; }
-      continue
+  set -- "$@" "$d/bin"
+  for p do
+    shift
+    if [ -e "$p" ]; then set -- "$@" "$p"
+    elif [ -h "$p" ]; then
+      printf 'untrusted=dangling - - %s -> %s\n' "$p" "$(ls -l -- "$p" | sed 's/.* -> //')"; return 1
     fi
+  done
+  [ $# -gt 0 ] || return 0
+  n='
+'
+  if l=$(stat -L -c '%u %A' -- "$@" 2>/dev/null) && [ -n "$l" ]; then
+    l=$l$n
+    for p do
+      s=${l%%"$n"*}; l=${l#*"$n"}
+      sremote_judge "${s%% *}" "${s#* }" "$p" || return 1
+    done
+    return 0
+  fi
+  sremote_me=$(id -u) || return 0
+  for p do
     l=$(ls -ldnL -- "$p" 2>/dev/null) || continue
     set -f; set -- $l; set +f
-    case $1 in d*) ;; *) printf 'untrusted=notdir %s %s %s%s\n' "$3" "$1" "$p" "$t"; return 1 ;; esac
-    [ "$3" = "$me" ] || [ "$3" = 0 ] || { printf 'untrusted=owner %s %s %s%s\n' "$3" "$1" "$p" "$t"; return 1; }
-    case $1 in ?????w*|????????w*) printf 'untrusted=mode %s %s %s%s\n' "$3" "$1" "$p" "$t"; return 1 ;; esac
+    sremote_judge "$3" "$1" "$p" || return 1
   done
   return 0
 }
@@ -52,10 +79,42 @@ pub(crate) use trust_fn;
 /// (which may name another sremote dir) lives.
 const TRUST_SCRIPT: &str = concat!(
     trust_fn!(),
-    r#"sremote_trusted "$1" && sremote_trusted .sremote
+    r#"sremote_trusted "$1" && { [ "${1%/}" = .sremote ] || sremote_trusted .sremote; }
 exit 0
 "#
 );
+
+/// The exit status of a session start whose sremote dir check failed ([`guarded`]); its
+/// `untrusted=…` line is on stderr.
+pub(crate) const UNTRUSTED_EXIT: i32 = 122;
+
+/// `cmd` (the endpoint's session start) run after the check of `dir`, in the same remote
+/// program: `sh -c CHECK sh DIR PROGRAM ARGS…`, which checks and then `exec`s the
+/// program, or prints its `untrusted=…` line on stderr and exits [`UNTRUSTED_EXIT`]. One
+/// start instead of a check and a start: a round trip less for a client's first call.
+/// The program and its arguments stay positional parameters (data).
+pub(crate) fn guarded(dir: &str, cmd: RemoteCommand) -> RemoteCommand {
+    let script = concat!(
+        trust_fn!(),
+        r#"{ sremote_trusted "$1" && { [ "${1%/}" = .sremote ] || sremote_trusted .sremote; }; } >&2 || exit 122
+shift
+exec "$@"
+"#
+    );
+    let mut args = vec![
+        "-c".to_string(),
+        script.to_string(),
+        "sh".into(),
+        dir.into(),
+    ];
+    args.push(cmd.program.clone());
+    args.extend(cmd.args.iter().cloned());
+    RemoteCommand {
+        program: "sh".into(),
+        args,
+        ..cmd
+    }
+}
 
 /// An `untrusted=…` line of the check as an error for `host`, `action`.
 pub(crate) fn untrusted_error(host: &str, action: &str, line: &str) -> Error {
@@ -146,6 +205,127 @@ impl<C: Connector> RemoteClient<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The check, run by the local `/bin/sh` in `home` on `dir`; `slow`: with a `stat`
+    /// that fails, so the path-by-path fallback runs.
+    fn check(home: &std::path::Path, dir: &str, slow: bool) -> Option<String> {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", TRUST_SCRIPT, "sh", dir]).current_dir(home);
+        if slow {
+            let shim = home.join("shim");
+            std::fs::create_dir_all(&shim).unwrap();
+            let stat = shim.join("stat");
+            std::fs::write(&stat, "#!/bin/sh\nexit 1\n").unwrap();
+            set_mode(&stat, 0o755);
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", shim.display()));
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        untrusted_line(&out.stdout)
+    }
+
+    fn set_mode(p: &std::path::Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// The guarded start runs the program with its arguments as data when the dir is
+    /// trusted, and refuses with [`UNTRUSTED_EXIT`] and the line on stderr when not.
+    #[test]
+    fn a_guarded_start_checks_then_runs_the_program_untouched() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        std::fs::create_dir_all(h.join(".sremote/bin")).unwrap();
+        set_mode(&h.join(".sremote"), 0o700);
+        let hostile = ["$(touch pwned)", "a b", "'\"", ";id", "\n", ""];
+        let cmd = guarded(
+            ".sremote",
+            RemoteCommand::new("printf").arg("<%s>").args(hostile),
+        );
+        assert!(cmd.args[1].contains(&format!("exit {UNTRUSTED_EXIT}\n")));
+        let run = || {
+            std::process::Command::new(&cmd.program)
+                .args(&cmd.args)
+                .current_dir(h)
+                .output()
+                .unwrap()
+        };
+        let out = run();
+        assert!(out.status.success(), "{out:?}");
+        let want: String = hostile.iter().map(|a| format!("<{a}>")).collect();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+        assert!(!h.join("pwned").exists());
+        set_mode(&h.join(".sremote/bin"), 0o777);
+        let out = run();
+        assert_eq!(out.status.code(), Some(UNTRUSTED_EXIT));
+        assert!(out.stdout.is_empty(), "nothing on the protocol stream");
+        let line = untrusted_line(&out.stderr).unwrap();
+        assert!(line.ends_with(" drwxrwxrwx .sremote/bin"), "{line}");
+    }
+
+    /// Each refusal, by the one-`stat` path and by the path-by-path fallback alike.
+    #[test]
+    fn the_check_refuses_what_another_user_could_change_by_both_paths() {
+        for slow in [false, true] {
+            let home = tempfile::tempdir().unwrap();
+            let h = home.path();
+            let sr = h.join(".sremote");
+            assert_eq!(check(h, ".sremote", slow), None, "nothing there yet");
+            std::fs::create_dir_all(sr.join("bin")).unwrap();
+            set_mode(&sr, 0o700);
+            set_mode(&sr.join("bin"), 0o700);
+            assert_eq!(check(h, ".sremote", slow), None, "slow={slow}");
+            set_mode(&sr.join("bin"), 0o777);
+            let line = check(h, ".sremote", slow).unwrap();
+            assert!(
+                line.starts_with("mode ") && line.ends_with(" drwxrwxrwx .sremote/bin"),
+                "{line}"
+            );
+            set_mode(&sr.join("bin"), 0o700);
+            set_mode(&sr, 0o775);
+            let line = check(h, ".sremote", slow).unwrap();
+            assert!(line.ends_with(" drwxrwxr-x .sremote"), "{line}");
+            set_mode(&sr, 0o700);
+
+            // A custom dir below an open one, named with a trailing slash.
+            std::fs::create_dir_all(h.join("scratch/sr")).unwrap();
+            set_mode(&h.join("scratch"), 0o757);
+            let line = check(h, "scratch/sr/", slow).unwrap();
+            assert!(
+                line.starts_with("mode ") && line.ends_with(" scratch"),
+                "{line}"
+            );
+            set_mode(&h.join("scratch"), 0o755);
+            assert_eq!(check(h, "scratch/sr/", slow), None);
+
+            // Not a directory; a dangling symlink; a symlink to an open directory.
+            std::fs::write(h.join("file"), b"x").unwrap();
+            let line = check(h, "file", slow).unwrap();
+            assert!(line.starts_with("notdir "), "{line}");
+            std::os::unix::fs::symlink(h.join("nowhere"), h.join("dangling")).unwrap();
+            let line = check(h, "dangling", slow).unwrap();
+            assert!(line.starts_with("dangling - - dangling -> "), "{line}");
+            let open = tempfile::tempdir().unwrap();
+            set_mode(open.path(), 0o777);
+            std::os::unix::fs::symlink(open.path(), h.join("link")).unwrap();
+            let line = check(h, "link", slow).unwrap();
+            let target = open.path().canonicalize().unwrap();
+            assert!(
+                line.starts_with("mode ")
+                    && line.ends_with(&format!("link -> {}", target.display())),
+                "{line}"
+            );
+
+            // Owned by another user (only root can make one here).
+            let theirs = h.join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            if std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).is_ok() {
+                let line = check(h, "theirs", slow).unwrap();
+                assert!(line.starts_with("owner 65534 drwx"), "{line}");
+            }
+        }
+    }
 
     #[test]
     fn messages_say_what_and_how_to_fix() {
