@@ -371,3 +371,37 @@ async fn a_session_that_dies_in_the_handshake_names_the_call() {
         "{text}"
     );
 }
+
+/// A request whose write fails after the session's reader recorded why the endpoint went
+/// away gets that reason (this deadlocked: the reason was looked up twice under one lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_fails_after_the_endpoint_left_names_the_reason() {
+    let (client, home) = client();
+    // Greets, reads nothing (the client's write of a large request blocks), closes its
+    // stdout (the reader records the end), then exits: the write fails only after that.
+    fake_endpoint(
+        &client,
+        home.path(),
+        &format!(
+            "#!/bin/sh\n{}\nsleep 0.5\nexec >&-\nsleep 0.5\nexit 0\n",
+            printf_hello(r#"{"protocol":1,"pid":1,"capabilities":[]}"#)
+        ),
+    );
+    let call = client
+        .call::<Value>("fs", "write_bytes")
+        .arg("big.bin")
+        .arg(Blob(vec![7u8; 8 << 20]));
+    let err = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the call hung after a failed write")
+        .unwrap_err();
+    assert_eq!(
+        err.transport_kind(),
+        Some(ConnectorErrorKind::Disconnected),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("the endpoint closed the session"),
+        "{err}"
+    );
+}
