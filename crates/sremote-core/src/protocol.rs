@@ -11,6 +11,8 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+pub mod job;
+
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;

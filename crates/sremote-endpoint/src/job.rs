@@ -1,6 +1,7 @@
 //! Detached jobs: `sremote-endpoint job …` (see PROTOCOL.md, "Jobs").
 //!
-//! A job is a directory `<sremote>/jobs/<id>/` (mode 0700, files 0600):
+//! A job is a directory `<sremote>/jobs/<id>/` (mode 0700, files 0600); its formats and
+//! file names are `sremote_core::protocol::job`, shared with the client:
 //!
 //! | file | written by | what |
 //! |---|---|---|
@@ -25,8 +26,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use sremote_core::protocol::job::{
+    CANCEL_FILE, CancelRequest, Created, DiedReason, JOBS_DIR, LOG_FILE, REQUEST_FILE,
+    RESPONSE_FILE, STATUS_FILE, Started, State, Status, StatusReport, WORK_DIR, to_line,
+};
 use sremote_core::protocol::{Request, Response};
 
 use crate::endpoint::{Endpoint, hostname};
@@ -73,80 +76,6 @@ const EXIT_BUSY: i32 = 7;
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const LOG_MAX: u64 = 4 << 20;
 
-/// The state of a job as its directory records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum State {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    Died,
-}
-
-impl State {
-    fn terminal(self) -> bool {
-        !matches!(self, State::Queued | State::Running)
-    }
-}
-
-/// `status.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Status {
-    state: State,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    host: Option<String>,
-    /// The runner's pid and its start time (clock ticks since boot, from /proc).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pid_start: Option<u64>,
-    /// The worker's pid (= its session id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    worker_pid: Option<u32>,
-    queued_unix_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    started_unix_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    finished_unix_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    signal: Option<i32>,
-    /// Failed: the error kind. Died: a class (`signal`, `killed`, `crashed`, `vanished`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-}
-
-impl Status {
-    fn queued() -> Status {
-        Status {
-            state: State::Queued,
-            host: None,
-            pid: None,
-            pid_start: None,
-            worker_pid: None,
-            queued_unix_ms: now_ms(),
-            started_unix_ms: None,
-            finished_unix_ms: None,
-            exit_code: None,
-            signal: None,
-            reason: None,
-            message: None,
-        }
-    }
-
-    fn finish(&mut self, state: State, reason: Option<&str>, message: Option<String>) {
-        self.state = state;
-        self.finished_unix_ms = Some(now_ms());
-        self.reason = reason.map(str::to_owned);
-        self.message = message;
-    }
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -180,11 +109,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 fn read_status(dir: &Path) -> io::Result<Status> {
-    let bytes = std::fs::read(dir.join("status.json"))?;
+    let bytes = std::fs::read(dir.join(STATUS_FILE))?;
     decode_status(&bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{}/status.json: {e}", dir.display()),
+            format!("{}/{STATUS_FILE}: {e}", dir.display()),
         )
     })
 }
@@ -201,11 +130,11 @@ pub(crate) fn status_decodes(bytes: &[u8]) -> bool {
 
 fn write_status(dir: &Path, status: &Status) -> io::Result<()> {
     let bytes = serde_json::to_vec(status).map_err(io::Error::other)?;
-    write_atomic(&dir.join("status.json"), &bytes)
+    write_atomic(&dir.join(STATUS_FILE), &bytes)
 }
 
 fn read_response(dir: &Path) -> Option<Response> {
-    let bytes = std::fs::read(dir.join("response.json")).ok()?;
+    let bytes = std::fs::read(dir.join(RESPONSE_FILE)).ok()?;
     Response::parse(&bytes).ok()
 }
 
@@ -216,16 +145,11 @@ fn cancel_requested(dir: &Path) -> Option<Duration> {
 
 /// The cancel request's grace period and linger time (see `job cancel --linger`).
 fn cancel_request(dir: &Path) -> Option<(Duration, Duration)> {
-    let bytes = std::fs::read(dir.join("cancel")).ok()?;
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let ms = |key: &str| {
-        v.get(key)
-            .and_then(Value::as_u64)
-            .map(Duration::from_millis)
-    };
+    let bytes = std::fs::read(dir.join(CANCEL_FILE)).ok()?;
+    let req: CancelRequest = serde_json::from_slice(&bytes).unwrap_or_default();
     Some((
-        ms("grace_ms").unwrap_or(DEFAULT_GRACE),
-        ms("linger_ms").unwrap_or(Duration::ZERO),
+        req.grace_ms.map_or(DEFAULT_GRACE, Duration::from_millis),
+        req.linger_ms.map_or(Duration::ZERO, Duration::from_millis),
     ))
 }
 
@@ -318,7 +242,7 @@ pub(crate) fn run(endpoint: &Endpoint, args: &[String]) -> i32 {
         "submit" => submit::submit(&dir, &opts.command),
         "run" => return run_job(&dir),
         "worker" => return worker(endpoint, &dir),
-        "status" => status(&dir).map(|s| println!("{s}")),
+        "status" => status(&dir).map(|s| println!("{}", to_line(&s))),
         "log" => log(&dir, opts.from, opts.max),
         "poll" => poll(&dir, opts.from, opts.max),
         "follow" => follow(&dir, opts.from),
@@ -328,7 +252,7 @@ pub(crate) fn run(endpoint: &Endpoint, args: &[String]) -> i32 {
             opts.linger,
             opts.mark_only,
         ),
-        "result" => match std::fs::read(dir.join("response.json")) {
+        "result" => match std::fs::read(dir.join(RESPONSE_FILE)) {
             Ok(bytes) => io::stdout()
                 .write_all(&bytes)
                 .and_then(|()| io::stdout().flush()),
@@ -396,7 +320,7 @@ fn create(dir: &Path, request: &str, start_now: bool) -> io::Result<()> {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // Idempotent for the same request (a client retrying after a lost answer).
-            if std::fs::read(dir.join("request.json")).ok().as_deref() != Some(&bytes[..]) {
+            if std::fs::read(dir.join(REQUEST_FILE)).ok().as_deref() != Some(&bytes[..]) {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
                     "a different job already uses this directory; pick another job id",
@@ -409,35 +333,42 @@ fn create(dir: &Path, request: &str, start_now: bool) -> io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir.join("work"))?;
-    if !dir.join("request.json").exists() {
-        write_atomic(&dir.join("request.json"), &bytes)?;
+        .create(dir.join(WORK_DIR))?;
+    if !dir.join(REQUEST_FILE).exists() {
+        write_atomic(&dir.join(REQUEST_FILE), &bytes)?;
     }
-    if !dir.join("status.json").exists() {
-        write_status(dir, &Status::queued())?;
+    if !dir.join(STATUS_FILE).exists() {
+        write_status(dir, &Status::queued(now_ms()))?;
     }
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let mut out = json!({ "dir": dir.display().to_string(), "exe": exe, "host": hostname() });
+    let mut out = Created {
+        dir: dir.display().to_string(),
+        exe,
+        host: hostname(),
+        pid: None,
+        started_before: None,
+    };
     if start_now {
         // Started before (a client retrying after a lost answer): say so, start nothing.
         match read_status(dir)?.state {
-            State::Queued => out["pid"] = json!(detach(dir)?),
-            state => out["started_before"] = json!(state),
+            State::Queued => out.pid = Some(detach(dir)?),
+            state => out.started_before = Some(state),
         }
     }
-    println!("{out}");
+    println!("{}", to_line(&out));
     Ok(())
 }
 
 /// `job start DIR`.
 fn start(dir: &Path) -> io::Result<()> {
     let pid = detach(dir)?;
-    println!(
-        "{}",
-        json!({ "dir": dir.display().to_string(), "pid": pid })
-    );
+    let started = Started {
+        dir: dir.display().to_string(),
+        pid,
+    };
+    println!("{}", to_line(&started));
     Ok(())
 }
 
@@ -458,14 +389,14 @@ fn current_status(dir: &Path) -> io::Result<Status> {
                 None if cancel_requested(dir).is_some() => (State::Cancelled, None, Some("cancelled on request".into())),
                 None => (
                     State::Died,
-                    Some("vanished".into()),
+                    Some(DiedReason::Vanished.as_str().into()),
                     Some("the job runner disappeared without a result (killed, or the host restarted)".into()),
                 ),
             };
             if let Some(w) = s.worker_pid {
                 signal_session(w, libc::SIGKILL);
             }
-            s.finish(state, reason.as_deref(), message);
+            s.finish(state, reason.as_deref(), message, now_ms());
             write_status(dir, &s)?;
         } else {
             s = again;
@@ -475,24 +406,24 @@ fn current_status(dir: &Path) -> io::Result<Status> {
 }
 
 /// Status JSON plus what a client needs: log size, response and cancel flags.
-fn status(dir: &Path) -> io::Result<Value> {
-    let s = current_status(dir)?;
-    let mut v = serde_json::to_value(&s).map_err(io::Error::other)?;
-    v["log_bytes"] = json!(
-        std::fs::metadata(dir.join("log"))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    );
-    v["response"] = json!(dir.join("response.json").exists());
-    v["cancel_requested"] = json!(dir.join("cancel").exists());
-    Ok(v)
+fn status(dir: &Path) -> io::Result<StatusReport> {
+    let status = current_status(dir)?;
+    Ok(StatusReport {
+        status,
+        log_bytes: std::fs::metadata(dir.join(LOG_FILE)).map_or(0, |m| m.len()),
+        response: dir.join(RESPONSE_FILE).exists(),
+        cancel_requested: dir.join(CANCEL_FILE).exists(),
+        log_from: None,
+        log_sent: None,
+        signalled: None,
+    })
 }
 
 fn read_log(dir: &Path, from: u64, max: u64) -> io::Result<Vec<u8>> {
-    let mut f = match File::open(dir.join("log")) {
+    let mut f = match File::open(dir.join(LOG_FILE)) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            dir.join("status.json").metadata()?; // not a job dir at all: say so
+            dir.join(STATUS_FILE).metadata()?; // not a job dir at all: say so
             return Ok(Vec::new());
         }
         Err(e) => return Err(e),
@@ -515,10 +446,10 @@ fn poll(dir: &Path, from: u64, max: u64) -> io::Result<()> {
     // Status first: bytes written before a terminal state was read are all in the log.
     let mut v = status(dir)?;
     let bytes = read_log(dir, from, max)?;
-    v["log_from"] = json!(from);
-    v["log_sent"] = json!(bytes.len());
+    v.log_from = Some(from);
+    v.log_sent = Some(bytes.len() as u64);
     let mut out = io::stdout().lock();
-    writeln!(out, "{v}")?;
+    writeln!(out, "{}", to_line(&v))?;
     out.write_all(&bytes)?;
     out.flush()
 }
@@ -528,7 +459,7 @@ fn follow(dir: &Path, mut from: u64) -> io::Result<()> {
     let mut out = io::stdout().lock();
     let mut idle = Duration::from_millis(20);
     loop {
-        let done = current_status(dir)?.state.terminal();
+        let done = current_status(dir)?.state.is_terminal();
         let bytes = read_log(dir, from, LOG_MAX)?;
         if !bytes.is_empty() {
             out.write_all(&bytes)?;
@@ -550,18 +481,18 @@ fn follow(dir: &Path, mut from: u64) -> io::Result<()> {
 /// another node must be signalled through the batch system).
 fn cancel(dir: &Path, grace: Duration, linger: Duration, mark_only: bool) -> io::Result<()> {
     let s = current_status(dir)?;
-    if !s.state.terminal() {
-        let marker = json!({
-            "grace_ms": grace.as_millis() as u64,
-            "linger_ms": linger.as_millis() as u64,
-            "requested_unix_ms": now_ms(),
-        });
-        write_atomic(&dir.join("cancel"), marker.to_string().as_bytes())?;
+    if !s.state.is_terminal() {
+        let marker = CancelRequest {
+            grace_ms: Some(grace.as_millis() as u64),
+            linger_ms: Some(linger.as_millis() as u64),
+            requested_unix_ms: Some(now_ms()),
+        };
+        write_atomic(&dir.join(CANCEL_FILE), to_line(&marker).as_bytes())?;
     }
     let printed = |signalled: bool| -> io::Result<()> {
         let mut v = status(dir)?;
-        v["signalled"] = json!(signalled);
-        println!("{v}");
+        v.signalled = Some(signalled);
+        println!("{}", to_line(&v));
         Ok(())
     };
     if mark_only {
@@ -580,6 +511,7 @@ fn cancel(dir: &Path, grace: Duration, linger: Duration, mark_only: bool) -> io:
                     State::Cancelled,
                     None,
                     Some("cancelled before it started".into()),
+                    now_ms(),
                 );
                 write_status(dir, &again)?;
             }
@@ -615,8 +547,8 @@ fn remove(dir: &Path) -> io::Result<()> {
     if !dir.exists() {
         return Ok(()); // removed before
     }
-    if !dir.join("request.json").is_file()
-        || dir.parent().and_then(Path::file_name) != Some("jobs".as_ref())
+    if !dir.join(REQUEST_FILE).is_file()
+        || dir.parent().and_then(Path::file_name) != Some(JOBS_DIR.as_ref())
     {
         return Err(invalid(format!(
             "{} is not a job directory (<sremote>/jobs/<id>)",
@@ -665,10 +597,10 @@ mod tests {
     #[test]
     fn status_round_trip_and_atomic_write() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Status::queued();
+        let mut s = Status::queued(now_ms());
         write_status(dir.path(), &s).unwrap();
         assert_eq!(read_status(dir.path()).unwrap().state, State::Queued);
-        s.finish(State::Died, Some("signal"), Some("m".into()));
+        s.finish(State::Died, Some("signal"), Some("m".into()), now_ms());
         write_status(dir.path(), &s).unwrap();
         let back = read_status(dir.path()).unwrap();
         assert_eq!(
@@ -679,8 +611,8 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, ["status.json"], "no temp file left behind");
-        let mode = std::fs::metadata(dir.path().join("status.json"))
+        assert_eq!(names, [STATUS_FILE], "no temp file left behind");
+        let mode = std::fs::metadata(dir.path().join(STATUS_FILE))
             .unwrap()
             .permissions()
             .mode();

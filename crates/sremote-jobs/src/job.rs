@@ -12,6 +12,7 @@ use crate::error::{FailureClass, JobError};
 use crate::remote::{self, DirStatus};
 use crate::scheduler::{Scheduler, SchedulerState};
 use crate::store::{JobRecord, JobState, JobStore};
+use sremote_core::protocol::job::{DiedReason, EXITED, State};
 
 /// A job's state as last seen, with the details of a failure.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +55,15 @@ pub struct Job<C> {
 /// batch system's accounting record, which names the cause (e.g. a time limit), before it
 /// is settled as `vanished`: Grid Engine's `qacct` can lag the job's end by seconds.
 const ACCOUNTING_LAG: Duration = Duration::from_secs(60);
+
+/// Whether the job's directory settles it (succeeded, failed or cancelled there): no need
+/// to ask the batch system.
+fn settled(d: &DirStatus) -> bool {
+    matches!(
+        d.status.state,
+        State::Succeeded | State::Failed | State::Cancelled
+    )
+}
 
 impl<C> Clone for Job<C> {
     fn clone(&self) -> Self {
@@ -142,7 +152,7 @@ impl<C: Connector> Job<C> {
         let action = format!("read the status of job {}", self.id());
         let out =
             remote::endpoint(&self.client, &["job", "status", dir], None, &[], &action).await?;
-        remote::parse_status(&out.stdout, self.client.host(), &action)
+        remote::parse_answer(&out.stdout, self.client.host(), &action)
     }
 
     /// Ask the host (and its batch system) where the job is. Terminal states are final and
@@ -168,9 +178,9 @@ impl<C: Connector> Job<C> {
             failure: None,
             scheduler: None,
             log_bytes: d.log_bytes,
-            ran_on: d.host.clone(),
+            ran_on: d.status.host.clone(),
         };
-        let settled_by_dir = matches!(d.state.as_str(), "succeeded" | "failed" | "cancelled");
+        let settled_by_dir = settled(&d);
         match (rec.scheduler, rec.scheduler_id.as_deref()) {
             (Scheduler::Direct, _) | (_, None) => self.apply_dir(&mut st, &d),
             _ if settled_by_dir => self.apply_dir(&mut st, &d),
@@ -185,13 +195,7 @@ impl<C: Connector> Job<C> {
                         d = self.dir_status(&dir).await?;
                         st.log_bytes = d.log_bytes;
                         match finished {
-                            _ if matches!(
-                                d.state.as_str(),
-                                "succeeded" | "failed" | "cancelled"
-                            ) =>
-                            {
-                                self.apply_dir(&mut st, &d)
-                            }
+                            _ if settled(&d) => self.apply_dir(&mut st, &d),
                             SchedulerState::Finished(Some((FailureClass::Cancelled, _)))
                                 if d.cancel_requested =>
                             {
@@ -201,13 +205,13 @@ impl<C: Connector> Job<C> {
                                 st.state = JobState::Died;
                                 st.failure = Some(why);
                             }
-                            SchedulerState::Finished(None) if d.state == "died" => {
+                            SchedulerState::Finished(None) if d.status.state == State::Died => {
                                 st.state = JobState::Died;
-                                st.failure = Some(d.failure());
+                                st.failure = Some(remote::died(&d.status));
                             }
                             SchedulerState::Unknown
-                                if d.reason.as_deref() == Some("vanished")
-                                    && d.finished_unix_ms.is_some_and(|t| {
+                                if d.status.died_reason() == Some(DiedReason::Vanished)
+                                    && d.status.finished_unix_ms.is_some_and(|t| {
                                         crate::store::now_ms().saturating_sub(t)
                                             < ACCOUNTING_LAG.as_millis() as u64
                                     }) =>
@@ -227,9 +231,9 @@ impl<C: Connector> Job<C> {
                                     "the batch job ended without writing a result (see scheduler.out in the job dir)".into(),
                                 ));
                             }
-                            _ if d.state == "died" => {
+                            _ if d.status.state == State::Died => {
                                 st.state = JobState::Died;
-                                st.failure = Some(d.failure());
+                                st.failure = Some(remote::died(&d.status));
                             }
                             _ => {
                                 st.state = JobState::Died;
@@ -254,26 +258,27 @@ impl<C: Connector> Job<C> {
     }
 
     fn apply_dir(&self, st: &mut JobStatus, d: &DirStatus) {
-        st.state = match d.state.as_str() {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "succeeded" => JobState::Succeeded,
-            "failed" => JobState::Failed,
-            "cancelled" => JobState::Cancelled,
-            _ => JobState::Died,
+        let s = &d.status;
+        st.state = match s.state {
+            State::Queued => JobState::Queued,
+            State::Running => JobState::Running,
+            State::Succeeded => JobState::Succeeded,
+            State::Failed => JobState::Failed,
+            State::Cancelled => JobState::Cancelled,
+            State::Died => JobState::Died,
         };
         if st.state == JobState::Died {
-            st.failure = Some(d.failure());
+            st.failure = Some(remote::died(s));
         }
         if st.state == JobState::Failed {
             // The job's own error, kept in the store: `exited` (a program's exit code,
             // the end of its stderr) or the call's error kind and message.
-            let class = match d.reason.as_deref() {
-                Some("exited") => FailureClass::Exited,
+            let class = match s.reason.as_deref() {
+                Some(EXITED) => FailureClass::Exited,
                 _ => FailureClass::Raised,
             };
-            let text = match (d.reason.as_deref(), &d.message) {
-                (Some("exited") | None, Some(m)) => m.clone(),
+            let text = match (s.reason.as_deref(), &s.message) {
+                (Some(EXITED) | None, Some(m)) => m.clone(),
                 (Some(kind), Some(m)) => format!("{kind}: {m}"),
                 (_, None) => "the call failed".into(),
             };
@@ -425,9 +430,10 @@ impl<C: Connector> Job<C> {
             .iter()
             .position(|&b| b == b'\n')
             .unwrap_or(out.stdout.len());
-        let status = remote::parse_status(&out.stdout[..split], &self.host(), &action)?;
+        let status: DirStatus = remote::parse_answer(&out.stdout[..split], &self.host(), &action)?;
         let data = out.stdout.get(split + 1..).unwrap_or_default().to_vec();
-        if data.len() as u64 != status.log_sent {
+        let sent = status.log_sent.unwrap_or(0);
+        if data.len() as u64 != sent {
             // A cut connection: retried by the follower from the same offset.
             return Err(JobError::Call(sremote_core::Error::Transport(
                 sremote_core::ConnectorError::new(
@@ -435,11 +441,7 @@ impl<C: Connector> Job<C> {
                     self.host(),
                     action,
                 )
-                .detail(format!(
-                    "expected {} log bytes, got {}",
-                    status.log_sent,
-                    data.len()
-                )),
+                .detail(format!("expected {sent} log bytes, got {}", data.len())),
             )));
         }
         let next = from + data.len() as u64;
@@ -499,7 +501,8 @@ impl<C: Connector> Job<C> {
                             cur.quiet_since = Instant::now();
                             return Some((Ok(chunk), cur));
                         }
-                        let mut over = status.terminal() && cur.next >= status.log_bytes;
+                        let mut over =
+                            status.status.state.is_terminal() && cur.next >= status.log_bytes;
                         // A batch job killed hard never says so in its dir: ask the batch
                         // system now and then.
                         if !over && cur.quiet_since.elapsed() > Duration::from_secs(2) {
@@ -579,9 +582,9 @@ impl<C: Connector> Job<C> {
             args.extend(["--linger", linger.as_str()]);
         }
         let out = remote::endpoint(&self.client, &args, None, &[], &action).await?;
-        let signalled = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        let signalled = serde_json::from_slice::<DirStatus>(&out.stdout)
             .ok()
-            .and_then(|v| v.get("signalled").and_then(serde_json::Value::as_bool))
+            .and_then(|s| s.signalled)
             .unwrap_or(false);
         if !batch_cancel.is_empty() {
             // 2. A running job: wait for its processes to end (SIGKILL after the grace).

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sremote_core::protocol::job::{DiedReason, Status, StatusReport};
 use sremote_core::{Connector, ConnectorErrorKind, Error, ExecOutput, RemoteClient, RemoteCommand};
 
 use crate::error::{FailureClass, JobError};
@@ -13,51 +14,23 @@ use crate::scheduler::{
     Scheduler, SchedulerState, parse_pbs_qstat, parse_scontrol, parse_sge_qacct, parse_sge_qstat,
 };
 
-/// What `sremote-endpoint job status` prints.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct DirStatus {
-    pub state: String,
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(default)]
-    pub log_bytes: u64,
-    #[serde(default)]
-    pub cancel_requested: bool,
-    /// When the job was settled in its dir (ms since the epoch).
-    #[serde(default)]
-    pub finished_unix_ms: Option<u64>,
-    /// `job poll`: how many log bytes follow the status line.
-    #[serde(default)]
-    pub log_sent: u64,
-}
+/// What `sremote-endpoint job status` (and `job poll`'s first line) prints.
+pub(crate) type DirStatus = StatusReport;
 
-impl DirStatus {
-    pub fn terminal(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "succeeded" | "failed" | "cancelled" | "died"
-        )
-    }
-
-    /// The failure class the runner recorded for a `died` job.
-    pub fn failure(&self) -> (FailureClass, String) {
-        let class = match self.reason.as_deref() {
-            Some("signal" | "killed") => FailureClass::Killed,
-            Some("vanished") => FailureClass::Vanished,
-            Some("crashed") => FailureClass::Crashed,
-            _ => FailureClass::Other,
-        };
-        (
-            class,
-            self.message
-                .clone()
-                .unwrap_or_else(|| "the job ended without a result".into()),
-        )
-    }
+/// The failure class the runner recorded for a `died` job, and its words.
+pub(crate) fn died(s: &Status) -> (FailureClass, String) {
+    let class = match s.died_reason() {
+        Some(DiedReason::Signal | DiedReason::Killed) => FailureClass::Killed,
+        Some(DiedReason::Vanished) => FailureClass::Vanished,
+        Some(DiedReason::Crashed) => FailureClass::Crashed,
+        None => FailureClass::Other,
+    };
+    (
+        class,
+        s.message
+            .clone()
+            .unwrap_or_else(|| "the job ended without a result".into()),
+    )
 }
 
 /// Run the endpoint with `args` (and `stdin`); bootstrap once if it is missing. A nonzero
@@ -154,13 +127,19 @@ pub(crate) async fn command<C: Connector>(
     Ok(out)
 }
 
-pub(crate) fn parse_status(out: &[u8], host: &str, action: &str) -> Result<DirStatus, JobError> {
+/// What an endpoint's `job` command printed, read as its type in
+/// [`protocol::job`](sremote_core::protocol::job).
+pub(crate) fn parse_answer<T: DeserializeOwned>(
+    out: &[u8],
+    host: &str,
+    action: &str,
+) -> Result<T, JobError> {
     serde_json::from_slice(out).map_err(|e| {
         JobError::remote(
             host,
             action,
             format!(
-                "unreadable job status ({e}): {}",
+                "unreadable answer ({e}): {}",
                 String::from_utf8_lossy(&out[..out.len().min(300)])
             ),
             "the endpoint on the host may be of another version: run `sremote bootstrap HOST`",

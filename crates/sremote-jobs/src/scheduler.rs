@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sremote_core::protocol::job::{LOG_FILE, SCHEDULER_OUT_FILE};
 use sremote_core::{Setup, UsageError};
 
 use crate::error::{FailureClass, JobError};
@@ -268,7 +269,7 @@ fn script_text(job: &JobScript<'_>) -> String {
         script.push_str("shopt -q login_shell 2>/dev/null || exec /bin/bash -l \"$0\"\n");
     }
     if !setup.lines.is_empty() {
-        let log = shell_quote(&format!("{dir}/log"));
+        let log = shell_quote(&format!("{dir}/{LOG_FILE}"));
         script.push_str(&format!(
             "# setup: a line that fails ends the job\n\
              sremote_setup_failed() {{ printf '{}' \"$1\" \"$2\" \"$3\" | tee -a {log} >&2; exit {}; }}\n",
@@ -287,18 +288,29 @@ fn script_text(job: &JobScript<'_>) -> String {
 
 /// Render the batch script and the submit command of a job.
 pub fn render(job: &JobScript<'_>) -> Result<BatchSubmission, JobError> {
-    let JobScript {
-        scheduler,
-        id,
-        name,
-        dir,
-        exe,
-        resources: r,
-        config,
-        setup,
-    } = *job;
-    let partition = r.partition.as_deref();
-    for line in &r.extra_header {
+    check(job)?;
+    let script = script_text(job);
+    let argv = match job.scheduler {
+        Scheduler::Direct => {
+            return Err(JobError::Usage("a direct job has no batch script".into()));
+        }
+        Scheduler::Slurm => slurm_argv(job),
+        Scheduler::Sge => sge_argv(job),
+        Scheduler::Pbs => pbs_argv(job),
+    };
+    if let Some(bad) = argv.iter().find(|a| a.contains(['\n', '\0'])) {
+        return Err(JobError::Usage(format!(
+            "{bad:?}: a partition or path cannot contain a newline"
+        )));
+    }
+    Ok(BatchSubmission { script, argv })
+}
+
+/// What a batch script cannot be made of: header lines that are not one `#` line,
+/// relative paths, setup lines that do not check.
+fn check(job: &JobScript<'_>) -> Result<(), JobError> {
+    let (dir, exe) = (job.dir, job.exe);
+    for line in &job.resources.extra_header {
         if !line.starts_with('#') || line.contains(['\n', '\r', '\0']) {
             return Err(JobError::Usage(format!(
                 "extra header line {line:?} must be one line starting with `#` (e.g. `#SBATCH --account=abc`)"
@@ -313,109 +325,100 @@ pub fn render(job: &JobScript<'_>) -> Result<BatchSubmission, JobError> {
             "job dir {dir:?} and endpoint {exe:?} must be absolute paths"
         )));
     }
-    setup
+    job.setup
         .check()
-        .map_err(|e| JobError::Usage(format!("job {id}: {e}")))?;
-    let script = script_text(job);
+        .map_err(|e| JobError::Usage(format!("job {}: {e}", job.id)))
+}
+
+/// `sbatch --parsable …` (script on stdin).
+fn slurm_argv(job: &JobScript<'_>) -> Vec<String> {
+    let r = job.resources;
+    let mut argv: Vec<String> = ["sbatch", "--parsable"].map(String::from).into();
+    argv.push(format!("--job-name={}", safe_name(job.name, 64)));
+    argv.push(format!("--chdir={}", job.dir));
+    argv.push(format!("--output={SCHEDULER_OUT_FILE}"));
+    argv.push(format!("--nodes={}", r.nodes.unwrap_or(1).max(1)));
+    if let Some(c) = r.cores_per_node {
+        argv.push("--ntasks-per-node=1".into());
+        argv.push(format!("--cpus-per-task={c}"));
+    }
+    if let Some(t) = r.time {
+        argv.push(format!("--time={}", slurm_time(t)));
+    }
+    if let Some(m) = r.memory {
+        argv.push(format!("--mem={}M", mebibytes(m)));
+    }
+    if let Some(g) = r.gpus {
+        argv.push(format!("--gpus-per-node={g}"));
+    }
+    if let Some(p) = &r.partition {
+        argv.push(format!("--partition={p}"));
+    }
+    argv
+}
+
+/// Grid Engine's `qsub -terse …`: slots through the parallel environment, memory per slot.
+fn sge_argv(job: &JobScript<'_>) -> Vec<String> {
+    let r = job.resources;
+    let shell = if job.setup.is_empty() {
+        "/bin/sh"
+    } else {
+        "/bin/bash"
+    };
+    let mut argv: Vec<String> = ["qsub", "-terse", "-S", shell, "-j", "y", "-o"]
+        .map(String::from)
+        .into();
+    argv.push(SCHEDULER_OUT_FILE.into());
+    argv.extend([
+        "-N".into(),
+        safe_name(job.name, 64),
+        "-wd".into(),
+        job.dir.to_string(),
+    ]);
+    let slots = r.nodes.unwrap_or(1).max(1) * r.cores_per_node.unwrap_or(1);
+    if slots > 1 {
+        let pe = job.config.sge_pe.clone().unwrap_or_else(|| "smp".into());
+        argv.extend(["-pe".into(), pe, slots.to_string()]);
+    }
+    if let Some(t) = r.time {
+        argv.extend(["-l".into(), format!("h_rt={}", hms(t))]);
+    }
+    if let Some(m) = r.memory {
+        // h_vmem is per slot.
+        let per_slot = mebibytes(m).div_ceil(u64::from(r.cores_per_node.unwrap_or(1).max(1)));
+        argv.extend(["-l".into(), format!("h_vmem={per_slot}M")]);
+    }
+    if let Some(g) = r.gpus {
+        argv.extend(["-l".into(), format!("gpu={g}")]);
+    }
+    if let Some(p) = &r.partition {
+        argv.extend(["-q".into(), p.clone()]);
+    }
+    argv
+}
+
+/// PBS's `qsub …` with one `select` resource string.
+fn pbs_argv(job: &JobScript<'_>) -> Vec<String> {
+    let r = job.resources;
+    let mut argv: Vec<String> = ["qsub", "-j", "oe", "-o"].map(String::from).into();
+    argv.push(SCHEDULER_OUT_FILE.into());
+    argv.extend(["-N".into(), safe_name(job.name, 15)]);
     let nodes = r.nodes.unwrap_or(1).max(1);
-    let mut argv: Vec<String> = Vec::new();
-    match scheduler {
-        Scheduler::Direct => {
-            return Err(JobError::Usage("a direct job has no batch script".into()));
-        }
-        Scheduler::Slurm => {
-            argv.extend(["sbatch", "--parsable"].map(String::from));
-            argv.push(format!("--job-name={}", safe_name(name, 64)));
-            argv.push(format!("--chdir={dir}"));
-            argv.push("--output=scheduler.out".into());
-            argv.push(format!("--nodes={nodes}"));
-            if let Some(c) = r.cores_per_node {
-                argv.push("--ntasks-per-node=1".into());
-                argv.push(format!("--cpus-per-task={c}"));
-            }
-            if let Some(t) = r.time {
-                argv.push(format!("--time={}", slurm_time(t)));
-            }
-            if let Some(m) = r.memory {
-                argv.push(format!("--mem={}M", mebibytes(m)));
-            }
-            if let Some(g) = r.gpus {
-                argv.push(format!("--gpus-per-node={g}"));
-            }
-            if let Some(p) = partition {
-                argv.push(format!("--partition={p}"));
-            }
-        }
-        Scheduler::Sge => {
-            argv.extend(
-                [
-                    "qsub",
-                    "-terse",
-                    "-S",
-                    if setup.is_empty() {
-                        "/bin/sh"
-                    } else {
-                        "/bin/bash"
-                    },
-                    "-j",
-                    "y",
-                    "-o",
-                    "scheduler.out",
-                ]
-                .map(String::from),
-            );
-            argv.extend([
-                "-N".into(),
-                safe_name(name, 64),
-                "-wd".into(),
-                dir.to_string(),
-            ]);
-            let slots = nodes * r.cores_per_node.unwrap_or(1);
-            if slots > 1 {
-                let pe = config.sge_pe.clone().unwrap_or_else(|| "smp".into());
-                argv.extend(["-pe".into(), pe, slots.to_string()]);
-            }
-            if let Some(t) = r.time {
-                argv.extend(["-l".into(), format!("h_rt={}", hms(t))]);
-            }
-            if let Some(m) = r.memory {
-                // h_vmem is per slot.
-                let per_slot =
-                    mebibytes(m).div_ceil(u64::from(r.cores_per_node.unwrap_or(1).max(1)));
-                argv.extend(["-l".into(), format!("h_vmem={per_slot}M")]);
-            }
-            if let Some(g) = r.gpus {
-                argv.extend(["-l".into(), format!("gpu={g}")]);
-            }
-            if let Some(p) = partition {
-                argv.extend(["-q".into(), p.to_string()]);
-            }
-        }
-        Scheduler::Pbs => {
-            argv.extend(["qsub", "-j", "oe", "-o", "scheduler.out"].map(String::from));
-            argv.extend(["-N".into(), safe_name(name, 15)]);
-            let mut select = format!("select={nodes}:ncpus={}", r.cores_per_node.unwrap_or(1));
-            if let Some(m) = r.memory {
-                select.push_str(&format!(":mem={}mb", mebibytes(m)));
-            }
-            if let Some(g) = r.gpus {
-                select.push_str(&format!(":ngpus={g}"));
-            }
-            argv.extend(["-l".into(), select]);
-            if let Some(t) = r.time {
-                argv.extend(["-l".into(), format!("walltime={}", hms(t))]);
-            }
-            if let Some(p) = partition {
-                argv.extend(["-q".into(), p.to_string()]);
-            }
-        }
+    let mut select = format!("select={nodes}:ncpus={}", r.cores_per_node.unwrap_or(1));
+    if let Some(m) = r.memory {
+        select.push_str(&format!(":mem={}mb", mebibytes(m)));
     }
-    if let Some(bad) = argv.iter().find(|a| a.contains(['\n', '\0'])) {
-        return Err(JobError::Usage(format!(
-            "{bad:?}: a partition or path cannot contain a newline"
-        )));
+    if let Some(g) = r.gpus {
+        select.push_str(&format!(":ngpus={g}"));
     }
-    Ok(BatchSubmission { script, argv })
+    argv.extend(["-l".into(), select]);
+    if let Some(t) = r.time {
+        argv.extend(["-l".into(), format!("walltime={}", hms(t))]);
+    }
+    if let Some(p) = &r.partition {
+        argv.extend(["-q".into(), p.clone()]);
+    }
+    argv
 }
 
 /// The batch system's id from what the submit command printed.

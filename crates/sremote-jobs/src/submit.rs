@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use sremote_core::protocol::job::{Created, JOBS_DIR, SubmitAnswer, WORK_DIR};
 use sremote_core::protocol::{ErrorKind, Request, ShippedModule};
 use sremote_core::{Connector, Error, Reach, RemoteClient, Source};
 
@@ -278,7 +279,7 @@ pub(crate) async fn dispatch<C: Connector + 'static>(
             // The job may have started before the connection broke: keep the record
             // (`submitting`) so that submitting the same call again finds this job id
             // and `job create` (idempotent) settles it, instead of running it twice.
-            let dir = format!("{}/jobs/{}", client.sremote_dir(), rec.id);
+            let dir = job_dir(&client, &rec.id);
             let _ = store.set_submitted(&rec.id, &dir, None, JobState::Submitting);
             return Err(e);
         }
@@ -300,6 +301,12 @@ impl<C: Connector + 'static> IntoFuture for Submit<C> {
     }
 }
 
+/// The job's directory on the host, as the client names it (relative to the home when the
+/// sremote dir is).
+pub(crate) fn job_dir<C: Connector>(client: &RemoteClient<C>, id: &str) -> String {
+    format!("{}/{JOBS_DIR}/{id}", client.sremote_dir())
+}
+
 /// Create the job dir on the host, push the input files, start the job (directly or
 /// through the batch system). Returns the absolute dir, the batch id and the state.
 async fn send<C: Connector>(
@@ -308,58 +315,18 @@ async fn send<C: Connector>(
     files: &[(PathBuf, String)],
     config: &HostConfig,
 ) -> Result<(String, Option<String>, JobState), JobError> {
-    let host = client.host().to_string();
-    let body = serde_json::to_vec(&rec.request).map_err(|e| {
-        JobError::Usage(format!(
-            "the request of job {} cannot be encoded: {e}",
-            rec.id
-        ))
-    })?;
-    let dir = format!("{}/jobs/{}", client.sremote_dir(), rec.id);
+    let dir = job_dir(client, &rec.id);
     let start_now = rec.scheduler == Scheduler::Direct && files.is_empty();
-    let action = format!(
-        "create job {} ({}.{})",
-        rec.id, rec.request.module, rec.request.function
-    );
-    let mut args = vec!["job", "create", dir.as_str()];
-    let req_file;
-    let out = if client.connector().supports_stdin() {
-        args.push("-");
-        if start_now {
-            args.push("--start");
-        }
-        remote::endpoint(client, &args, Some(&body), &[], &action).await?
-    } else {
-        req_file = format!("{}/tmp/job-{}.json", client.sremote_dir(), rec.id);
-        client
-            .connector()
-            .push(Source::bytes(&body).mode(0o600).scratch(), &req_file)
-            .await
-            .map_err(Error::Transport)?;
-        args.push(&req_file);
-        if start_now {
-            args.push("--start");
-        }
-        remote::endpoint(client, &args, None, &[], &action).await?
-    };
-    let created: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        JobError::remote(
-            &host,
-            &action,
-            format!("unreadable answer: {e}"),
-            "run `sremote bootstrap HOST` to update the endpoint",
-        )
-    })?;
-    let abs_dir = created["dir"].as_str().unwrap_or(&dir).to_string();
-    let exe = created["exe"].as_str().unwrap_or_default().to_string();
+    let created = create(client, rec, &dir, start_now).await?;
     for (path, name) in files {
-        let to = format!("{dir}/work/{name}");
+        let to = format!("{dir}/{WORK_DIR}/{name}");
         client
             .connector()
             .push(Source::file(path).mode(0o600), &to)
             .await
             .map_err(Error::Transport)?;
     }
+    let abs_dir = created.dir;
     match rec.scheduler {
         Scheduler::Direct => {
             if !start_now {
@@ -369,71 +336,111 @@ async fn send<C: Connector>(
             Ok((abs_dir, None, JobState::Running))
         }
         sched => {
-            let sub = render(&JobScript {
+            let script = JobScript {
                 scheduler: sched,
                 id: &rec.id,
                 name: &rec.name,
                 dir: &abs_dir,
-                exe: &exe,
+                exe: &created.exe,
                 resources: &rec.resources,
                 config,
                 setup: &client.setup(),
-            })?;
-            // Through the endpoint, which records the batch system's answer in the job dir
-            // and hands a repeated submission of this job (after a lost answer, or by a
-            // process taking over) the recorded one: never two batch jobs.
-            let action = format!("submit job {} with `{}`", rec.id, sub.argv[0]);
-            let mut args = vec!["job", "submit", abs_dir.as_str(), "--"];
-            args.extend(sub.argv.iter().map(String::as_str));
-            let out =
-                remote::endpoint(client, &args, Some(sub.script.as_bytes()), &[], &action).await?;
-            let answer: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-                JobError::remote(
-                    &host,
-                    &action,
-                    format!("unreadable answer: {e}"),
-                    "run `sremote bootstrap HOST` to update the endpoint",
-                )
-            })?;
-            let field = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
-            match answer["code"].as_i64() {
-                Some(0) => {}
-                Some(127) => {
-                    return Err(JobError::remote(
-                        &host,
-                        format!("run `{}`", sub.argv[0]),
-                        format!(
-                            "`{}` is not installed on the host (or not in PATH): {}",
-                            sub.argv[0],
-                            field("stderr")
-                        ),
-                        "submit to the batch system the host has, or use Scheduler::Direct",
-                    ));
-                }
-                code => {
-                    return Err(JobError::remote(
-                        &host,
-                        action,
-                        format!("exit {code:?}: {}", field("stderr")),
-                        "check the resources and partition against the cluster's limits",
-                    ));
-                }
-            }
-            if answer["again"].as_bool() == Some(true) {
-                tracing::info!(job = %rec.id, "the batch system had this job already: reattached");
-            }
-            let text = field("stdout");
-            let sid = parse_submit_output(sched, &text).ok_or_else(|| {
-                JobError::remote(
-                    &host,
-                    &action,
-                    format!("no job id in its output: {text:?}"),
-                    "check the batch system",
-                )
-            })?;
+            };
+            let sid = submit_batch(client, &script).await?;
             Ok((abs_dir, Some(sid), JobState::Queued))
         }
     }
+}
+
+/// `job create DIR` with the request (on stdin, or pushed first when the connector cannot
+/// feed stdin), `--start` when the job can start at once: what the endpoint made.
+async fn create<C: Connector>(
+    client: &RemoteClient<C>,
+    rec: &JobRecord,
+    dir: &str,
+    start_now: bool,
+) -> Result<Created, JobError> {
+    let body = serde_json::to_vec(&rec.request).map_err(|e| {
+        JobError::Usage(format!(
+            "the request of job {} cannot be encoded: {e}",
+            rec.id
+        ))
+    })?;
+    let action = format!(
+        "create job {} ({}.{})",
+        rec.id, rec.request.module, rec.request.function
+    );
+    let req_file = format!("{}/tmp/job-{}.json", client.sremote_dir(), rec.id);
+    let stdin = client.connector().supports_stdin();
+    if !stdin {
+        client
+            .connector()
+            .push(Source::bytes(&body).mode(0o600).scratch(), &req_file)
+            .await
+            .map_err(Error::Transport)?;
+    }
+    let mut args = vec!["job", "create", dir, if stdin { "-" } else { &req_file }];
+    if start_now {
+        args.push("--start");
+    }
+    let body = stdin.then_some(&body[..]);
+    let out = remote::endpoint(client, &args, body, &[], &action).await?;
+    let mut created: Created = remote::parse_answer(&out.stdout, client.host(), &action)?;
+    if created.dir.is_empty() {
+        created.dir = dir.to_string();
+    }
+    Ok(created)
+}
+
+/// Hand the job to the batch system through the endpoint (`job submit`), which records the
+/// batch system's answer in the job dir and hands a repeated submission of this job (after
+/// a lost answer, or by a process taking over) the recorded one: never two batch jobs.
+/// Returns the batch system's job id.
+async fn submit_batch<C: Connector>(
+    client: &RemoteClient<C>,
+    script: &JobScript<'_>,
+) -> Result<String, JobError> {
+    let host = client.host();
+    let sub = render(script)?;
+    let program = &sub.argv[0];
+    let action = format!("submit job {} with `{program}`", script.id);
+    let mut args = vec!["job", "submit", script.dir, "--"];
+    args.extend(sub.argv.iter().map(String::as_str));
+    let out = remote::endpoint(client, &args, Some(sub.script.as_bytes()), &[], &action).await?;
+    let answer: SubmitAnswer = remote::parse_answer(&out.stdout, host, &action)?;
+    match answer.code {
+        0 => {}
+        127 => {
+            return Err(JobError::remote(
+                host,
+                format!("run `{program}`"),
+                format!(
+                    "`{program}` is not installed on the host (or not in PATH): {}",
+                    answer.stderr
+                ),
+                "submit to the batch system the host has, or use Scheduler::Direct",
+            ));
+        }
+        code => {
+            return Err(JobError::remote(
+                host,
+                action,
+                format!("exit {:?}: {}", Some(code), answer.stderr),
+                "check the resources and partition against the cluster's limits",
+            ));
+        }
+    }
+    if answer.is_again() {
+        tracing::info!(job = %script.id, "the batch system had this job already: reattached");
+    }
+    parse_submit_output(script.scheduler, &answer.stdout).ok_or_else(|| {
+        JobError::remote(
+            host,
+            &action,
+            format!("no job id in its output: {:?}", answer.stdout),
+            "check the batch system",
+        )
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

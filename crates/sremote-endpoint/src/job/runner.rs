@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use sremote_core::protocol::{ErrorBody, ErrorKind, Outcome, Request};
 
+use sremote_core::protocol::job::{
+    DiedReason, EXITED, LOG_FILE, REQUEST_FILE, RESPONSE_FILE, RUNNER_LOG_FILE, WORK_DIR,
+};
+
 use super::tee::{OUTPUT_FDS_VAR, Tee};
 use super::{
     DEFAULT_GRACE, EXIT_CANCELLED, EXIT_DIED, EXIT_FAILED, EXIT_IO, EXIT_OK, State, Status,
@@ -136,7 +140,7 @@ pub(super) fn detach(dir: &Path) -> io::Result<u32> {
         .append(true)
         .create(true)
         .mode(0o600)
-        .open(dir.join("runner.log"))?;
+        .open(dir.join(RUNNER_LOG_FILE))?;
     // A close-on-exec pipe: EOF means the exec worked; 4 bytes of errno mean it did not;
     // then 4 bytes carry the grandchild's pid.
     let mut fds = [0; 2];
@@ -238,12 +242,13 @@ pub(super) fn run_job(dir: &Path) -> i32 {
         },
         Err(e) => {
             eprintln!("sremote-endpoint: job run {}: {e}", dir.display());
-            let mut s = read_status(dir).unwrap_or_else(|_| Status::queued());
-            if !s.state.terminal() {
+            let mut s = read_status(dir).unwrap_or_else(|_| Status::queued(now_ms()));
+            if !s.state.is_terminal() {
                 s.finish(
                     State::Died,
-                    Some("crashed"),
+                    Some(DiedReason::Crashed.as_str()),
                     Some(format!("the job runner failed: {e}")),
+                    now_ms(),
                 );
                 let _ = write_status(dir, &s);
             }
@@ -266,6 +271,7 @@ fn supervise(dir: &Path) -> io::Result<State> {
             State::Cancelled,
             None,
             Some("cancelled before it started".into()),
+            now_ms(),
         );
         write_status(dir, &status)?;
         linger(dir);
@@ -281,7 +287,7 @@ fn supervise(dir: &Path) -> io::Result<State> {
         .append(true)
         .create(true)
         .mode(0o600)
-        .open(dir.join("log"))?;
+        .open(dir.join(LOG_FILE))?;
     let exe = self_exe()?;
     let id = dir
         .file_name()
@@ -291,7 +297,7 @@ fn supervise(dir: &Path) -> io::Result<State> {
     cmd.arg0(&exe.1)
         .args(["job", "worker"])
         .arg(dir)
-        .current_dir(dir.join("work"))
+        .current_dir(dir.join(WORK_DIR))
         .env("SREMOTE_JOB_DIR", dir)
         .env("SREMOTE_JOB_ID", &id)
         .stdin(Stdio::null())
@@ -361,7 +367,7 @@ fn supervise(dir: &Path) -> io::Result<State> {
         status.exit_code = code;
         status.signal = sig;
     }
-    status.finish(state, reason.as_deref(), message);
+    status.finish(state, reason.as_deref(), message, now_ms());
     write_status(dir, &status)?;
     if state == State::Cancelled {
         linger(dir);
@@ -404,12 +410,12 @@ pub(super) fn final_state(
                 // `job.run`'s program ended badly: failed with its exit code, or died.
                 Some((_, Some(sig))) => (
                     State::Died,
-                    Some(signal_class(sig).into()),
+                    Some(signal_class(sig).as_str().into()),
                     Some(with_stderr_tail(e.message, &resp.stderr)),
                 ),
                 Some((_, None)) => (
                     State::Failed,
-                    Some("exited".into()),
+                    Some(EXITED.into()),
                     Some(with_stderr_tail(e.message, &resp.stderr)),
                 ),
                 None => (State::Failed, Some(e.kind.to_string()), Some(e.message)),
@@ -422,7 +428,7 @@ pub(super) fn final_state(
     if runner_signal != 0 {
         return (
             State::Died,
-            Some("signal".into()),
+            Some(DiedReason::Signal.as_str().into()),
             Some(format!(
                 "the job was stopped by {} (from the batch system — time limit, memory, cancel — or an administrator)",
                 signal_name(runner_signal)
@@ -432,7 +438,7 @@ pub(super) fn final_state(
     match (code, signal) {
         (_, Some(sig)) if sig == libc::SIGKILL => (
             State::Died,
-            Some("killed".into()),
+            Some(DiedReason::Killed.as_str().into()),
             Some(
                 "the call was killed (SIGKILL) without a result — often the out-of-memory killer"
                     .into(),
@@ -440,7 +446,7 @@ pub(super) fn final_state(
         ),
         (_, Some(sig)) => (
             State::Died,
-            Some(signal_class(sig).into()),
+            Some(signal_class(sig).as_str().into()),
             Some(format!(
                 "the call was killed by {} without a result",
                 signal_name(sig)
@@ -448,7 +454,7 @@ pub(super) fn final_state(
         ),
         (code, None) => (
             State::Died,
-            Some("crashed".into()),
+            Some(DiedReason::Crashed.as_str().into()),
             Some(format!(
                 "the call exited with code {} without writing a result",
                 code.unwrap_or(-1)
@@ -476,7 +482,7 @@ pub(super) fn program_end(e: &ErrorBody) -> Option<(Option<i32>, Option<i32>)> {
 
 /// The failure class of a program killed by `sig`: `crashed` for the signals of a
 /// program's own fault (SIGSEGV, SIGABRT, …), `killed` for those sent to it.
-pub(super) fn signal_class(sig: i32) -> &'static str {
+pub(super) fn signal_class(sig: i32) -> DiedReason {
     match sig {
         libc::SIGSEGV
         | libc::SIGABRT
@@ -484,8 +490,8 @@ pub(super) fn signal_class(sig: i32) -> &'static str {
         | libc::SIGFPE
         | libc::SIGILL
         | libc::SIGSYS
-        | libc::SIGTRAP => "crashed",
-        _ => "killed",
+        | libc::SIGTRAP => DiedReason::Crashed,
+        _ => DiedReason::Killed,
     }
 }
 
@@ -540,7 +546,7 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
             None
         }
     };
-    let mut response = match std::fs::read(dir.join("request.json")) {
+    let mut response = match std::fs::read(dir.join(REQUEST_FILE)) {
         Err(e) => crate::endpoint::error_response(
             String::new(),
             sremote_core::protocol::ErrorBody::new(
@@ -580,7 +586,7 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
             return EXIT_IO;
         }
     };
-    match write_atomic(&dir.join("response.json"), &bytes) {
+    match write_atomic(&dir.join(RESPONSE_FILE), &bytes) {
         // Signalled while the call ran: tell the runner, which may not have seen the
         // signal yet (a batch system signals every process of the job at once).
         Ok(()) => match SIGNALLED.load(Ordering::SeqCst) {

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use sremote_core::protocol::job::{REQUEST_FILE, SUBMIT_LOCK_FILE, SUBMITTED_FILE, SubmitAnswer};
 
 use super::{invalid, write_atomic};
 
@@ -31,7 +31,7 @@ pub(super) fn submit(dir: &Path, argv: &[String]) -> io::Result<()> {
             "`job submit DIR -- PROGRAM ARGS…` needs the program".into(),
         ));
     };
-    if !dir.join("request.json").is_file() {
+    if !dir.join(REQUEST_FILE).is_file() {
         return Err(invalid(format!(
             "{} is not a job directory (no request.json)",
             dir.display()
@@ -42,7 +42,7 @@ pub(super) fn submit(dir: &Path, argv: &[String]) -> io::Result<()> {
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(dir.join("submit.lock"))?;
+        .open(dir.join(SUBMIT_LOCK_FILE))?;
     // SAFETY: flock on a descriptor we own; released when it is closed (or we die).
     while unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
         let e = io::Error::last_os_error();
@@ -50,12 +50,12 @@ pub(super) fn submit(dir: &Path, argv: &[String]) -> io::Result<()> {
             return Err(e);
         }
     }
-    let record = dir.join("submitted.json");
+    let record = dir.join(SUBMITTED_FILE);
     if let Ok(bytes) = std::fs::read(&record)
-        && let Ok(mut v) = serde_json::from_slice::<Value>(&bytes)
+        && let Ok(mut answer) = serde_json::from_slice::<SubmitAnswer>(&bytes)
     {
-        v["again"] = json!(true);
-        println!("{v}");
+        answer.again = Some(true);
+        println!("{}", serde_json::to_string(&answer)?);
         return Ok(());
     }
     let mut script = Vec::new();
@@ -79,11 +79,16 @@ pub(super) fn submit(dir: &Path, argv: &[String]) -> io::Result<()> {
         ),
         Err(e) => (127, String::new(), format!("cannot run `{program}`: {e}")),
     };
-    let mut v = json!({ "code": code, "stdout": stdout, "stderr": stderr });
+    let mut answer = SubmitAnswer {
+        again: None,
+        code,
+        stderr,
+        stdout,
+    };
     if code == 0 {
-        write_atomic(&record, v.to_string().as_bytes())?;
+        write_atomic(&record, serde_json::to_string(&answer)?.as_bytes())?;
     }
-    v["again"] = json!(false);
-    println!("{v}");
+    answer.again = Some(false);
+    println!("{}", serde_json::to_string(&answer)?);
     Ok(())
 }
