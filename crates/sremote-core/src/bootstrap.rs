@@ -293,9 +293,10 @@ if [ -n "$5" ]; then
 fi
 shift 6
 # Older endpoints: only where /proc tells what runs, and no job is queued or running (a
-# queued batch job names its endpoint in a script the scheduler holds). Best effort.
+# queued batch job names its endpoint in a script the scheduler holds): the endpoint just
+# installed reads the job dirs (`job active`, exit 1: none). Best effort.
 [ $# -gt 0 ] && [ -d /proc/self ] || exit 0
-grep -qsE '"state": *"(queued|running)"' "$d"/jobs/*/status.json && exit 0
+"$d/bin/$final" job active "$d/jobs" >/dev/null 2>&1; [ $? -eq 1 ] || exit 0
 abs=$(cd -- "$d/bin" && pwd -P) || exit 0
 used=$(ls -l /proc/[0-9]*/exe 2>/dev/null | sed -n 's/^.* -> //p')
 for old in "$@"; do

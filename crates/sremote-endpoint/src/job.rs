@@ -32,7 +32,8 @@ use sremote_core::protocol::job::{
 };
 use sremote_core::protocol::{Request, Response};
 
-use crate::endpoint::{Endpoint, hostname};
+use crate::endpoint::Endpoint;
+use crate::response::hostname;
 
 mod runner;
 mod submit;
@@ -61,7 +62,10 @@ pub(crate) const USAGE: &str = "\
                                                  cancelled)
   sremote-endpoint job result DIR                print the response (exit 4 while there is none)
   sremote-endpoint job rm DIR                    delete a finished job's directory (exit 7 while
-                                                 it runs here: cancel it first)";
+                                                 it runs here: cancel it first)
+  sremote-endpoint job active JOBS               print the ids of the jobs in JOBS (<sremote>/jobs)
+                                                 that are queued or running (or unreadable); exit 0
+                                                 if there are any, 1 if none";
 
 const EXIT_OK: i32 = 0;
 const EXIT_FAILED: i32 = 1;
@@ -172,7 +176,7 @@ struct Opts {
 
 fn parse(args: &[String]) -> Result<(String, Opts), String> {
     let Some((cmd, rest)) = args.split_first() else {
-        return Err("`job` needs a command (create, start, submit, run, status, log, poll, follow, cancel, result, rm)".into());
+        return Err("`job` needs a command (create, start, submit, run, status, log, poll, follow, cancel, result, rm, active)".into());
     };
     let mut opts = Opts {
         dir: PathBuf::new(),
@@ -262,6 +266,16 @@ pub(crate) fn run(endpoint: &Endpoint, args: &[String]) -> i32 {
                     dir.display()
                 );
                 return EXIT_NOT_YET;
+            }
+            Err(e) => Err(e),
+        },
+        "active" => match active(&dir) {
+            Ok(ids) if ids.is_empty() => return EXIT_FAILED,
+            Ok(ids) => {
+                for id in ids {
+                    println!("{id}");
+                }
+                Ok(())
             }
             Err(e) => Err(e),
         },
@@ -542,6 +556,39 @@ fn cancel(dir: &Path, grace: Duration, linger: Duration, mark_only: bool) -> io:
     printed(signalled)
 }
 
+/// `job active JOBS`: the jobs in the jobs dir `JOBS` that are queued or running, or whose
+/// status cannot be read (so a caller deciding whether anything may still need an
+/// endpoint errs on the safe side); none when `JOBS` does not exist.
+fn active(jobs: &Path) -> io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(jobs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let bytes = match std::fs::read(entry.path().join(STATUS_FILE)) {
+            Ok(b) => b,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => Vec::new(),
+        };
+        let busy = decode_status(&bytes).map_or(true, |s| !s.state.is_terminal());
+        if busy {
+            ids.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
 /// `job rm DIR`: only a job dir (it has `request.json`, its parent is `jobs`), not running.
 fn remove(dir: &Path) -> io::Result<()> {
     if !dir.exists() {
@@ -617,6 +664,26 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn active_jobs_are_queued_running_or_unreadable() {
+        let jobs = tempfile::tempdir().unwrap();
+        assert!(active(&jobs.path().join("none")).unwrap().is_empty());
+        let put = |id: &str, status: Option<&str>| {
+            let d = jobs.path().join(id);
+            std::fs::create_dir(&d).unwrap();
+            if let Some(s) = status {
+                std::fs::write(d.join(STATUS_FILE), s).unwrap();
+            }
+        };
+        put("a", Some(r#"{"state":"succeeded","queued_unix_ms":1}"#));
+        put("b", None);
+        assert!(active(jobs.path()).unwrap().is_empty());
+        put("c", Some(r#"{"state":"running","queued_unix_ms":1}"#));
+        put("d", Some(r#"{"state":"queued"}"#));
+        std::fs::write(jobs.path().join("stray-file"), b"x").unwrap();
+        assert_eq!(active(jobs.path()).unwrap(), ["c", "d"]);
     }
 
     #[test]
