@@ -146,7 +146,7 @@ static CALL_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 /// the end already, so a thread waits for a hang-up on the descriptors the endpoint was
 /// started with (fd 1 and fd 2, when they are pipes or sockets: the ssh channel). When
 /// the other end is gone (sshd closed the channel, the client died), it kills the
-/// call's process groups and ends the endpoint with [`crate::cli::EXIT_NO_RESPONSE`]:
+/// call's process groups and ends the endpoint with [`crate::exit::EXIT_NO_RESPONSE`]:
 /// nobody is left to read the response. Call before [`Capture::start`].
 pub(crate) fn watch_for_hangup() {
     let fds: Vec<OwnedFd> = [1, 2]
@@ -191,7 +191,7 @@ pub(crate) fn watch_for_hangup() {
         crate::process::kill_running_children();
         // SAFETY: _exit ends the process at once; nothing is left to clean up that the
         // kernel does not (the capture files are memfds or unlinked).
-        unsafe { libc::_exit(crate::cli::EXIT_NO_RESPONSE) };
+        unsafe { libc::_exit(crate::exit::EXIT_NO_RESPONSE) };
     };
     let _ = std::thread::Builder::new()
         .name("sremote-hangup".into())

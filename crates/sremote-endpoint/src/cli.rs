@@ -2,18 +2,14 @@
 
 use std::io::Read;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sremote_core::protocol::{ErrorBody, ErrorKind, PROTOCOL_VERSION, Request, VERSION};
 
 use crate::capture::{Capture, Sink};
-use crate::endpoint::{Endpoint, error_response};
-
-/// Exit code: a response was written (it may carry an error).
-pub(crate) const EXIT_OK: i32 = 0;
-/// Exit code: the command line was wrong.
-pub(crate) const EXIT_USAGE: i32 = 2;
-/// Exit code: the response could not be written.
-pub(crate) const EXIT_NO_RESPONSE: i32 = 3;
+use crate::endpoint::Endpoint;
+use crate::exit::{EXIT_NO_RESPONSE, EXIT_OK, EXIT_USAGE};
+use crate::response::error_response;
+use crate::version::version_info;
 
 const USAGE: &str = "\
 usage:
@@ -152,44 +148,6 @@ pub(crate) fn run(endpoint: &Endpoint, args: Vec<String>) -> i32 {
     }
 }
 
-/// `{"version", "protocol", "target": "<os>-<arch>", "exe"}` plus `"sha256"` of the
-/// executable when asked (`null` if it cannot be read).
-pub(crate) fn version_info(with_sha256: bool) -> Value {
-    let exe = std::env::current_exe().ok();
-    let mut info = json!({
-        "version": VERSION,
-        "protocol": PROTOCOL_VERSION,
-        "target": format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-        "exe": exe.as_ref().map(|p| p.display().to_string()),
-    });
-    if with_sha256 {
-        info["sha256"] = exe
-            .and_then(|p| sha256_file(&p).ok())
-            .map_or(Value::Null, Value::String);
-    }
-    info
-}
-
-/// Lower-case hex SHA-256 of a file's contents, read in 64 KiB pieces.
-pub(crate) fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 fn modules_text(listing: &Value) -> String {
     let mut out = String::new();
     for m in listing["modules"].as_array().into_iter().flatten() {
@@ -295,6 +253,20 @@ fn call(endpoint: &Endpoint, request_path: &str, response_path: &str, consume: b
     }
 }
 
+impl Endpoint {
+    /// Parse `args` (without the program name) as the `sremote-endpoint` command line and
+    /// run it; returns the process exit code. See the crate docs for the commands.
+    pub fn run_with_args(&self, args: Vec<String>) -> i32 {
+        crate::cli::run(self, args)
+    }
+
+    /// Run the `sremote-endpoint` command line of this process and exit with its code.
+    pub fn run(self) -> ! {
+        let code = self.run_with_args(std::env::args().skip(1).collect());
+        std::process::exit(code)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,12 +311,5 @@ mod tests {
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn version_info_shape() {
-        let v = version_info(true);
-        assert_eq!(v["protocol"], 1);
-        assert_eq!(v["sha256"].as_str().map(str::len), Some(64));
     }
 }

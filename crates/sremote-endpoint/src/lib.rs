@@ -46,22 +46,29 @@
 
 mod capture;
 mod cli;
+mod context;
+mod dispatch;
 mod endpoint;
 mod env;
 mod error;
+mod exit;
 mod function;
 mod job;
 mod location;
 mod module;
 mod modules;
 pub mod output;
+mod panic;
 mod plugin;
 mod process;
 mod python;
+mod response;
 mod serve;
 mod types;
+mod version;
 
-pub use endpoint::{CallContext, Endpoint};
+pub use context::CallContext;
+pub use endpoint::Endpoint;
 pub use error::CallError;
 pub use function::{IntoCallResult, IntoFunction, TypedFunction, markers};
 pub use location::Location;

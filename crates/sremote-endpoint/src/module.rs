@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::endpoint::CallContext;
+use crate::context::CallContext;
 use crate::error::CallError;
 use crate::function::{ArgFailure, IntoFunction, Param, TypedFn, bind, render_signature};
 

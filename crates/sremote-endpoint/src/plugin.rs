@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sremote_core::protocol::{ErrorKind, Request};
 
-use crate::endpoint::CallOutput;
+use crate::context::CallOutput;
 use crate::error::CallError;
 
 const QUOTE_LIMIT: usize = 2000;

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sremote_core::protocol::{ErrorKind, Request, ShippedModule};
 
-use crate::endpoint::CallOutput;
+use crate::context::CallOutput;
 use crate::error::CallError;
 use crate::location::Location;
 

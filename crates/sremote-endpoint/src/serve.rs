@@ -20,8 +20,10 @@ use serde_json::{Value, json};
 use sremote_core::frame::{self, Frame, FrameKind};
 use sremote_core::protocol::{ErrorBody, ErrorKind, PROTOCOL_VERSION, Request, Response, VERSION};
 
-use crate::endpoint::{Endpoint, SessionCall, error_response};
+use crate::dispatch::SessionCall;
+use crate::endpoint::Endpoint;
 use crate::env::SessionEnv;
+use crate::response::error_response;
 use store::{Session, with_session_module};
 
 /// Most threads a session runs calls on at once; more requests wait for a free one.
@@ -55,7 +57,7 @@ pub(crate) fn run(endpoint: &Endpoint) -> i32 {
         Ok(io) => io,
         Err(e) => {
             eprintln!("sremote-endpoint serve: cannot set up stdio: {e}");
-            return crate::cli::EXIT_NO_RESPONSE;
+            return crate::exit::EXIT_NO_RESPONSE;
         }
     };
     let session: Arc<Session> = Arc::default();
@@ -78,7 +80,7 @@ pub(crate) fn run(endpoint: &Endpoint) -> i32 {
     greeting
         .extend(frame::encode(FrameKind::Hello, hello.to_string().as_bytes()).unwrap_or_default());
     if write_out(&shared, &greeting).is_err() {
-        return crate::cli::EXIT_NO_RESPONSE;
+        return crate::exit::EXIT_NO_RESPONSE;
     }
     serve_loop(shared);
     0
@@ -105,7 +107,7 @@ fn shut_down(reason: Option<String>) -> ! {
     crate::python::shutdown();
     if let Some(r) = reason {
         eprintln!("sremote-endpoint serve: {r}");
-        std::process::exit(crate::cli::EXIT_NO_RESPONSE);
+        std::process::exit(crate::exit::EXIT_NO_RESPONSE);
     }
     std::process::exit(0);
 }

@@ -22,8 +22,9 @@ use super::{
     cancel_request, cancel_requested, invalid, now_ms, read_response, read_status, write_atomic,
     write_status,
 };
-use crate::endpoint::{Endpoint, hostname};
+use crate::endpoint::Endpoint;
 use crate::error::CallError;
+use crate::response::hostname;
 
 // ---------------------------------------------------------------------------------------
 // Processes (Linux: /proc; elsewhere: kill(pid, 0))
@@ -547,7 +548,7 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
         }
     };
     let mut response = match std::fs::read(dir.join(REQUEST_FILE)) {
-        Err(e) => crate::endpoint::error_response(
+        Err(e) => crate::response::error_response(
             String::new(),
             sremote_core::protocol::ErrorBody::new(
                 ErrorKind::BadRequest,
@@ -555,7 +556,7 @@ pub(super) fn worker(endpoint: &Endpoint, dir: &Path) -> i32 {
             ),
         ),
         Ok(bytes) => match Request::parse(&bytes) {
-            Err((id, body)) => crate::endpoint::error_response(id.unwrap_or_default(), body),
+            Err((id, body)) => crate::response::error_response(id.unwrap_or_default(), body),
             Ok(req) => {
                 let ep = endpoint.clone().module("job", |m| {
                     m.doc("Only in jobs: run programs whose output goes live to the job's log.");

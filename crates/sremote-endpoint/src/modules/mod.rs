@@ -12,11 +12,13 @@ pub(crate) mod os;
 pub(crate) mod subprocess;
 pub(crate) mod sys;
 
-/// Add the built-in modules to `endpoint`.
-pub(crate) fn register(endpoint: Endpoint) -> Endpoint {
-    endpoint
-        .add_module("os", ModuleKind::Builtin, os::register)
-        .add_module("fs", ModuleKind::Builtin, fs::register)
-        .add_module("subprocess", ModuleKind::Builtin, subprocess::register)
-        .add_module("sys", ModuleKind::Builtin, sys::register)
+impl Endpoint {
+    /// An endpoint with the built-in modules `os`, `fs`, `subprocess` and `sys`.
+    pub fn with_builtins() -> Self {
+        Endpoint::new()
+            .add_module("os", ModuleKind::Builtin, os::register)
+            .add_module("fs", ModuleKind::Builtin, fs::register)
+            .add_module("subprocess", ModuleKind::Builtin, subprocess::register)
+            .add_module("sys", ModuleKind::Builtin, sys::register)
+    }
 }

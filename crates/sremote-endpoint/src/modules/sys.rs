@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::endpoint::CallContext;
+use crate::context::CallContext;
 use crate::error::CallError;
 use crate::module::{Args, ModuleBuilder};
 
@@ -63,7 +63,7 @@ fn modules(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
 
 fn version(_ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
     args.expect_none("sys.version() -> dict")?;
-    Ok(crate::cli::version_info(false))
+    Ok(crate::version::version_info(false))
 }
 
 fn location(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
@@ -153,7 +153,7 @@ fn code_id(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
         }
         None => match location.plugin(&module) {
             Some(path) => {
-                let sha = crate::cli::sha256_file(&path).map_err(|e| {
+                let sha = crate::version::sha256_file(&path).map_err(|e| {
                     CallError::raised(format!(
                         "sys.code_id({module:?}): cannot read the plugin {}: {e}",
                         path.display()
@@ -227,8 +227,8 @@ fn own_sha256() -> Option<String> {
     static SHA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     SHA.get_or_init(|| {
         // /proc/self/exe is the running file even after it was replaced on disk.
-        crate::cli::sha256_file(std::path::Path::new("/proc/self/exe"))
-            .or_else(|_| crate::cli::sha256_file(&std::env::current_exe()?))
+        crate::version::sha256_file(std::path::Path::new("/proc/self/exe"))
+            .or_else(|_| crate::version::sha256_file(&std::env::current_exe()?))
             .ok()
     })
     .clone()
@@ -263,7 +263,7 @@ fn probe() -> Probe {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let disk = disk_usage(&crate::location::home_dir());
     Probe {
-        hostname: crate::endpoint::hostname(),
+        hostname: crate::response::hostname(),
         os: std::env::consts::OS,
         arch: std::env::consts::ARCH,
         kernel: super::os::uname().map(|u| u.release).unwrap_or_default(),

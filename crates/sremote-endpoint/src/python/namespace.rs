@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::pool::NAMESPACE;
 use super::worker::{Failure, Worker};
 use super::{Reply, ReplyError};
-use crate::endpoint::CallOutput;
+use crate::context::CallOutput;
 use crate::serve::store::Store;
 
 /// Code for the namespace: `source` compiled as file `filename`; `run` sets `__file__`

@@ -25,7 +25,7 @@ use sremote_core::protocol::ErrorKind;
 
 use super::worker::{Failure, Worker, kill_group};
 use super::{Msg, Op, Reply, ReplyError, what};
-use crate::endpoint::CallOutput;
+use crate::context::CallOutput;
 use crate::error::CallError;
 
 /// Largest pool size `session.python_workers(n)` accepts.

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sremote_core::protocol::{Request, Stored};
 
-use crate::endpoint::{CallContext, Endpoint};
+use crate::context::CallContext;
+use crate::endpoint::Endpoint;
 use crate::error::CallError;
 use crate::module::Args;
 use crate::python::namespace::{Changes, Code};
