@@ -31,13 +31,14 @@
 //! Errors name the file, line and column; unknown keys are warned about and ignored.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sremote_core::Error;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+
+mod parse;
 
 /// How a configured host is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -269,187 +270,6 @@ impl Config {
             }
         };
         Config::parse(&text, &path)
-    }
-
-    /// Parse config text; `path` names the file in messages.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
-        let at = |span: Option<Range<usize>>, msg: &str| {
-            let (line, col) = line_col(text, span.map_or(0, |s| s.start));
-            Error::usage(
-                format!("{}:{line}:{col}: {}", path.display(), msg.trim()),
-                "fix the config file (format: `sremote hosts --help`)",
-            )
-        };
-        let doc = DeTable::parse(text).map_err(|e| at(e.span(), e.message()))?;
-        let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), e.message()))?;
-        let mut cfg = Config {
-            path: Some(path.to_path_buf()),
-            ..Default::default()
-        };
-        unknown_keys(doc.get_ref(), text, path, &mut cfg.warnings);
-        for (name, host) in raw.hosts {
-            let span = host.span();
-            let h = host.into_inner();
-            if !valid_name(&name) {
-                return Err(at(
-                    Some(span),
-                    &format!("host name {name:?}: use letters, digits, `.`, `_` and `-`"),
-                ));
-            }
-            let connector = h.connector.unwrap_or_else(|| match &h.destination {
-                Some(d) if sremote_rest::NewtTarget::matches(d.get_ref()) => ConnectorKind::Newt,
-                _ => ConnectorKind::Ssh,
-            });
-            let destination = match (&h.destination, connector) {
-                (Some(d), ConnectorKind::Local) => {
-                    return Err(at(
-                        Some(d.span()),
-                        "a `local` host has no destination: remove it",
-                    ));
-                }
-                (None, ConnectorKind::Local) => String::new(),
-                (Some(d), ConnectorKind::Newt)
-                    if !sremote_rest::NewtTarget::matches(d.get_ref()) =>
-                {
-                    return Err(at(
-                        Some(d.span()),
-                        "a newt host's destination is newt+https://USER@HOST[:PORT]/BASE/MACHINE",
-                    ));
-                }
-                (None, ConnectorKind::Newt) => {
-                    return Err(at(
-                        Some(span),
-                        &format!(
-                            "host {name}: a newt host needs destination = \"newt+https://USER@HOST/BASE/MACHINE\""
-                        ),
-                    ));
-                }
-                (Some(d), _) => {
-                    let s = d.get_ref();
-                    if s.is_empty()
-                        || s.starts_with('-')
-                        || s.chars().any(|c| c.is_whitespace() || c.is_control())
-                    {
-                        return Err(at(
-                            Some(d.span()),
-                            &format!(
-                                "{s:?} is not an ssh destination (user@host, ssh://user@host:port or an alias)"
-                            ),
-                        ));
-                    }
-                    s.clone()
-                }
-                (None, _) => name.clone(),
-            };
-            let partitions = h
-                .partitions
-                .into_iter()
-                .map(|p| match p {
-                    RawPartition::Name(name) => PartitionSpec {
-                        name,
-                        ..Default::default()
-                    },
-                    RawPartition::Full {
-                        name,
-                        cores,
-                        max_time,
-                        max_memory,
-                        gpus,
-                    } => PartitionSpec {
-                        name,
-                        cores,
-                        max_time,
-                        max_memory,
-                        gpus,
-                    },
-                })
-                .collect();
-            let endpoint = match h.endpoint {
-                Some(e) if e.get_ref().trim().is_empty() => {
-                    return Err(at(
-                        Some(e.span()),
-                        "endpoint is empty: give the path of a custom endpoint binary, or remove the key",
-                    ));
-                }
-                // `~/` is the home directory; a relative path is relative to the config file.
-                Some(e) => {
-                    let p = expand_home(e.get_ref());
-                    Some(match path.parent() {
-                        Some(dir) if p.is_relative() => dir.join(p),
-                        _ => p,
-                    })
-                }
-                None => None,
-            };
-            let venv = match h.venv {
-                Some(v) if !sremote_core::valid_venv_name(v.get_ref()) => {
-                    return Err(at(
-                        Some(v.span()),
-                        "venv: use letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
-                    ));
-                }
-                v => v.map(Spanned::into_inner),
-            };
-            if let Some(bad) = h.setup.iter().find(|l| l.get_ref().contains('\0')) {
-                return Err(at(
-                    Some(bad.span()),
-                    "a setup line cannot contain a NUL byte",
-                ));
-            }
-            let persist = match &h.persist {
-                Some(p) => Some(
-                    crate::connect::parse_persist(p.get_ref())
-                        .map_err(|e| at(Some(p.span()), &e))?,
-                ),
-                None => None,
-            };
-            let spec = HostSpec {
-                name: name.clone(),
-                connector,
-                destination,
-                ssh_config: h.ssh_config.map(|p| expand_home(&p)),
-                endpoint_dir: h.endpoint_dir,
-                endpoint,
-                persist,
-                env: h.env,
-                path: h.path,
-                scheduler: h.scheduler,
-                partitions,
-                sge_pe: h.sge_pe,
-                setup: h.setup.into_iter().map(Spanned::into_inner).collect(),
-                login_shell: h.login_shell,
-                labels: h.labels,
-                venv,
-                configured: true,
-            };
-            cfg.hosts.insert(name, spec);
-        }
-        for (name, members) in &raw.groups {
-            if !valid_name(name) {
-                return Err(at(
-                    Some(members.span()),
-                    &format!("group name {name:?}: use letters, digits, `.`, `_` and `-`"),
-                ));
-            }
-            let mut list = Vec::new();
-            for m in members.get_ref() {
-                let s = m.get_ref();
-                if let Some(g) = s.strip_prefix('@') {
-                    if !raw.groups.contains_key(g) {
-                        return Err(at(Some(m.span()), &format!("no group named {g:?}")));
-                    }
-                } else if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == ',') {
-                    return Err(at(Some(m.span()), &format!("{s:?} is not a host")));
-                }
-                list.push(s.clone());
-            }
-            cfg.groups.insert(name.clone(), list);
-        }
-        // Nested groups must not form a cycle.
-        for name in cfg.groups.keys() {
-            cfg.group_members(name)?;
-        }
-        Ok(cfg)
     }
 
     /// The hosts of group `name` (nested groups expanded, duplicates removed, in order).
