@@ -221,91 +221,11 @@ impl JsonLog {
 
 /// `sremote jobs …`.
 pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error> {
-    let json = opts.json;
     match cmd {
         JobsCommand::Ls(a) => crate::jobs_ls::ls(a, opts).await,
         JobsCommand::Watch(a) => crate::jobs_ls::watch(a, opts).await,
-        JobsCommand::Show { id } => {
-            let shown = async {
-                let job = open(&id, opts).await?;
-                let st = job.status().await?;
-                Ok::<_, JobError>((job.record(), st))
-            };
-            let (rec, st) = match shown.await {
-                Ok(x) => x,
-                Err(e) => return Ok(output::report(&e, json, json!({"id": id}))),
-            };
-            let mut v = record_json(&rec);
-            v["log_bytes"] = json!(st.log_bytes);
-            v["ran_on"] = json!(st.ran_on);
-            v["scheduler_says"] = json!(st.scheduler);
-            if json {
-                say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                for (k, val) in v
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, v)| !v.is_null())
-                {
-                    say!(
-                        "{k:>18}: {}",
-                        val.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| val.to_string())
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        JobsCommand::Log { id, follow, from } => {
-            let job = match open(&id, opts).await {
-                Ok(j) => j,
-                Err(e) => return Ok(output::report(&e, json, json!({"id": id}))),
-            };
-            let mut out = std::io::stdout();
-            let mut as_json = json.then(|| JsonLog {
-                id: id.clone(),
-                carry: Vec::new(),
-            });
-            let mut emit = |data: &[u8], next: u64, last: bool| match as_json.as_mut() {
-                Some(j) => j.chunk(data, next, last),
-                None => {
-                    let _ = out.write_all(data);
-                    let _ = out.flush();
-                }
-            };
-            let mut next = from;
-            if !follow {
-                loop {
-                    match job.logs(next).await {
-                        Ok(chunk) if chunk.data.is_empty() => {
-                            emit(&[], next, true);
-                            return Ok(ExitCode::SUCCESS);
-                        }
-                        Ok(chunk) => {
-                            emit(&chunk.data, chunk.next, false);
-                            next = chunk.next;
-                        }
-                        Err(e) => {
-                            return Ok(output::report(&e, json, json!({"id": id, "next": next})));
-                        }
-                    }
-                }
-            }
-            let mut stream = Box::pin(job.logs_follow(from));
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(c) => {
-                        emit(&c.data, c.next, false);
-                        next = c.next;
-                    }
-                    Err(e) => return Ok(output::report(&e, json, json!({"id": id, "next": next}))),
-                }
-            }
-            emit(&[], next, true);
-            Ok(ExitCode::SUCCESS)
-        }
+        JobsCommand::Show { id } => Ok(show(&id, opts).await),
+        JobsCommand::Log { id, follow, from } => Ok(log(&id, follow, from, opts).await),
         JobsCommand::Cancel {
             id,
             grace,
@@ -318,30 +238,112 @@ pub async fn run(cmd: JobsCommand, opts: &HostOptions) -> Result<ExitCode, Error
             processed,
             cancel,
             ids,
-        } => {
-            if !processed && ids.is_empty() {
-                let e = JobError::usage(
-                    "`sremote jobs rm` needs job ids or --processed",
-                    "list them with `sremote jobs ls`",
-                );
-                return Ok(output::report(&e, json, json!({})));
-            }
-            let mut ids = ids;
-            if processed {
-                let list = store().and_then(|s| {
-                    s.list(&JobFilter {
-                        processed: Some(true),
-                        ..Default::default()
-                    })
-                });
-                match list {
-                    Ok(list) => ids.extend(list.into_iter().map(|r| r.id)),
-                    Err(e) => return Ok(output::report(&e, json, json!({}))),
-                }
-            }
-            Ok(finish::rm(ids, cancel, opts).await)
+        } => Ok(rm(processed, cancel, ids, opts).await),
+    }
+}
+
+/// `jobs show ID`: the record and what the host says, as `key: value` lines (keys
+/// right-aligned) or one JSON object.
+async fn show(id: &str, opts: &HostOptions) -> ExitCode {
+    let shown = async {
+        let job = open(id, opts).await?;
+        let st = job.status().await?;
+        Ok::<_, JobError>((job.record(), st))
+    };
+    let (rec, st) = match shown.await {
+        Ok(x) => x,
+        Err(e) => return output::report(&e, opts.json, json!({"id": id})),
+    };
+    let mut v = record_json(&rec);
+    v["log_bytes"] = json!(st.log_bytes);
+    v["ran_on"] = json!(st.ran_on);
+    v["scheduler_says"] = json!(st.scheduler);
+    if opts.json {
+        say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    for (k, val) in v.as_object().into_iter().flatten() {
+        match val {
+            Value::Null => {}
+            Value::String(s) => say!("{k:>18}: {s}"),
+            other => say!("{k:>18}: {other}"),
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// `jobs log ID [-f] [--from N]`: the log's bytes (or `--json` chunks) from byte `from`;
+/// `-f` follows until the job is over, resuming after a dropped connection.
+async fn log(id: &str, follow: bool, from: u64, opts: &HostOptions) -> ExitCode {
+    let json = opts.json;
+    let job = match open(id, opts).await {
+        Ok(j) => j,
+        Err(e) => return output::report(&e, json, json!({"id": id})),
+    };
+    let mut out = std::io::stdout();
+    let mut as_json = json.then(|| JsonLog {
+        id: id.to_string(),
+        carry: Vec::new(),
+    });
+    let mut emit = |data: &[u8], next: u64, last: bool| match as_json.as_mut() {
+        Some(j) => j.chunk(data, next, last),
+        None => {
+            let _ = out.write_all(data);
+            let _ = out.flush();
+        }
+    };
+    let mut next = from;
+    if !follow {
+        loop {
+            match job.logs(next).await {
+                Ok(chunk) if chunk.data.is_empty() => break,
+                Ok(chunk) => {
+                    emit(&chunk.data, chunk.next, false);
+                    next = chunk.next;
+                }
+                Err(e) => return output::report(&e, json, json!({"id": id, "next": next})),
+            }
+        }
+    } else {
+        let mut stream = Box::pin(job.logs_follow(from));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => {
+                    emit(&c.data, c.next, false);
+                    next = c.next;
+                }
+                Err(e) => return output::report(&e, json, json!({"id": id, "next": next})),
+            }
+        }
+    }
+    emit(&[], next, true);
+    ExitCode::SUCCESS
+}
+
+/// `jobs rm [--cancel] IDS… [--processed]`: the ids given, and with `--processed` every
+/// job whose result was collected.
+async fn rm(processed: bool, cancel: bool, mut ids: Vec<String>, opts: &HostOptions) -> ExitCode {
+    let json = opts.json;
+    if !processed && ids.is_empty() {
+        let e = JobError::usage(
+            "`sremote jobs rm` needs job ids or --processed",
+            "list them with `sremote jobs ls`",
+        );
+        return output::report(&e, json, json!({}));
+    }
+    if processed {
+        let list = store().and_then(|s| {
+            s.list(&JobFilter {
+                processed: Some(true),
+                ..Default::default()
+            })
+        });
+        match list {
+            Ok(list) => ids.extend(list.into_iter().map(|r| r.id)),
+            Err(e) => return output::report(&e, json, json!({})),
+        }
+    }
+    finish::rm(ids, cancel, opts).await
 }
 
 #[cfg(test)]
