@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::HostSpec;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use sremote_core::{Error, RemoteCommand};
@@ -188,6 +189,7 @@ async fn custom_installed(
     Ok(true)
 }
 
+/// What `hosts check` found on a reachable host.
 struct Check {
     connect: Duration,
     /// `Ok(version)`, or why there is no usable endpoint.
@@ -196,59 +198,26 @@ struct Check {
     destination: String,
 }
 
+/// The table's columns.
+const CHECK_HEADER: [&str; 6] = [
+    "HOST",
+    "STATUS",
+    "ENDPOINT",
+    "LATENCY",
+    "CONNECT",
+    "DESTINATION",
+];
+
 async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
     let names = if names.is_empty() {
-        let cfg = opts.config()?;
-        if cfg.hosts.is_empty() {
-            return Err(Error::Usage(
-                "no hosts configured — name hosts to check (`sremote hosts check HOST…`) or add [hosts.NAME] to the config"
-                    .into(),
-            ));
-        }
-        cfg.hosts.keys().cloned().collect()
+        configured_hosts(&opts)?
     } else {
         names
     };
     let targets = opts.resolve(&names)?;
     let o = opts.clone();
     let results = fanout::map(&targets.hosts, opts.parallel, |spec| {
-        let opts = o.clone();
-        async move {
-            let t = Instant::now();
-            let c = connect_transport(&spec, &opts).await?;
-            let connect = t.elapsed();
-            let client = c.base_client();
-            client.set_auto_bootstrap(false);
-            let endpoint = match &c.endpoint {
-                None => version(&client).await?,
-                Some(custom) => {
-                    if custom_installed(&c, &client, custom).await? {
-                        version(&client).await?
-                    } else {
-                        Err(format!(
-                            "the custom endpoint {} is not installed, or another build is",
-                            custom.path.display()
-                        ))
-                    }
-                }
-            };
-            let mut latency = Duration::MAX;
-            for _ in 0..3 {
-                let t = Instant::now();
-                if endpoint.is_ok() {
-                    client.call::<Value>("sys", "version").await?;
-                } else {
-                    c.connector.exec(&RemoteCommand::new("true")).await?;
-                }
-                latency = latency.min(t.elapsed());
-            }
-            Ok(Check {
-                connect,
-                endpoint,
-                latency,
-                destination: c.connector.host().to_string(),
-            })
-        }
+        check_host(spec, o.clone())
     })
     .await;
     let mut rows = Vec::new();
@@ -258,31 +227,9 @@ async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, E
         match r {
             Ok(ch) => {
                 if opts.json {
-                    println!(
-                        "{}",
-                        json!({"host": name, "ok": true, "reachable": true, "destination": ch.destination,
-                               "endpoint_version": ch.endpoint.as_ref().ok(), "endpoint_problem": ch.endpoint.as_ref().err(),
-                               "connect_ms": ch.connect.as_secs_f64() * 1e3, "latency_ms": ch.latency.as_secs_f64() * 1e3})
-                    );
+                    println!("{}", check_json(name, &ch));
                 }
-                let (status, version) = match &ch.endpoint {
-                    Ok(v) => (
-                        output::paint("ok", output::Style::Ok, output::colour_stdout()),
-                        v.clone(),
-                    ),
-                    Err(_) => (
-                        "no endpoint".to_string(),
-                        format!("- (sremote bootstrap {name})"),
-                    ),
-                };
-                rows.push(vec![
-                    name.clone(),
-                    status,
-                    version,
-                    output::duration(ch.latency),
-                    output::duration(ch.connect),
-                    ch.destination,
-                ]);
+                rows.push(check_row(name, ch));
             }
             Err(e) => {
                 if opts.json {
@@ -291,33 +238,22 @@ async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, E
                         json!({"host": name, "ok": false, "reachable": false, "error": output::error_json(&e)})
                     );
                 }
+                let dash = || "-".to_string();
+                let (status, destination) = ("unreachable".into(), spec.destination.clone());
                 rows.push(vec![
                     name.clone(),
-                    "unreachable".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    spec.destination.clone(),
+                    status,
+                    dash(),
+                    dash(),
+                    dash(),
+                    destination,
                 ]);
                 failed.push((name.clone(), e));
             }
         }
     }
     if !opts.json {
-        print!(
-            "{}",
-            output::table(
-                &[
-                    "HOST",
-                    "STATUS",
-                    "ENDPOINT",
-                    "LATENCY",
-                    "CONNECT",
-                    "DESTINATION"
-                ],
-                &rows
-            )
-        );
+        print!("{}", output::table(&CHECK_HEADER, &rows));
         for (host, e) in &failed {
             fanout::report_error(host, e);
         }
@@ -327,4 +263,80 @@ async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, E
         .map(|(h, e)| (h.clone(), output::error_kind(e), output::exit_code(e)))
         .collect();
     Ok(fanout::summary(targets.hosts.len(), &failed))
+}
+
+/// Every configured host, for `hosts check` without names.
+fn configured_hosts(opts: &HostOptions) -> Result<Vec<String>, Error> {
+    let cfg = opts.config()?;
+    if cfg.hosts.is_empty() {
+        return Err(Error::usage(
+            "no hosts configured",
+            "name hosts to check (`sremote hosts check HOST…`) or add [hosts.NAME] to the config",
+        ));
+    }
+    Ok(cfg.hosts.keys().cloned().collect())
+}
+
+/// Connect to one host, see whether its endpoint (the stock one, or the host's custom
+/// one) is installed, and measure the best of three round trips: a call when there is an
+/// endpoint, else an `exec` of `true`. Installs nothing.
+async fn check_host(spec: HostSpec, opts: Arc<HostOptions>) -> Result<Check, Error> {
+    let t = Instant::now();
+    let c = connect_transport(&spec, &opts).await?;
+    let connect = t.elapsed();
+    let client = c.base_client();
+    client.set_auto_bootstrap(false);
+    let endpoint = match &c.endpoint {
+        None => version(&client).await?,
+        Some(custom) if custom_installed(&c, &client, custom).await? => version(&client).await?,
+        Some(custom) => Err(format!(
+            "the custom endpoint {} is not installed, or another build is",
+            custom.path.display()
+        )),
+    };
+    let mut latency = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        if endpoint.is_ok() {
+            client.call::<Value>("sys", "version").await?;
+        } else {
+            c.connector.exec(&RemoteCommand::new("true")).await?;
+        }
+        latency = latency.min(t.elapsed());
+    }
+    Ok(Check {
+        connect,
+        endpoint,
+        latency,
+        destination: c.connector.host().to_string(),
+    })
+}
+
+/// A reachable host's line under `--json`.
+fn check_json(name: &str, ch: &Check) -> Value {
+    json!({"host": name, "ok": true, "reachable": true, "destination": ch.destination,
+           "endpoint_version": ch.endpoint.as_ref().ok(), "endpoint_problem": ch.endpoint.as_ref().err(),
+           "connect_ms": ch.connect.as_secs_f64() * 1e3, "latency_ms": ch.latency.as_secs_f64() * 1e3})
+}
+
+/// A reachable host's table row.
+fn check_row(name: &str, ch: Check) -> Vec<String> {
+    let (status, version) = match ch.endpoint {
+        Ok(v) => (
+            output::paint("ok", output::Style::Ok, output::colour_stdout()),
+            v,
+        ),
+        Err(_) => (
+            "no endpoint".to_string(),
+            format!("- (sremote bootstrap {name})"),
+        ),
+    };
+    vec![
+        name.to_string(),
+        status,
+        version,
+        output::duration(ch.latency),
+        output::duration(ch.connect),
+        ch.destination,
+    ]
 }
