@@ -80,10 +80,10 @@ pub enum Batch {
 }
 
 fn failed(c: &Connected, what: &str, stderr: &str) -> Error {
-    Error::Usage(format!(
-        "{what} on {} failed: {stderr} — check the space and permissions there",
-        c.spec.name
-    ))
+    Error::usage(
+        format!("{what} on {} failed: {stderr}", c.spec.name),
+        "check the space and permissions there",
+    )
 }
 
 /// Push `files` into `root` on the host as one tar stream.
@@ -204,10 +204,10 @@ pub fn link_stays_inside(rel: &Path, target: &Path) -> bool {
 fn unpack(data: Vec<u8>, into: &Path) -> Result<Unpacked, Error> {
     let garbled = |e: std::io::Error| Error::Usage(format!("a garbled archive came back: {e}"));
     let write_err = |p: &Path, e: std::io::Error| {
-        Error::Usage(format!(
-            "cannot write {}: {e} — check the local disk space and permissions",
-            p.display()
-        ))
+        Error::usage(
+            format!("cannot write {}: {e}", p.display()),
+            "check the local disk space and permissions",
+        )
     };
     let top = std::fs::canonicalize(into).map_err(|e| write_err(into, e))?;
     let mut archive = tar::Archive::new(Cursor::new(data));

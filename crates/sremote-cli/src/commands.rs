@@ -148,9 +148,10 @@ pub fn json_or_string(s: &str) -> Value {
 pub fn key_value(s: &str, what: &str) -> Result<(String, String), Error> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(Error::Usage(format!(
-            "{what} {s:?} is not KEY=VALUE — write it as {what} NAME=value"
-        ))),
+        _ => Err(Error::usage(
+            format!("{what} {s:?} is not KEY=VALUE"),
+            format!("write it as {what} NAME=value"),
+        )),
     }
 }
 
@@ -159,10 +160,13 @@ pub fn key_value(s: &str, what: &str) -> Result<(String, String), Error> {
 pub fn env_pair(s: &str) -> Result<(String, String), Error> {
     let (k, v) = key_value(s, "--env")?;
     if !sremote_core::shell::is_env_name(&k) {
-        return Err(Error::Usage(format!(
-            "--env {k:?}: an environment variable name is letters, digits and `_`, not starting \
-             with a digit — rename the variable"
-        )));
+        return Err(Error::usage(
+            format!(
+                "--env {k:?}: an environment variable name is letters, digits and `_`, not \
+                 starting with a digit"
+            ),
+            "rename the variable",
+        ));
     }
     Ok((k, v))
 }
@@ -170,7 +174,7 @@ pub fn env_pair(s: &str) -> Result<(String, String), Error> {
 pub fn seconds(s: Option<f64>) -> Result<Option<Duration>, Error> {
     s.map(|s| {
         Duration::try_from_secs_f64(s)
-            .map_err(|_| Error::Usage(format!("bad timeout {s} — give seconds >= 0")))
+            .map_err(|_| Error::usage(format!("bad timeout {s}"), "give seconds >= 0"))
     })
     .transpose()
 }
@@ -307,10 +311,11 @@ impl Target {
             });
         }
         let Some(function) = function else {
-            return Err(Error::Usage(format!(
-                "which function of `{module}`? — write MODULE FUNCTION [ARG…] (e.g. `os getenv HOME`), \
-                 or PATH.py:FUNCTION [ARG…] for a function of a local Python file"
-            )));
+            return Err(Error::usage(
+                format!("which function of `{module}`?"),
+                "write MODULE FUNCTION [ARG…] (e.g. `os getenv HOME`), or PATH.py:FUNCTION \
+                 [ARG…] for a function of a local Python file",
+            ));
         };
         Ok(Target {
             module: module.to_string(),
@@ -428,9 +433,9 @@ fn deployed_artifact(custom: Option<&std::path::Path>) -> Result<EndpointArtifac
         (None, None) => EndpointArtifact::bundled(),
     };
     let Some(a) = artifact else {
-        return Err(Error::Usage(
-            "this sremote has no bundled endpoint — set SREMOTE_ENDPOINT to one built by deploy/build-endpoint.sh"
-                .into(),
+        return Err(Error::usage(
+            "this sremote has no bundled endpoint",
+            "set SREMOTE_ENDPOINT to one built by deploy/build-endpoint.sh",
         ));
     };
     Ok(a)
@@ -482,11 +487,16 @@ pub fn endpoint_extract(
     if let Some(t) = target
         && !same_target(t, &a.target)
     {
-        return Err(Error::Usage(format!(
-            "the endpoint here ({}) is for {}, not {t} — build one for {t} with \
-             deploy/build-endpoint.sh and pass it as --endpoint or SREMOTE_ENDPOINT",
-            a.origin, a.target
-        )));
+        return Err(Error::usage(
+            format!(
+                "the endpoint here ({}) is for {}, not {t}",
+                a.origin, a.target
+            ),
+            format!(
+                "build one for {t} with deploy/build-endpoint.sh and pass it as --endpoint or \
+                 SREMOTE_ENDPOINT"
+            ),
+        ));
     }
     let dest = if path.is_dir() {
         path.join(&a.install_name)
@@ -494,10 +504,10 @@ pub fn endpoint_extract(
         path.to_path_buf()
     };
     let fail = |e: std::io::Error| {
-        Error::Usage(format!(
-            "cannot write the endpoint to {}: {e} — check the directory and its permissions",
-            dest.display()
-        ))
+        Error::usage(
+            format!("cannot write the endpoint to {}: {e}", dest.display()),
+            "check the directory and its permissions",
+        )
     };
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

@@ -32,10 +32,10 @@ impl IgnoreFiles {
     /// `gitignore` is set. Nothing is read until [`load`](Self::load).
     pub fn new(top: &Path, gitignore: bool) -> Result<IgnoreFiles, Error> {
         let top = std::fs::canonicalize(top).map_err(|e| {
-            Error::Usage(format!(
-                "cannot read {}: {e} — check the path and its permissions",
-                top.display()
-            ))
+            Error::usage(
+                format!("cannot read {}: {e}", top.display()),
+                "check the path and its permissions",
+            )
         })?;
         let mut names = Vec::new();
         if gitignore {
@@ -67,20 +67,23 @@ impl IgnoreFiles {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    return Err(Error::Usage(format!(
-                        "cannot read {}: {e} — fix its permissions or remove it",
-                        file.display()
-                    )));
+                    return Err(Error::usage(
+                        format!("cannot read {}: {e}", file.display()),
+                        "fix its permissions or remove it",
+                    ));
                 }
             };
             any = true;
             for (n, line) in text.lines().enumerate() {
                 builder.add_line(Some(file.clone()), line).map_err(|e| {
-                    Error::Usage(format!(
-                        "{}:{}: {line:?} is not a gitignore pattern: {e} — fix or remove the line",
-                        file.display(),
-                        n + 1
-                    ))
+                    Error::usage(
+                        format!(
+                            "{}:{}: {line:?} is not a gitignore pattern: {e}",
+                            file.display(),
+                            n + 1
+                        ),
+                        "fix or remove the line",
+                    )
                 })?;
             }
         }

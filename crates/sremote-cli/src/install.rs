@@ -87,16 +87,18 @@ fn specs(a: &InstallArgs) -> Result<Vec<String>, Error> {
     let mut out = a.packages.clone();
     for file in &a.requirements {
         let text = std::fs::read_to_string(file).map_err(|e| {
-            Error::Usage(format!(
-                "cannot read the requirements file {file}: {e} — check the path"
-            ))
+            Error::usage(
+                format!("cannot read the requirements file {file}: {e}"),
+                "check the path",
+            )
         })?;
         for line in text.lines() {
             let spec = line.split('#').next().unwrap_or_default().trim();
             if spec.starts_with('-') {
-                return Err(Error::Usage(format!(
-                    "{file}: pip options such as {spec:?} are not passed on — list package specs only"
-                )));
+                return Err(Error::usage(
+                    format!("{file}: pip options such as {spec:?} are not passed on"),
+                    "list package specs only",
+                ));
             }
             if !spec.is_empty() {
                 out.push(spec.to_string());
@@ -104,9 +106,9 @@ fn specs(a: &InstallArgs) -> Result<Vec<String>, Error> {
         }
     }
     if out.is_empty() && a.git.is_none() {
-        return Err(Error::Usage(
-            "nothing to install — name packages (`sremote install HOST numpy`) or a file (`-r requirements.txt`)"
-                .into(),
+        return Err(Error::usage(
+            "nothing to install",
+            "name packages (`sremote install HOST numpy`) or a file (`-r requirements.txt`)",
         ));
     }
     Ok(out)

@@ -121,13 +121,16 @@ pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
     let names: Vec<String> = if a.hosts.is_empty() {
         let cfg = opts.config()?;
         if cfg.hosts.is_empty() {
-            return Err(Error::Usage(format!(
-                "no hosts given and none configured in {} — name hosts (`sremote probe HOST…`) or add [hosts.NAME] entries",
-                crate::config::default_path().map_or_else(
-                    || "~/.config/sremote/config.toml".into(),
-                    |p| p.display().to_string()
-                )
-            )));
+            return Err(Error::usage(
+                format!(
+                    "no hosts given and none configured in {}",
+                    crate::config::default_path().map_or_else(
+                        || "~/.config/sremote/config.toml".into(),
+                        |p| p.display().to_string()
+                    )
+                ),
+                "name hosts (`sremote probe HOST…`) or add [hosts.NAME] entries",
+            ));
         }
         cfg.hosts.keys().cloned().collect()
     } else {

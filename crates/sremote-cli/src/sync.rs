@@ -88,10 +88,10 @@ pub fn split_dest(s: &str) -> Option<(&str, &str)> {
 pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
     let dest = a.dest.clone();
     let Some((host, dir)) = split_dest(&dest) else {
-        return Err(Error::Usage(format!(
-            "{:?} is not HOST:DIR — write e.g. gpu1:proj/src (DIR relative to the home directory)",
-            a.dest
-        )));
+        return Err(Error::usage(
+            format!("{:?} is not HOST:DIR", a.dest),
+            "write e.g. gpu1:proj/src (DIR relative to the home directory)",
+        ));
     };
     if dir.is_empty() {
         return Err(Error::Usage(format!(
@@ -100,10 +100,10 @@ pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
         )));
     }
     if !a.local.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is not a directory — sync sends a directory; use `sremote push` for a file",
-            a.local.display()
-        )));
+        return Err(Error::usage(
+            format!("{} is not a directory", a.local.display()),
+            "sync sends a directory; use `sremote push` for a file",
+        ));
     }
     let targets = opts.resolve(&[host])?;
     let mut ex = Excludes::new(&a.exclude)?.with_ignore_files(&a.local, a.gitignore)?;
@@ -252,10 +252,13 @@ async fn remove_remote(
             .exec(&RemoteCommand::new("rm").args(["-f", "--"]).args(&paths))
             .await?;
         if !out.success() {
-            return Err(Error::Usage(format!(
-                "sync --delete: rm -f {root}/… on {host} failed: {} — check that you may write there",
-                out.stderr_text()
-            )));
+            return Err(Error::usage(
+                format!(
+                    "sync --delete: rm -f {root}/… on {host} failed: {}",
+                    out.stderr_text()
+                ),
+                "check that you may write there",
+            ));
         }
     }
     // Deepest first, in one fixed script per 256: the paths are its positional
@@ -321,11 +324,14 @@ async fn remote_hashes(c: &Connected, dir: &str, rels: &[String]) -> Result<Vec<
             .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
             .collect();
         if !res.success() || lines.len() != chunk.len() {
-            return Err(Error::Usage(format!(
-                "hashing files on {} failed: {} — drop --checksum to compare sizes and times",
-                c.connector.host(),
-                res.stderr_text()
-            )));
+            return Err(Error::usage(
+                format!(
+                    "hashing files on {} failed: {}",
+                    c.connector.host(),
+                    res.stderr_text()
+                ),
+                "drop --checksum to compare sizes and times",
+            ));
         }
         out.extend(lines);
     }

@@ -100,10 +100,10 @@ impl Moved {
 pub async fn push(a: PushArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
     let targets = opts.resolve(&[&a.host])?;
     let meta = std::fs::metadata(&a.local).map_err(|e| {
-        Error::Usage(format!(
-            "cannot push {}: {e} — check the local path",
-            a.local.display()
-        ))
+        Error::usage(
+            format!("cannot push {}: {e}", a.local.display()),
+            "check the local path",
+        )
     })?;
     let mut remote = a.remote.clone();
     if remote.ends_with('/') {
@@ -196,11 +196,14 @@ pub async fn make_dirs(c: &Connected, root: &str, dirs: &[String]) -> Result<(),
             .exec(&RemoteCommand::new("mkdir").args(["-p", "--"]).args(chunk))
             .await?;
         if !out.success() {
-            return Err(Error::Usage(format!(
-                "mkdir -p {root}/… on {} failed: {} — check that you may write there",
-                c.connector.host(),
-                out.stderr_text()
-            )));
+            return Err(Error::usage(
+                format!(
+                    "mkdir -p {root}/… on {} failed: {}",
+                    c.connector.host(),
+                    out.stderr_text()
+                ),
+                "check that you may write there",
+            ));
         }
     }
     Ok(())
@@ -491,10 +494,10 @@ async fn list_and_mkdir(
     }
     let mkdir = |p: &Path| {
         std::fs::create_dir_all(p).map_err(|e| {
-            Error::Usage(format!(
-                "cannot create {}: {e} — check the local path",
-                p.display()
-            ))
+            Error::usage(
+                format!("cannot create {}: {e}", p.display()),
+                "check the local path",
+            )
         })
     };
     mkdir(local)?;

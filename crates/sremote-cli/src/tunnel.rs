@@ -70,7 +70,7 @@ pub async fn tunnel(a: TunnelArgs, opts: Arc<HostOptions>) -> Result<ExitCode, E
             } else {
                 "give another LOCAL_PORT, or stop what listens there"
             };
-            Error::Usage(format!("cannot listen on {}:{port}: {e} — {hint}", a.bind))
+            Error::usage(format!("cannot listen on {}:{port}: {e}", a.bind), hint)
         })?;
     let local = listener
         .local_addr()

@@ -33,9 +33,10 @@ impl Excludes {
             let body = g.trim_end_matches('/').trim_start_matches('/');
             let anchored = body.contains('/') || g.starts_with('/');
             let p = Pattern::new(body).map_err(|e| {
-                Error::Usage(format!(
-                    "--exclude {g:?} is not a glob: {e} — use *, ?, [abc] and ** (escape with [*])"
-                ))
+                Error::usage(
+                    format!("--exclude {g:?} is not a glob: {e}"),
+                    "use *, ?, [abc] and ** (escape with [*])",
+                )
             })?;
             patterns.push((p, anchored, dir_only));
         }
@@ -133,10 +134,13 @@ pub fn local_tree(root: &Path, ex: &mut Excludes) -> Result<LocalTree, Error> {
         for entry in entries {
             let path = entry.path();
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                return Err(Error::Usage(format!(
-                    "{}: the name is not UTF-8, so it cannot be named on the host — rename it or --exclude it",
-                    path.display()
-                )));
+                return Err(Error::usage(
+                    format!(
+                        "{}: the name is not UTF-8, so it cannot be named on the host",
+                        path.display()
+                    ),
+                    "rename it or --exclude it",
+                ));
             };
             let rel = if rel.is_empty() {
                 name
@@ -194,10 +198,10 @@ pub fn local_tree(root: &Path, ex: &mut Excludes) -> Result<LocalTree, Error> {
 }
 
 fn unreadable(p: &Path, e: std::io::Error) -> Error {
-    Error::Usage(format!(
-        "cannot read {}: {e} — check the path and its permissions, or --exclude it",
-        p.display()
-    ))
+    Error::usage(
+        format!("cannot read {}: {e}", p.display()),
+        "check the path and its permissions, or --exclude it",
+    )
 }
 
 /// The error for symlinks (`rel -> target`) that lead out of `root`.
@@ -207,13 +211,15 @@ fn links_out(root: &Path, outside: &[String]) -> Error {
     } else {
         ("s", "lead")
     };
-    Error::Usage(format!(
-        "{}: {} symlink{s} {verb} out of the directory, and nothing outside it is sent: {} — \
-         replace each with a copy of what it points to, remove it, or --exclude it",
-        root.display(),
-        outside.len(),
-        outside.join(", ")
-    ))
+    Error::usage(
+        format!(
+            "{}: {} symlink{s} {verb} out of the directory, and nothing outside it is sent: {}",
+            root.display(),
+            outside.len(),
+            outside.join(", ")
+        ),
+        "replace each with a copy of what it points to, remove it, or --exclude it",
+    )
 }
 
 /// A file of a remote tree.
@@ -284,10 +290,10 @@ pub async fn remote_tree(
         return Ok(None);
     };
     if !top.is_dir {
-        return Err(Error::Usage(format!(
-            "{root} on {} is a file, not a directory — give a directory",
-            client.host()
-        )));
+        return Err(Error::usage(
+            format!("{root} on {} is a file, not a directory", client.host()),
+            "give a directory",
+        ));
     }
     let mut tree = RemoteTree::default();
     let mut pending = vec![String::new()];

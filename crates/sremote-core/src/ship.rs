@@ -46,11 +46,14 @@ fn module_name(path: &Path) -> Result<String, Error> {
     if ok {
         Ok(stem.to_string())
     } else {
-        Err(Error::Usage(format!(
-            "{}: a Python file shipped with a call needs a module name as its file name \
-             (letters, digits, `_`; not starting with a digit) — rename it",
-            path.display()
-        )))
+        Err(Error::usage(
+            format!(
+                "{}: a Python file shipped with a call needs a module name as its file name \
+                 (letters, digits, `_`; not starting with a digit)",
+                path.display()
+            ),
+            "rename it",
+        ))
     }
 }
 
@@ -77,10 +80,13 @@ fn add(
 
 fn read(path: &Path) -> Result<String, Error> {
     let fail = |why: String| {
-        Error::Usage(format!(
-            "cannot read {} to ship it with the call: {why} — check the path",
-            path.display()
-        ))
+        Error::usage(
+            format!(
+                "cannot read {} to ship it with the call: {why}",
+                path.display()
+            ),
+            "check the path",
+        )
     };
     let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
     if meta.len() > MAX_SOURCE {

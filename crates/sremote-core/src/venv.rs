@@ -74,11 +74,10 @@ impl<C: Connector> RemoteClient<C> {
                 settings.env.insert(VENV_ENV.into(), n.into());
             }
             Some(n) => {
-                return Err(Error::Usage(format!(
-                    "venv {n:?} on {}: not a venv name — use letters, digits, `_`, `.` and `-`, \
-                     not starting with `.` or `-`",
-                    self.host()
-                )));
+                return Err(Error::usage(
+                    format!("venv {n:?} on {}: not a venv name", self.host()),
+                    "use letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
+                ));
             }
         }
         Ok(())
@@ -95,11 +94,14 @@ impl<C: Connector> RemoteClient<C> {
         let cmd = RemoteCommand::new("sh").args(["-c", LIST_SCRIPT, "sh", &dir]);
         let out = self.connector().exec(&cmd).await?;
         if !out.success() {
-            return Err(Error::Usage(format!(
-                "list the venvs in {dir}/venvs on {}: {} — check that the venvs' python3 runs",
-                self.host(),
-                out.stderr_text().trim()
-            )));
+            return Err(Error::usage(
+                format!(
+                    "list the venvs in {dir}/venvs on {}: {}",
+                    self.host(),
+                    out.stderr_text().trim()
+                ),
+                "check that the venvs' python3 runs",
+            ));
         }
         let mut venvs: Vec<VenvInfo> = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -121,12 +123,14 @@ impl<C: Connector> RemoteClient<C> {
         let cmd = RemoteCommand::new("sh").args(["-c", REMOVE_SCRIPT, "sh", &dir, name]);
         let out = self.connector().exec(&cmd).await?;
         if !out.success() {
-            return Err(Error::Usage(format!(
-                "remove venv {name} on {}: {} — `sremote venvs {}` lists them",
-                self.host(),
-                out.stderr_text().trim().trim_start_matches("sremote: "),
-                self.host()
-            )));
+            return Err(Error::usage(
+                format!(
+                    "remove venv {name} on {}: {}",
+                    self.host(),
+                    out.stderr_text().trim().trim_start_matches("sremote: ")
+                ),
+                format!("`sremote venvs {}` lists them", self.host()),
+            ));
         }
         Ok(())
     }

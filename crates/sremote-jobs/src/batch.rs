@@ -385,6 +385,9 @@ fn copy_error(e: &JobError) -> JobError {
             detail: detail.clone(),
             hint: hint.clone(),
         },
-        other => JobError::Usage(other.to_string()),
+        other => match other.hint() {
+            Some(hint) => JobError::usage(other.message(), hint),
+            None => JobError::Usage(other.message()),
+        },
     }
 }

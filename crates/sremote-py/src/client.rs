@@ -351,9 +351,10 @@ impl Client {
         // After the hosts config's `setup` lines (configured_client applied those).
         for line in setup.unwrap_or_default() {
             if line.contains('\0') {
-                return Err(to_py(Error::Usage(format!(
-                    "setup line {line:?} contains a NUL byte — shell code cannot"
-                ))));
+                return Err(to_py(Error::usage(
+                    format!("setup line {line:?} contains a NUL byte"),
+                    "shell code cannot",
+                )));
             }
             client.client.add_setup(line);
         }
