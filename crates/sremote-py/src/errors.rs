@@ -1,6 +1,7 @@
 //! `sremote_core::Error` as Python exceptions: one class per variant under
-//! `sremote.SremoteError`, with the fields as attributes and the remote traceback in the
-//! message (so it shows in the Python traceback text).
+//! `sremote.SremoteError`, with the fields as attributes (and `.hint`, from
+//! `Error::hint`) and the remote traceback in the message (so it shows in the Python
+//! traceback text).
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -117,6 +118,26 @@ fn s<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyAny> {
 
 fn convert(py: Python<'_>, e: Error) -> PyErr {
     let text = e.to_string();
+    // Every exception has `.hint` (what to do next, or None); a transport error's is a
+    // string ("" when there is none), as it always was.
+    let hint = match &e {
+        Error::Transport(t) => Some(t.hint.clone().unwrap_or_default()),
+        other => other.hint(),
+    };
+    let err = by_variant(py, e, text);
+    set(
+        &err,
+        py,
+        &[(
+            "hint",
+            hint.as_deref()
+                .map_or_else(|| py.None().into_bound(py), |h| s(py, h)),
+        )],
+    );
+    err
+}
+
+fn by_variant(py: Python<'_>, e: Error, text: String) -> PyErr {
     match e {
         Error::Transport(t) => {
             let err = TransportError::new_err(text);
@@ -129,7 +150,6 @@ fn convert(py: Python<'_>, e: Error) -> PyErr {
                     ("host", s(py, &t.host)),
                     ("action", s(py, &t.action)),
                     ("detail", s(py, &t.detail)),
-                    ("hint", s(py, t.hint.as_deref().unwrap_or(""))),
                 ],
             );
             err
@@ -178,7 +198,7 @@ fn convert(py: Python<'_>, e: Error) -> PyErr {
             set(&err, py, &[("host", s(py, &d.host))]);
             err
         }
-        Error::Usage(_) => UsageError::new_err(text),
+        Error::Usage(_) | Error::Invalid(_) => UsageError::new_err(text),
         Error::Setup(f) => {
             let err = SetupError::new_err(text);
             let Ok(line) = f.line.into_pyobject(py);

@@ -67,7 +67,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// A job error as the matching Python exception.
 pub fn job_err(e: CoreJobError) -> PyErr {
+    let e = match e {
+        CoreJobError::Call(c) => return crate::errors::to_py(c),
+        e => e,
+    };
     let text = e.to_string();
+    let hint = e.hint();
     Python::attach(|py| {
         let with = |err: PyErr, fields: &[(&str, Option<&str>)]| {
             let value = err.value(py);
@@ -76,8 +81,7 @@ pub fn job_err(e: CoreJobError) -> PyErr {
             }
             err
         };
-        match e {
-            CoreJobError::Call(c) => crate::errors::to_py(c),
+        let err = match e {
             CoreJobError::NotFinished { .. } => PyTimeoutError::new_err(text),
             CoreJobError::Usage(_) => UsageError::new_err(text),
             CoreJobError::Died {
@@ -107,7 +111,8 @@ pub fn job_err(e: CoreJobError) -> PyErr {
                 &[("job_id", None), ("host", Some(&host))],
             ),
             _ => with(JobError::new_err(text), &[("job_id", None), ("host", None)]),
-        }
+        };
+        with(err, &[("hint", hint.as_deref())])
     })
 }
 

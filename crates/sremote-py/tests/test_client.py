@@ -36,6 +36,9 @@ def test_names_follow_attributes_after_the_longest_module(client):
     with pytest.raises(sremote.RemoteError) as e:
         client.call("sremote_no_such_module.sub", "f")
     assert e.value.kind == "ModuleNotFound"
+    # The hint is data (Error::hint), and the message still ends with it.
+    assert "sremote install HOST PACKAGE" in e.value.hint
+    assert str(e.value).split("\n")[0].endswith(e.value.hint)
 
 
 def test_values(client):

@@ -44,6 +44,7 @@ def test_no_host_fits_and_bad_needs_raise(pool_config):
     with pytest.raises(sremote.UsageError) as err:
         sremote.Client("@lab", config=pool_config, needs={"gpu_mem": "100G"})
     assert "no host fits" in str(err.value) and "gpu:" in str(err.value)
+    assert err.value.hint.startswith("ask for less")
     with pytest.raises(sremote.UsageError) as err:
         sremote.Client("@lab", config=pool_config, needs={"colour": "red"})
     assert "gpu-mem=SIZE" in str(err.value)
