@@ -5,7 +5,7 @@
 use serde_json::Value;
 use sremote_core::RemoteClient;
 use sremote_core::protocol::ShippedModule;
-use sremote_jobs::{JobError, JobStore, JobsExt};
+use sremote_jobs::{JobStore, JobsExt};
 use sremote_ssh::SshConnector;
 use sremote_testkit::Sshd;
 
