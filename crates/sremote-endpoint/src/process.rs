@@ -157,37 +157,7 @@ pub(crate) fn run(
     timeout: Option<Duration>,
 ) -> io::Result<Finished> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0);
-    // The child leads its own process group (so a timeout or cancel can kill what it
-    // starts), which also takes it out of the reach of a signal to the endpoint's group:
-    // should the endpoint itself be killed (a cancelled pipe or file mode call), the
-    // child goes with it. The parent-death signal is tied to the spawning thread, which
-    // waits for the child below.
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id();
-        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs here.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::getppid() as u32 != parent {
-                    return Err(io::Error::other(
-                        "the endpoint ended while starting the program",
-                    ));
-                }
-                Ok(())
-            });
-        }
-    }
+    own_group_dying_with_us(&mut cmd, input.is_some());
     let mut child = cmd.spawn()?;
     let pgid = child.id() as i32;
     let _registered = Registered::new(pgid);
@@ -199,25 +169,7 @@ pub(crate) fn run(
     }
     let out = reader(child.stdout.take());
     let err = reader(child.stderr.take());
-    let mut timed_out = false;
-    let status = match deadline {
-        None => child.wait()?,
-        Some(deadline) => {
-            let (tx, rx) = mpsc::channel();
-            thread::spawn(move || {
-                let _ = tx.send(child.wait());
-            });
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(status) => status?,
-                Err(_) => {
-                    timed_out = true;
-                    kill_group(pgid);
-                    rx.recv()
-                        .map_err(|_| io::Error::other("waiting for the child failed"))??
-                }
-            }
-        }
-    };
+    let (status, mut timed_out) = wait_until(child, pgid, deadline)?;
     let mut collect = |rx: mpsc::Receiver<Vec<u8>>| -> Vec<u8> {
         if let Some(deadline) = deadline
             && !timed_out
@@ -240,6 +192,68 @@ pub(crate) fn run(
         stderr,
         timed_out,
     })
+}
+
+/// Set `cmd` up to run piped (stdin too when `piped_stdin`) as the leader of its own
+/// process group, killed when the thread that starts it goes.
+///
+/// Its own group lets a timeout or cancel kill what it starts, and takes it out of the
+/// reach of a signal to the endpoint's group: should the endpoint itself be killed (a
+/// cancelled pipe or file mode call), the child goes with it through the parent-death
+/// signal, which is tied to the spawning thread (that waits for the child).
+fn own_group_dying_with_us(cmd: &mut Command, piped_stdin: bool) {
+    cmd.stdin(if piped_stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs here.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    return Err(io::Error::other(
+                        "the endpoint ended while starting the program",
+                    ));
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Wait for `child` (group `pgid`) until `deadline`, then kill the group and reap it;
+/// `true` beside the status when the deadline passed.
+fn wait_until(
+    mut child: std::process::Child,
+    pgid: i32,
+    deadline: Option<Instant>,
+) -> io::Result<(std::process::ExitStatus, bool)> {
+    let Some(deadline) = deadline else {
+        return Ok((child.wait()?, false));
+    };
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(status) => Ok((status?, false)),
+        Err(_) => {
+            kill_group(pgid);
+            let status = rx
+                .recv()
+                .map_err(|_| io::Error::other("waiting for the child failed"))??;
+            Ok((status, true))
+        }
+    }
 }
 
 /// Find `program` in `PATH` (for optional probes such as `nvidia-smi`).

@@ -117,19 +117,7 @@ print(json.dumps(out))
 const CODE_ID_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn code_id(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
-    let sig = "sys.code_id(module: str) -> dict";
-    let mut all: Vec<Value> = args.args;
-    if let Some(v) = args.kwargs.get("module") {
-        all.push(v.clone());
-    }
-    let module = match (all.as_slice(), args.kwargs.keys().all(|k| k == "module")) {
-        ([Value::String(m)], true) => m.clone(),
-        _ => {
-            return Err(CallError::bad_arguments(format!(
-                "{sig} takes one argument, the module name as a string"
-            )));
-        }
-    };
+    let module = code_id_argument(args)?;
     let location = ctx.location();
     let endpoint_own = |module: &str| {
         // `job` is the endpoint's own module inside every job (`job.run`).
@@ -138,33 +126,9 @@ fn code_id(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
     let mut out = serde_json::json!({ "module": module });
     let python_module = match module.strip_prefix(crate::python::PREFIX) {
         Some(name) => Some(name),
-        None if endpoint_own(&module) => {
-            let sha = own_sha256();
-            out["kind"] = "endpoint".into();
-            out["version"] = sremote_core::protocol::VERSION.into();
-            out["sha256"] = sha.clone().map_or(Value::Null, Value::String);
-            out["id"] = format!(
-                "endpoint:{}:{}",
-                sremote_core::protocol::VERSION,
-                sha.as_deref().unwrap_or("unknown")
-            )
-            .into();
-            return Ok(out);
-        }
+        None if endpoint_own(&module) => return Ok(endpoint_code_id(out)),
         None => match location.plugin(&module) {
-            Some(path) => {
-                let sha = crate::version::sha256_file(&path).map_err(|e| {
-                    CallError::raised(format!(
-                        "sys.code_id({module:?}): cannot read the plugin {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                out["kind"] = "plugin".into();
-                out["path"] = path.display().to_string().into();
-                out["id"] = format!("plugin:{sha}").into();
-                out["sha256"] = sha.into();
-                return Ok(out);
-            }
+            Some(path) => return plugin_code_id(&module, &path, out),
             None => crate::python::python_name(&module).then_some(module.as_str()),
         },
     };
@@ -174,6 +138,66 @@ fn code_id(ctx: &CallContext<'_>, args: Args) -> Result<Value, CallError> {
         out["id"] = "unknown".into();
         return Ok(out);
     };
+    python_code_id(location, &module, name, out)
+}
+
+/// `sys.code_id`'s one argument, the module name (positional or `module=`).
+fn code_id_argument(args: Args) -> Result<String, CallError> {
+    let mut all: Vec<Value> = args.args;
+    if let Some(v) = args.kwargs.get("module") {
+        all.push(v.clone());
+    }
+    match (all.as_slice(), args.kwargs.keys().all(|k| k == "module")) {
+        ([Value::String(m)], true) => Ok(m.clone()),
+        _ => Err(CallError::bad_arguments(
+            "sys.code_id(module: str) -> dict takes one argument, the module name as a string",
+        )),
+    }
+}
+
+/// The code of a module of the endpoint itself: its version and executable.
+fn endpoint_code_id(mut out: Value) -> Value {
+    let sha = own_sha256();
+    out["kind"] = "endpoint".into();
+    out["version"] = sremote_core::protocol::VERSION.into();
+    out["sha256"] = sha.clone().map_or(Value::Null, Value::String);
+    out["id"] = format!(
+        "endpoint:{}:{}",
+        sremote_core::protocol::VERSION,
+        sha.as_deref().unwrap_or("unknown")
+    )
+    .into();
+    out
+}
+
+/// The code of a plugin executable: its SHA-256.
+fn plugin_code_id(
+    module: &str,
+    path: &std::path::Path,
+    mut out: Value,
+) -> Result<Value, CallError> {
+    let sha = crate::version::sha256_file(path).map_err(|e| {
+        CallError::raised(format!(
+            "sys.code_id({module:?}): cannot read the plugin {}: {e}",
+            path.display()
+        ))
+    })?;
+    out["kind"] = "plugin".into();
+    out["path"] = path.display().to_string().into();
+    out["id"] = format!("plugin:{sha}").into();
+    out["sha256"] = sha.into();
+    Ok(out)
+}
+
+/// The code of Python module `name` as the host's interpreter finds it (`python-file`
+/// with its SHA-256, `python-builtin`, `python-namespace`, `python-missing`), or
+/// `no-python`.
+fn python_code_id(
+    location: &crate::location::Location,
+    module: &str,
+    name: &str,
+    mut out: Value,
+) -> Result<Value, CallError> {
     let python = match crate::python::find(location) {
         Ok(p) => p,
         Err(why) => {
