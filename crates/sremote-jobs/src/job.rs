@@ -259,14 +259,7 @@ impl<C: Connector> Job<C> {
 
     fn apply_dir(&self, st: &mut JobStatus, d: &DirStatus) {
         let s = &d.status;
-        st.state = match s.state {
-            State::Queued => JobState::Queued,
-            State::Running => JobState::Running,
-            State::Succeeded => JobState::Succeeded,
-            State::Failed => JobState::Failed,
-            State::Cancelled => JobState::Cancelled,
-            State::Died => JobState::Died,
-        };
+        st.state = s.state.into();
         if st.state == JobState::Died {
             st.failure = Some(remote::died(s));
         }

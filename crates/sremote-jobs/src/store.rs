@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use sremote_core::Reach;
 use sremote_core::protocol::Request;
+use sremote_core::protocol::job::State;
 
 use crate::error::{FailureClass, JobError};
 use crate::scheduler::{Resources, Scheduler};
@@ -36,40 +37,45 @@ pub enum JobState {
     Died,
 }
 
-impl JobState {
-    /// `queued`, `running`, …
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Submitting => "submitting",
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-            JobState::Died => "died",
+/// The state the job's directory records ([`State`]), as the store's.
+impl From<State> for JobState {
+    fn from(s: State) -> JobState {
+        match s {
+            State::Queued => JobState::Queued,
+            State::Running => JobState::Running,
+            State::Succeeded => JobState::Succeeded,
+            State::Failed => JobState::Failed,
+            State::Cancelled => JobState::Cancelled,
+            State::Died => JobState::Died,
         }
+    }
+}
+
+impl JobState {
+    /// The state on the host; `None` while the job is only recorded here (submitting).
+    pub fn on_host(self) -> Option<State> {
+        State::ALL.into_iter().find(|&s| JobState::from(s) == self)
+    }
+
+    /// `submitting`, `queued`, `running`, … (the host's names, [`State::as_str`]).
+    pub fn as_str(self) -> &'static str {
+        self.on_host().map_or("submitting", State::as_str)
     }
 
     /// Parse [`as_str`](Self::as_str)'s names.
     pub fn parse(s: &str) -> Option<JobState> {
-        Some(match s {
-            "submitting" => JobState::Submitting,
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "succeeded" => JobState::Succeeded,
-            "failed" => JobState::Failed,
-            "cancelled" => JobState::Cancelled,
-            "died" => JobState::Died,
-            _ => return None,
-        })
+        match s {
+            "submitting" => Some(JobState::Submitting),
+            s => State::ALL
+                .into_iter()
+                .find(|st| st.as_str() == s)
+                .map(JobState::from),
+        }
     }
 
     /// Succeeded, failed, cancelled or died: it will not change any more.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::Died
-        )
+        self.on_host().is_some_and(State::is_terminal)
     }
 }
 
