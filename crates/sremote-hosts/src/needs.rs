@@ -151,47 +151,12 @@ impl Needs {
     /// Whether `facts` meets every need, and the headroom of the scarcest needed resource.
     pub fn check(&self, facts: &HostFacts) -> Fit {
         let p = &facts.probe;
-        let mut lacks = Vec::new();
-        let mut room: Vec<(f64, &'static str)> = Vec::new();
-        let mut at_least = |what: &'static str,
-                            have: Option<u64>,
-                            need: Option<u64>,
-                            size: bool| {
-            let Some(need) = need else { return };
-            let show = |n: u64| if size { bytes(n) } else { n.to_string() };
-            match have {
-                Some(h) if h >= need => {
-                    room.push((h as f64 / need.max(1) as f64, what));
-                }
-                Some(h) => lacks.push(format!("{what}: {} free, {} needed", show(h), show(need))),
-                None => lacks.push(format!(
-                    "{what}: unknown on this host, {} needed",
-                    show(need)
-                )),
-            }
-        };
-        at_least("cpus", p.cpus, self.cpus, false);
-        at_least("mem", p.mem_available, self.mem, true);
-        at_least("disk", p.disk_free_home, self.disk, true);
+        let mut v = Verdict::default();
+        v.at_least("cpus", p.cpus, self.cpus, false);
+        v.at_least("mem", p.mem_available, self.mem, true);
+        v.at_least("disk", p.disk_free_home, self.disk, true);
         if self.gpu.is_some() || self.gpu_mem.is_some() {
-            let want = self.gpu.unwrap_or(1);
-            let floor = self.gpu_mem.unwrap_or(0);
-            let mut free: Vec<u64> = p.gpus.iter().map(|g| g.memory_free.unwrap_or(0)).collect();
-            free.sort_unstable_by(|a, b| b.cmp(a));
-            let enough = free.iter().filter(|&&f| f >= floor).count() as u64;
-            if enough < want {
-                let mut msg = format!("gpu: {enough} of {} GPUs", free.len());
-                if floor > 0 {
-                    let best = free.first().copied().unwrap_or(0);
-                    let _ = write!(msg, " with {} free (best: {})", bytes(floor), bytes(best));
-                }
-                let _ = write!(msg, ", {want} needed");
-                lacks.push(msg);
-            } else if floor > 0 {
-                // The want-th best GPU is the scarce one.
-                let nth = free[(want.max(1) - 1) as usize];
-                room.push((nth as f64 / floor as f64, "gpu-mem"));
-            }
+            self.check_gpus(p, &mut v);
         }
         if let Some(max) = self.load {
             let per_cpu = p
@@ -200,15 +165,15 @@ impl Needs {
                 .map(|l| l / p.cpus.unwrap_or(1).max(1) as f64);
             match per_cpu {
                 Some(l) if l <= max => {}
-                Some(l) => lacks.push(format!("load: {l:.2} per CPU, at most {max} wanted")),
-                None => lacks.push("load: unknown on this host".into()),
+                Some(l) => v.lacks(format!("load: {l:.2} per CPU, at most {max} wanted")),
+                None => v.lacks("load: unknown on this host".into()),
             }
         }
         if let Some(min) = &self.python {
             let have = p.python3.as_deref().and_then(version);
             match have {
                 Some(h) if h >= *min => {}
-                _ => lacks.push(format!(
+                _ => v.lacks(format!(
                     "python: {} here, {} needed",
                     p.python3.as_deref().unwrap_or("none"),
                     min.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
@@ -217,21 +182,76 @@ impl Needs {
         }
         for m in &self.modules {
             if facts.modules.get(m) != Some(&true) {
-                lacks.push(format!("module: {m} cannot be imported"));
+                v.lacks(format!("module: {m} cannot be imported"));
             }
         }
         for l in &self.labels {
             if !facts.labels.contains(l) {
-                lacks.push(format!("label: not {l}"));
+                v.lacks(format!("label: not {l}"));
             }
         }
-        let (headroom, scarcest) = room
+        v.fit()
+    }
+
+    /// `gpu=N` (default 1) GPUs with at least `gpu-mem` free each; the headroom is that of
+    /// the N-th best GPU.
+    fn check_gpus(&self, p: &Probe, v: &mut Verdict) {
+        let want = self.gpu.unwrap_or(1);
+        let floor = self.gpu_mem.unwrap_or(0);
+        let mut free: Vec<u64> = p.gpus.iter().map(|g| g.memory_free.unwrap_or(0)).collect();
+        free.sort_unstable_by(|a, b| b.cmp(a));
+        let enough = free.iter().filter(|&&f| f >= floor).count() as u64;
+        if enough < want {
+            let mut msg = format!("gpu: {enough} of {} GPUs", free.len());
+            if floor > 0 {
+                let best = free.first().copied().unwrap_or(0);
+                let _ = write!(msg, " with {} free (best: {})", bytes(floor), bytes(best));
+            }
+            let _ = write!(msg, ", {want} needed");
+            v.lacks(msg);
+        } else if floor > 0 {
+            // The want-th best GPU is the scarce one.
+            let nth = free[(want.max(1) - 1) as usize];
+            v.room.push((nth as f64 / floor as f64, "gpu-mem"));
+        }
+    }
+}
+
+/// What a check found so far: the needs not met, and the headroom of each met resource.
+#[derive(Default)]
+struct Verdict {
+    lacks: Vec<String>,
+    room: Vec<(f64, &'static str)>,
+}
+
+impl Verdict {
+    fn lacks(&mut self, why: String) {
+        self.lacks.push(why);
+    }
+
+    /// At least `need` of `what` (`size`: shown as bytes), when something is needed.
+    fn at_least(&mut self, what: &'static str, have: Option<u64>, need: Option<u64>, size: bool) {
+        let Some(need) = need else { return };
+        let show = |n: u64| if size { bytes(n) } else { n.to_string() };
+        match have {
+            Some(h) if h >= need => self.room.push((h as f64 / need.max(1) as f64, what)),
+            Some(h) => self.lacks(format!("{what}: {} free, {} needed", show(h), show(need))),
+            None => self.lacks(format!(
+                "{what}: unknown on this host, {} needed",
+                show(need)
+            )),
+        }
+    }
+
+    fn fit(self) -> Fit {
+        let (headroom, scarcest) = self
+            .room
             .iter()
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map_or((f64::INFINITY, None), |(h, w)| (*h, Some(w.to_string())));
         Fit {
-            fits: lacks.is_empty(),
-            lacks,
+            fits: self.lacks.is_empty(),
+            lacks: self.lacks,
             headroom,
             scarcest,
         }
