@@ -687,3 +687,79 @@ fn job_submit_runs_the_batch_command_at_most_once() {
     );
     assert!(!out.status.success());
 }
+
+/// Golden: what the job commands write and print is `sremote_core::protocol::job`'s types,
+/// byte for byte — each file and line parses into its type and serialises back to the same
+/// bytes (so a reader of the shared type, and one of the older `state` string / raw JSON
+/// kind, read the same thing).
+#[test]
+fn job_files_and_answers_are_the_shared_types() {
+    use sremote_core::protocol::job::{
+        self, CancelRequest, Created, State, Status, StatusReport, SubmitAnswer, to_line,
+    };
+    let h = host();
+    let jobs = h.home().join(job::JOBS_DIR);
+    let dir = jobs.join("g1");
+    let d = dir.to_str().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim_end().to_string();
+    let req = br#"{"protocol":1,"id":"g1","module":"os","function":"getpid"}"#;
+    let out = h.run(&["job", "create", d, "-"], req);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let created: Created = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(to_line(&created), text(&out.stdout));
+    assert_eq!(created.dir, d);
+
+    let file = std::fs::read(dir.join(job::STATUS_FILE)).unwrap();
+    let status: Status = serde_json::from_slice(&file).unwrap();
+    assert_eq!(status.state, State::Queued);
+    assert_eq!(serde_json::to_vec(&status).unwrap(), file);
+    let raw: Value = serde_json::from_slice(&file).unwrap();
+    assert_eq!(
+        raw["state"], "queued",
+        "older readers match the state string"
+    );
+
+    for args in [
+        &["job", "status", d][..],
+        &["job", "poll", d][..],
+        &["job", "cancel", d, "--mark", "--grace", "3"][..],
+    ] {
+        let out = h.run(args, b"");
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let line = text(&out.stdout);
+        let line = line.lines().next().unwrap();
+        let report: StatusReport = serde_json::from_str(line).unwrap();
+        assert_eq!(to_line(&report), line, "{args:?}");
+        assert_eq!(report.status.state, State::Queued);
+    }
+    let cancel = std::fs::read(dir.join(job::CANCEL_FILE)).unwrap();
+    let req: CancelRequest = serde_json::from_slice(&cancel).unwrap();
+    assert_eq!(req.grace_ms, Some(3000));
+    assert_eq!(serde_json::to_vec(&req).unwrap(), cancel);
+
+    let out = h.run(&["job", "submit", d, "--", "sh", "-c", "echo 42"], b"");
+    let answer: SubmitAnswer = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(serde_json::to_string(&answer).unwrap(), text(&out.stdout));
+    assert_eq!((answer.code, answer.is_again()), (0, false));
+    let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        raw["code"].as_i64(),
+        Some(0),
+        "older readers index the code"
+    );
+    let record = std::fs::read(dir.join(job::SUBMITTED_FILE)).unwrap();
+    let recorded: SubmitAnswer = serde_json::from_slice(&record).unwrap();
+    assert_eq!(recorded.again, None);
+    assert_eq!(serde_json::to_vec(&recorded).unwrap(), record);
+
+    // A queued job keeps older endpoints: `job active` names it (exit 0); none: exit 1.
+    let out = h.run(&["job", "active", jobs.to_str().unwrap()], b"");
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "g1".into())
+    );
+    let out = h.run(&["job", "rm", d], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = h.run(&["job", "active", jobs.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+}
