@@ -170,18 +170,7 @@ impl<C: Connector + 'static> Submit<C> {
             Some(v) => v,
             None => host_code_id(&client, &request).await?,
         };
-        let mut file_hashes = Vec::new();
-        for (path, name) in &files {
-            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-                return Err(JobError::Usage(format!(
-                    "input file name {name:?} must be a plain file name (no `/`)"
-                )));
-            }
-            let bytes = std::fs::read(path).map_err(|e| {
-                JobError::Usage(format!("cannot read input file {}: {e}", path.display()))
-            })?;
-            file_hashes.push(json!({ "name": name, "sha256": hex(&Sha256::digest(&bytes)) }));
-        }
+        let file_hashes = input_file_hashes(&files)?;
         // The host as the user named it when they did (two configured names for one
         // machine are two places to run), else the connection's host name.
         let identity = match &options.destination {
@@ -232,6 +221,24 @@ impl<C: Connector + 'static> Submit<C> {
         };
         Ok((client, files, options, fresh))
     }
+}
+
+/// `{"name", "sha256"}` of each input file (part of the call's identity); a name that is
+/// not a plain file name, or a file that cannot be read, is refused.
+fn input_file_hashes(files: &[(PathBuf, String)]) -> Result<Vec<Value>, JobError> {
+    let mut hashes = Vec::new();
+    for (path, name) in files {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(JobError::Usage(format!(
+                "input file name {name:?} must be a plain file name (no `/`)"
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            JobError::Usage(format!("cannot read input file {}: {e}", path.display()))
+        })?;
+        hashes.push(json!({ "name": name, "sha256": hex(&Sha256::digest(&bytes)) }));
+    }
+    Ok(hashes)
 }
 
 /// What to record about reaching the host: the options' spec, else the connector's, with
