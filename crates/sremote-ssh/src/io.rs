@@ -1,65 +1,31 @@
-//! The four operations: every one runs a `script` line over the master connection.
+//! The four operations: every one runs one of core's [`script`]s over the master
+//! connection, as a line every login shell passes on (see `script.rs`).
 
-use std::os::unix::fs::PermissionsExt;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use openssh::{ChildStderr, Session};
-use sremote_core::connector::{Progress, SourceData};
+use openssh::{Child, Session};
+use sremote_core::connector::BoxFuture;
+use sremote_core::connector::script::{self, Task};
+use sremote_core::connector::support::{
+    OpenSource, PartFile, pull_action, push_action, timeout_error, watch_process, with_progress,
+};
 use sremote_core::{
     ConnectorError, ConnectorErrorKind as Kind, Dest, ExecOutput, RemoteCommand, RemoteProcess,
     Source,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::task::JoinHandle;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::SshConnector;
 use crate::error::{disconnected, invalid, ssh_error};
-use crate::script::{self, Marker};
 
 const CHUNK: usize = 1 << 20;
 
-/// A task that is aborted when its handle is dropped.
-struct Task<T>(JoinHandle<T>);
-
-impl<T> Task<T> {
-    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self
-    where
-        T: Send + 'static,
-    {
-        Task(tokio::spawn(f))
-    }
-    async fn join(mut self) -> Option<T> {
-        (&mut self.0).await.ok()
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Collect stderr, publishing the remote pid as soon as the marker line arrives.
-fn read_stderr(mut err: ChildStderr, nonce: String, pid: Arc<AtomicU32>) -> Task<Vec<u8>> {
-    Task::spawn(async move {
-        let mut buf = Vec::new();
-        let mut chunk = vec![0u8; 64 << 10];
-        while let Ok(n @ 1..) = err.read(&mut chunk).await {
-            buf.extend_from_slice(&chunk[..n]);
-            if pid.load(Ordering::Relaxed) == 0
-                && buf.len() < (64 << 10)
-                && let Some(m) = script::find_marker(&buf, &nonce)
-            {
-                pid.store(m.pid, Ordering::Relaxed);
-            }
-        }
-        buf
-    })
-}
+/// What the host needs when a script never reached `/bin/sh`.
+const NEEDS: &str = "the host needs a working POSIX /bin/sh, and the account a login shell \
+                     that runs commands (`ssh HOST /bin/sh -c true` must work)";
 
 /// Kills the remote process group if dropped while armed (the caller gave up on the call).
 struct KillGuard {
@@ -112,15 +78,10 @@ impl Drop for KillGuard {
 async fn kill(session: Arc<Session>, pid: u32) {
     let attempts = async {
         for _ in 0..100 {
-            let mut cmd = Session::to_raw_command(session.clone(), script::kill_line(pid));
+            let mut cmd = Session::to_raw_command(session.clone(), crate::script::kill_line(pid));
             let null = openssh::Stdio::null;
-            match cmd
-                .stdin(null())
-                .stdout(null())
-                .stderr(null())
-                .status()
-                .await
-            {
+            let status = cmd.stdin(null()).stdout(null()).stderr(null()).status();
+            match status.await {
                 Err(e) if crate::error::is_refused(&e) => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
@@ -133,7 +94,7 @@ async fn kill(session: Arc<Session>, pid: u32) {
 
 /// The exit code of a finished remote process; `None` when it was killed by a signal.
 async fn exit_code(
-    c: &SshConnector,
+    host: &str,
     session: &Session,
     action: &str,
     res: Result<std::process::ExitStatus, openssh::Error>,
@@ -145,75 +106,54 @@ async fn exit_code(
         // The mux protocol cannot tell "killed by a signal" from "connection lost": ask the master.
         Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
             Ok(()) => Ok(None),
-            Err(_) => Err(disconnected(c.host_name(), action)),
+            Err(_) => Err(disconnected(host, action)),
         },
-        Err(e) => Err(ssh_error(c.host_name(), action, e)),
+        Err(e) => Err(ssh_error(host, action, e)),
     }
 }
 
-fn timeout_error(
-    c: &SshConnector,
-    action: &str,
-    limit: Duration,
-    pid: Option<u32>,
-) -> ConnectorError {
-    let killed = match pid {
+/// What was killed when a program timed out.
+fn killed(pid: Option<u32>) -> String {
+    match pid {
         Some(pid) => format!("its process group {pid} on the host was killed"),
         None => "it had not reported its pid, so it could not be killed".to_string(),
-    };
-    ConnectorError::new(Kind::Timeout, c.host_name(), action)
-        .detail(format!("still running after {limit:?}; {killed}"))
-        .hint("raise the timeout or make the work smaller")
-}
-
-/// What the collected stderr of a script says.
-enum Stderr {
-    /// The login shell never ran the script: everything it printed.
-    NotStarted(Vec<u8>),
-    /// The script ran: its pid marker (once printed) and the stderr after it (or, without
-    /// a pid marker, the script's own error messages).
-    Ran(Option<Marker>, Vec<u8>),
-}
-
-/// Split the collected stderr into login-script noise, the marker and the program's own
-/// stderr.
-fn split_stderr(buf: Vec<u8>, nonce: &str) -> Stderr {
-    let mut buf = match script::strip_login_noise(buf, nonce, "stderr") {
-        Ok(buf) => buf,
-        Err(noise) => return Stderr::NotStarted(noise),
-    };
-    match script::find_marker(&buf, nonce) {
-        Some(m) => {
-            buf.drain(..m.body_start);
-            Stderr::Ran(Some(m), buf)
-        }
-        None => Stderr::Ran(None, buf),
     }
-}
-
-/// The login shell did not run `/bin/sh` with the script (no begin marker on stderr).
-fn not_started(c: &SshConnector, action: &str, code: Option<i32>, output: &[u8]) -> ConnectorError {
-    let text = String::from_utf8_lossy(output).trim().to_string();
-    let code = code.map_or("a signal".to_string(), |c| format!("exit code {c}"));
-    let said = if text.is_empty() {
-        "nothing".to_string()
-    } else {
-        format!("{text:?}")
-    };
-    ConnectorError::new(Kind::Other, c.host_name(), action)
-        .detail(format!(
-            "the login shell did not run the command with /bin/sh ({code}; it printed {said})"
-        ))
-        .hint(
-            "the host needs a working POSIX /bin/sh, and the account a login shell that runs \
-             commands (`ssh HOST /bin/sh -c true` must work)",
-        )
 }
 
 impl SshConnector {
     fn host_name(&self) -> &str {
         sremote_core::Connector::host(self)
     }
+}
+
+/// A started script: the child, its session and channel permit, and the kill guard.
+struct Started {
+    child: Child<Arc<Session>>,
+    session: Arc<Session>,
+    permit: OwnedSemaphorePermit,
+    guard: KillGuard,
+}
+
+/// Start `line` with these stdin and stdout (stderr piped).
+async fn start(
+    c: &SshConnector,
+    line: &str,
+    action: &str,
+    stdio: impl Fn() -> std::io::Result<(openssh::Stdio, openssh::Stdio)>,
+) -> Result<Started, ConnectorError> {
+    let (child, session, permit) = c.start(line, action, stdio).await?;
+    let guard = KillGuard::new(session.clone());
+    Ok(Started {
+        child,
+        session,
+        permit,
+        guard,
+    })
+}
+
+/// `Err` when a pipe that was asked for is missing.
+fn pipe<T>(p: Option<T>, c: &SshConnector, action: &str) -> Result<T, ConnectorError> {
+    p.ok_or_else(|| ConnectorError::new(Kind::Other, c.host_name(), action).detail("no pipes"))
 }
 
 pub(crate) async fn exec(
@@ -223,131 +163,74 @@ pub(crate) async fn exec(
     let action = format!("exec {}", cmd.program);
     cmd.validate(c.host_name())?;
     let nonce = script::nonce();
-    let (mut child, session, _permit) = c
-        .start(&script::exec_line(cmd, &nonce), &action, || {
-            let stdin = if cmd.stdin.is_some() {
-                piped()
-            } else {
-                openssh::Stdio::null()
-            };
-            Ok((stdin, piped()))
-        })
-        .await?;
-    let mut guard = KillGuard::new(session.clone());
-    if let (Some(mut pipe), Some(data)) = (child.stdin().take(), cmd.stdin.clone()) {
+    let line = crate::script::exec_line(cmd, &nonce);
+    let mut s = start(c, &line, &action, || {
+        let stdin = match cmd.stdin {
+            Some(_) => piped(),
+            None => openssh::Stdio::null(),
+        };
+        Ok((stdin, piped()))
+    })
+    .await?;
+    if let (Some(mut pipe), Some(data)) = (s.child.stdin().take(), cmd.stdin.clone()) {
         // Written concurrently with reading the output; a program may exit without reading it all.
         tokio::spawn(async move {
             let _ = pipe.write_all(&data).await;
             let _ = pipe.shutdown().await;
         });
     }
-    let (Some(mut out), Some(err)) = (child.stdout().take(), child.stderr().take()) else {
-        return Err(
-            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no output pipes")
-        );
-    };
+    let mut out = pipe(s.child.stdout().take(), c, &action)?;
+    let err = pipe(s.child.stderr().take(), c, &action)?;
     let stdout = Task::spawn(async move {
         let mut buf = Vec::new();
         let _ = out.read_to_end(&mut buf).await;
         buf
     });
-    let stderr = read_stderr(err, nonce.clone(), guard.pid.clone());
+    let stderr = script::read_stderr(err, nonce.clone(), s.guard.pid.clone());
     // Output first: the mux session must not be closed (by `wait`) before it is drained.
     let body = async {
         let stdout = stdout.join().await.unwrap_or_default();
         let stderr = stderr.join().await.unwrap_or_default();
-        (stdout, stderr, child.wait().await)
+        (stdout, stderr, s.child.wait().await)
     };
     let (stdout, stderr, status) = match cmd.timeout {
         None => body.await,
         Some(limit) => match tokio::time::timeout(limit, body).await {
             Ok(done) => done,
             Err(_) => {
-                let pid = guard.kill_now().await;
-                return Err(timeout_error(c, &action, limit, pid));
+                let pid = s.guard.kill_now().await;
+                return Err(timeout_error(c.host_name(), &action, limit, &killed(pid)));
             }
         },
     };
-    guard.disarm();
-    let exit_code = exit_code(c, &session, &action, status).await?;
-    let (marker, stderr) = match split_stderr(stderr, &nonce) {
-        Stderr::Ran(marker, stderr) => (marker, stderr),
-        Stderr::NotStarted(text) => return Err(not_started(c, &action, exit_code, &text)),
-    };
-    let Ok(stdout) = script::strip_login_noise(stdout, &nonce, "stdout") else {
-        return Err(ConnectorError::new(Kind::Other, c.host_name(), action)
-            .detail("the command's stdout was lost before it started (its marker is missing)")
-            .hint("check the login scripts on the host: one may close or redirect stdout"));
-    };
-    if marker.is_some_and(|m| m.fields == "nocwd") {
-        return Err(ConnectorError::new(Kind::NotFound, c.host_name(), action)
-            .detail(format!(
-                "the working directory {:?} does not exist",
-                cmd.cwd.as_deref().unwrap_or("")
-            ))
-            .hint("create the directory or pass another cwd"));
-    }
-    Ok(ExecOutput {
-        exit_code,
-        stdout,
-        stderr,
-    })
+    s.guard.disarm();
+    let code = exit_code(c.host_name(), &s.session, &action, status).await?;
+    script::exec_result(c.host_name(), cmd, &nonce, code, (stdout, stderr), NEEDS)
 }
 
-fn remote_failure(
+/// Wait for a finished push or pull script: its pid marker when it exited 0, else the
+/// typed error.
+async fn transfer_outcome(
     c: &SshConnector,
+    mut s: Started,
     action: &str,
-    code: Option<i32>,
-    stderr: &[u8],
-) -> ConnectorError {
-    let text = String::from_utf8_lossy(stderr).trim().to_string();
-    let (kind, hint) = match code {
-        Some(script::EXIT_NOT_FOUND) => (
-            Kind::NotFound,
-            "check the path (relative paths start in the home directory)",
-        ),
-        Some(script::EXIT_DENIED) => (
-            Kind::PermissionDenied,
-            "check the permissions of the path and its directory",
-        ),
-        Some(script::EXIT_BAD_TARGET) => (Kind::InvalidInput, "name a regular file"),
-        Some(script::EXIT_SHORT) => (Kind::Other, "the data was cut short; try again"),
-        _ => (Kind::Other, "see the detail for the host's error message"),
-    };
-    let detail = match (text.is_empty(), code) {
-        (false, _) => text,
-        (true, Some(script::EXIT_NOT_FOUND)) => "no such file on the host".to_string(),
-        (true, Some(script::EXIT_DENIED)) => "permission denied on the host".to_string(),
-        (true, Some(script::EXIT_BAD_TARGET)) => "not a regular file".to_string(),
-        (true, code) => format!("the transfer script on the host failed (exit {code:?})"),
-    };
-    ConnectorError::new(kind, c.host_name(), action)
-        .detail(detail)
-        .hint(hint)
-}
-
-/// Await `body`, reporting `position()` to `progress` every 100 ms while it runs.
-async fn with_progress<T>(
-    body: impl Future<Output = T>,
-    progress: Option<Progress<'_>>,
-    position: impl Fn() -> u64,
-) -> T {
-    let Some(report) = progress else {
-        return body.await;
-    };
-    let mut body = std::pin::pin!(body);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut last = 0;
-    loop {
-        tokio::select! {
-            done = &mut body => return done,
-            _ = tick.tick() => {
-                let now = position();
-                if now != last {
-                    last = now;
-                    report(now);
-                }
-            }
+    nonce: &str,
+    stderr: Vec<u8>,
+) -> Result<Option<script::Marker>, ConnectorError> {
+    let status = s.child.wait().await;
+    let code = exit_code(c.host_name(), &s.session, action, status).await?;
+    s.guard.disarm(); // the script has exited; nothing to kill
+    match script::split_stderr(stderr, nonce) {
+        script::Stderr::NotStarted(text) => Err(script::not_started(
+            c.host_name(),
+            action,
+            code,
+            &text,
+            NEEDS,
+        )),
+        script::Stderr::Ran(marker, _) if code == Some(0) => Ok(marker),
+        script::Stderr::Ran(_, text) => {
+            Err(script::transfer_error(c.host_name(), action, code, &text))
         }
     }
 }
@@ -364,72 +247,44 @@ fn fd_of(file: &std::fs::File) -> std::io::Result<openssh::Stdio> {
     )))
 }
 
+/// A remote path must be non-empty and free of NUL bytes.
+fn check_path(c: &SshConnector, path: &str, action: &str) -> Result<(), ConnectorError> {
+    if path.contains('\0') || path.is_empty() {
+        let what = "the remote path is empty or contains a NUL byte";
+        return Err(invalid(c.host_name(), action, what));
+    }
+    Ok(())
+}
+
 pub(crate) async fn push(
     c: &SshConnector,
     from: Source<'_>,
     to: &str,
 ) -> Result<(), ConnectorError> {
-    let action = match from.data {
-        SourceData::File(p) => format!("push {} -> {to}", p.display()),
-        SourceData::Bytes(b) => format!("push {} bytes -> {to}", b.len()),
-    };
-    if to.contains('\0') || to.is_empty() {
-        return Err(invalid(
-            c.host_name(),
-            &action,
-            "the remote path is empty or contains a NUL byte",
-        ));
-    }
-    let local_err = |e: std::io::Error| {
-        ConnectorError::io(c.host_name(), &action, &e).hint("check the local file")
-    };
-    let (file, size, mode) = match from.data {
-        SourceData::File(p) => {
-            let file = std::fs::File::open(p).map_err(local_err)?;
-            let meta = file.metadata().map_err(local_err)?;
-            if !meta.is_file() {
-                return Err(invalid(
-                    c.host_name(),
-                    &action,
-                    format!("{} is not a regular file", p.display()),
-                ));
-            }
-            (
-                Some(file),
-                meta.len(),
-                from.mode.unwrap_or(meta.permissions().mode()),
-            )
-        }
-        SourceData::Bytes(b) => (None, b.len() as u64, from.mode.unwrap_or(0o644)),
-    };
+    let action = push_action(&from, to);
+    check_path(c, to, &action)?;
+    let src = OpenSource::open(&from, c.host_name(), &action)?;
     let nonce = script::nonce();
-    let line = script::push_line(&nonce, to, mode, size);
-    let (mut child, session, _permit) = c
-        .start(&line, &action, || match &file {
-            Some(f) => Ok((fd_of(f)?, piped())),
-            None => Ok((piped(), piped())),
-        })
-        .await?;
-    let (Some(mut out), Some(err)) = (child.stdout().take(), child.stderr().take()) else {
-        return Err(
-            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no stdio pipes")
-        );
-    };
-    let guard = KillGuard::new(session.clone());
-    let stderr = read_stderr(err, nonce.clone(), guard.pid.clone());
-    let stdin = child.stdin().take();
+    let line = crate::script::push_line(&nonce, to, src.mode, src.size);
+    let mut s = start(c, &line, &action, || match &src.file {
+        Some(f) => Ok((fd_of(f)?, piped())),
+        None => Ok((piped(), piped())),
+    })
+    .await?;
+    let mut out = pipe(s.child.stdout().take(), c, &action)?;
+    let err = pipe(s.child.stderr().take(), c, &action)?;
+    let stderr = script::read_stderr(err, nonce.clone(), s.guard.pid.clone());
+    let stdin = s.child.stdin().take();
     let writer = async {
         // bytes in memory go through a pipe; a file is read by the ssh master itself
-        let (Some(mut pipe), SourceData::Bytes(bytes)) = (stdin, from.data) else {
+        let Some(mut pipe) = stdin.filter(|_| src.file.is_none()) else {
             return Ok(());
         };
         let mut done = 0u64;
-        for part in bytes.chunks(CHUNK) {
+        for part in src.bytes.chunks(CHUNK) {
             pipe.write_all(part).await?;
             done += part.len() as u64;
-            if let Some(p) = from.progress {
-                p(done);
-            }
+            from.progress.inspect(|p| p(done));
         }
         pipe.shutdown().await
     };
@@ -439,143 +294,126 @@ pub(crate) async fn push(
     };
     let body = async { tokio::join!(writer, drain, stderr.join()) };
     let offset = || {
-        file.as_ref()
-            .and_then(|mut f| std::io::Seek::stream_position(&mut f).ok())
+        let f = src.file.as_ref();
+        f.and_then(|mut f| std::io::Seek::stream_position(&mut f).ok())
             .unwrap_or(0)
     };
-    let progress = from.progress.filter(|_| file.is_some());
+    let progress = from.progress.filter(|_| src.file.is_some());
     let (written, (), stderr) = with_progress(body, progress, offset).await;
-    let status = child.wait().await;
-    let code = exit_code(c, &session, &action, status).await?;
-    drop(guard); // the script has exited; nothing to kill
-    if code == Some(0) {
-        if let Some(p) = from.progress {
-            p(size);
+    match transfer_outcome(c, s, &action, &nonce, stderr.unwrap_or_default()).await {
+        Ok(_) => {
+            from.progress.inspect(|p| p(src.size));
+            Ok(())
         }
-        return Ok(());
-    }
-    let stderr = match split_stderr(stderr.unwrap_or_default(), &nonce) {
-        Stderr::Ran(_, stderr) => stderr,
-        Stderr::NotStarted(text) => return Err(not_started(c, &action, code, &text)),
-    };
-    let mut e = remote_failure(c, &action, code, &stderr);
-    if let (Err(w), Some(script::EXIT_SHORT)) = (written, code) {
-        e.detail = format!("{}; sending failed: {w}", e.detail);
-    }
-    Err(e)
-}
-
-/// Copy the pull's stdout (a blocking pipe) into `file`, dropping what login scripts
-/// printed before the begin marker. `Ok(false)`: the marker never came (the script did
-/// not run). After the marker, the kernel moves the bytes (`std::io::copy` splices from
-/// a pipe), so they are not copied through this process.
-fn copy_after_begin(
-    pipe: std::os::fd::OwnedFd,
-    mut file: std::fs::File,
-    nonce: &str,
-) -> std::io::Result<bool> {
-    use std::io::{Read, Write};
-    // A bigger pipe means fewer wake-ups of the ssh master and of this copy (Linux allows
-    // 1 MiB to unprivileged processes by default); the default 64 KiB also works.
-    let _ = rustix::pipe::fcntl_setpipe_size(&pipe, 1 << 20);
-    let mut pipe = std::fs::File::from(pipe);
-    let mut head = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
-    loop {
-        if script::find_begin(&head, nonce).is_some() {
-            break;
-        }
-        match pipe.read(&mut chunk)? {
-            0 => return Ok(false),
-            n => head.extend_from_slice(&chunk[..n]),
+        Err(mut e) => {
+            if let (Err(w), Kind::Other) = (written, e.kind) {
+                e.detail = format!("{}; sending failed: {w}", e.detail);
+            }
+            Err(e)
         }
     }
-    let head = script::strip_login_noise(head, nonce, "stdout").unwrap_or_default();
-    file.write_all(&head)?;
-    std::io::copy(&mut pipe, &mut file)?;
-    Ok(true)
 }
 
 pub(crate) async fn pull(c: &SshConnector, from: &str, to: Dest<'_>) -> Result<(), ConnectorError> {
-    let action = format!("pull {from} -> {}", to.path.display());
-    if from.contains('\0') || from.is_empty() {
-        return Err(invalid(
-            c.host_name(),
-            &action,
-            "the remote path is empty or contains a NUL byte",
-        ));
-    }
+    let action = pull_action(from, &to);
+    check_path(c, from, &action)?;
     let local_err = |e: std::io::Error| {
         ConnectorError::io(c.host_name(), &action, &e).hint("check the local path")
     };
-    let dir = match to.path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
     // The file arrives in a temporary file beside the destination, which is renamed over
     // it only when the whole file arrived (and removed otherwise).
-    std::fs::create_dir_all(&dir).map_err(local_err)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".sremote-part-")
-        .tempfile_in(&dir)
-        .map_err(local_err)?;
+    let part = PartFile::create(to.path).map_err(local_err)?;
     let nonce = script::nonce();
-    let line = script::pull_line(&nonce, from);
-    let (mut child, session, _permit) = c
-        .start(&line, &action, || Ok((openssh::Stdio::null(), piped())))
-        .await?;
-    let (Some(out), Some(err)) = (child.stdout().take(), child.stderr().take()) else {
-        return Err(
-            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no output pipes")
-        );
-    };
-    let guard = KillGuard::new(session.clone());
+    let line = crate::script::pull_line(&nonce, from);
+    let mut s = start(c, &line, &action, || Ok((openssh::Stdio::null(), piped()))).await?;
+    let out = pipe(s.child.stdout().take(), c, &action)?;
+    let err = pipe(s.child.stderr().take(), c, &action)?;
     let (out, file) = (
         out.into_owned_fd().map_err(local_err)?,
-        tmp.as_file().try_clone().map_err(local_err)?,
+        part.file().try_clone().map_err(local_err)?,
     );
     let copy_nonce = nonce.clone();
-    let copy = tokio::task::spawn_blocking(move || copy_after_begin(out, file, &copy_nonce));
-    let stderr = read_stderr(err, nonce.clone(), guard.pid.clone()).join();
-    let size = || tmp.as_file().metadata().map_or(0, |m| m.len());
-    let (copied, stderr) =
-        with_progress(async { tokio::join!(copy, stderr) }, to.progress, size).await;
-    let status = child.wait().await;
-    let code = exit_code(c, &session, &action, status).await?;
-    drop(guard);
-    let (marker, stderr) = match split_stderr(stderr.unwrap_or_default(), &nonce) {
-        Stderr::Ran(marker, stderr) => (marker, stderr),
-        Stderr::NotStarted(text) => return Err(not_started(c, &action, code, &text)),
-    };
-    let Some(marker) = marker.filter(|_| code == Some(0)) else {
-        return Err(remote_failure(c, &action, code, &stderr));
-    };
+    let copy =
+        tokio::task::spawn_blocking(move || script::copy_after_begin(out, file, &copy_nonce));
+    let stderr = script::read_stderr(err, nonce.clone(), s.guard.pid.clone()).join();
+    let body = async { tokio::join!(copy, stderr) };
+    let (copied, stderr) = with_progress(body, to.progress, || part.len()).await;
+    let marker = transfer_outcome(c, s, &action, &nonce, stderr.unwrap_or_default()).await?;
     match copied {
         Ok(Ok(true)) => {}
-        Ok(Ok(false)) => {
-            return Err(ConnectorError::new(Kind::Other, c.host_name(), action)
-                .detail("the file's data never started (its marker is missing from stdout)")
-                .hint("check the login scripts on the host: one may close or redirect stdout"));
-        }
+        Ok(Ok(false)) => return Err(script::lost_stdout(c.host_name(), &action)),
         Ok(Err(e)) => return Err(local_err(e)),
         Err(e) => return Err(local_err(std::io::Error::other(e))),
     }
-    if let Some(p) = to.progress {
-        p(size());
+    to.progress.inspect(|p| p(part.len()));
+    let (mode, mtime) = marker.map(|m| m.mode_and_mtime()).unwrap_or_default();
+    part.finish(mode, mtime).map_err(local_err)
+}
+
+pub(crate) async fn spawn(
+    c: &SshConnector,
+    cmd: &RemoteCommand,
+) -> Result<RemoteProcess, ConnectorError> {
+    let action = format!("spawn {}", cmd.program);
+    cmd.validate(c.host_name())?;
+    let nonce = script::nonce();
+    let line = crate::script::exec_line(cmd, &nonce);
+    let mut s = start(c, &line, &action, || Ok((piped(), piped()))).await?;
+    let stdin = pipe(s.child.stdin().take(), c, &action)?;
+    let mut stdout = pipe(s.child.stdout().take(), c, &action)?;
+    let mut stderr = pipe(s.child.stderr().take(), c, &action)?;
+    // stderr up to the pid marker (the pid; whether the working directory exists), stdout
+    // up to the begin marker (what login scripts printed before it is not the program's).
+    let limit = cmd.timeout.unwrap_or(Duration::from_secs(60));
+    let head = script::read_head(&mut stdout, &mut stderr, &nonce);
+    let head = match tokio::time::timeout(limit, head).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(failed)) => {
+            let status = s.child.wait().await;
+            let code = exit_code(c.host_name(), &s.session, &action, status).await?;
+            let host = c.host_name();
+            return Err(script::head_error(
+                host, &action, &nonce, code, failed, NEEDS,
+            ));
+        }
+        Err(_) => {
+            return Err(timeout_error(c.host_name(), &action, limit, &killed(None)));
+        }
+    };
+    if head.marker.fields == "nocwd" {
+        let cwd = format!("{:?}", cmd.cwd.as_deref().unwrap_or(""));
+        let missing = sremote_core::connector::support::missing_cwd;
+        return Err(missing(c.host_name(), &action, cwd));
     }
-    let mut fields = marker.fields.split_whitespace();
-    if let Some(Ok(mode)) = fields.next().map(|m| u32::from_str_radix(m, 8)) {
-        // Never setuid, setgid or sticky on a pulled file.
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
-            .map_err(local_err)?;
-    }
-    if let Some(Ok(secs)) = fields.next().map(str::parse::<u64>) {
-        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-        tmp.as_file().set_modified(mtime).map_err(local_err)?;
-    }
-    tmp.persist(to.path).map_err(|e| local_err(e.error))?;
-    Ok(())
+    let pid = head.marker.pid;
+    s.guard.pid.store(pid, Ordering::Relaxed);
+    let (stdout, out_done) = watched(std::io::Cursor::new(head.stdout).chain(stdout));
+    let (stderr, err_done) = watched(std::io::Cursor::new(head.stderr).chain(stderr));
+    let host = c.host_name().to_string();
+    let exit = async move {
+        let _permit = s.permit; // the channel is in use until the process ends
+        let _ = out_done.await;
+        let _ = err_done.await;
+        let status = s.child.wait().await;
+        s.guard.disarm();
+        exit_code(&host, &s.session, &action, status).await
+    };
+    // A timeout or a dropped `wait` drops `exit`, whose armed guard kills the group.
+    let (host, act) = (c.host_name().to_string(), format!("spawn {}", cmd.program));
+    let timed_out = move |l| -> BoxFuture<ConnectorError> {
+        Box::pin(std::future::ready(timeout_error(
+            &host,
+            &act,
+            l,
+            &killed(Some(pid)),
+        )))
+    };
+    Ok(RemoteProcess {
+        stdin: Box::new(stdin) as Box<dyn AsyncWrite + Send + Unpin>,
+        stdout: Box::new(stdout),
+        stderr: Box::new(stderr),
+        wait: watch_process(c.host_name(), exit, cmd.timeout, timed_out),
+    })
 }
 
 /// A reader that reports (by dropping `done`) when it reached EOF or was dropped.
@@ -584,15 +422,15 @@ struct Watched<R> {
     done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<R> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(r) = &res
+        let res = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(r) = &res
             && (r.is_err() || buf.filled().len() == before)
         {
             self.done.take();
@@ -603,158 +441,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
 
 fn watched<R>(inner: R) -> (Watched<R>, tokio::sync::oneshot::Receiver<()>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    (
-        Watched {
-            inner,
-            done: Some(tx),
-        },
-        rx,
-    )
-}
-
-/// Read `r` into `buf` until `found` finds what it looks for in it; `None` at the end of
-/// the stream (or a read error) before that.
-async fn read_until<R: AsyncRead + Unpin, T>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-    found: impl Fn(&[u8]) -> Option<T>,
-) -> Option<T> {
-    let mut chunk = vec![0u8; 8192];
-    loop {
-        if let Some(t) = found(buf) {
-            return Some(t);
-        }
-        match r.read(&mut chunk).await {
-            Ok(n @ 1..) => buf.extend_from_slice(&chunk[..n]),
-            _ => return None,
-        }
-    }
-}
-
-pub(crate) async fn spawn(
-    c: &SshConnector,
-    cmd: &RemoteCommand,
-) -> Result<RemoteProcess, ConnectorError> {
-    let action = format!("spawn {}", cmd.program);
-    cmd.validate(c.host_name())?;
-    let nonce = script::nonce();
-    let (mut child, session, permit) = c
-        .start(&script::exec_line(cmd, &nonce), &action, || {
-            Ok((piped(), piped()))
-        })
-        .await?;
-    let (Some(stdin), Some(stdout), Some(mut err)) = (
-        child.stdin().take(),
-        child.stdout().take(),
-        child.stderr().take(),
-    ) else {
-        return Err(
-            ConnectorError::new(Kind::Other, c.host_name(), action).detail("no stdio pipes")
-        );
+    let w = Watched {
+        inner,
+        done: Some(tx),
     };
-    // Read stderr up to the pid marker (it tells the pid and whether the working
-    // directory exists) and stdout up to the begin marker (what login scripts printed
-    // before it is not the program's).
-    let (mut head, mut out_head) = (Vec::new(), Vec::new());
-    let mut stdout = stdout;
-    let read_marker = read_until(&mut err, &mut head, |b| script::find_marker(b, &nonce));
-    let read_begin = read_until(&mut stdout, &mut out_head, |b| {
-        script::find_begin(b, &nonce)
-    });
-    let limit = cmd.timeout.unwrap_or(Duration::from_secs(60));
-    let both = async { tokio::join!(read_marker, read_begin) };
-    let marker = match tokio::time::timeout(limit, both).await {
-        Ok((Some(m), Some(_))) => m,
-        Ok((marker, _)) => {
-            let status = child.wait().await;
-            let code = exit_code(c, &session, &action, status).await?;
-            return Err(match split_stderr(head, &nonce) {
-                Stderr::NotStarted(text) => not_started(c, &action, code, &text),
-                Stderr::Ran(_, text) if marker.is_none() => {
-                    let text = String::from_utf8_lossy(&text).trim().to_string();
-                    ConnectorError::new(Kind::Other, c.host_name(), action)
-                        .detail(format!("the host did not start the program: {text}"))
-                        .hint("the host needs a POSIX /bin/sh")
-                }
-                Stderr::Ran(..) => ConnectorError::new(Kind::Other, c.host_name(), action)
-                    .detail(
-                        "the program's stdout was lost before it started (its marker is missing)",
-                    )
-                    .hint("check the login scripts on the host: one may close or redirect stdout"),
-            });
-        }
-        Err(_) => return Err(timeout_error(c, &action, limit, None)),
-    };
-    if marker.fields == "nocwd" {
-        return Err(ConnectorError::new(Kind::NotFound, c.host_name(), action)
-            .detail(format!(
-                "the working directory {:?} does not exist",
-                cmd.cwd.as_deref().unwrap_or("")
-            ))
-            .hint("create the directory or pass another cwd"));
-    }
-    let out_rest = script::strip_login_noise(out_head, &nonce, "stdout").unwrap_or_default();
-    let rest = head.split_off(marker.body_start);
-    let (stdout, out_done) = watched(std::io::Cursor::new(out_rest).chain(stdout));
-    let (stderr, err_done) = watched(std::io::Cursor::new(rest).chain(err));
-    let (tx, rx) = tokio::sync::oneshot::channel::<Result<Option<i32>, ConnectorError>>();
-    let mut guard = KillGuard::new(session.clone());
-    guard.pid.store(marker.pid, Ordering::Relaxed);
-    let (conn, limit) = (c.clone(), cmd.timeout);
-    let mut tx = Some(tx);
-    tokio::spawn(async move {
-        let _permit = permit; // the channel is in use until the process ends
-        enum End {
-            Exited(Result<std::process::ExitStatus, openssh::Error>),
-            Dropped,
-            TimedOut(Duration),
-        }
-        let end = {
-            let run = async {
-                let _ = out_done.await;
-                let _ = err_done.await;
-                child.wait().await
-            };
-            let timer = async {
-                match limit {
-                    Some(l) => tokio::time::sleep(l).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let closed = async {
-                if let Some(tx) = tx.as_mut() {
-                    tx.closed().await
-                }
-            };
-            tokio::select! {
-                r = run => End::Exited(r),
-                () = closed => End::Dropped,
-                () = timer => End::TimedOut(limit.unwrap_or_default()),
-            }
-        };
-        let result = match end {
-            End::Exited(r) => {
-                guard.disarm();
-                exit_code(&conn, &session, &action, r).await
-            }
-            End::Dropped => return, // the guard kills it
-            End::TimedOut(l) => {
-                let pid = guard.kill_now().await;
-                Err(timeout_error(&conn, &action, l, pid))
-            }
-        };
-        if let Some(tx) = tx.take() {
-            let _ = tx.send(result);
-        }
-    });
-    let host = c.host_name().to_string();
-    Ok(RemoteProcess {
-        stdin: Box::new(stdin) as Box<dyn AsyncWrite + Send + Unpin>,
-        stdout: Box::new(stdout),
-        stderr: Box::new(stderr),
-        wait: Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(disconnected(&host, "wait")))
-        }),
-    })
+    (w, rx)
 }

@@ -49,6 +49,8 @@ pub async fn spawn_pipes_stdio_and_reports_the_exit_code<C: Connector>(f: Fixtur
     let mut p = spawn_or_skip(&f.connector, &missing).await.expect("spawn");
     let mut sink = Vec::new();
     let _ = p.stdout.read_to_end(&mut sink).await;
+    // `wait` may wait for both output streams to be read or dropped (the contract).
+    drop((p.stdout, p.stderr));
     assert_eq!(p.wait.await.expect("wait"), Some(127), "a missing program");
 }
 
@@ -69,6 +71,7 @@ pub async fn spawn_passes_arguments_env_and_cwd<C: Connector>(f: Fixture<C>) {
     drop(p.stdin);
     let mut out = Vec::new();
     p.stdout.read_to_end(&mut out).await.unwrap();
+    drop(p.stderr);
     assert_eq!(p.wait.await.expect("wait"), Some(0));
     let got = split_nul(&out);
     assert_eq!(got[0], "$(id) 'v'");
