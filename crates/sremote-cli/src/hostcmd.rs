@@ -210,7 +210,7 @@ const CHECK_HEADER: [&str; 6] = [
 
 async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
     let names = if names.is_empty() {
-        configured_hosts(&opts)?
+        configured_hosts(&opts, "hosts check")?
     } else {
         names
     };
@@ -265,13 +265,20 @@ async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, E
     Ok(fanout::summary(targets.hosts.len(), &failed))
 }
 
-/// Every configured host, for `hosts check` without names.
-fn configured_hosts(opts: &HostOptions) -> Result<Vec<String>, Error> {
+/// The hosts a command without host names works on: every configured one (`command`,
+/// e.g. `hosts check`, names the command in the error when there are none).
+pub(crate) fn configured_hosts(opts: &HostOptions, command: &str) -> Result<Vec<String>, Error> {
     let cfg = opts.config()?;
     if cfg.hosts.is_empty() {
         return Err(Error::usage(
-            "no hosts configured",
-            "name hosts to check (`sremote hosts check HOST…`) or add [hosts.NAME] to the config",
+            format!(
+                "no hosts given and none configured in {}",
+                crate::config::default_path().map_or_else(
+                    || "~/.config/sremote/config.toml".into(),
+                    |p| p.display().to_string()
+                )
+            ),
+            format!("name hosts (`sremote {command} HOST…`) or add [hosts.NAME] to the config"),
         ));
     }
     Ok(cfg.hosts.keys().cloned().collect())

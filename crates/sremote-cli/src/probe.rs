@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sremote_core::Error;
 
+use crate::config::HostSpec;
 use crate::fanout;
 use crate::hosts::{HostOptions, connect_spec};
 use crate::output::{self, bytes};
@@ -119,20 +120,7 @@ fn gpus(p: &Probe) -> String {
 
 pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
     let names: Vec<String> = if a.hosts.is_empty() {
-        let cfg = opts.config()?;
-        if cfg.hosts.is_empty() {
-            return Err(Error::usage(
-                format!(
-                    "no hosts given and none configured in {}",
-                    crate::config::default_path().map_or_else(
-                        || "~/.config/sremote/config.toml".into(),
-                        |p| p.display().to_string()
-                    )
-                ),
-                "name hosts (`sremote probe HOST…`) or add [hosts.NAME] entries",
-            ));
-        }
-        cfg.hosts.keys().cloned().collect()
+        crate::hostcmd::configured_hosts(&opts, "probe")?
     } else {
         a.hosts.clone()
     };
@@ -142,24 +130,7 @@ pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
     }
     let o = opts.clone();
     let results = fanout::map(&targets.hosts, opts.parallel, |spec| {
-        let opts = o.clone();
-        async move {
-            let client = connect_spec(&spec, &opts).await?.client();
-            let out = client.call::<Value>("sys", "probe").await?;
-            let probe: Probe = serde_json::from_value(out.value.clone()).unwrap_or_default();
-            let mut rtt = Duration::MAX;
-            for _ in 0..3 {
-                let t = Instant::now();
-                client.call::<Value>("sys", "version").await?;
-                rtt = rtt.min(t.elapsed());
-            }
-            Ok(Row {
-                raw: out.value,
-                probe,
-                version: out.meta.endpoint_version.clone(),
-                rtt,
-            })
-        }
+        probe_host(spec, o.clone())
     })
     .await;
     let mut rows: Vec<(String, Row)> = Vec::new();
@@ -186,39 +157,7 @@ pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
             );
         }
     } else {
-        let header = [
-            "HOST",
-            "CPUS",
-            "LOAD",
-            "FREE MEM",
-            "FREE DISK",
-            "GPUS",
-            "ENDPOINT",
-            "RTT",
-        ];
-        let mut table: Vec<Vec<String>> = rows
-            .iter()
-            .map(|(host, r)| {
-                let p = &r.probe;
-                vec![
-                    host.clone(),
-                    p.cpus.map_or("-".into(), |c| c.to_string()),
-                    p.loadavg.first().map_or("-".into(), |l| format!("{l:.2}")),
-                    pct(p.mem_available, p.mem_total),
-                    pct(p.disk_free_home, p.disk_total_home),
-                    gpus(p),
-                    r.version.clone(),
-                    output::duration(r.rtt),
-                ]
-            })
-            .collect();
-        for (host, _) in &failed {
-            let mut row = vec![host.clone()];
-            row.extend(std::iter::repeat_n("-".to_string(), header.len() - 3));
-            row.extend(["unreachable".to_string(), "-".to_string()]);
-            table.push(row);
-        }
-        print!("{}", output::table(&header, &table));
+        print!("{}", probe_table(&rows, &failed));
         for (host, e) in &failed {
             fanout::report_error(host, e);
         }
@@ -228,6 +167,62 @@ pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
         .map(|(h, e)| (h.clone(), output::error_kind(e), output::exit_code(e)))
         .collect();
     Ok(fanout::summary(targets.hosts.len(), &failed))
+}
+
+/// Probe one host (`sys.probe`) and measure the best of three round trips.
+async fn probe_host(spec: HostSpec, opts: Arc<HostOptions>) -> Result<Row, Error> {
+    let client = connect_spec(&spec, &opts).await?.client();
+    let out = client.call::<Value>("sys", "probe").await?;
+    let probe: Probe = serde_json::from_value(out.value.clone()).unwrap_or_default();
+    let mut rtt = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        client.call::<Value>("sys", "version").await?;
+        rtt = rtt.min(t.elapsed());
+    }
+    Ok(Row {
+        raw: out.value,
+        probe,
+        version: out.meta.endpoint_version.clone(),
+        rtt,
+    })
+}
+
+/// The probe table: a row per host, the unreachable ones last.
+fn probe_table(rows: &[(String, Row)], failed: &[(String, Error)]) -> String {
+    let header = [
+        "HOST",
+        "CPUS",
+        "LOAD",
+        "FREE MEM",
+        "FREE DISK",
+        "GPUS",
+        "ENDPOINT",
+        "RTT",
+    ];
+    let mut table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(host, r)| {
+            let p = &r.probe;
+            vec![
+                host.clone(),
+                p.cpus.map_or("-".into(), |c| c.to_string()),
+                p.loadavg.first().map_or("-".into(), |l| format!("{l:.2}")),
+                pct(p.mem_available, p.mem_total),
+                pct(p.disk_free_home, p.disk_total_home),
+                gpus(p),
+                r.version.clone(),
+                output::duration(r.rtt),
+            ]
+        })
+        .collect();
+    for (host, _) in failed {
+        let mut row = vec![host.clone()];
+        row.extend(std::iter::repeat_n("-".to_string(), header.len() - 3));
+        row.extend(["unreachable".to_string(), "-".to_string()]);
+        table.push(row);
+    }
+    output::table(&header, &table)
 }
 
 /// `probe --needs`: each host's verdict, the one that would be chosen marked.

@@ -14,6 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sremote_core::{Error, RemoteCommand};
 
+use crate::config::HostSpec;
 use crate::fanout::{self, Outcome};
 use crate::hosts::{Connected, HostOptions, connect_spec};
 use crate::progress::Bars;
@@ -87,7 +88,32 @@ pub fn split_dest(s: &str) -> Option<(&str, &str)> {
 
 pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> {
     let dest = a.dest.clone();
-    let Some((host, dir)) = split_dest(&dest) else {
+    let (host, dir) = host_and_dir(&a, &dest)?;
+    let targets = opts.resolve(&[host])?;
+    let mut ex = Excludes::new(&a.exclude)?.with_ignore_files(&a.local, a.gitignore)?;
+    let tree = walk::local_tree(&a.local, &mut ex)?;
+    for s in &tree.skipped {
+        crate::output::warn(&format!("{}: {s} is not sent", a.local.display()));
+    }
+    let plan = Arc::new(Plan {
+        dir: dir.to_string(),
+        args: a,
+        ex,
+        tree: Arc::new(tree),
+        hashes: tokio::sync::OnceCell::new(),
+        bars: Bars::new(opts.json),
+        fan: targets.fanout,
+    });
+    let o = opts.clone();
+    Ok(fanout::each(targets, &opts, move |spec| {
+        sync_host(spec, plan.clone(), o.clone())
+    })
+    .await)
+}
+
+/// `HOST:DIR` of `a` (its `dest`), checked, and the local directory checked.
+fn host_and_dir<'d>(a: &SyncArgs, dest: &'d str) -> Result<(&'d str, &'d str), Error> {
+    let Some((host, dir)) = split_dest(dest) else {
         return Err(Error::usage(
             format!("{:?} is not HOST:DIR", a.dest),
             "write e.g. gpu1:proj/src (DIR relative to the home directory)",
@@ -105,105 +131,133 @@ pub async fn sync(a: SyncArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
             "sync sends a directory; use `sremote push` for a file",
         ));
     }
-    let targets = opts.resolve(&[host])?;
-    let mut ex = Excludes::new(&a.exclude)?.with_ignore_files(&a.local, a.gitignore)?;
-    let tree = Arc::new(walk::local_tree(&a.local, &mut ex)?);
-    for s in &tree.skipped {
-        crate::output::warn(&format!("{}: {s} is not sent", a.local.display()));
-    }
-    let hashes = Arc::new(tokio::sync::OnceCell::new());
-    let plan = Arc::new((a, ex, dir.to_string()));
-    let bars = Bars::new(opts.json);
-    let fan = targets.fanout;
-    let o = opts.clone();
-    Ok(fanout::each(targets, &opts, move |spec| {
-        let (plan, tree, hashes, bars, opts) =
-            (plan.clone(), tree.clone(), hashes.clone(), bars.clone(), o.clone());
-        async move {
-            let (a, ex, dir) = &*plan;
-            let c = connect_spec(&spec, &opts).await?;
-            let started = Instant::now();
-            let client = c.client();
-            let remote = walk::remote_tree(&client, dir, ex).await?.unwrap_or_default();
-            let mut send: Vec<LocalFile> = Vec::new();
-            let mut same_size: Vec<&LocalFile> = Vec::new();
-            for f in &tree.files {
-                match remote.files.get(&f.rel) {
-                    Some(r) if r.size == f.size && (a.checksum || r.mtime == f.mtime) => {
-                        same_size.push(f)
-                    }
-                    _ => send.push(f.clone()),
-                }
-            }
-            if a.checksum && !same_size.is_empty() {
-                let local: &BTreeMap<String, String> = hashes
-                    .get_or_try_init(|| async { local_hashes(tree.clone()).await })
-                    .await?;
-                let rels: Vec<String> = same_size.iter().map(|f| f.rel.clone()).collect();
-                let theirs = remote_hashes(&c, dir, &rels).await?;
-                for (f, h) in same_size.iter().zip(theirs) {
-                    if local.get(&f.rel) != Some(&h) {
-                        send.push((*f).clone());
-                    }
-                }
-            }
-            send.sort_by(|x, y| x.rel.cmp(&y.rel));
-            let bytes: u64 = send.iter().map(|f| f.size).sum();
-            let unchanged = tree.files.len() - send.len();
-            let names: Vec<&str> = send.iter().map(|f| f.rel.as_str()).collect();
-            let (gone_files, gone_dirs) = if a.delete {
-                extraneous(&tree, &remote)
-            } else {
-                Default::default()
-            };
-            let gone: Vec<&str> = gone_files.iter().chain(&gone_dirs).map(String::as_str).collect();
-            let json = json!({"dir": dir, "sent": send.len(), "bytes": bytes, "unchanged": unchanged,
-                "files": names, "deleted": gone, "dry_run": a.dry_run});
-            if a.dry_run {
-                let mut text: String = gone.iter().map(|n| format!("would delete {n}\n")).collect();
-                text.extend(names.iter().map(|n| format!("would send {n}\n")));
-                text.push_str(&format!("would send {} of {} files ({})", send.len(), tree.files.len(), crate::output::bytes(bytes)));
-                if a.delete {
-                    text.push_str(&format!(", delete {}", gone.len()));
-                }
-                return Ok(Outcome::text(text, json));
-            }
-            // Removals first: a path that changes between file and directory is then free.
-            remove_remote(&c, dir, &gone_files, &gone_dirs).await?;
-            let missing: Vec<String> = tree
-                .dirs
-                .iter()
-                .filter(|d| !remote.dirs.contains(d))
-                .cloned()
-                .collect();
-            make_dirs(&c, dir, &missing).await?;
-            let bar = bars.bar(bytes, if fan { &spec.name } else { "" });
-            let moved = match push_files(&c, &send, dir, &bar).await {
-                Ok(m) => m,
-                Err(e) => {
-                    bar.abandon();
-                    return Err(e);
-                }
-            };
-            keep_mtimes(&c, dir, &send, &moved).await?;
-            bar.finish(&format!("{} files", moved.files));
-            let deleted = if a.delete {
-                format!(", deleted {}", gone.len())
-            } else {
-                String::new()
-            };
-            let text = format!(
-                "sent {} of {} files ({}) to {}:{dir}{deleted} in {:.1} s",
-                send.len(),
-                tree.files.len(),
-                crate::output::bytes(bytes),
-                spec.name,
-                started.elapsed().as_secs_f64()
-            );
-            Ok(Outcome::text(text, json))
+    Ok((host, dir))
+}
+
+/// One sync, the same for every host.
+struct Plan {
+    args: SyncArgs,
+    ex: Excludes,
+    /// DIR on the host.
+    dir: String,
+    tree: Arc<LocalTree>,
+    /// The local files' SHA-256 (`--checksum`), computed once for all hosts.
+    hashes: tokio::sync::OnceCell<BTreeMap<String, String>>,
+    bars: Bars,
+    /// More than one host: bars are named.
+    fan: bool,
+}
+
+/// Sync to one host: compare, then (unless `--dry-run`) delete, make directories, send
+/// and set the modification times.
+async fn sync_host(
+    spec: HostSpec,
+    plan: Arc<Plan>,
+    opts: Arc<HostOptions>,
+) -> Result<Outcome, Error> {
+    let (a, tree, dir) = (&plan.args, &plan.tree, plan.dir.as_str());
+    let c = connect_spec(&spec, &opts).await?;
+    let started = Instant::now();
+    let client = c.client();
+    let remote = walk::remote_tree(&client, dir, &plan.ex)
+        .await?
+        .unwrap_or_default();
+    let send = to_send(&plan, &remote, &c).await?;
+    let bytes: u64 = send.iter().map(|f| f.size).sum();
+    let unchanged = tree.files.len() - send.len();
+    let names: Vec<&str> = send.iter().map(|f| f.rel.as_str()).collect();
+    let (gone_files, gone_dirs) = if a.delete {
+        extraneous(tree, &remote)
+    } else {
+        Default::default()
+    };
+    let gone: Vec<&str> = gone_files
+        .iter()
+        .chain(&gone_dirs)
+        .map(String::as_str)
+        .collect();
+    let json = json!({"dir": dir, "sent": send.len(), "bytes": bytes, "unchanged": unchanged,
+        "files": names, "deleted": gone, "dry_run": a.dry_run});
+    if a.dry_run {
+        let mut text: String = gone.iter().map(|n| format!("would delete {n}\n")).collect();
+        text.extend(names.iter().map(|n| format!("would send {n}\n")));
+        text.push_str(&format!(
+            "would send {} of {} files ({})",
+            send.len(),
+            tree.files.len(),
+            crate::output::bytes(bytes)
+        ));
+        if a.delete {
+            text.push_str(&format!(", delete {}", gone.len()));
         }
-    })
-    .await)
+        return Ok(Outcome::text(text, json));
+    }
+    // Removals first: a path that changes between file and directory is then free.
+    remove_remote(&c, dir, &gone_files, &gone_dirs).await?;
+    let missing: Vec<String> = tree
+        .dirs
+        .iter()
+        .filter(|d| !remote.dirs.contains(d))
+        .cloned()
+        .collect();
+    make_dirs(&c, dir, &missing).await?;
+    let bar = plan.bars.bar(bytes, if plan.fan { &spec.name } else { "" });
+    let moved = match push_files(&c, &send, dir, &bar).await {
+        Ok(m) => m,
+        Err(e) => {
+            bar.abandon();
+            return Err(e);
+        }
+    };
+    keep_mtimes(&c, dir, &send, &moved).await?;
+    bar.finish(&format!("{} files", moved.files));
+    let deleted = if a.delete {
+        format!(", deleted {}", gone.len())
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "sent {} of {} files ({}) to {}:{dir}{deleted} in {:.1} s",
+        send.len(),
+        tree.files.len(),
+        crate::output::bytes(bytes),
+        spec.name,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Outcome::text(text, json))
+}
+
+/// The local files the host lacks or has in another version (size and modification
+/// time; with `--checksum` size and SHA-256), sorted by path.
+async fn to_send(
+    plan: &Plan,
+    remote: &walk::RemoteTree,
+    c: &Connected,
+) -> Result<Vec<LocalFile>, Error> {
+    let checksum = plan.args.checksum;
+    let mut send: Vec<LocalFile> = Vec::new();
+    let mut same_size: Vec<&LocalFile> = Vec::new();
+    for f in &plan.tree.files {
+        match remote.files.get(&f.rel) {
+            Some(r) if r.size == f.size && (checksum || r.mtime == f.mtime) => same_size.push(f),
+            _ => send.push(f.clone()),
+        }
+    }
+    if checksum && !same_size.is_empty() {
+        let local: &BTreeMap<String, String> = plan
+            .hashes
+            .get_or_try_init(|| async { local_hashes(plan.tree.clone()).await })
+            .await?;
+        let rels: Vec<String> = same_size.iter().map(|f| f.rel.clone()).collect();
+        let theirs = remote_hashes(c, &plan.dir, &rels).await?;
+        for (f, h) in same_size.iter().zip(theirs) {
+            if local.get(&f.rel) != Some(&h) {
+                send.push((*f).clone());
+            }
+        }
+    }
+    send.sort_by(|x, y| x.rel.cmp(&y.rel));
+    Ok(send)
 }
 
 /// What DIR on the host has and the local tree does not: (files, directories deepest

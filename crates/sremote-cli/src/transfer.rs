@@ -135,54 +135,62 @@ pub async fn push(a: PushArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
             o.clone(),
         );
         async move {
-            let label = if fan {
-                spec.name.clone()
-            } else {
-                String::new()
-            };
+            let label = if fan { spec.name.as_str() } else { "" };
             let c = connect_transport(&spec, &opts).await?;
             let started = Instant::now();
-            let moved = match &tree {
+            let (moved, bar) = match &tree {
                 Some(tree) => {
-                    let bar = bars.bar(tree.bytes(), &label);
-                    let r = push_tree(&c, tree, &remote, &bar).await;
-                    (r, bar)
+                    let bar = bars.bar(tree.bytes(), label);
+                    (push_tree(&c, tree, &remote, &bar).await, bar)
                 }
-                None => {
-                    let meta = std::fs::metadata(&*local);
-                    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-                    let mtime = meta.ok().and_then(|m| m.modified().ok()).map(walk::secs);
-                    let bar = bars.bar(size, &label);
-                    let cb = bar.file_callback();
-                    let r = c
-                        .connector
-                        .push(Source::file(&local).progress(&cb), &remote)
-                        .await
-                        .map(|()| Moved {
-                            files: 1,
-                            bytes: size,
-                            ..Default::default()
-                        })
-                        .map_err(Error::from);
-                    let r = match (r, mtime) {
-                        (Ok(m), Some(t)) => {
-                            set_mtimes(&c, &[(remote.to_string(), t)]).await.map(|()| m)
-                        }
-                        (r, _) => r,
-                    };
-                    (r, bar)
-                }
+                None => push_file(&c, &local, &remote, &bars, label).await,
             };
-            match moved {
-                (Ok(m), bar) => Ok(m.outcome(started, &bar)),
-                (Err(e), bar) => {
-                    bar.abandon();
-                    Err(e)
-                }
-            }
+            settle(moved, started, &bar)
         }
     })
     .await)
+}
+
+/// Push one file (`sremote push` of a file) with a bar, then give it the local
+/// modification time.
+async fn push_file(
+    c: &Connected,
+    local: &Path,
+    remote: &str,
+    bars: &Bars,
+    label: &str,
+) -> (Result<Moved, Error>, Bar) {
+    let meta = std::fs::metadata(local);
+    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+    let mtime = meta.ok().and_then(|m| m.modified().ok()).map(walk::secs);
+    let bar = bars.bar(size, label);
+    let cb = bar.file_callback();
+    let r = c
+        .connector
+        .push(Source::file(local).progress(&cb), remote)
+        .await
+        .map(|()| Moved {
+            files: 1,
+            bytes: size,
+            ..Default::default()
+        })
+        .map_err(Error::from);
+    let r = match (r, mtime) {
+        (Ok(m), Some(t)) => set_mtimes(c, &[(remote.to_string(), t)]).await.map(|()| m),
+        (r, _) => r,
+    };
+    (r, bar)
+}
+
+/// A transfer's outcome for the report; a failed one abandons its bar.
+fn settle(moved: Result<Moved, Error>, started: Instant, bar: &Bar) -> Result<Outcome, Error> {
+    match moved {
+        Ok(m) => Ok(m.outcome(started, bar)),
+        Err(e) => {
+            bar.abandon();
+            Err(e)
+        }
+    }
 }
 
 /// Create `dirs` under `root` on the host (`mkdir -p`, names passed as data).
@@ -391,21 +399,9 @@ pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
     Ok(fanout::each(targets, &opts, move |spec| {
         let (a, ex, bars, opts) = (a.clone(), ex.clone(), bars.clone(), o.clone());
         async move {
-            let mut local = a.local.clone();
-            if fan {
-                local = local.join(&spec.name);
-                std::fs::create_dir_all(&local)
-                    .map_err(|e| Error::Usage(format!("cannot create {}: {e}", local.display())))?;
-            }
-            if local.is_dir() || a.local.to_string_lossy().ends_with('/') {
-                local = local.join(basename(&a.remote));
-            }
+            let local = pull_target(&a, fan.then_some(spec.name.as_str()))?;
             let c = connect_transport(&spec, &opts).await?;
-            let label = if fan {
-                spec.name.clone()
-            } else {
-                String::new()
-            };
+            let label = if fan { spec.name.as_str() } else { "" };
             let started = Instant::now();
             // The bar's total first (rate and ETA need it), only when there is a bar.
             let total = if bars.visible() {
@@ -413,7 +409,7 @@ pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
             } else {
                 0
             };
-            let bar = bars.bar(total, &label);
+            let bar = bars.bar(total, label);
             let cb = bar.file_callback();
             let first = c
                 .connector
@@ -437,30 +433,42 @@ pub async fn pull(a: PullArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error
                     Err(e.into())
                 }
                 // Not a file: a directory? (asked through the endpoint)
-                Err(e) => {
-                    let stat = match c.endpoint_client().await {
-                        Ok(client) => walk::remote_stat(&client, &a.remote).await,
-                        Err(other) => Err(other),
-                    };
-                    match stat {
-                        Ok(Some(st)) if st.is_dir => {
-                            bar.abandon();
-                            pull_tree(&c, &a.remote, &local, &ex, &bars, &label).await
-                        }
-                        _ => Err(e.into()),
+                Err(e) => match remote_is_dir(&c, &a.remote).await {
+                    true => {
+                        bar.abandon();
+                        pull_tree(&c, &a.remote, &local, &ex, &bars, label).await
                     }
-                }
+                    false => Err(e.into()),
+                },
             };
-            match moved {
-                Ok(m) => Ok(m.outcome(started, &bar)),
-                Err(e) => {
-                    bar.abandon();
-                    Err(e)
-                }
-            }
+            settle(moved, started, &bar)
         }
     })
     .await)
+}
+
+/// Where `sremote pull` writes: LOCAL, in a directory per host when several are pulled
+/// from (`host`, created), and below LOCAL when it is a directory.
+fn pull_target(a: &PullArgs, host: Option<&str>) -> Result<PathBuf, Error> {
+    let mut local = a.local.clone();
+    if let Some(host) = host {
+        local = local.join(host);
+        std::fs::create_dir_all(&local)
+            .map_err(|e| Error::Usage(format!("cannot create {}: {e}", local.display())))?;
+    }
+    if local.is_dir() || a.local.to_string_lossy().ends_with('/') {
+        local = local.join(basename(&a.remote));
+    }
+    Ok(local)
+}
+
+/// Whether `path` on the host is a directory (asked through the endpoint).
+async fn remote_is_dir(c: &Connected, path: &str) -> bool {
+    let stat = match c.endpoint_client().await {
+        Ok(client) => walk::remote_stat(&client, path).await,
+        Err(other) => Err(other),
+    };
+    matches!(stat, Ok(Some(st)) if st.is_dir)
 }
 
 /// Size in bytes of the file `path` on the host (`wc -c`, the path an argument), or

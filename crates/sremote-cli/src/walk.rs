@@ -275,12 +275,12 @@ pub async fn remote_stat(client: &Client, path: &str) -> Result<Option<Stat>, Er
     Ok(Some(client.call("os", "stat").arg(path).await?.value))
 }
 
-/// List the tree under directory `root` on the host (`None`: `root` does not exist).
 /// One plain path component: not empty, `.` or `..`, and without `/` or NUL.
 fn is_plain_name(name: &str) -> bool {
     !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
 }
 
+/// List the tree under directory `root` on the host (`None`: `root` does not exist).
 pub async fn remote_tree(
     client: &Client,
     root: &str,
@@ -298,41 +298,7 @@ pub async fn remote_tree(
     let mut tree = RemoteTree::default();
     let mut pending = vec![String::new()];
     while let Some(dir) = pending.pop() {
-        let names: Vec<String> = client
-            .call("os", "listdir")
-            .arg(join(root, &dir))
-            .await?
-            .value;
-        let mut stats = JoinSet::new();
-        let limit = Arc::new(tokio::sync::Semaphore::new(32));
-        for name in names {
-            // A listing comes from the host: a name that is not one plain path component
-            // would place a pulled file outside the local tree.
-            if !is_plain_name(&name) {
-                tree.skipped
-                    .push(format!("{name:?} (not a plain file name)"));
-                continue;
-            }
-            let rel = if dir.is_empty() {
-                name
-            } else {
-                format!("{dir}/{name}")
-            };
-            let (client, path, limit) = (client.clone(), join(root, &rel), limit.clone());
-            stats.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let st: Result<Stat, Error> =
-                    client.call("os", "stat").arg(&path).await.map(|o| o.value);
-                (rel, st)
-            });
-        }
-        let mut found = Vec::new();
-        while let Some(r) = stats.join_next().await {
-            let (rel, st) = r.map_err(|e| Error::Usage(format!("listing task failed: {e}")))?;
-            found.push((rel, st));
-        }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        for (rel, st) in found {
+        for (rel, st) in stat_children(client, root, &dir, &mut tree.skipped).await? {
             let st = match st {
                 Ok(st) => st,
                 // Vanished since the listing, or a broken symlink: leave it out.
@@ -342,35 +308,88 @@ pub async fn remote_tree(
                 }
                 Err(e) => return Err(e),
             };
-            if ex.excluded(&rel, st.is_dir) {
-                continue;
-            }
-            if st.is_dir {
-                if st.is_symlink {
-                    tree.skipped
-                        .push(format!("{rel} (a symlink to a directory)"));
-                } else {
-                    tree.dirs.push(rel.clone());
-                    pending.push(rel);
-                }
-            } else if st.is_file {
-                if st.is_symlink {
-                    tree.links.insert(rel.clone());
-                }
-                tree.files.insert(
-                    rel,
-                    RemoteFile {
-                        size: st.size,
-                        mtime: st.mtime.floor() as i64,
-                    },
-                );
-            } else {
-                tree.skipped.push(format!("{rel} (not a regular file)"));
+            if !ex.excluded(&rel, st.is_dir) && tree.add(&rel, &st) {
+                pending.push(rel);
             }
         }
     }
     tree.dirs.sort();
     Ok(Some(tree))
+}
+
+/// `os.stat` of every entry of `dir` (relative to `root`), 32 at a time, sorted by path;
+/// names that are not one plain path component go to `skipped`.
+async fn stat_children(
+    client: &Client,
+    root: &str,
+    dir: &str,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<(String, Result<Stat, Error>)>, Error> {
+    let names: Vec<String> = client
+        .call("os", "listdir")
+        .arg(join(root, dir))
+        .await?
+        .value;
+    let mut stats = JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
+    for name in names {
+        // A listing comes from the host: a name that is not one plain path component
+        // would place a pulled file outside the local tree.
+        if !is_plain_name(&name) {
+            skipped.push(format!("{name:?} (not a plain file name)"));
+            continue;
+        }
+        let rel = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        let (client, path, limit) = (client.clone(), join(root, &rel), limit.clone());
+        stats.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let st: Result<Stat, Error> =
+                client.call("os", "stat").arg(&path).await.map(|o| o.value);
+            (rel, st)
+        });
+    }
+    let mut found = Vec::new();
+    while let Some(r) = stats.join_next().await {
+        let (rel, st) = r.map_err(|e| Error::Usage(format!("listing task failed: {e}")))?;
+        found.push((rel, st));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+impl RemoteTree {
+    /// Record entry `rel`: a file (and whether it is a symlink), a directory, or why it is
+    /// skipped. `true` for a directory to descend into.
+    fn add(&mut self, rel: &str, st: &Stat) -> bool {
+        if st.is_dir {
+            if st.is_symlink {
+                self.skipped
+                    .push(format!("{rel} (a symlink to a directory)"));
+                return false;
+            }
+            self.dirs.push(rel.to_string());
+            return true;
+        }
+        if st.is_file {
+            if st.is_symlink {
+                self.links.insert(rel.to_string());
+            }
+            self.files.insert(
+                rel.to_string(),
+                RemoteFile {
+                    size: st.size,
+                    mtime: st.mtime.floor() as i64,
+                },
+            );
+        } else {
+            self.skipped.push(format!("{rel} (not a regular file)"));
+        }
+        false
+    }
 }
 
 #[cfg(test)]
