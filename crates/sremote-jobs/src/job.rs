@@ -12,7 +12,7 @@ use crate::error::{FailureClass, JobError};
 use crate::remote::{self, DirStatus};
 use crate::scheduler::{Scheduler, SchedulerState};
 use crate::store::{JobRecord, JobState, JobStore};
-use sremote_core::protocol::job::{DiedReason, EXITED, State};
+use sremote_core::protocol::job::{DiedReason, EXITED, SCHEDULER_OUT_FILE, State};
 
 /// A job's state as last seen, with the details of a failure.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,57 +194,7 @@ impl<C: Connector> Job<C> {
                         // The runner may have written its final state just now.
                         d = self.dir_status(&dir).await?;
                         st.log_bytes = d.log_bytes;
-                        match finished {
-                            _ if settled(&d) => self.apply_dir(&mut st, &d),
-                            SchedulerState::Finished(Some((FailureClass::Cancelled, _)))
-                                if d.cancel_requested =>
-                            {
-                                st.state = JobState::Cancelled
-                            }
-                            SchedulerState::Finished(Some(why)) => {
-                                st.state = JobState::Died;
-                                st.failure = Some(why);
-                            }
-                            SchedulerState::Finished(None) if d.status.state == State::Died => {
-                                st.state = JobState::Died;
-                                st.failure = Some(remote::died(&d.status));
-                            }
-                            SchedulerState::Unknown
-                                if d.status.died_reason() == Some(DiedReason::Vanished)
-                                    && d.status.finished_unix_ms.is_some_and(|t| {
-                                        crate::store::now_ms().saturating_sub(t)
-                                            < ACCOUNTING_LAG.as_millis() as u64
-                                    }) =>
-                            {
-                                // Killed without a word (a batch limit's SIGKILL), and the
-                                // batch system has not written its accounting record yet:
-                                // not settled until it has, or until ACCOUNTING_LAG passed.
-                                st.state = JobState::Running;
-                                st.scheduler = Some(
-                                    "finishing: waiting for the batch system's accounting".into(),
-                                );
-                            }
-                            SchedulerState::Finished(None) => {
-                                st.state = JobState::Died;
-                                st.failure = Some((
-                                    FailureClass::Crashed,
-                                    "the batch job ended without writing a result (see scheduler.out in the job dir)".into(),
-                                ));
-                            }
-                            _ if d.status.state == State::Died => {
-                                st.state = JobState::Died;
-                                st.failure = Some(remote::died(&d.status));
-                            }
-                            _ => {
-                                st.state = JobState::Died;
-                                st.failure = Some((
-                                    FailureClass::Lost,
-                                    format!(
-                                        "the batch system no longer knows job {sid} and it left no result"
-                                    ),
-                                ));
-                            }
-                        }
+                        self.apply_batch_end(&mut st, &d, finished, sid);
                     }
                 }
             }
@@ -255,6 +205,61 @@ impl<C: Connector> Job<C> {
             self.refresh()?;
         }
         Ok(st)
+    }
+
+    /// A batch job the batch system no longer runs (`finished`: what it says, `d`: the
+    /// job's directory read after it said so): settled by the dir when the runner wrote
+    /// its end, else by the batch system's reason, else died (crashed, or lost).
+    fn apply_batch_end(
+        &self,
+        st: &mut JobStatus,
+        d: &DirStatus,
+        finished: SchedulerState,
+        sid: &str,
+    ) {
+        let died = |st: &mut JobStatus, why: (FailureClass, String)| {
+            st.state = JobState::Died;
+            st.failure = Some(why);
+        };
+        let over_in_dir = d.status.state == State::Died;
+        match finished {
+            _ if settled(d) => self.apply_dir(st, d),
+            SchedulerState::Finished(Some((FailureClass::Cancelled, _))) if d.cancel_requested => {
+                st.state = JobState::Cancelled
+            }
+            SchedulerState::Finished(Some(why)) => died(st, why),
+            SchedulerState::Finished(None) if over_in_dir => died(st, remote::died(&d.status)),
+            SchedulerState::Unknown
+                if d.status.died_reason() == Some(DiedReason::Vanished)
+                    && d.status.finished_unix_ms.is_some_and(|t| {
+                        crate::store::now_ms().saturating_sub(t) < ACCOUNTING_LAG.as_millis() as u64
+                    }) =>
+            {
+                // Killed without a word (a batch limit's SIGKILL), and the batch system
+                // has not written its accounting record yet: not settled until it has, or
+                // until ACCOUNTING_LAG passed.
+                st.state = JobState::Running;
+                st.scheduler = Some("finishing: waiting for the batch system's accounting".into());
+            }
+            SchedulerState::Finished(None) => died(
+                st,
+                (
+                    FailureClass::Crashed,
+                    format!(
+                        "the batch job ended without writing a result (see {SCHEDULER_OUT_FILE} in \
+                         the job dir)"
+                    ),
+                ),
+            ),
+            _ if over_in_dir => died(st, remote::died(&d.status)),
+            _ => died(
+                st,
+                (
+                    FailureClass::Lost,
+                    format!("the batch system no longer knows job {sid} and it left no result"),
+                ),
+            ),
+        }
     }
 
     fn apply_dir(&self, st: &mut JobStatus, d: &DirStatus) {
