@@ -50,6 +50,7 @@ pub use reach::Reach;
 
 pub mod civil;
 pub mod frame;
+pub mod newt;
 pub mod setup;
 pub mod units;
 pub use setup::Setup;

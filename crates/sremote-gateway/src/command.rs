@@ -26,7 +26,10 @@ pub struct CommandForm {
     executable: String,
     /// NEWT's "run in a login environment"; accepted and ignored (no shell is ever run).
     #[serde(default)]
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "parsed so that NEWT clients sending it are accepted"
+    )]
     loginenv: Option<String>,
     /// Extension: seconds after which the command and its process group are killed.
     #[serde(default)]

@@ -3,7 +3,9 @@
 //!
 //! Extensions: `PUT …?mode=755` sets the permission bits (default 644; setuid, setgid and
 //! sticky bits are dropped); `GET ?view=read` answers the file's mode in `X-Sremote-Mode`
-//! (without setuid/setgid/sticky) and only serves regular files (a FIFO or device is
+//! (without setuid/setgid/sticky) and its modification time in `X-Sremote-Mtime` (whole
+//! seconds since the epoch; header names in [`sremote_core::newt`]), and only serves
+//! regular files (a FIFO or device is
 //! refused at once, never waited on); a path starting with `~` is in the home. Every path
 //! is opened beneath its root's handle ([`crate::paths`]).
 
@@ -40,10 +42,7 @@ pub struct FileQuery {
     fsync: Option<String>,
 }
 
-/// Header carrying a file's permission bits (octal) on `GET ?view=read`.
-pub const MODE_HEADER: &str = "x-sremote-mode";
-/// Header carrying a file's modification time (seconds since the epoch) on `GET ?view=read`.
-pub const MTIME_HEADER: &str = "x-sremote-mtime";
+pub use sremote_core::newt::{MODE_HEADER, MTIME_HEADER};
 
 /// The machine and the still-encoded path of a `/file/<machine>/<path>` URI.
 fn split_uri(state: &AppState, uri: &OriginalUri) -> Result<String, ApiError> {

@@ -10,10 +10,14 @@
 //! | `POST /auth` (form `username`, `password`) | log in: JSON `{auth, username, session_lifetime, newt_sessionid, home}` and cookie `newt_sessionid` |
 //! | `GET /auth`, `DELETE /auth` | session status (`{"auth": true\|false, …}`), log out |
 //! | `POST /command/<machine>` (form `executable`, optional `timeout` seconds) | `{output, error, status, exit_code, signal}`; 504 on timeout |
-//! | `GET /file/<machine>/<path>?view=read` | a regular file's bytes (`X-Sremote-Mode`: its mode without setuid/setgid/sticky) |
+//! | `GET /file/<machine>/<path>?view=read` | a regular file's bytes; `X-Sremote-Mode`: its mode without setuid/setgid/sticky (octal), `X-Sremote-Mtime`: its modification time (whole seconds since the epoch) |
 //! | `GET /file/<machine>/<path>` | listing JSON |
 //! | `PUT /file/<machine>/<path>[?mode=755]` | write the raw body atomically, parents created, mode masked to `0o777` |
 //! | `DELETE /file/<machine>/<path>` | remove a file or an empty directory |
+//!
+//! The `X-Sremote-*` headers, the `exit_code`/`signal` answer fields and the `timeout`,
+//! `mode` and `fsync` parameters are sremote's extensions of NEWT; the header names are
+//! shared with the client in [`sremote_core::newt`].
 //!
 //! `/login` is another name of `/auth`, and every route also answers with a trailing slash.
 //! Errors are JSON `{"status": "ERROR", "error": message, "code": code}` with 401, 403,

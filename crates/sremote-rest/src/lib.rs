@@ -36,7 +36,7 @@
 #![warn(missing_docs)]
 
 use std::fmt;
-use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -45,7 +45,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, COOKIE, SET_COOKIE};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
-use sremote_core::connector::{Progress, SourceData};
+use sremote_core::connector::SourceData;
+use sremote_core::connector::support::{
+    OpenSource, PartFile, pull_action, push_action, with_progress,
+};
+use sremote_core::newt;
 use sremote_core::{
     Connector, ConnectorError, ConnectorErrorKind as Kind, Dest, ExecOutput, RemoteCommand, Source,
 };
@@ -61,8 +65,6 @@ use http::{network_error, read_error};
 
 /// Retries of an idempotent request (connection failures, 502, 503).
 const RETRIES: u32 = 3;
-/// Permission bits a pushed or pulled file may carry: never setuid, setgid or sticky.
-const FILE_MODE_MASK: u32 = 0o777;
 /// Extra time the client waits beyond a command's timeout before giving up itself.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -451,25 +453,6 @@ impl NewtConnector {
     }
 }
 
-/// Report progress from a counter fed by a body stream, until `fut` finishes.
-async fn with_progress<F: Future>(
-    fut: F,
-    mut rx: tokio::sync::watch::Receiver<u64>,
-    progress: Option<Progress<'_>>,
-) -> F::Output {
-    let Some(p) = progress else { return fut.await };
-    tokio::pin!(fut);
-    loop {
-        tokio::select! {
-            out = &mut fut => {
-                p(*rx.borrow());
-                return out;
-            }
-            Ok(()) = rx.changed() => p(*rx.borrow_and_update()),
-        }
-    }
-}
-
 #[async_trait]
 impl Connector for NewtConnector {
     fn host(&self) -> &str {
@@ -533,49 +516,29 @@ impl Connector for NewtConnector {
     }
 
     async fn push(&self, from: Source<'_>, to: &str) -> Result<(), ConnectorError> {
-        let action = match from.data {
-            SourceData::File(p) => format!("push {} -> {to}", p.display()),
-            SourceData::Bytes(b) => format!("push {} bytes -> {to}", b.len()),
-        };
+        let action = push_action(&from, to);
         let local = |e: std::io::Error| {
             ConnectorError::io(&self.label, &action, &e).hint("check the local file")
         };
-        let (len, mode, bytes) = match from.data {
-            SourceData::File(p) => {
-                let meta = tokio::fs::metadata(p).await.map_err(local)?;
-                if meta.is_dir() {
-                    return Err(self
-                        .err(Kind::InvalidInput, &action)
-                        .detail(format!("{} is a directory", p.display())));
-                }
-                use std::os::unix::fs::PermissionsExt;
-                (
-                    meta.len(),
-                    from.mode.unwrap_or(meta.permissions().mode()) & FILE_MODE_MASK,
-                    None,
-                )
-            }
-            SourceData::Bytes(b) => (
-                b.len() as u64,
-                from.mode.unwrap_or(0o644) & FILE_MODE_MASK,
-                Some(Bytes::copy_from_slice(b)),
-            ),
-        };
+        let src = OpenSource::open(&from, &self.label, &action)?;
+        let (len, mode) = (src.size, src.mode);
+        let bytes = src
+            .file
+            .is_none()
+            .then(|| Bytes::copy_from_slice(src.bytes));
         // A scratch file need not be fsynced by the gateway before it answers.
         let durable = if from.scratch { "&fsync=0" } else { "" };
         let url = format!(
             "{}?mode={mode:o}{durable}",
             self.file_url(to, &action).await?
         );
-        let (tx, rx) = tokio::sync::watch::channel(0u64);
-        let tx = Arc::new(tx);
+        let sent = Arc::new(AtomicU64::new(0));
         let make = |c: &Client| {
-            let tx = tx.clone();
-            let mut sent = 0u64;
+            let sent = sent.clone();
+            sent.store(0, Ordering::Relaxed); // a retry starts again
             let count = move |chunk: &std::io::Result<Bytes>| {
                 if let Ok(b) = chunk {
-                    sent += b.len() as u64;
-                    tx.send_replace(sent);
+                    sent.fetch_add(b.len() as u64, Ordering::Relaxed);
                 }
             };
             let body = match (&bytes, from.data) {
@@ -598,48 +561,35 @@ impl Connector for NewtConnector {
             };
             Ok(c.put(&url).header(CONTENT_LENGTH, len).body(body))
         };
-        let resp = with_progress(self.send(&action, true, make), rx, from.progress).await?;
+        let position = || sent.load(Ordering::Relaxed);
+        let resp = with_progress(self.send(&action, true, make), from.progress, position).await?;
+        from.progress.inspect(|p| p(position()));
         self.check(&action, resp).await.map(drop)
     }
 
     async fn pull(&self, from: &str, to: Dest<'_>) -> Result<(), ConnectorError> {
-        let action = format!("pull {from} -> {}", to.path.display());
+        let action = pull_action(from, &to);
         let url = format!("{}?view=read", self.file_url(from, &action).await?);
         let resp = self.send(&action, true, |c| Ok(c.get(&url))).await?;
         let resp = self.check(&action, resp).await?;
-        let mode = resp
-            .headers()
-            .get("x-sremote-mode")
-            .and_then(|v| u32::from_str_radix(v.to_str().ok()?, 8).ok())
-            .unwrap_or(0o644)
-            & FILE_MODE_MASK;
-        let mtime = resp
-            .headers()
-            .get("x-sremote-mtime")
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        let header = |name: &str| resp.headers().get(name)?.to_str().ok().map(str::to_string);
+        let mode = header(newt::MODE_HEADER)
+            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+            .unwrap_or(0o644);
+        let mtime = header(newt::MTIME_HEADER)
+            .and_then(|v| v.parse::<u64>().ok())
             .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
         let expected = resp.content_length();
         let local = |e: std::io::Error| ConnectorError::io(&self.label, &action, &e);
-        let dir = match to.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => Path::new(".").to_path_buf(),
-        };
-        tokio::fs::create_dir_all(&dir).await.map_err(local)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".sremote-part-")
-            .tempfile_in(&dir)
-            .map_err(local)?;
-        let (file, tmp_path) = tmp.into_parts();
-        let mut file = tokio::fs::File::from_std(file);
+        let part = PartFile::create(to.path).map_err(local)?;
+        let mut file = tokio::fs::File::from_std(part.file().try_clone().map_err(local)?);
         let mut stream = resp.bytes_stream();
         let mut done = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| read_error(&self.label, &action, &e))?;
             file.write_all(&chunk).await.map_err(local)?;
             done += chunk.len() as u64;
-            if let Some(p) = to.progress {
-                p(done);
-            }
+            to.progress.inspect(|p| p(done));
         }
         if expected.is_some_and(|n| n != done) {
             return Err(self
@@ -647,16 +597,8 @@ impl Connector for NewtConnector {
                 .detail(format!("got {done} of {expected:?} bytes")));
         }
         file.flush().await.map_err(local)?;
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .await
-            .map_err(local)?;
-        let file = file.into_std().await;
-        if let Some(t) = mtime {
-            file.set_modified(t).map_err(local)?;
-        }
         drop(file);
-        tmp_path.persist(to.path).map_err(|e| local(e.error))?;
+        part.finish(Some(mode), mtime).map_err(local)?;
         Ok(())
     }
 }
