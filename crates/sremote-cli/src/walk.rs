@@ -118,75 +118,37 @@ pub fn secs(t: SystemTime) -> i64 {
 pub fn local_tree(root: &Path, ex: &mut Excludes) -> Result<LocalTree, Error> {
     let mut tree = LocalTree::default();
     let mut stack = vec![(root.to_path_buf(), String::new())];
-    let io = unreadable;
-    let top = std::fs::canonicalize(root).map_err(|e| io(root, e))?;
+    let top = std::fs::canonicalize(root).map_err(|e| unreadable(root, e))?;
     let mut outside = Vec::new();
     while let Some((dir, rel)) = stack.pop() {
         if let Some(files) = &mut ex.files {
             files.load(&rel)?;
         }
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| io(&dir, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| io(&dir, e))?;
-        entries.sort_by_key(|e| e.file_name());
         let mut subdirs = Vec::new();
-        for entry in entries {
-            let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                return Err(Error::usage(
-                    format!(
-                        "{}: the name is not UTF-8, so it cannot be named on the host",
-                        path.display()
-                    ),
-                    "rename it or --exclude it",
-                ));
-            };
+        for entry in sorted_entries(&dir)? {
+            let name = utf8_name(&entry)?;
             let rel = if rel.is_empty() {
                 name
             } else {
                 format!("{rel}/{name}")
             };
-            let link = entry.file_type().map_err(|e| io(&path, e))?.is_symlink();
-            let meta = match std::fs::metadata(&path) {
-                Ok(m) => m,
-                Err(_) if link => {
-                    tree.skipped.push(format!("{rel} (a broken symlink)"));
+            match classify(&entry, &rel, &top, ex)? {
+                Found::Excluded => {}
+                Found::Skipped(why) => {
+                    tree.skipped.push(format!("{rel} ({why})"));
                     tree.skipped_rels.push(rel);
-                    continue;
                 }
-                Err(e) => return Err(io(&path, e)),
-            };
-            if ex.excluded(&rel, meta.is_dir()) {
-                continue;
-            }
-            if meta.is_dir() {
-                if link {
-                    tree.skipped
-                        .push(format!("{rel} (a symlink to a directory)"));
-                    tree.skipped_rels.push(rel);
-                } else {
+                Found::Dir => {
                     tree.dirs.push(rel.clone());
-                    subdirs.push((path, rel));
+                    subdirs.push((entry.path(), rel));
                 }
-            } else if meta.is_file() {
-                let path = match link {
-                    true => std::fs::canonicalize(&path).map_err(|e| io(&path, e))?,
-                    false => path,
-                };
-                if link && !path.starts_with(&top) {
-                    outside.push(format!("{rel} -> {}", path.display()));
-                    continue;
-                }
-                tree.files.push(LocalFile {
+                Found::File { path, size, mtime } => tree.files.push(LocalFile {
                     rel,
                     path,
-                    size: meta.len(),
-                    mtime: meta.modified().map(secs).unwrap_or(0),
-                });
-            } else {
-                tree.skipped.push(format!("{rel} (not a regular file)"));
-                tree.skipped_rels.push(rel);
+                    size,
+                    mtime,
+                }),
+                Found::Outside(target) => outside.push(format!("{rel} -> {}", target.display())),
             }
         }
         stack.extend(subdirs.into_iter().rev());
@@ -195,6 +157,93 @@ pub fn local_tree(root: &Path, ex: &mut Excludes) -> Result<LocalTree, Error> {
         return Err(links_out(root, &outside));
     }
     Ok(tree)
+}
+
+/// The entries of `dir`, sorted by name.
+fn sorted_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>, Error> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| unreadable(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| unreadable(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
+/// An entry's name, which must be UTF-8 to be named on the host.
+fn utf8_name(entry: &std::fs::DirEntry) -> Result<String, Error> {
+    entry
+        .file_name()
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::usage(
+                format!(
+                    "{}: the name is not UTF-8, so it cannot be named on the host",
+                    entry.path().display()
+                ),
+                "rename it or --exclude it",
+            )
+        })
+}
+
+/// What a walk makes of one entry.
+enum Found {
+    Excluded,
+    /// Left out, and why.
+    Skipped(&'static str),
+    /// A directory to enter.
+    Dir,
+    /// A file to send (`path`: a symlink resolved).
+    File {
+        path: PathBuf,
+        size: u64,
+        mtime: i64,
+    },
+    /// A symlink to a file outside the tree: where it leads.
+    Outside(PathBuf),
+}
+
+/// Classify `entry` (at `rel` in the tree whose canonical root is `top`).
+fn classify(
+    entry: &std::fs::DirEntry,
+    rel: &str,
+    top: &Path,
+    ex: &Excludes,
+) -> Result<Found, Error> {
+    let path = entry.path();
+    let link = entry
+        .file_type()
+        .map_err(|e| unreadable(&path, e))?
+        .is_symlink();
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(_) if link => return Ok(Found::Skipped("a broken symlink")),
+        Err(e) => return Err(unreadable(&path, e)),
+    };
+    if ex.excluded(rel, meta.is_dir()) {
+        return Ok(Found::Excluded);
+    }
+    if meta.is_dir() {
+        return Ok(match link {
+            true => Found::Skipped("a symlink to a directory"),
+            false => Found::Dir,
+        });
+    }
+    if !meta.is_file() {
+        return Ok(Found::Skipped("not a regular file"));
+    }
+    let path = match link {
+        true => std::fs::canonicalize(&path).map_err(|e| unreadable(&path, e))?,
+        false => path,
+    };
+    if link && !path.starts_with(top) {
+        return Ok(Found::Outside(path));
+    }
+    Ok(Found::File {
+        path,
+        size: meta.len(),
+        mtime: meta.modified().map(secs).unwrap_or(0),
+    })
 }
 
 fn unreadable(p: &Path, e: std::io::Error) -> Error {
