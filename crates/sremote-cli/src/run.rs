@@ -93,24 +93,8 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    if let Some(name) = &a.venv
-        && !sremote_core::valid_venv_name(name)
-    {
-        return Err(Error::usage(
-            format!("--venv {name:?} is not a venv name"),
-            "use letters, digits, `_`, `.` and `-`",
-        ));
-    }
+    check_venv(&a)?;
     if a.detach {
-        if let Some(name) = &a.venv {
-            return Err(Error::usage(
-                "--venv with --detach is not supported yet",
-                format!(
-                    "name the venv's interpreter instead: sremote run HOST --detach -- \
-                     .sremote/venvs/{name}/bin/python3 …"
-                ),
-            ));
-        }
         return detach(targets, a.argv, a.cwd, env, opts).await;
     }
     let (cancel_tx, cancel) = watch::channel(0u32);
@@ -170,28 +154,56 @@ pub async fn run(a: RunArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Error> 
             Err(e) => Err(e),
         };
     }
+    Ok(fan_summary(&targets.hosts, results, interrupted))
+}
+
+/// Several hosts: each error said (`host | error: …`), then (unless interrupted: 130) the
+/// summary naming the hosts that failed, and the fan-out's exit code.
+fn fan_summary(
+    hosts: &[HostSpec],
+    results: Vec<Result<End, Error>>,
+    interrupted: bool,
+) -> ExitCode {
     let mut failed = Vec::new();
-    for (spec, r) in targets.hosts.iter().zip(results) {
+    for (spec, r) in hosts.iter().zip(results) {
+        let name = spec.name.clone();
         match r {
             Ok(End::Exited(0)) => {}
-            Ok(End::Exited(code)) => {
-                failed.push((spec.name.clone(), format!("exit code {code}"), 1))
-            }
-            Ok(End::Signalled) => failed.push((spec.name.clone(), "killed by a signal".into(), 1)),
+            Ok(End::Exited(code)) => failed.push((name, format!("exit code {code}"), 1)),
+            Ok(End::Signalled) => failed.push((name, "killed by a signal".into(), 1)),
             Err(e) => {
                 fanout::report_error(&spec.name, &e);
-                failed.push((
-                    spec.name.clone(),
-                    output::error_kind(&e),
-                    output::exit_code(&e),
-                ));
+                failed.push((name, output::error_kind(&e), output::exit_code(&e)));
             }
         }
     }
     if interrupted {
-        return Ok(ExitCode::from(130));
+        return ExitCode::from(130);
     }
-    Ok(fanout::summary(targets.hosts.len(), &failed))
+    fanout::summary(hosts.len(), &failed)
+}
+
+/// `--venv NAME`: a venv name, and not with `--detach` (yet).
+fn check_venv(a: &RunArgs) -> Result<(), Error> {
+    let Some(name) = &a.venv else {
+        return Ok(());
+    };
+    if !sremote_core::valid_venv_name(name) {
+        return Err(Error::usage(
+            format!("--venv {name:?} is not a venv name"),
+            "use letters, digits, `_`, `.` and `-`",
+        ));
+    }
+    if a.detach {
+        return Err(Error::usage(
+            "--venv with --detach is not supported yet",
+            format!(
+                "name the venv's interpreter instead: sremote run HOST --detach -- \
+                 .sremote/venvs/{name}/bin/python3 …"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `--detach`: submit `job.run(argv)` on every host as a detached job (a new one each time)
