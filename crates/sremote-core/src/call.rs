@@ -29,12 +29,15 @@ impl From<Vec<Value>> for CallArgs {
 /// Facts about a finished call.
 #[derive(Debug, Clone)]
 pub struct CallMeta {
+    /// The request id (unique per call).
     pub id: String,
     /// Host name reported by the endpoint.
     pub host: String,
+    /// Version of the endpoint that ran the call.
     pub endpoint_version: String,
     /// Process id of the endpoint that ran the call.
     pub pid: u32,
+    /// When the call started on the host and how long it ran there.
     pub timing: crate::protocol::Timing,
     /// The path the call took.
     pub mode: CallMode,
@@ -45,9 +48,13 @@ pub struct CallMeta {
 /// A call's value with the output it printed and where it ran.
 #[derive(Debug, Clone)]
 pub struct CallOutput<T> {
+    /// The function's return value.
     pub value: T,
+    /// What the call printed on stdout.
     pub stdout: String,
+    /// What the call printed on stderr.
     pub stderr: String,
+    /// Where and how it ran.
     pub meta: CallMeta,
 }
 

@@ -31,10 +31,12 @@ pub enum FrameKind {
     Cancel = 4,
     /// Either way: 8 opaque bytes, answered by `Pong` with the same bytes.
     Ping = 5,
+    /// The answer to a `Ping`: its 8 bytes.
     Pong = 6,
 }
 
 impl FrameKind {
+    /// The kind with wire value `b`, if any.
     pub fn from_u8(b: u8) -> Option<FrameKind> {
         Some(match b {
             1 => FrameKind::Hello,
@@ -104,13 +106,20 @@ pub fn write_message(
 /// read into its own buffer, or a plain body.
 #[derive(Debug)]
 pub enum Frame {
+    /// A request or response.
     Message {
+        /// `Request` or `Response`.
         kind: FrameKind,
+        /// The message's JSON.
         json: Vec<u8>,
+        /// Its raw attachments, referenced from the JSON as `{"$blob": N}`.
         attachments: Vec<Vec<u8>>,
     },
+    /// Any other frame.
     Plain {
+        /// What it is.
         kind: FrameKind,
+        /// Its body, as sent.
         body: Vec<u8>,
     },
 }

@@ -14,6 +14,7 @@ use crate::{CallArgs, CallOutput, Connector, Error, RemoteClient};
 pub struct HostResult<T> {
     /// The host's name as its connector gives it.
     pub host: String,
+    /// The call's result on that host.
     pub result: Result<T, Error>,
 }
 
