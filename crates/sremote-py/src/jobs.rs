@@ -215,61 +215,30 @@ fn resources_of(d: Option<&Bound<'_, PyDict>>) -> PyResult<(Resources, Vec<Strin
                 v.repr().map(|r| r.to_string()).unwrap_or_default()
             ))
         };
-        let count = |v: &Bound<'_, PyAny>| -> PyResult<u32> {
-            match v.extract::<u32>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(bad("a whole number of at least 1")),
-            }
+        let count = || match v.extract::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(bad("a whole number of at least 1")),
         };
         match key.as_str() {
-            "max_time" => {
-                let d = if let Ok(s) = v.extract::<String>() {
-                    parse_duration(&s).map_err(|e| bad(&e))?
-                } else if let Ok(secs) = v.extract::<f64>() {
-                    Duration::try_from_secs_f64(secs)
-                        .map_err(|_| bad("a duration: '1h', '30m', '1:30:00' or seconds"))?
-                } else {
-                    return Err(bad("a duration: '1h', '30m', '1:30:00' or seconds"));
-                };
-                r.time = Some(d);
-            }
-            "num_nodes" => r.nodes = Some(count(&v)?),
-            "num_cores" => total_cores = Some(count(&v)?),
+            "max_time" => r.time = Some(duration_value(&v).map_err(|e| bad(&e))?),
+            "num_nodes" => r.nodes = Some(count()?),
+            "num_cores" => total_cores = Some(count()?),
             "gpus" => {
                 r.gpus = Some(
                     v.extract::<u32>()
                         .map_err(|_| bad("a whole number of GPUs per node"))?,
                 )
             }
-            "max_mem" => {
-                let bytes = if let Ok(s) = v.extract::<String>() {
-                    parse_size(&s).map_err(|e| bad(&e))?
-                } else if let Ok(n) = v.extract::<u64>() {
-                    n
-                } else {
-                    return Err(bad("a size: '4G', '512MB' or bytes"));
-                };
-                r.memory = Some(bytes);
-            }
+            "max_mem" => r.memory = Some(size_value(&v).map_err(|e| bad(&e))?),
             "partitions" => {
-                allowed = if let Ok(s) = v.extract::<String>() {
-                    vec![s]
-                } else if let Ok(list) = v.extract::<Vec<String>>() {
-                    list
-                } else {
-                    return Err(bad("a partition name or a list of them"));
-                };
+                allowed = strings(&v).ok_or_else(|| bad("a partition name or a list of them"))?;
                 if allowed.iter().any(|p| p.trim().is_empty()) || allowed.is_empty() {
                     return Err(bad("partition names that are not empty"));
                 }
             }
             "header" => {
-                r.extra_header = if let Ok(s) = v.extract::<String>() {
-                    vec![s]
-                } else {
-                    v.extract::<Vec<String>>()
-                        .map_err(|_| bad("a batch-script header line or a list of them"))?
-                };
+                r.extra_header = strings(&v)
+                    .ok_or_else(|| bad("a batch-script header line or a list of them"))?;
             }
             other => {
                 return Err(PyValueError::new_err(format!(
@@ -283,6 +252,36 @@ fn resources_of(d: Option<&Bound<'_, PyDict>>) -> PyResult<(Resources, Vec<Strin
         r.cores_per_node = Some(total.div_ceil(r.nodes.unwrap_or(1)));
     }
     Ok((r, allowed))
+}
+
+/// A duration: `'1h'`, `'30m'`, `'1:30:00'` or seconds; `Err` says what was expected.
+fn duration_value(v: &Bound<'_, PyAny>) -> Result<Duration, String> {
+    const FORM: &str = "a duration: '1h', '30m', '1:30:00' or seconds";
+    if let Ok(s) = v.extract::<String>() {
+        parse_duration(&s)
+    } else if let Ok(secs) = v.extract::<f64>() {
+        Duration::try_from_secs_f64(secs).map_err(|_| FORM.to_string())
+    } else {
+        Err(FORM.to_string())
+    }
+}
+
+/// A size: `'4G'`, `'512MB'` or bytes; `Err` says what was expected.
+fn size_value(v: &Bound<'_, PyAny>) -> Result<u64, String> {
+    if let Ok(s) = v.extract::<String>() {
+        parse_size(&s)
+    } else {
+        v.extract::<u64>()
+            .map_err(|_| "a size: '4G', '512MB' or bytes".to_string())
+    }
+}
+
+/// A string or a list of strings.
+fn strings(v: &Bound<'_, PyAny>) -> Option<Vec<String>> {
+    match v.extract::<String>() {
+        Ok(s) => Some(vec![s]),
+        Err(_) => v.extract::<Vec<String>>().ok(),
+    }
 }
 
 /// Apply `partitions=`: one name is used as given; several restrict the host's known
@@ -483,20 +482,7 @@ fn submit_job(
         Scheduler::Direct => HostConfig::default(),
         _ => host_config(&spec)?,
     };
-    let mut call_args: Vec<Arg> = Vec::new();
-    for (i, a) in args.try_iter()?.enumerate() {
-        call_args.push(to_arg(&a?, &format!("argument {}", i + 1))?);
-    }
-    let mut call_kwargs: Vec<(String, Arg)> = Vec::new();
-    if let Some(kw) = kwargs {
-        for (k, v) in kw.iter() {
-            let key: String = k
-                .extract()
-                .map_err(|_| PyTypeError::new_err("kwargs: keys must be str"))?;
-            let arg = to_arg(&v, &format!("keyword argument {key:?}"))?;
-            call_kwargs.push((key, arg));
-        }
-    }
+    let (call_args, call_kwargs) = call_arguments(args, kwargs)?;
     let modules: Vec<ShippedModule> = code
         .into_iter()
         .map(|(n, source)| ShippedModule::new(n, source))
@@ -545,6 +531,32 @@ fn submit_job(
     };
     let job = runtime::wait_all(py, fut)?.map_err(job_err)?;
     Ok(NativeJob { job, store: keep })
+}
+
+/// The call's positional and keyword arguments, converted while the GIL is held.
+#[expect(
+    clippy::type_complexity,
+    reason = "a pair of argument lists, used once"
+)]
+fn call_arguments(
+    args: &Bound<'_, PyAny>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(Vec<Arg>, Vec<(String, Arg)>)> {
+    let mut call_args: Vec<Arg> = Vec::new();
+    for (i, a) in args.try_iter()?.enumerate() {
+        call_args.push(to_arg(&a?, &format!("argument {}", i + 1))?);
+    }
+    let mut call_kwargs: Vec<(String, Arg)> = Vec::new();
+    if let Some(kw) = kwargs {
+        for (k, v) in kw.iter() {
+            let key: String = k
+                .extract()
+                .map_err(|_| PyTypeError::new_err("kwargs: keys must be str"))?;
+            let arg = to_arg(&v, &format!("keyword argument {key:?}"))?;
+            call_kwargs.push((key, arg));
+        }
+    }
+    Ok((call_args, call_kwargs))
 }
 
 /// The job `id` of the store, reached through `client`.
