@@ -4,9 +4,10 @@
 //! and it (those bootstrap would create) must be directories owned by the login user (or
 //! root) and not writable by group or others; a symlink is judged by what it points to,
 //! and a dangling one is refused. The check is a fixed shell function (the directory is
-//! its positional argument): part of bootstrap's probe, and one `exec` before the first
-//! call of a client (not per call — the call path is latency-critical); see
-//! ARCHITECTURE.md, "Trust".
+//! its positional argument): part of bootstrap's probe, part of every session start
+//! ([`guarded`]: the check and the endpoint in one remote program), and one `exec` before
+//! a client's first pipe or file call (not per call — the call path is latency-critical);
+//! see ARCHITECTURE.md, "Trust".
 
 use std::time::Duration;
 
