@@ -37,12 +37,19 @@ def blank(src):
 
 fn_re = re.compile(r'\bfn\s+(\w+)')
 res = []
-for root in roots:
+def rust_files(root):
+    if os.path.isfile(root):
+        yield root
+        return
     for dp, dns, fns in os.walk(root):
         dns[:] = [d for d in dns if d not in ('target', '.git', 'tests', 'fuzz', 'benches')]
         for f in fns:
-            if not f.endswith('.rs'): continue
-            p = os.path.join(dp, f)
+            if f.endswith('.rs'):
+                yield os.path.join(dp, f)
+
+for root in roots:
+    if True:
+        for p in rust_files(root):
             src = blank(open(p, encoding='utf-8', errors='replace').read())
             # skip #[cfg(test)] items: blank the brace block after them
             for m in list(re.finditer(r'#\[cfg\(test\)\]', src)):
