@@ -228,3 +228,54 @@ fn a_control_directory_others_can_enter_is_refused() {
     // --no-persist needs no control directory.
     ok(&c, &["--no-persist", "exec", "h", "--", "true"]);
 }
+
+/// A host that vanishes from the network (its link goes down: no reset, no answer, as
+/// when a laptop leaves the VPN) under a persisted master: the next command does not
+/// hang on the dead master — it ends within the keepalive window with an error naming
+/// the host — and once the host is back, a command works again. In a network namespace.
+#[test]
+fn a_host_that_drops_off_the_network_is_an_error_not_a_hang() {
+    let Some(host) = sremote_testkit::NetnsHost::start_or_skip("srt-cli-drop", 74) else {
+        return;
+    };
+    let c = Client::new(&ssh_host("far", &host.name, &host.ssh_config));
+    let home = host.home.display().to_string();
+    assert_eq!(
+        ok(&c, &["call", "far", "os", "getenv", "HOME"]).trim(),
+        home
+    );
+    let link = format!("v-{}", host.name);
+    let ip = |state: &str| {
+        let st = Command::new("ip")
+            .args(["link", "set", &link, state])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip link set {link} {state}");
+    };
+    ip("down");
+    let started = Instant::now();
+    let out = c.run(&["call", "far", "os", "getenv", "HOME"]);
+    let took = started.elapsed();
+    ip("up");
+    let err = text(&out.stderr);
+    eprintln!("a vanished host, after {took:?}: {err}");
+    assert!(
+        !out.status.success(),
+        "a call to a vanished host succeeded: {err}"
+    );
+    assert!(took < Duration::from_secs(45), "took {took:?}: {err}");
+    assert!(err.contains("far") || err.contains(&host.name), "{err}");
+    // Back on the network: the next command works (the dead master replaced).
+    let mut last = String::new();
+    for _ in 0..20 {
+        let out = c.run(&["call", "far", "os", "getenv", "HOME"]);
+        if out.status.success() {
+            assert_eq!(text(&out.stdout).trim(), home);
+            ok(&c, &["disconnect", "--all"]);
+            return;
+        }
+        last = text(&out.stderr);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("the host came back but calls still fail: {last}");
+}
