@@ -254,7 +254,15 @@ async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, E
     }
     if !opts.json {
         print!("{}", output::table(&CHECK_HEADER, &rows));
-        for (host, e) in &failed {
+    }
+    Ok(finish_hosts(targets.hosts.len(), &failed, opts.json))
+}
+
+/// The end of a command that asked `total` hosts: each failure on stderr (unless
+/// `--json`, whose lines carry them), then the summary line; the exit code.
+pub(crate) fn finish_hosts(total: usize, failed: &[(String, Error)], json: bool) -> ExitCode {
+    if !json {
+        for (host, e) in failed {
             fanout::report_error(host, e);
         }
     }
@@ -262,7 +270,7 @@ async fn check(names: Vec<String>, opts: Arc<HostOptions>) -> Result<ExitCode, E
         .iter()
         .map(|(h, e)| (h.clone(), output::error_kind(e), output::exit_code(e)))
         .collect();
-    Ok(fanout::summary(targets.hosts.len(), &failed))
+    fanout::summary(total, &failed)
 }
 
 /// The hosts a command without host names works on: every configured one (`command`,

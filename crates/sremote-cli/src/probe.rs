@@ -158,15 +158,12 @@ pub async fn probe(a: ProbeArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
         }
     } else {
         print!("{}", probe_table(&rows, &failed));
-        for (host, e) in &failed {
-            fanout::report_error(host, e);
-        }
     }
-    let failed: Vec<_> = failed
-        .iter()
-        .map(|(h, e)| (h.clone(), output::error_kind(e), output::exit_code(e)))
-        .collect();
-    Ok(fanout::summary(targets.hosts.len(), &failed))
+    Ok(crate::hostcmd::finish_hosts(
+        targets.hosts.len(),
+        &failed,
+        opts.json,
+    ))
 }
 
 /// Probe one host (`sys.probe`) and measure the best of three round trips.

@@ -146,14 +146,9 @@ pub fn buffer_for(n: usize) -> Vec<u8> {
 /// Read one frame, messages field by field (no intermediate copies); `Ok(None)` at a
 /// clean end of stream.
 pub fn read(r: &mut impl Read) -> io::Result<Option<Frame>> {
-    let mut h = [0u8; 5];
-    match r.read_exact(&mut h[..1]) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    r.read_exact(&mut h[1..])?;
-    let (mut left, kind) = parse_header(h)?;
+    let Some((mut left, kind)) = read_header(r)? else {
+        return Ok(None);
+    };
     let exact = |r: &mut dyn Read, n: usize| -> io::Result<Vec<u8>> {
         let mut v = buffer_for(n);
         if r.take(n as u64).read_to_end(&mut v)? != n {
@@ -258,8 +253,9 @@ pub fn parse_header(h: [u8; 5]) -> io::Result<(usize, FrameKind)> {
     Ok((len as usize - 1, kind))
 }
 
-/// Read one frame; `Ok(None)` at a clean end of stream.
-pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(FrameKind, Vec<u8>)>> {
+/// Read a frame header: its body length and kind; `Ok(None)` at a clean end of stream
+/// (nothing read), an error when it ends inside the header.
+fn read_header(r: &mut impl Read) -> io::Result<Option<(usize, FrameKind)>> {
     let mut h = [0u8; 5];
     match r.read_exact(&mut h[..1]) {
         Ok(()) => {}
@@ -267,7 +263,14 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(FrameKind, Vec<u8>)>>
         Err(e) => return Err(e),
     }
     r.read_exact(&mut h[1..])?;
-    let (len, kind) = parse_header(h)?;
+    parse_header(h).map(Some)
+}
+
+/// Read one frame; `Ok(None)` at a clean end of stream.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(FrameKind, Vec<u8>)>> {
+    let Some((len, kind)) = read_header(r)? else {
+        return Ok(None);
+    };
     let mut body = Vec::new();
     // Grows as bytes arrive: a garbled length cannot make us allocate it up front.
     let got = r.take(len as u64).read_to_end(&mut body)?;
