@@ -195,23 +195,32 @@ fn with_hint(f: &mut fmt::Formatter<'_>, message: &str, hint: Option<&str>) -> f
 /// arguments, or failed while running.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteExecError {
+    /// The host the call ran on.
     pub host: String,
+    /// The called module.
     pub module: String,
+    /// The called function.
     pub function: String,
+    /// What went wrong, to match on.
     pub kind: ErrorKind,
+    /// The host's message.
     pub message: String,
+    /// The host's traceback, when the module gives one (Python).
     pub traceback: Option<String>,
     /// Output the call produced before it failed.
     pub stdout: String,
+    /// Its stderr before it failed.
     pub stderr: String,
 }
 
 /// The endpoint on the host is missing, broken or of another version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotSetupError {
+    /// The host.
     pub host: String,
     /// What was tried (e.g. the call `os.getenv`).
     pub action: String,
+    /// What is wrong with the endpoint there.
     pub reason: String,
 }
 
@@ -219,8 +228,11 @@ pub struct NotSetupError {
 /// or session stream), or a module behind it (a plugin executable, the Python bridge).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolError {
+    /// The host.
     pub host: String,
+    /// What was tried.
     pub action: String,
+    /// What is wrong with the answer.
     pub detail: String,
     /// The start of what was received, for diagnosis.
     pub received: String,
@@ -246,19 +258,26 @@ impl ProtocolError {
 /// The value came back but did not fit the requested Rust type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
+    /// The host.
     pub host: String,
+    /// What was tried.
     pub action: String,
+    /// The Rust type asked for.
     pub type_name: &'static str,
+    /// Why the value does not fit it.
     pub detail: String,
+    /// The value as it came (JSON, shortened).
     pub value: String,
 }
 
 /// Modules the call needs are not available on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModulesMissingError {
+    /// The host.
     pub host: String,
     /// What was tried (e.g. the call `os.getenv`).
     pub action: String,
+    /// The modules that are not there.
     pub missing: Vec<String>,
     /// Modules that were found, with their version when known.
     pub present: BTreeMap<String, String>,
@@ -268,6 +287,7 @@ pub struct ModulesMissingError {
 /// endpoint or the job could start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetupError {
+    /// The host.
     pub host: String,
     /// What was tried (e.g. the call `os.getenv`).
     pub action: String,

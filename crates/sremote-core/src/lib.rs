@@ -4,6 +4,8 @@
 //! errors.
 //!
 //! - [`Connector`] — the three operations a transport implements (exec, push, pull).
+//!   [`connector`] also holds the contract and the pieces to build one with
+//!   ([`connector::support`], [`connector::script`], [`CommandTransport`](connector::CommandTransport)).
 //! - [`LocalConnector`] — this machine, no setup.
 //! - [`RemoteClient`] — serialises calls, deploys the endpoint, decodes typed results.
 //! - [`protocol`] — the JSON wire format shared with the endpoint.
@@ -18,7 +20,12 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_debug_implementations)]
+#![warn(missing_docs)]
 
+#[allow(
+    missing_docs,
+    reason = "13 fields and methods still undocumented (issue 18, protocol part)"
+)]
 pub mod protocol;
 pub use protocol::Blob;
 
@@ -99,6 +106,7 @@ mod venv;
 pub use venv::{VENV_ENV, VenvInfo, valid_venv_name};
 
 #[cfg(feature = "client")]
+#[allow(missing_docs, reason = "9 fields and methods still undocumented")]
 pub mod bootstrap;
 #[cfg(feature = "client")]
 mod trust;

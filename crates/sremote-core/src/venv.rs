@@ -18,6 +18,7 @@ pub const VENV_ENV: &str = "SREMOTE_VENV";
 /// One project venv on a host and its Python packages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VenvInfo {
+    /// Its name (a directory under the venvs root).
     pub name: String,
     /// Its interpreter (absolute).
     pub python: String,

@@ -2,7 +2,7 @@
 //! prefix on this machine — `runuser -u USER --`, `sudo -u USER --`, `podman exec -i C`,
 //! `kubectl exec -i POD --`, `srun --jobid J --overlap`. [`CommandTransport`] is a whole
 //! [`Connector`]: exec, push, pull and spawn all run `PREFIX… /bin/sh -c SCRIPT sh ARG…`
-//! with the [`script`](super::script)s, so push and pull go through exec too and every
+//! with the scripts of [`super::script`], so push and pull go through exec too and every
 //! value stays an argument (no shell interprets it).
 //!
 //! The local prefix program runs in a process group of its own, killed on timeout, when

@@ -29,6 +29,119 @@
 //!    `push` sets the mode (the local file's, or [`Source::mode`]); `pull` keeps the
 //!    host file's mode and modification time (whole seconds).
 //! 6. **Errors are typed** ([`ConnectorError`]) and name the host and the operation.
+//!
+//! The rest of the contract, in the order a caller meets it:
+//!
+//! # Environment
+//!
+//! A program gets the environment the *host* gives a program of that user, plus
+//! [`RemoteCommand::env`] on top: for [`LocalConnector`](crate::LocalConnector) that is
+//! this process's environment (with `HOME` replaced under
+//! [`with_home`](crate::LocalConnector::with_home)), for SSH the non-interactive login
+//! environment sshd sets up, for a command transport whatever its prefix passes on (the
+//! example `runuser` connector starts from an empty one, as a login does). Never rely on a
+//! variable the caller did not set in `env` except `HOME` and `PATH`. `stdin` is empty
+//! (end-of-file at once) unless [`RemoteCommand::stdin`] gives bytes.
+//!
+//! # Dropping and cancelling
+//!
+//! [`exec`](Connector::exec) returns a future; **dropping it before it finished kills the
+//! program and every process of its process group on the host** (a `select!`, a timeout
+//! around the call, a caller that went away). The same holds for a spawned
+//! [`RemoteProcess`] dropped before its `wait` resolved. Killing is best effort over a
+//! broken connection, but a connector never lets a dropped program run on knowingly.
+//!
+//! Children a program leaves running after it exited normally are not promised to survive
+//! it: local and command transports kill the process group when the program exits, SSH
+//! leaves them to sshd (which closes their output channel), the gateway kills its process
+//! group. Work that must outlive the call belongs in a job (`sremote submit`).
+//!
+//! # Concurrency
+//!
+//! A connector is `Send + Sync` and its operations take `&self`: any number of them may run
+//! at once from many tasks (the suite runs an `exec` while another one is pending), and
+//! their programs run independently. A connector may queue operations beyond a limit of
+//! its transport (SSH: `max_sessions` channels) but must not fail them for being
+//! concurrent. Clones (where a connector is `Clone`) share the connection.
+//!
+//! # Stdin
+//!
+//! When [`supports_stdin`](Connector::supports_stdin) is `false`, `exec` of a command
+//! whose [`stdin`](RemoteCommand::stdin) holds bytes fails with
+//! [`ConnectorErrorKind::Unsupported`] **before anything runs on the host**; an empty
+//! `Some(vec![])` is accepted like `None`. Callers then pass input in a pushed file (the
+//! client's file mode).
+//!
+//! # Spawn
+//!
+//! [`spawn`](Connector::spawn) starts the program and returns once it runs, with piped
+//! stdin, stdout and stderr; its arguments, `env` and `cwd` follow promises 1 and 2, and a
+//! missing `cwd` is a `NotFound` error from `spawn` itself. A program that cannot start is
+//! a process that exits 127/126. Closing `stdin` is how the program learns to stop. Its
+//! [`wait`](RemoteProcess::wait) resolves with the exit code once the program ended *and*
+//! both output streams were read to their end or dropped (SSH drains the channel first):
+//! read or drop them before awaiting `wait`. [`RemoteCommand::timeout`] counts from the
+//! start, whether or not anyone polls `wait`: the program and its group are killed and
+//! `wait` gives `Timeout`. Dropping `wait` (or the whole process) kills it. The default
+//! implementation answers `Unsupported`; callers then fall back to `exec`.
+//!
+//! # Transfers
+//!
+//! `push` gives the host file the mode of [`Source::mode`], else the local file's, else
+//! 0o644, always without setuid, setgid and sticky bits; it does **not** set the
+//! modification time (the host stamps it; `sremote push` and `sync` set it afterwards with
+//! `touch`). `pull` keeps the host file's mode (masked the same way) and its modification
+//! time. Both replace the destination by renaming a complete file over it, never by
+//! writing into it (a hard link to the old file keeps the old bytes).
+//!
+//! # Building one
+//!
+//! [`support`] has the pieces every connector needs (progress, the atomic local half of a
+//! pull, a process-group guard, the 127/126 mapping, home-relative paths), [`script`] the
+//! POSIX `sh` scripts that keep the contract through nothing but "run `/bin/sh -c` on the
+//! host", and [`command`] a whole connector for anything that runs an argv behind a prefix
+//! (`runuser -u U --`, `podman exec -i C`, `srun --jobid J --overlap`). A connector for
+//! such a transport is a name check and a prefix:
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use sremote_core::connector::{CommandTransport, Connector, ConnectorError, Dest,
+//!     ExecOutput, RemoteCommand, RemotePath, RemoteProcess, Source};
+//!
+//! /// A container, through `podman exec -i CONTAINER`.
+//! #[derive(Debug)]
+//! struct Podman(CommandTransport);
+//!
+//! impl Podman {
+//!     fn new(container: &str) -> Podman {
+//!         let prefix = ["podman", "exec", "-i", container];
+//!         // The program runs inside the container, not in our process group.
+//!         Podman(CommandTransport::new(format!("podman:{container}"), prefix).remote_kill(true))
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl Connector for Podman {
+//!     fn host(&self) -> &str { self.0.host() }
+//!     async fn exec(&self, cmd: &RemoteCommand) -> Result<ExecOutput, ConnectorError> {
+//!         self.0.exec(cmd).await
+//!     }
+//!     async fn push(&self, from: Source<'_>, to: &RemotePath) -> Result<(), ConnectorError> {
+//!         self.0.push(from, to).await
+//!     }
+//!     async fn pull(&self, from: &RemotePath, to: Dest<'_>) -> Result<(), ConnectorError> {
+//!         self.0.pull(from, to).await
+//!     }
+//!     async fn spawn(&self, cmd: &RemoteCommand) -> Result<RemoteProcess, ConnectorError> {
+//!         self.0.spawn(cmd).await
+//!     }
+//! }
+//! # let _ = Podman::new("c1");
+//! ```
+//!
+//! Then run the suite against a real host: `sremote_core::connector_tests!(fixture);`
+//! (module `sremote_core::testsuite`, feature `testsuite`). `docs/CONNECTORS.md` walks
+//! through it, and `examples/runuser-connector` is a complete crate.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,16 +175,19 @@ pub struct RemoteCommand {
 }
 
 impl RemoteCommand {
+    /// Run `program` (a name looked up in `PATH`, or a path) with no arguments.
     pub fn new(program: impl Into<String>) -> Self {
         RemoteCommand {
             program: program.into(),
             ..Default::default()
         }
     }
+    /// Add one argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
+    /// Add arguments.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -80,18 +196,22 @@ impl RemoteCommand {
         self.args.extend(args.into_iter().map(Into::into));
         self
     }
+    /// Feed these bytes to the program's stdin (then end-of-file).
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(bytes.into());
         self
     }
+    /// Set an environment variable (the name must be an identifier).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.insert(key.into(), value.into());
         self
     }
+    /// Run in this directory (relative: to the home directory); it must exist.
     pub fn cwd(mut self, dir: impl Into<String>) -> Self {
         self.cwd = Some(dir.into());
         self
     }
+    /// Kill the program and its children after `t` (the call fails with `Timeout`).
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
         self
@@ -148,11 +268,14 @@ impl fmt::Debug for RemoteCommand {
 pub struct ExecOutput {
     /// Exit code; `None` when the program was killed by a signal.
     pub exit_code: Option<i32>,
+    /// Everything the program wrote to stdout.
     pub stdout: Vec<u8>,
+    /// Everything the program wrote to stderr.
     pub stderr: Vec<u8>,
 }
 
 impl ExecOutput {
+    /// Whether the program exited with code 0.
     pub fn success(&self) -> bool {
         self.exit_code == Some(0)
     }
@@ -187,23 +310,29 @@ pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
 /// What to push: a local file or bytes in memory.
 #[derive(Clone, Copy)]
 pub struct Source<'a> {
+    /// The bytes to send: a file or memory.
     pub data: SourceData<'a>,
     /// Permission bits for the file on the host; `None` keeps the local file's mode
     /// (for files) or uses 0o644 (for bytes).
     pub mode: Option<u32>,
+    /// Called with the bytes sent so far.
     pub progress: Option<Progress<'a>>,
     /// A short-lived file (a request in file mode, an installer): the connector may skip
     /// making it durable (e.g. fsync) when that costs time.
     pub scratch: bool,
 }
 
+/// The bytes of a [`Source`].
 #[derive(Debug, Clone, Copy)]
 pub enum SourceData<'a> {
+    /// A local file, read when the push runs.
     File(&'a Path),
+    /// Bytes in memory.
     Bytes(&'a [u8]),
 }
 
 impl<'a> Source<'a> {
+    /// Push the local file at `path` (its mode unless [`mode`](Source::mode) says otherwise).
     pub fn file(path: &'a Path) -> Self {
         Source {
             data: SourceData::File(path),
@@ -212,6 +341,7 @@ impl<'a> Source<'a> {
             scratch: false,
         }
     }
+    /// Push these bytes (mode 0o644 unless [`mode`](Source::mode) says otherwise).
     pub fn bytes(bytes: &'a [u8]) -> Self {
         Source {
             data: SourceData::Bytes(bytes),
@@ -220,10 +350,12 @@ impl<'a> Source<'a> {
             scratch: false,
         }
     }
+    /// Give the host file these permission bits (setuid, setgid and sticky are dropped).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode);
         self
     }
+    /// Report the bytes sent so far to `p`.
     pub fn progress(mut self, p: Progress<'a>) -> Self {
         self.progress = Some(p);
         self
@@ -247,17 +379,21 @@ impl fmt::Debug for Source<'_> {
 /// Where a pulled file goes: a local path (written atomically), with optional progress.
 #[derive(Clone, Copy)]
 pub struct Dest<'a> {
+    /// The local file to (re)place.
     pub path: &'a Path,
+    /// Called with the bytes received so far.
     pub progress: Option<Progress<'a>>,
 }
 
 impl<'a> Dest<'a> {
+    /// Pull into the local file at `path`.
     pub fn file(path: &'a Path) -> Self {
         Dest {
             path,
             progress: None,
         }
     }
+    /// Report the bytes received so far to `p`.
     pub fn progress(mut self, p: Progress<'a>) -> Self {
         self.progress = Some(p);
         self
@@ -281,11 +417,16 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 
 /// A program started with [`Connector::spawn`], with piped stdio.
 ///
-/// Closing `stdin` is how the program learns to stop; dropping `wait` kills it (on the
-/// host, where the transport allows).
+/// Closing `stdin` is how the program learns to stop; dropping `wait` (or the whole
+/// process) kills it and its process group on the host. `wait` resolves once the program
+/// ended and `stdout` and `stderr` were read to their end or dropped (see the module
+/// documentation, *Spawn*).
 pub struct RemoteProcess {
+    /// The program's stdin; closing it is how the program learns to stop.
     pub stdin: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    /// The program's stdout (only its own bytes).
     pub stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// The program's stderr (only its own bytes).
     pub stderr: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     /// Resolves with the exit code (`None`: killed by a signal) when the program ends.
     pub wait: BoxFuture<Result<Option<i32>, ConnectorError>>,

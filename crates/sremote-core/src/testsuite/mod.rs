@@ -28,6 +28,7 @@ pub use process::*;
 /// What a case needs: the connector, and places on the host.
 #[derive(Debug)]
 pub struct Fixture<C> {
+    /// The connector under test, reaching a real host.
     pub connector: C,
     /// A writable directory on the host, unique to this test (created if missing).
     pub scratch: String,
