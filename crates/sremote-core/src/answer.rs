@@ -56,13 +56,9 @@ impl<C: Connector> RemoteClient<C> {
                 stderr: response.stderr,
                 meta,
             }),
-            Outcome::Error(e) => Err(self.remote_error(
-                e,
-                request,
-                action,
-                response.stdout,
-                response.stderr,
-            )),
+            Outcome::Error(e) => {
+                Err(self.remote_error(e, request, action, response.stdout, response.stderr))
+            }
         }
     }
 
