@@ -542,10 +542,11 @@ impl Session {
         action: &str,
     ) -> Result<Session, SessionError> {
         let host = connector.host().to_string();
-        let process = connector
-            .spawn(serve)
-            .await
-            .map_err(SessionError::Transport)?;
+        let process = connector.spawn(serve).await.map_err(|mut e| {
+            // Name the call and the endpoint, not the `sh` that checks and starts it.
+            e.action = format!("{action} (starting {endpoint} serve)");
+            SessionError::Transport(e)
+        })?;
         let mut stdout = tokio::io::BufReader::with_capacity(STDOUT_BUFFER, process.stdout);
         let stderr = StderrTail::default();
         let drain = tokio::spawn(stderr.clone().drain(process.stderr));
@@ -653,7 +654,10 @@ impl Session {
             {
                 return Err(SessionError::Cancelled);
             }
-            if let Err(e) = shared.write_locked(&mut w, action, &head, attachments).await {
+            if let Err(e) = shared
+                .write_locked(&mut w, action, &head, attachments)
+                .await
+            {
                 // The reader may know better why the write failed.
                 return Err(match lock(&shared.death).as_ref() {
                     Some(death) => death.error(&shared.host, action),
