@@ -1,140 +1,163 @@
 #!/usr/bin/env python3
-"""Peer benchmark: sremote against an ssh echo floor, execnet and mitogen, in one run.
+"""Peer benchmark: sremote against the ssh echo floor, execnet and mitogen, in one run.
 
 Starts its own throwaway sshd on loopback (own keys, clean HOME), then measures, over that
 one sshd:
-  * echo floor   one byte through a persistent `ssh host cat` (the transport's lower bound)
+  * echo floor   64-byte messages through one persistent `ssh host cat`, timed by a
+                 compiled client (tests/src/bin/echo_floor.rs, built with rustc -O): one in
+                 flight (latency) and 64 in flight (the pipelined floor, for throughput)
   * ssh mux true `ssh -S <master> host true` (the cost of one exec over a ControlMaster)
   * sremote      `sremote bench` in session, pipe and file mode; session with 64 in flight
   * execnet      os.getenv("HOME") through a channel to a remote interpreter
   * mitogen      context.call(os.getenv, "HOME")
   * python       the sremote Python package (crates/sremote-py, release wheel):
                  c.call("os", "getenv", "HOME") in session mode
-each unpinned and with sshd and client pinned to CPU 0 (`taskset -c 0`), several repetitions,
-medians. Writes BENCHMARKS.md (table + ratios against the targets) and prints it.
+each unpinned and pinned, several repetitions, medians. Pinned: EVERY process of every
+path on CPU 0 — the client (compiled floor, sremote, Python peers), its ssh (and ssh
+master), sshd and the remote side (cat, endpoint, remote interpreter) — by starting sshd
+and each client under `taskset -c 0` (children inherit it) and by never reusing an ssh
+master started unpinned (sremote's persisted login is dropped when the mode changes; the
+peers log in directly). A sampler checks it: every process of the run seen during a pinned
+measurement must be on CPU 0, else the report names it. A ratio that puts sremote below
+the floor (faster than the transport it rides on) is reported as a measurement error.
 
-usage: bench/peers.py [--calls N] [--reps R] [--out BENCHMARKS.md] [--sremote PATH]
-Needs root (sshd), openssh-server, python3-venv; installs execnet, mitogen and maturin from
-PyPI into a venv under the state dir, and builds the sremote Python package into it.
+usage: bench/peers.py [--calls N] [--reps R] [--sremote PATH] [--venv DIR]
+                      [--no-python-client] [--write]
+`--write` replaces the peers section at the top of BENCHMARKS.md (the sections of the other
+scripts are kept); without it the report is only printed. Needs root (sshd),
+openssh-server, python3-venv, rustc; installs execnet, mitogen and maturin from PyPI into a
+venv (under the state dir, or --venv to keep it between runs) and builds the sremote Python
+package into it (skipped with --no-python-client).
 """
 import argparse
 import json
 import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+import benchlib
+from benchlib import ROOT, pinned
+
+BEGIN = "<!-- peers: written by bench/peers.py -->"
+END = "<!-- peers: end -->"
+KEEP_MARKER = "<!-- measured by other benchmarks: kept by bench/peers.py -->"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Bench:
+    """The sshd of one mode (pinned or not), its ssh config and sremote's environment."""
 
-
-class Sshd:
     def __init__(self, state, pin):
         self.state = state
-        self.port = free_port()
         self.pin = pin
-        os.makedirs(state, exist_ok=True)
-        self.home = os.path.join(state, "home")
-        os.makedirs(self.home, exist_ok=True)
-        for key in ("host", "client"):
-            path = os.path.join(state, key)
-            if not os.path.exists(path):
-                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True)
-        shutil.copy(os.path.join(state, "client.pub"), os.path.join(state, "authorized_keys"))
-        os.makedirs("/run/sshd", exist_ok=True)
+        keydir = benchlib.keys(os.path.join(state, "keys"))
+        self.sshd = benchlib.Sshd(state, keydir, pin=pin).start().wait_ready()
+        self.home = self.sshd.home
         self.config = os.path.join(state, "ssh_config")
-        with open(os.path.join(state, "sshd_config"), "w") as f:
-            f.write(f"""ListenAddress 127.0.0.1
-Port {self.port}
-HostKey {state}/host
-PidFile {state}/sshd.pid
-AuthorizedKeysFile {state}/authorized_keys
-StrictModes no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-UseDNS no
-MaxSessions 256
-MaxStartups 256:30:512
-Subsystem sftp internal-sftp
-SetEnv HOME={self.home}
-""")
+        self.mux = os.path.join(state, "mux")
         with open(self.config, "w") as f:
-            f.write(f"""Host bench
-  HostName 127.0.0.1
-  Port {self.port}
-  User root
-  IdentityFile {state}/client
-  IdentitiesOnly yes
-  StrictHostKeyChecking accept-new
-  UserKnownHostsFile {state}/known_hosts
-  LogLevel ERROR
-  ControlMaster auto
-  ControlPath {state}/mux-%C
-  ControlPersist 600
-""")
-        cmd = ["/usr/sbin/sshd", "-D", "-f", os.path.join(state, "sshd_config"), "-E", os.path.join(state, "sshd.log")]
-        if pin:
-            cmd = ["taskset", "-c", "0"] + cmd
-        self.proc = subprocess.Popen(cmd)
-        for _ in range(100):
-            if subprocess.run(["ssh", "-F", self.config, "bench", "true"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.05)
-        else:
-            raise SystemExit("sshd did not come up; see " + os.path.join(state, "sshd.log"))
+            # `bench`: a login of its own for every client (the floor and the peers), so
+            # none rides on a master started by someone else under another affinity.
+            f.write(benchlib.ssh_host("bench", self.sshd.port, keydir))
+            f.write(benchlib.ssh_host("mux", self.sshd.port, keydir,
+                                      f"  ControlMaster auto\n  ControlPath {self.mux}\n"
+                                      "  ControlPersist 600\n"))
+        self.env = dict(os.environ, SREMOTE_CONTROL_DIR=os.path.join(state, "ctl"))
+        self.env.pop("SREMOTE_CONFIG", None)
 
-    def stop(self):
-        subprocess.run(["ssh", "-F", self.config, "-O", "exit", "bench"], capture_output=True)
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+    def run(self, cmd, **kw):
+        return subprocess.run(pinned(cmd, self.pin), env=self.env, **kw)
+
+    def stop(self, binary):
+        subprocess.run(["ssh", "-F", self.config, "-O", "exit", "mux"], capture_output=True)
+        subprocess.run([binary, "disconnect", "--all"], env=self.env, capture_output=True)
+        self.sshd.stop()
 
 
-def client_cmd(cmd, pin):
-    return (["taskset", "-c", "0"] if pin else []) + cmd
+class PinAudit:
+    """While a pinned measurement runs: every process of this run (command line naming the
+    state dir, and all their descendants: sshd's session children, the remote side) must
+    be allowed on CPU 0 only. Samples /proc every 50 ms."""
+
+    def __init__(self, bench, label):
+        self.bench, self.label = bench, label
+        self.seen, self.offenders = set(), {}
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def __enter__(self):
+        if self.bench.pin:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bench.pin:
+            self.stop_flag.set()
+            self.thread.join()
+
+    def loop(self):
+        while not self.stop_flag.wait(0.05):
+            self.sample()
+
+    def sample(self):
+        children = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    children.setdefault(ppid, []).append(int(d))
+                except (OSError, ValueError, IndexError):
+                    pass
+        todo = benchlib.pids_with(self.bench.state) + [self.bench.sshd.proc.pid]
+        while todo:
+            pid = todo.pop()
+            if pid in self.seen and pid not in children:
+                continue
+            self.seen.add(pid)
+            todo += [c for c in children.get(pid, []) if c not in self.seen]
+            self.check(pid)
+
+    def check(self, pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            return
+        cpus = status.get("Cpus_allowed_list", "").strip()
+        # `taskset` itself runs unpinned for the instant before it pins and execs.
+        if cpus and cpus != "0" and status.get("Name", "").strip() != "taskset":
+            self.offenders[pid] = f"{status.get('Name', '?').strip()} (pid {pid}) on CPUs {cpus}"
 
 
-def echo_floor(sshd, calls, pin):
-    p = subprocess.Popen(client_cmd(["ssh", "-F", sshd.config, "bench", "cat"], pin),
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-    lat = []
-    for i in range(calls + 50):
-        t = time.perf_counter()
-        p.stdin.write(b"x")
-        p.stdout.read(1)
-        if i >= 50:
-            lat.append(time.perf_counter() - t)
-    p.stdin.close()
-    p.wait()
-    return {"p50_us": statistics.median(lat) * 1e6, "calls_per_s": len(lat) / sum(lat)}
+def echo_floor(floor_bin, b, calls, inflight):
+    """The compiled client: 64-byte messages through one `ssh bench cat`."""
+    cmd = [floor_bin, "--size", "64", "--calls", str(calls), "--warmup", str(max(100, calls // 10)),
+           "--inflight", str(inflight), "--", "ssh", "-F", b.config, "bench", "cat"]
+    out = b.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"echo floor failed: {out.stderr}")
+    return json.loads(out.stdout)
 
 
-def mux_true(sshd, calls, pin):
-    subprocess.run(["ssh", "-F", sshd.config, "bench", "true"], check=True)
+def mux_true(b, calls):
+    b.run(["ssh", "-F", b.config, "mux", "true"], check=True)  # the master, same affinity
     lat = []
     for _ in range(calls):
         t = time.perf_counter()
-        subprocess.run(client_cmd(["ssh", "-F", sshd.config, "bench", "true"], pin), check=True)
+        b.run(["ssh", "-F", b.config, "mux", "true"], check=True)
         lat.append(time.perf_counter() - t)
     return {"p50_us": statistics.median(lat) * 1e6, "calls_per_s": len(lat) / sum(lat)}
 
 
-def sremote(binary, sshd, mode, calls, concurrency, pin):
-    cmd = [binary, "--ssh-config", sshd.config, "bench", "bench", "--mode", mode,
+def sremote(binary, b, mode, calls, concurrency):
+    cmd = [binary, "--ssh-config", b.config, "bench", "bench", "--mode", mode,
            "--calls", str(calls), "--concurrency", str(concurrency), "--json"]
-    out = subprocess.run(client_cmd(cmd, pin), capture_output=True, text=True)
+    out = b.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"sremote bench failed: {out.stderr}")
     return json.loads(out.stdout)
@@ -173,27 +196,29 @@ print(json.dumps({"p50_us": statistics.median(lat) * 1e6, "calls_per_s": len(lat
 """
 
 
-def peer(venv_python, kind, sshd, calls, pin):
-    out = subprocess.run(client_cmd([venv_python, "-c", PEER_SCRIPT, kind, sshd.config, str(calls)], pin),
-                         capture_output=True, text=True, timeout=600)
+def peer(venv_python, kind, b, calls):
+    if venv_python is None:
+        return {"error": "skipped (--no-python-client)"}
+    out = b.run([venv_python, "-c", PEER_SCRIPT, kind, b.config, str(calls)],
+                capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
     return json.loads(out.stdout)
 
 
-def cli_wall(binary, sshd, args, pin, reps, fresh_home=False):
+def cli_wall(binary, b, args, reps, fresh_home=False):
     """Median wall time (µs) of a whole `sremote` invocation (connect included)."""
     lat = []
     for _ in range(reps):
         if fresh_home:
-            shutil.rmtree(os.path.join(sshd.home, ".sremote"), ignore_errors=True)
+            shutil.rmtree(os.path.join(b.home, ".sremote"), ignore_errors=True)
         t = time.perf_counter()
-        subprocess.run(client_cmd([binary, "--ssh-config", sshd.config] + args, pin), check=True, capture_output=True)
+        b.run([binary, "--ssh-config", b.config] + args, check=True, capture_output=True)
         lat.append(time.perf_counter() - t)
     return {"p50_us": statistics.median(lat) * 1e6, "calls_per_s": len(lat) / sum(lat)}
 
 
-def transfer(binary, sshd, state, mib, pin):
+def transfer(binary, b, state, mib):
     """MB/s of sremote push/pull against ssh cat, one file of `mib` MiB."""
     src = os.path.join(state, "transfer.bin")
     if not os.path.exists(src) or os.path.getsize(src) != mib << 20:
@@ -204,7 +229,7 @@ def transfer(binary, sshd, state, mib, pin):
 
     def timed(cmd, **kw):
         t = time.perf_counter()
-        subprocess.run(client_cmd(cmd, pin), check=True, **kw)
+        b.run(cmd, check=True, **kw)
         return size / (time.perf_counter() - t)
 
     out = {}
@@ -213,11 +238,11 @@ def transfer(binary, sshd, state, mib, pin):
     # $HOME this sshd sets, so its paths are absolute. And both pull the same file, written
     # before either pull: reading a file whose pages are still being written back is slower,
     # which would favour whichever reads the older file.
-    ssh = ["ssh", "-F", sshd.config, "-o", "ControlMaster=no", "-o", "ControlPath=none", "bench"]
-    t_bin = os.path.join(sshd.home, "t.bin")
+    ssh = ["ssh", "-F", b.config, "-o", "ControlMaster=no", "-o", "ControlPath=none", "bench"]
+    t_bin = os.path.join(b.home, "t.bin")
     with open(src, "rb") as f:
         out["ssh cat push MB/s"] = timed(ssh + [f"cat > '{t_bin}'"], stdin=f)
-    out["sremote push MB/s"] = timed([binary, "--ssh-config", sshd.config, "push", "bench", src, "t2.bin"])
+    out["sremote push MB/s"] = timed([binary, "--ssh-config", b.config, "push", "bench", src, "t2.bin"])
     subprocess.run(["sync"], check=True)
     # Neither pays for freeing an old copy of the output (truncating or replacing 256 MiB
     # costs ~0.1 s): the output is removed before each is timed.
@@ -226,20 +251,20 @@ def transfer(binary, sshd, state, mib, pin):
     with open(back, "wb") as f:
         out["ssh cat pull MB/s"] = timed(ssh + [f"cat '{t_bin}'"], stdout=f)
     os.remove(back)
-    out["sremote pull MB/s"] = timed([binary, "--ssh-config", sshd.config, "pull", "bench", "t.bin", back])
+    out["sremote pull MB/s"] = timed([binary, "--ssh-config", b.config, "pull", "bench", "t.bin", back])
     return out
 
 
-def venv(state):
-    path = os.path.join(state, "venv")
+def venv(path, python_client):
     python = os.path.join(path, "bin", "python")
     if not os.path.exists(python):
         subprocess.run([sys.executable, "-m", "venv", path], check=True)
     subprocess.run([python, "-m", "pip", "install", "-q", "execnet", "mitogen", "maturin>=1.5,<2"], check=True)
-    # The Python client as users get it: `pip install ./crates/sremote-py` (release profile).
-    env = dict(os.environ, PATH=os.path.dirname(python) + os.pathsep + os.environ.get("PATH", ""))
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation",
-                    os.path.join(ROOT, "crates", "sremote-py")], check=True, env=env)
+    if python_client:
+        # The Python client as users get it: `pip install ./crates/sremote-py` (release profile).
+        env = dict(os.environ, PATH=os.path.dirname(python) + os.pathsep + os.environ.get("PATH", ""))
+        subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation",
+                        os.path.join(ROOT, "crates", "sremote-py")], check=True, env=env)
     return python
 
 
@@ -248,88 +273,162 @@ def median_of(runs, key):
     return statistics.median(vals) if vals else float("nan")
 
 
+def measure_mode(args, binary, floor_bin, python, state, pin):
+    """Every path in one mode (pinned or not), `args.reps` times; medians, and the pinning
+    audit's offenders."""
+    b = Bench(os.path.join(state, "pinned" if pin else "unpinned"), pin)
+    offenders = {}
+    try:
+        b.run([binary, "--ssh-config", b.config, "bootstrap", "bench"], check=True, capture_output=True)
+        peer_python = python if args.python_client else None
+        rows = {}
+        for rep in range(args.reps):
+            for name, fn in [
+                ("echo floor", lambda: echo_floor(floor_bin, b, args.calls, 1)),
+                ("echo floor x64", lambda: echo_floor(floor_bin, b, args.calls * 10, 64)),
+                ("ssh mux true", lambda: mux_true(b, max(50, args.calls // 20))),
+                ("sremote session", lambda: sremote(binary, b, "session", args.calls, 1)),
+                ("sremote session x64", lambda: sremote(binary, b, "session", args.calls * 10, 64)),
+                ("sremote pipe", lambda: sremote(binary, b, "pipe", max(50, args.calls // 20), 1)),
+                ("sremote file", lambda: sremote(binary, b, "file", max(50, args.calls // 40), 1)),
+                ("execnet", lambda: peer(python, "execnet", b, args.calls)),
+                ("mitogen", lambda: peer(python, "mitogen", b, args.calls)),
+                ("python client session", lambda: peer(peer_python, "sremote-py", b, args.calls)),
+            ]:
+                with PinAudit(b, name) as audit:
+                    rows.setdefault(name, []).append(fn())
+                for why in audit.offenders.values():
+                    offenders.setdefault(name, set()).add(why)
+                print(f"[{'pinned' if pin else 'unpinned'} rep {rep}] {name}: {rows[name][-1]}", file=sys.stderr)
+        getenv = ["call", "bench", "os", "getenv", "HOME"]
+        rows["cli: fresh host, bootstrap + first call"] = [cli_wall(binary, b, getenv, 5, fresh_home=True)]
+        rows["cli: warm connect + first call"] = [cli_wall(binary, b, getenv, 10)]
+        result = {k: {"p50_us": median_of(v, "p50_us"), "calls_per_s": median_of(v, "calls_per_s")}
+                  for k, v in rows.items()}
+        transfers = None
+        if not pin and args.transfer_mib:
+            runs = [transfer(binary, b, state, args.transfer_mib) for _ in range(args.reps)]
+            transfers = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        return result, transfers, offenders
+    finally:
+        b.stop(binary)
+
+
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description="sremote against the ssh echo floor, execnet and mitogen")
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--transfer-mib", type=int, default=256)
-    ap.add_argument("--sremote", default=os.path.join(ROOT, "target", "release", "sremote"))
+    ap.add_argument("--transfer-mib", type=int, default=256, help="0: skip the transfer rows")
+    ap.add_argument("--sremote", help="the sremote binary (default: build the release one)")
+    ap.add_argument("--venv", help="the venv for the peers (kept; default: a throwaway one)")
+    ap.add_argument("--no-python-client", dest="python_client", action="store_false",
+                    help="do not build the sremote Python package (its rows stay empty)")
+    ap.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = ap.parse_args()
-    if not os.path.exists(args.sremote):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "sremote-cli"], cwd=ROOT, check=True)
+    binary = benchlib.sremote_binary(args.sremote)
     state = tempfile.mkdtemp(prefix="sremote-peers-")
-    python = venv(state)
-    results = {}
-    for pin in (False, True):
-        sshd = Sshd(os.path.join(state, "pinned" if pin else "unpinned"), pin)
-        try:
-            subprocess.run([args.sremote, "--ssh-config", sshd.config, "bootstrap", "bench"], check=True,
-                           capture_output=True)
-            rows = {}
-            for rep in range(args.reps):
-                for name, fn in [
-                    ("echo floor", lambda: echo_floor(sshd, args.calls, pin)),
-                    ("ssh mux true", lambda: mux_true(sshd, max(50, args.calls // 20), pin)),
-                    ("sremote session", lambda: sremote(args.sremote, sshd, "session", args.calls, 1, pin)),
-                    ("sremote session x64", lambda: sremote(args.sremote, sshd, "session", args.calls * 10, 64, pin)),
-                    ("sremote pipe", lambda: sremote(args.sremote, sshd, "pipe", max(50, args.calls // 20), 1, pin)),
-                    ("sremote file", lambda: sremote(args.sremote, sshd, "file", max(50, args.calls // 40), 1, pin)),
-                    ("execnet", lambda: peer(python, "execnet", sshd, args.calls, pin)),
-                    ("mitogen", lambda: peer(python, "mitogen", sshd, args.calls, pin)),
-                    ("python client session", lambda: peer(python, "sremote-py", sshd, args.calls, pin)),
-                ]:
-                    rows.setdefault(name, []).append(fn())
-                    print(f"[{'pinned' if pin else 'unpinned'} rep {rep}] {name}: {rows[name][-1]}", file=sys.stderr)
-            getenv = ["call", "bench", "os", "getenv", "HOME"]
-            rows["cli: fresh host, bootstrap + first call"] = [cli_wall(args.sremote, sshd, getenv, pin, 5, fresh_home=True)]
-            rows["cli: warm connect + first call"] = [cli_wall(args.sremote, sshd, getenv, pin, 10)]
-            results["pinned" if pin else "unpinned"] = {
-                k: {"p50_us": median_of(v, "p50_us"), "calls_per_s": median_of(v, "calls_per_s")} for k, v in rows.items()
-            }
-            if not pin:
-                runs = [transfer(args.sremote, sshd, state, args.transfer_mib, pin) for _ in range(args.reps)]
-                results["transfer"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        finally:
-            sshd.stop()
-    write_report(args.out, results, args)
-    shutil.rmtree(state, ignore_errors=True)
+    try:
+        floor_bin = benchlib.echo_floor_binary(state)
+        python = venv(args.venv or os.path.join(state, "venv"), args.python_client)
+        results, offenders = {}, {}
+        for pin in (False, True):
+            key = "pinned" if pin else "unpinned"
+            results[key], transfers, offenders[key] = measure_mode(args, binary, floor_bin, python, state, pin)
+            if transfers:
+                results["transfer"] = transfers
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    section = report(results, offenders["pinned"], args)
+    print(section)
+    if args.write:
+        write(section)
 
 
-def write_report(path, results, args):
+# Per-call paths whose p50 cannot be below the echo floor's, and throughputs that cannot be
+# above the pipelined floor's: anything else is a measurement error, not a result.
+LATENCY_ROWS = ["sremote session", "execnet", "mitogen", "python client session"]
+THROUGHPUT_ROWS = ["sremote session x64"]
+
+
+def floor_errors(r):
+    """The rows of one mode that beat the transport they ride on."""
+    errors = []
+    for name in LATENCY_ROWS:
+        if r[name]["p50_us"] < r["echo floor"]["p50_us"]:
+            errors.append(f"{name} p50 {r[name]['p50_us']:.1f} µs < echo floor {r['echo floor']['p50_us']:.1f} µs")
+    for name in THROUGHPUT_ROWS:
+        if r[name]["calls_per_s"] > r["echo floor x64"]["calls_per_s"]:
+            errors.append(f"{name} {r[name]['calls_per_s']:.0f} calls/s > echo floor x64 "
+                          f"{r['echo floor x64']['calls_per_s']:.0f}/s")
+    return errors
+
+
+def ratio(results, pin, a, b, key):
+    r = results[pin]
+    return r[a][key] / r[b][key] if r[b][key] else float("nan")
+
+
+# (label, a, b, key, goal unpinned, goal pinned, floor check): the floor check marks a
+# ratio on the wrong side of 1.0 against the floor as a measurement error.
+CHECKS = [
+    ("session p50 / echo floor p50", "sremote session", "echo floor", "p50_us", "≤ 1.3", "≤ 1.15", "time"),
+    ("session p50 / execnet p50", "sremote session", "execnet", "p50_us", "", "≤ 0.45", None),
+    ("session x64 calls/s / echo floor x64 calls/s", "sremote session x64", "echo floor x64",
+     "calls_per_s", "", "≥ 0.5", "rate"),
+    ("session x64 calls/s / execnet calls/s", "sremote session x64", "execnet", "calls_per_s", "≥ 10", "≥ 10", None),
+    ("pipe p50 / ssh mux true p50", "sremote pipe", "ssh mux true", "p50_us", "≤ 1.1", "≤ 1.1", None),
+    ("session p50 / mitogen p50", "sremote session", "mitogen", "p50_us", "(smaller is better)", "", None),
+    ("execnet p50 / echo floor p50", "execnet", "echo floor", "p50_us", "", "", "time"),
+    ("mitogen p50 / echo floor p50", "mitogen", "echo floor", "p50_us", "", "", "time"),
+    ("python client p50 / session p50", "python client session", "sremote session", "p50_us", "≤ 1.3", "≤ 1.3", None),
+    ("python client p50 / execnet p50", "python client session", "execnet", "p50_us", "≤ 0.6", "≤ 0.6", None),
+]
+
+
+def cell(value, floor_check):
+    wrong = (floor_check == "time" and value < 1.0) or (floor_check == "rate" and value > 1.0)
+    return f"{value:.2f} **(below the floor: measurement error)**" if wrong else f"{value:.2f}"
+
+
+def report(results, offenders, args):
     lines = [
+        BEGIN,
         "# Benchmarks",
         "",
         f"One run of `bench/peers.py --calls {args.calls} --reps {args.reps}` on "
-        f"{time.strftime('%Y-%m-%d')}: {platform.node()}, {os.cpu_count()} CPUs, "
-        f"{platform.platform()}, one loopback OpenSSH sshd. Medians over {args.reps} repetitions. "
-        "`x64` = 64 calls in flight. Pinned = sshd and client under `taskset -c 0`.",
+        f"{time.strftime('%Y-%m-%d')}: {benchlib.machine()}, one loopback OpenSSH sshd. Medians "
+        f"over {args.reps} repetitions. `x64` = 64 calls (messages) in flight. The echo floor is "
+        "64-byte messages through one `ssh host cat`, timed by a compiled client "
+        "(`tests/src/bin/echo_floor.rs`). Pinned = every process (client, ssh, ssh master, "
+        "sshd, remote side) under `taskset -c 0`, checked while it runs.",
         "",
         "| path | unpinned p50 (µs) | unpinned calls/s | pinned p50 (µs) | pinned calls/s |",
         "|---|---:|---:|---:|---:|",
     ]
-    names = list(results["unpinned"].keys())
-    for n in names:
+    for n in results["unpinned"]:
         u, p = results["unpinned"][n], results["pinned"][n]
         lines.append(f"| {n} | {u['p50_us']:.1f} | {u['calls_per_s']:.0f} | {p['p50_us']:.1f} | {p['calls_per_s']:.0f} |")
     lines += ["", "## Ratios against the targets", "",
-              "| target | unpinned | pinned | goal |", "|---|---:|---:|---|"]
-
-    def ratio(pin, a, b, key="p50_us"):
-        r = results[pin]
-        return r[a][key] / r[b][key] if r[b][key] else float("nan")
-
-    checks = [
-        ("session p50 / echo floor p50", "sremote session", "echo floor", "p50_us", "≤ 1.3"),
-        ("session p50 / execnet p50", "sremote session", "execnet", "p50_us", "≤ 0.5"),
-        ("session x64 calls/s / execnet calls/s", "sremote session x64", "execnet", "calls_per_s", "≥ 10"),
-        ("pipe p50 / ssh mux true p50", "sremote pipe", "ssh mux true", "p50_us", "≤ 1.1"),
-        ("session p50 / mitogen p50", "sremote session", "mitogen", "p50_us", "(smaller is better)"),
-        ("python client p50 / session p50", "python client session", "sremote session", "p50_us", "≤ 1.3"),
-        ("python client p50 / execnet p50", "python client session", "execnet", "p50_us", "≤ 0.6"),
-    ]
-    for label, a, b, key, goal in checks:
-        lines.append(f"| {label} | {ratio('unpinned', a, b, key):.2f} | {ratio('pinned', a, b, key):.2f} | {goal} |")
+              "| target | unpinned | goal | pinned | goal |", "|---|---:|---|---:|---|"]
+    for label, a, b, key, goal_u, goal_p, floor_check in CHECKS:
+        lines.append(f"| {label} | {cell(ratio(results, 'unpinned', a, b, key), floor_check)} | {goal_u} | "
+                     f"{cell(ratio(results, 'pinned', a, b, key), floor_check)} | {goal_p} |")
+    x64u = results["unpinned"]["sremote session x64"]["calls_per_s"]
+    x64p = results["pinned"]["sremote session x64"]["calls_per_s"]
+    lines += ["", f"Session with 64 in flight: {x64u:.0f} calls/s unpinned, {x64p:.0f} pinned "
+              "(goal ≥ 200,000 pinned)."]
+    errors = [f"{pin}: {e}" for pin in ("unpinned", "pinned") for e in floor_errors(results[pin])]
+    if errors:
+        lines += ["", "**Measurement error**: faster than the transport it rides on, so these "
+                  "figures are not results: " + "; ".join(errors) + "."]
+        for e in errors:
+            print(f"peers.py: MEASUREMENT ERROR: {e}", file=sys.stderr)
+    if offenders:
+        lines += ["", "**Pinning leak**: processes seen off CPU 0 during pinned measurements: " +
+                  "; ".join(f"{row}: {', '.join(sorted(w))}" for row, w in offenders.items()) + "."]
+    else:
+        lines += ["", "Pinning checked: every process of the run seen during the pinned "
+                  "measurements was on CPU 0 only."]
     t = results.get("transfer")
     if t:
         lines += ["", f"## Transfers ({args.transfer_mib} MiB, unpinned, median of {args.reps})", "",
@@ -337,23 +436,22 @@ def write_report(path, results, args):
         for d in ("push", "pull"):
             a, b = t[f"ssh cat {d} MB/s"], t[f"sremote {d} MB/s"]
             lines.append(f"| {d} | {a:.0f} | {b:.0f} | {b / a:.2f} |")
-    x64 = results["unpinned"]["sremote session x64"]["calls_per_s"]
-    lines += ["", f"Session with 64 in flight: {x64:.0f} calls/s unpinned (goal ≥ 20,000).", ""]
-    # Sections measured by other benchmarks (criterion, the gateway's) follow this marker
-    # and are kept as they are.
-    kept = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-        at = old.find(KEEP_MARKER)
-        if at >= 0:
-            kept = "\n" + old[at:]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + kept)
-    print("\n".join(lines))
+    lines.append(END)
+    return "\n".join(lines) + "\n"
 
 
-KEEP_MARKER = "<!-- measured by other benchmarks: kept by bench/peers.py -->"
+def write(section):
+    """The peers section opens BENCHMARKS.md; the sections of the other scripts follow
+    `KEEP_MARKER` and are kept as they are."""
+    path = benchlib.BENCHMARKS
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1:]
+    elif KEEP_MARKER in text:
+        text = section + "\n" + text[text.index(KEEP_MARKER):]
+    else:
+        text = section + "\n" + KEEP_MARKER + "\n" + text
+    path.write_text(text)
 
 
 if __name__ == "__main__":

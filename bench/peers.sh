@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Peer benchmark (see bench/peers.py): sremote vs an ssh echo floor, execnet and mitogen,
-# over one throwaway loopback sshd; writes BENCHMARKS.md.
+# over one throwaway loopback sshd; prints the report (`--write`: into BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
