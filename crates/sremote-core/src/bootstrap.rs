@@ -141,6 +141,7 @@ impl EndpointArtifact {
         }
     }
 
+    /// The binary.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -228,8 +229,11 @@ fn from_dir(
 /// What the probe learned about a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
+    /// `uname -s` (e.g. `Linux`).
     pub os: String,
+    /// `uname -m` (e.g. `x86_64`).
     pub arch: String,
+    /// The login user's home directory.
     pub home: String,
     /// SHA-256 of the installed endpoint, when there is one.
     pub installed_sha256: Option<String>,
@@ -242,6 +246,7 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
+    /// The endpoint build this host needs, `<os>-<arch>` (e.g. `linux-x86_64`).
     pub fn target(&self) -> String {
         format!("{}-{}", self.os.to_lowercase(), self.arch)
     }
@@ -385,13 +390,17 @@ pub(crate) fn parse_probe(stdout: &[u8]) -> HostFacts {
 /// The outcome of `do_bootstrap_install`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapReport {
+    /// The host as the connector names it.
     pub host: String,
+    /// The endpoint build it got (`<os>-<arch>`).
     pub target: String,
     /// Path of the endpoint on the host (relative: to the home directory).
     pub endpoint_path: String,
     /// Whether a binary was pushed (false: the right one was already there).
     pub installed: bool,
+    /// Bytes pushed (0 when nothing was installed).
     pub bytes_pushed: u64,
+    /// SHA-256 of the endpoint on the host.
     pub sha256: String,
     /// Endpoints of older versions removed from `<sremote dir>/bin` by this install.
     pub removed: Vec<String>,

@@ -22,10 +22,6 @@
 #![warn(missing_debug_implementations)]
 #![warn(missing_docs)]
 
-#[allow(
-    missing_docs,
-    reason = "13 fields and methods still undocumented (issue 18, protocol part)"
-)]
 pub mod protocol;
 pub use protocol::Blob;
 
@@ -106,7 +102,6 @@ mod venv;
 pub use venv::{VENV_ENV, VenvInfo, valid_venv_name};
 
 #[cfg(feature = "client")]
-#[allow(missing_docs, reason = "9 fields and methods still undocumented")]
 pub mod bootstrap;
 #[cfg(feature = "client")]
 mod trust;

@@ -44,7 +44,9 @@ pub struct Request {
     pub protocol: u32,
     /// Caller-chosen id, echoed in the response (matches responses to requests).
     pub id: String,
+    /// The module: built-in, plugin, Python (dotted), or `py:NAME` for Python only.
     pub module: String,
+    /// The function in the module (dotted for attributes of a Python module).
     pub function: String,
     /// Positional arguments.
     #[serde(default)]
@@ -255,11 +257,15 @@ impl std::fmt::Display for ErrorKind {
 /// The `error` member of a response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong, as a kind to match on.
     pub kind: ErrorKind,
+    /// The module the call named, when the error is about a call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// The function the call named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
+    /// What went wrong, in words (for `Raised`: `Type: text` of the exception).
     pub message: String,
     /// Remote traceback (Python) or panic location, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,6 +276,7 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
+    /// An error of `kind` saying `message`, without module, traceback or data.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ErrorBody {
             kind,
@@ -286,7 +293,9 @@ impl ErrorBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// The function's return value (`"ok"`).
     Ok(Value),
+    /// Why there is none (`"error"`).
     Error(ErrorBody),
 }
 
@@ -302,6 +311,7 @@ pub struct Timing {
 /// A call response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
+    /// Protocol version; [`PROTOCOL_VERSION`].
     pub protocol: u32,
     /// The request's id (empty when the request was too broken to read one).
     pub id: String,
@@ -313,8 +323,10 @@ pub struct Response {
     /// Output the call wrote to stdout/stderr (captured, never mixed into the response stream).
     #[serde(default)]
     pub stdout: String,
+    /// What the call wrote to stderr.
     #[serde(default)]
     pub stderr: String,
+    /// When the call started and how long it ran.
     #[serde(default)]
     pub timing: Timing,
     /// Host name of the machine that ran the call.
@@ -417,6 +429,7 @@ pub fn inline_attachments(value: &mut Value, attachments: &[Vec<u8>]) -> Result<
 pub struct Blob(pub Vec<u8>);
 
 impl Blob {
+    /// The bytes.
     pub fn into_inner(self) -> Vec<u8> {
         self.0
     }
