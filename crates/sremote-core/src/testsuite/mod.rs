@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use crate::connector::{Connector, Dest, RemoteCommand, Source};
 use crate::error::ConnectorErrorKind;
 
+#[cfg(test)]
+mod broken;
 mod process;
 pub use process::*;
 
