@@ -139,7 +139,7 @@ impl Failure for JobError {
         }
     }
     fn failure_class(&self) -> Option<&'static str> {
-        self.failure_class().map(|c| c.as_str())
+        JobError::failure_class(self).map(|c| c.as_str())
     }
 }
 
