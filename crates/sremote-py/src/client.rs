@@ -107,6 +107,9 @@ impl Client {
         if let Some(user) = &opts.user {
             spec.destination = with_user(&spec.destination, user);
         }
+        if opts.persist.is_some() {
+            spec.persist = opts.persist;
+        }
         let newt = NewtAuth {
             token: opts
                 .token
@@ -124,8 +127,15 @@ impl Client {
             prompt: None,
         };
         let ssh_config = opts.ssh_config.clone().map(std::path::PathBuf::from);
-        let conn = runtime::wait_all(py, connect::connect(&spec, ssh_config.as_deref(), &newt))?
-            .map_err(to_py)?;
+        let options = connect::ConnectOptions {
+            prompt: opts.prompt.clone(),
+            ..Default::default()
+        };
+        let conn = runtime::wait_all(
+            py,
+            connect::connect_with(&spec, ssh_config.as_deref(), &newt, &options),
+        )?
+        .map_err(to_py)?;
         let client = conn.client();
         if let Some(custom) = spec.endpoint.clone() {
             runtime::wait_all(py, client.do_bootstrap_install_with(&custom))?.map_err(to_py)?;
@@ -279,6 +289,11 @@ struct ConnectOpts {
     password: Option<String>,
     token: Option<String>,
     ca: Option<String>,
+    /// `persist=`: keep the ssh login this long for later programs (zero: not at all),
+    /// over the hosts config's `persist`.
+    persist: Option<std::time::Duration>,
+    /// `prompt=`: answers ssh's login prompts.
+    prompt: Option<sremote_ssh::Prompt>,
 }
 
 #[pymethods]
@@ -286,7 +301,8 @@ impl Client {
     #[new]
     #[pyo3(signature = (host=None, *, ssh_config=None, config=None, timeout=None,
                         auto_bootstrap=true, mode=None, user=None, password=None, token=None, ca=None,
-                        setup=None, login_shell=None, venv=None, needs=None))]
+                        setup=None, login_shell=None, venv=None, needs=None, persist=None,
+                        prompt=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -304,6 +320,8 @@ impl Client {
         login_shell: Option<bool>,
         venv: Option<String>,
         needs: Option<Bound<'_, pyo3::types::PyDict>>,
+        persist: Option<&Bound<'_, PyAny>>,
+        prompt: Option<Py<PyAny>>,
     ) -> PyResult<Client> {
         let local = pyo3::types::PyString::new(py, "local").into_any();
         let host = host.unwrap_or(&local);
@@ -330,6 +348,8 @@ impl Client {
                 password,
                 token,
                 ca,
+                persist: persist.map(crate::connectors::persist_of).transpose()?,
+                prompt: prompt.map(crate::connectors::prompt_of),
             };
             let client = Client::connect_host(py, &name, &opts)?;
             *client.placement.lock().unwrap_or_else(|p| p.into_inner()) = placement;

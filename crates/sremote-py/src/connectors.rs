@@ -176,7 +176,7 @@ impl PyNewtConnector {
 }
 
 /// `persist=`: seconds, a duration text ("10m", "4h", "0"), or True (10 minutes) / False.
-fn persist_of(v: &Bound<'_, PyAny>) -> PyResult<std::time::Duration> {
+pub(crate) fn persist_of(v: &Bound<'_, PyAny>) -> PyResult<std::time::Duration> {
     use sremote_hosts::connect;
     let bad = |what: String| pyo3::exceptions::PyValueError::new_err(what);
     if let Ok(b) = v.extract::<bool>() {
@@ -198,7 +198,7 @@ fn persist_of(v: &Bound<'_, PyAny>) -> PyResult<std::time::Duration> {
 
 /// `prompt=`: a callable given the prompt text (a password, a one-time code) that returns
 /// the answer, or None to give up. Called from another thread, with the GIL.
-fn prompt_of(f: Py<PyAny>) -> sremote_ssh::Prompt {
+pub(crate) fn prompt_of(f: Py<PyAny>) -> sremote_ssh::Prompt {
     sremote_ssh::Prompt::new(move |text| {
         Python::attach(|py| {
             let answer = f.call1(py, (text,)).ok()?;

@@ -51,3 +51,26 @@ def test_a_persisted_login_outlives_its_connector(sshd, control_dir):
 def test_bad_persist_values_are_refused(sshd):
     with pytest.raises(ValueError, match="not a duration"):
         sremote.SshConnector(sshd.alias, ssh_config=sshd.ssh_config, persist="soon")
+
+
+def test_client_by_name_takes_persist_and_prompt(sshd, control_dir):
+    """Client("host", persist=, prompt=) as SshConnector(...) does; persist=False keeps
+    no login for later programs."""
+    def never(prompt):
+        raise AssertionError("a key login asked: " + prompt)
+
+    c = sremote.Client(sshd.alias, ssh_config=sshd.ssh_config, persist=False, prompt=never)
+    assert c.exec(["true"]).returncode == 0
+    del c
+    if os.path.isdir(control_dir):
+        assert [n for n in os.listdir(control_dir) if "." not in n] == []
+    c = sremote.Client(sshd.alias, ssh_config=sshd.ssh_config, persist="1m", prompt=never)
+    assert c.exec(["true"]).returncode == 0
+    del c
+    sockets = [n for n in os.listdir(control_dir) if "." not in n]
+    assert len(sockets) == 1, os.listdir(control_dir)
+    check = subprocess.run(["ssh", "-S", os.path.join(control_dir, sockets[0]), "-O", "check", "x"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    with pytest.raises(ValueError, match="not a duration"):
+        sremote.Client(sshd.alias, ssh_config=sshd.ssh_config, persist="soon")

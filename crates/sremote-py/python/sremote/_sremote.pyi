@@ -131,6 +131,8 @@ class Client:
         login_shell: Optional[bool] = None,
         venv: Optional[str] = None,
         needs: Optional[Dict[str, Any]] = None,
+        persist: Union[bool, float, str, None] = None,
+        prompt: Optional[Callable[[str], Optional[str]]] = None,
     ) -> None: ...
     @property
     def setup(self) -> List[str]: ...
