@@ -73,11 +73,15 @@ pub(crate) fn ssh_error(host: &str, action: &str, err: openssh::Error) -> Connec
             .iter()
             .any(|m| detail.contains(m));
             if gone {
-                return disconnected(host, action).detail(format!(
-                    "the SSH connection broke before the operation finished ({detail})"
-                ));
+                return disconnected(host, action)
+                    .detail(format!(
+                        "the SSH connection broke before the operation finished ({detail})"
+                    ))
+                    .with_source(other);
             }
-            ConnectorError::new(Kind::Other, host, action).detail(detail)
+            ConnectorError::new(Kind::Other, host, action)
+                .detail(detail)
+                .with_source(other)
         }
     }
 }
