@@ -88,6 +88,24 @@ pub(crate) async fn launch(
     asking: &Asking,
     limit: Duration,
 ) -> Result<(), ConnectorError> {
+    let mut cmd = master_command(l);
+    let _askpass = ask_through(&mut cmd, asking, l.name)?;
+    cmd.arg("--").arg(l.host);
+    let _ = std::fs::remove_file(l.log);
+    let status = login(&mut cmd, asking, limit, l.name).await?;
+    if status.success() {
+        return Ok(());
+    }
+    let log = std::fs::read_to_string(l.log).unwrap_or_default();
+    let err = connect_error(l.name, &log);
+    Err(match asking {
+        Asking::Never if asks_interactively(&log) => err.hint(NO_TERMINAL_HINT),
+        _ => err,
+    })
+}
+
+/// `ssh -M -f -N` with the launch's options, up to (not including) the destination.
+fn master_command(l: &Launch<'_>) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -134,7 +152,17 @@ pub(crate) async fn launch(
         o.push(f);
         cmd.arg("-o").arg(o);
     }
-    let _askpass = match asking {
+    cmd
+}
+
+/// Make `cmd` ask as `asking` says: never (`BatchMode`), on the terminal, or through the
+/// callback (`SSH_ASKPASS`, forced); the askpass helper lives as long as what is returned.
+fn ask_through(
+    cmd: &mut tokio::process::Command,
+    asking: &Asking,
+    name: &str,
+) -> Result<Option<Askpass>, ConnectorError> {
+    Ok(match asking {
         Asking::Never => {
             cmd.args(["-o", "BatchMode=yes"]);
             None
@@ -142,7 +170,7 @@ pub(crate) async fn launch(
         Asking::Terminal => None,
         Asking::Callback(p) => {
             let a = Askpass::start(p.clone())
-                .map_err(|e| start_error(l.name, &format!("cannot set up SSH_ASKPASS: {e}")))?;
+                .map_err(|e| start_error(name, &format!("cannot set up SSH_ASKPASS: {e}")))?;
             cmd.env("SSH_ASKPASS", a.script())
                 .env("SSH_ASKPASS_REQUIRE", "force")
                 .env(
@@ -151,16 +179,22 @@ pub(crate) async fn launch(
                 );
             Some(a)
         }
-    };
-    cmd.arg("--").arg(l.host);
-    let _ = std::fs::remove_file(l.log);
-    let status = match asking {
-        // Nobody is typing: the whole login must finish in time.
+    })
+}
+
+/// Run the login: within `limit` when nobody is typing (a person may take their time).
+async fn login(
+    cmd: &mut tokio::process::Command,
+    asking: &Asking,
+    limit: Duration,
+    name: &str,
+) -> Result<std::process::ExitStatus, ConnectorError> {
+    match asking {
         Asking::Never => match tokio::time::timeout(limit, cmd.kill_on_drop(true).status()).await
         {
             Ok(s) => s,
             Err(_) => {
-                return Err(ConnectorError::new(ConnectorErrorKind::Timeout, l.name, "connect")
+                return Err(ConnectorError::new(ConnectorErrorKind::Timeout, name, "connect")
                     .detail(format!("no connection after {limit:?}"))
                     .hint("check that the host is reachable, or raise SshConnectorBuilder::connect_timeout"));
             }
@@ -168,18 +202,9 @@ pub(crate) async fn launch(
         _ => cmd.status().await,
     }
     .map_err(|e| {
-        ConnectorError::new(ConnectorErrorKind::Connect, l.name, "connect")
+        ConnectorError::new(ConnectorErrorKind::Connect, name, "connect")
             .detail(format!("cannot run the local `ssh` program: {e}"))
             .hint("install the OpenSSH client (`ssh`) on this machine")
-    })?;
-    if status.success() {
-        return Ok(());
-    }
-    let log = std::fs::read_to_string(l.log).unwrap_or_default();
-    let err = connect_error(l.name, &log);
-    Err(match asking {
-        Asking::Never if asks_interactively(&log) => err.hint(NO_TERMINAL_HINT),
-        _ => err,
     })
 }
 
