@@ -13,7 +13,7 @@ use crate::bootstrap::EndpointSource;
 pub use crate::call::{
     AsyncCall, CallArgs, CallBuilder, CallCanceller, CallMeta, CallOutput, CallWait, Ref,
 };
-use crate::connector::{Connector, RemoteCommand, Source};
+use crate::connector::{Connector, RemoteCommand};
 use crate::error::{Error, NotSetupError, ProtocolError};
 use crate::protocol::{ErrorBody, ErrorKind, Outcome, Request, Response, inline_attachments};
 use crate::session::{Answer, Session, SessionError};
@@ -592,7 +592,7 @@ impl<C: Connector> RemoteClient<C> {
 
     /// An endpoint of another protocol version answers with `ProtocolVersion`: that is
     /// an endpoint to replace (`NotSetup`), not a failed call.
-    fn check_protocol(&self, response: &Response, action: &str) -> Result<(), Error> {
+    pub(crate) fn check_protocol(&self, response: &Response, action: &str) -> Result<(), Error> {
         match &response.outcome {
             Outcome::Error(ErrorBody {
                 kind: ErrorKind::ProtocolVersion,
@@ -606,7 +606,7 @@ impl<C: Connector> RemoteClient<C> {
         }
     }
 
-    fn not_setup(&self, action: &str, reason: String) -> Error {
+    pub(crate) fn not_setup(&self, action: &str, reason: String) -> Error {
         Error::NotSetup(Box::new(NotSetupError {
             host: self.host().to_string(),
             action: action.to_string(),
@@ -696,91 +696,6 @@ impl<C: Connector> RemoteClient<C> {
         let (response, atts) = answer.map_err(map)?;
         self.check_protocol(&response, action)?;
         Ok((response, atts))
-    }
-
-    async fn send_exec(
-        &self,
-        request: &Request,
-        body: &[u8],
-        mode: CallMode,
-        action: &str,
-    ) -> Result<Response, Error> {
-        let endpoint = self.endpoint_path();
-        let timeout = request
-            .timeout_ms
-            .map(|ms| Duration::from_millis(ms) + Duration::from_secs(30));
-        let mut request_file = None;
-        let mut cmd = match mode {
-            CallMode::File => {
-                let req_path = format!("{}/req-{}.json", self.tmp_dir(), request.id);
-                self.inner
-                    .connector
-                    .push(Source::bytes(body).mode(0o600).scratch(), &req_path)
-                    .await?;
-                request_file = Some(req_path.clone());
-                RemoteCommand::new(&endpoint).args(["call", "--consume", &req_path, "-"])
-            }
-            _ => RemoteCommand::new(&endpoint)
-                .args(["call", "-"])
-                .stdin(body.to_vec()),
-        };
-        cmd.timeout = timeout;
-        let cmd = self.with_setup(cmd);
-        let result = self.inner.connector.exec(&cmd).await;
-        let setup_failed = match &result {
-            Ok(out) => crate::setup::failure(out.exit_code, &out.stderr),
-            Err(_) => None,
-        };
-        // The endpoint consumes the request file; when it never ran, remove it ourselves
-        // (best effort: the connection may be gone).
-        let consumed = setup_failed.is_none()
-            && matches!(&result, Ok(out) if !matches!(out.exit_code, Some(126 | 127)));
-        if let (false, Some(path)) = (consumed, request_file) {
-            let rm = RemoteCommand::new("rm")
-                .args(["-f", "--", &path])
-                .timeout(Duration::from_secs(10));
-            let _ = self.inner.connector.exec(&rm).await;
-        }
-        let out = result?;
-        if let Some(f) = setup_failed {
-            return Err(self.setup_failed(action, f));
-        }
-        match out.exit_code {
-            Some(127) => return Err(self.not_setup(action, format!("no endpoint at {endpoint}"))),
-            Some(126) => {
-                return Err(self.not_setup(
-                    action,
-                    format!("{endpoint} cannot be executed: {}", out.stderr_text()),
-                ));
-            }
-            _ => {}
-        }
-        let protocol_error = |detail: String| {
-            let received = if out.stdout.is_empty() {
-                out.stderr_text()
-            } else {
-                String::from_utf8_lossy(&out.stdout).into_owned()
-            };
-            Error::Protocol(Box::new(ProtocolError {
-                host: self.host().to_string(),
-                action: action.to_string(),
-                detail,
-                received: received.chars().take(300).collect(),
-                module: None,
-            }))
-        };
-        let response = Response::parse(&out.stdout).map_err(|e| match out.exit_code {
-            Some(0) => protocol_error(e),
-            code => protocol_error(format!("endpoint exited with {code:?}: {e}")),
-        })?;
-        self.check_protocol(&response, action)?;
-        if response.id != request.id {
-            return Err(protocol_error(format!(
-                "response id {:?} does not match request id {:?}",
-                response.id, request.id
-            )));
-        }
-        Ok(response)
     }
 }
 

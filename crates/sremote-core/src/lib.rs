@@ -80,6 +80,8 @@ mod call;
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]
+mod pipe;
+#[cfg(feature = "client")]
 pub use client::{
     AsyncCall, CallArgs, CallBuilder, CallCanceller, CallMeta, CallMode, CallOutput, CallWait, Ref,
     RemoteClient,
