@@ -484,26 +484,9 @@ impl<C: Connector> RemoteClient<C> {
             EndpointSource::Artifact(a) => a.install_name.clone(),
             _ => format!("sremote-endpoint-{}", crate::protocol::VERSION),
         };
-        let mut facts = self.probe_host(&provisional).await?;
-        if !explicit_dir && let Some(loc) = facts.location.as_deref().and_then(LocationFile::parse)
-        {
-            let moved = loc
-                .sremote
-                .as_ref()
-                .is_some_and(|d| *d != self.sremote_dir());
-            if let Some(dir) = loc.sremote {
-                lock(&self.inner.state).discovered_dir = Some(dir);
-            }
-            let tmp = match (loc.absolute_tmp, loc.relative_tmp) {
-                (Some(abs), _) => Some(abs),
-                (None, Some(rel)) => Some(format!("{}/{rel}", self.sremote_dir())),
-                (None, None) => None,
-            };
-            lock(&self.inner.state).discovered_tmp = tmp;
-            if moved {
-                facts = self.probe_host(&provisional).await?;
-            }
-        }
+        let facts = self
+            .probe_following_location(&provisional, explicit_dir)
+            .await?;
         let artifact = source.resolve(&facts.target(), &host)?;
         let dir = self.sremote_dir();
         let endpoint_path = format!("{dir}/bin/{}", artifact.install_name);
@@ -535,29 +518,15 @@ impl<C: Connector> RemoteClient<C> {
                 .push(Source::bytes(artifact.bytes()).mode(0o700).scratch(), &tmp)
                 .await?;
             let cmd = RemoteCommand::new("sh")
-                .args([
-                    "-c",
-                    FINISH_SCRIPT,
-                    "sh",
-                    &dir,
-                    &tmp,
-                    &artifact.install_name,
-                ])
-                .args([artifact.sha256.as_str(), &location, &make_tmp])
+                .args(["-c", FINISH_SCRIPT, "sh", &dir, &tmp])
+                .args([artifact.install_name.as_str(), &artifact.sha256])
+                .args([location.as_str(), &make_tmp])
                 .args(older_endpoints(&facts.binaries))
                 .timeout(Duration::from_secs(120));
-            let out = self.inner.connector.exec(&cmd).await?;
-            if !out.success() {
-                return Err(Error::NotSetup(Box::new(NotSetupError {
-                    host,
-                    action: format!("install {} into {dir}/bin", artifact.origin),
-                    reason: format!(
-                        "the install step failed (exit {:?}): {}",
-                        out.exit_code,
-                        out.stderr_text()
-                    ),
-                })));
-            }
+            let action = format!("install {} into {dir}/bin", artifact.origin);
+            let out = self
+                .setup_step(cmd, action, "the install step failed", "")
+                .await?;
             report.installed = true;
             report.bytes_pushed = artifact.bytes().len() as u64;
             report.removed = String::from_utf8_lossy(&out.stdout)
@@ -570,39 +539,75 @@ impl<C: Connector> RemoteClient<C> {
             let cmd = RemoteCommand::new("sh")
                 .args(["-c", LOCATION_SCRIPT, "sh", &location, &custom_tmp])
                 .timeout(Duration::from_secs(60));
-            let out = self.inner.connector.exec(&cmd).await?;
-            if !out.success() {
-                return Err(Error::NotSetup(Box::new(NotSetupError {
-                    host,
-                    action: "record the custom directories in ~/.sremote/.location".into(),
-                    reason: format!(
-                        "the step failed (exit {:?}): {}",
-                        out.exit_code,
-                        out.stderr_text()
-                    ),
-                })));
-            }
+            let action = "record the custom directories in ~/.sremote/.location".to_string();
+            self.setup_step(cmd, action, "the step failed", "").await?;
         } else if !make_tmp.is_empty() {
             let cmd = RemoteCommand::new("sh")
                 .args(["-c", TMP_SCRIPT, "sh", &make_tmp])
                 .timeout(Duration::from_secs(60));
-            let out = self.inner.connector.exec(&cmd).await?;
-            if !out.success() {
-                return Err(Error::NotSetup(Box::new(NotSetupError {
-                    host,
-                    action: format!("create the tmp dir {make_tmp} named by ~/.sremote/.location"),
-                    reason: format!(
-                        "mkdir failed (exit {:?}): {} — fix the path in .location or create it",
-                        out.exit_code,
-                        out.stderr_text()
-                    ),
-                })));
-            }
+            let action = format!("create the tmp dir {make_tmp} named by ~/.sremote/.location");
+            let fix = " — fix the path in .location or create it";
+            self.setup_step(cmd, action, "mkdir failed", fix).await?;
         }
         let mut state = lock(&self.inner.state);
         state.install_name = Some(artifact.install_name.clone());
         state.generation += 1;
         Ok(report)
+    }
+
+    /// Probe the host; when its `.location` names another sremote dir (and none was set
+    /// here), remember that dir and its tmp dir, and probe there again.
+    async fn probe_following_location(
+        &self,
+        install_name: &str,
+        explicit_dir: bool,
+    ) -> Result<HostFacts, Error> {
+        let facts = self.probe_host(install_name).await?;
+        let loc = match facts.location.as_deref().and_then(LocationFile::parse) {
+            Some(loc) if !explicit_dir => loc,
+            _ => return Ok(facts),
+        };
+        let moved = loc
+            .sremote
+            .as_ref()
+            .is_some_and(|d| *d != self.sremote_dir());
+        if let Some(dir) = loc.sremote {
+            lock(&self.inner.state).discovered_dir = Some(dir);
+        }
+        let tmp = match (loc.absolute_tmp, loc.relative_tmp) {
+            (Some(abs), _) => Some(abs),
+            (None, Some(rel)) => Some(format!("{}/{rel}", self.sremote_dir())),
+            (None, None) => None,
+        };
+        lock(&self.inner.state).discovered_tmp = tmp;
+        if moved {
+            return self.probe_host(install_name).await;
+        }
+        Ok(facts)
+    }
+
+    /// Run one step of the install; a failure is `NotSetup` naming `action`, with `failed`,
+    /// the exit code and what the host printed (then `fix`) as its reason.
+    async fn setup_step(
+        &self,
+        cmd: RemoteCommand,
+        action: String,
+        failed: &str,
+        fix: &str,
+    ) -> Result<crate::ExecOutput, Error> {
+        let out = self.inner.connector.exec(&cmd).await?;
+        if out.success() {
+            return Ok(out);
+        }
+        Err(Error::NotSetup(Box::new(NotSetupError {
+            host: self.host().to_string(),
+            action,
+            reason: format!(
+                "{failed} (exit {:?}): {}{fix}",
+                out.exit_code,
+                out.stderr_text()
+            ),
+        })))
     }
 
     /// `.location` JSON to write when the user chose custom directories (empty: none),
