@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use openssh::{Session, SessionBuilder};
+use sremote_core::connector::scripted;
 use sremote_core::{
     Connector, ConnectorError, ConnectorErrorKind, Dest, ExecOutput, RemoteCommand, RemotePath,
     RemoteProcess, Source,
@@ -564,7 +565,7 @@ impl SshConnector {
     /// held until the remote process has ended. Retried where nothing can have started on
     /// the host: a dead master (e.g. idle-expired) is replaced once, and a channel the
     /// server refused (its `MaxSessions`) is asked for again for a few seconds.
-    async fn start(
+    async fn start_line(
         &self,
         line: &str,
         action: &str,
@@ -640,18 +641,18 @@ impl Connector for SshConnector {
     }
 
     async fn exec(&self, cmd: &RemoteCommand) -> Result<ExecOutput, ConnectorError> {
-        io::exec(self, cmd).await
+        scripted::exec(self, cmd).await
     }
 
     async fn push(&self, from: Source<'_>, to: &RemotePath) -> Result<(), ConnectorError> {
-        io::push(self, from, to).await
+        scripted::push(self, from, to).await
     }
 
     async fn pull(&self, from: &RemotePath, to: Dest<'_>) -> Result<(), ConnectorError> {
-        io::pull(self, from, to).await
+        scripted::pull(self, from, to).await
     }
 
     async fn spawn(&self, cmd: &RemoteCommand) -> Result<RemoteProcess, ConnectorError> {
-        io::spawn(self, cmd).await
+        scripted::spawn(self, cmd).await
     }
 }

@@ -17,7 +17,6 @@
 //!   process group id here, because sshd starts every session in a new session. A command
 //!   whose stderr has no begin marker never reached `/bin/sh`.
 
-use sremote_core::RemoteCommand;
 use sremote_core::connector::script;
 
 /// Bytes that pass through the login shell (inside single quotes) and `sh` (inside double
@@ -31,7 +30,7 @@ fn plain(b: u8) -> bool {
 pub(crate) const MAX_LINE: usize = 128 * 1024 - 1;
 
 /// The line for `script` with positional parameters `args` (see the module docs).
-fn line<S: AsRef<str>>(script: &str, args: impl IntoIterator<Item = S>) -> String {
+pub(crate) fn line<S: AsRef<str>>(script: &str, args: impl IntoIterator<Item = S>) -> String {
     let mut inner = String::from("set --");
     for a in args {
         inner.push(' ');
@@ -50,22 +49,6 @@ fn line<S: AsRef<str>>(script: &str, args: impl IntoIterator<Item = S>) -> Strin
     }
     out.push_str("\")\"'");
     out
-}
-
-/// The line that runs `cmd` (stdin, timeout are handled by the caller). `cmd` must have
-/// passed [`RemoteCommand::validate`] (env names are identifiers).
-pub(crate) fn exec_line(cmd: &RemoteCommand, nonce: &str) -> String {
-    line(script::EXEC, script::exec_args(cmd, nonce))
-}
-
-/// The line that writes stdin to `dest` atomically with `mode`, expecting `size` bytes.
-pub(crate) fn push_line(nonce: &str, dest: &str, mode: u32, size: u64) -> String {
-    line(script::PUSH, script::push_args(nonce, dest, mode, size))
-}
-
-/// The line that sends `src` (after a marker with its mode and modification time).
-pub(crate) fn pull_line(nonce: &str, src: &str) -> String {
-    line(script::PULL, script::pull_args(nonce, src))
 }
 
 /// Kill a remote process group (and the process itself if it is no group leader).

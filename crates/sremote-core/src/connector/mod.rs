@@ -154,6 +154,7 @@ pub use crate::error::{ConnectorError, ConnectorErrorKind};
 
 pub mod command;
 pub mod script;
+pub mod scripted;
 pub mod support;
 pub use command::CommandTransport;
 
