@@ -56,6 +56,16 @@ pub struct Job<C> {
 /// is settled as `vanished`: Grid Engine's `qacct` can lag the job's end by seconds.
 const ACCOUNTING_LAG: Duration = Duration::from_secs(60);
 
+/// Where [`Job::logs_follow`] is: the next byte, the back-off, when output or a
+/// connection was last seen.
+struct Cursor {
+    next: u64,
+    done: bool,
+    idle: Duration,
+    quiet_since: Instant,
+    failing_since: Option<Instant>,
+}
+
 /// Whether the job's directory settles it (succeeded, failed or cancelled there): no need
 /// to ask the batch system.
 fn settled(d: &DirStatus) -> bool {
@@ -453,6 +463,25 @@ impl<C: Connector> Job<C> {
         ))
     }
 
+    /// Whether following the log can stop: the job is over and every byte of its log was
+    /// sent. A batch job killed hard never says so in its dir: after 2 s without output the
+    /// batch system is asked (through [`status`](Self::status)).
+    async fn log_over(&self, cur: &mut Cursor, polled: &DirStatus) -> Result<bool, JobError> {
+        if polled.status.state.is_terminal() && cur.next >= polled.log_bytes {
+            return Ok(true);
+        }
+        if cur.quiet_since.elapsed() <= Duration::from_secs(2) {
+            return Ok(false);
+        }
+        cur.quiet_since = Instant::now();
+        match self.status().await {
+            Ok(st) if st.state.is_terminal() => Ok(cur.next >= st.log_bytes.max(polled.log_bytes)),
+            Ok(_) => Ok(false),
+            Err(e) if remote::transient(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Follow the log from byte `from` until the job is over: a stream of chunks, each
     /// starting where the previous ended. A dropped connection is retried (for up to two
     /// minutes) from the last byte received, so nothing is lost or repeated; the stream
@@ -464,13 +493,6 @@ impl<C: Connector> Job<C> {
     where
         C: 'static,
     {
-        struct Cursor {
-            next: u64,
-            done: bool,
-            idle: Duration,
-            quiet_since: Instant,
-            failing_since: Option<Instant>,
-        }
         let start = Cursor {
             next: from,
             done: false,
@@ -499,26 +521,13 @@ impl<C: Connector> Job<C> {
                             cur.quiet_since = Instant::now();
                             return Some((Ok(chunk), cur));
                         }
-                        let mut over =
-                            status.status.state.is_terminal() && cur.next >= status.log_bytes;
-                        // A batch job killed hard never says so in its dir: ask the batch
-                        // system now and then.
-                        if !over && cur.quiet_since.elapsed() > Duration::from_secs(2) {
-                            cur.quiet_since = Instant::now();
-                            match self.status().await {
-                                Ok(st) if st.state.is_terminal() => {
-                                    over = cur.next >= st.log_bytes.max(status.log_bytes)
-                                }
-                                Ok(_) => {}
-                                Err(e) if remote::transient(&e) => {}
-                                Err(e) => {
-                                    cur.done = true;
-                                    return Some((Err(e), cur));
-                                }
+                        match self.log_over(&mut cur, &status).await {
+                            Ok(true) => return None,
+                            Ok(false) => {}
+                            Err(e) => {
+                                cur.done = true;
+                                return Some((Err(e), cur));
                             }
-                        }
-                        if over {
-                            return None;
                         }
                         tokio::time::sleep(cur.idle).await;
                         cur.idle = (cur.idle * 3 / 2).min(Duration::from_millis(500));
