@@ -93,12 +93,15 @@ pub(crate) const UNTRUSTED_EXIT: i32 = 122;
 /// program: `sh -c CHECK sh DIR PROGRAM ARGS…`, which checks and then `exec`s the
 /// program, or prints its `untrusted=…` line on stderr and exits [`UNTRUSTED_EXIT`]. One
 /// start instead of a check and a start: a round trip less for a client's first call.
-/// The program and its arguments stay positional parameters (data).
+/// The program and its arguments stay positional parameters (data); a relative program
+/// path is made absolute against the directory the start runs in (the home directory), as
+/// connectors do for a program they start themselves.
 pub(crate) fn guarded(dir: &str, cmd: RemoteCommand) -> RemoteCommand {
     let script = concat!(
         trust_fn!(),
         r#"{ sremote_trusted "$1" && { [ "${1%/}" = .sremote ] || sremote_trusted .sremote; }; } >&2 || exit 122
 shift
+case $1 in /*) ;; */*) p=$PWD/$1; shift; set -- "$p" "$@" ;; esac
 exec "$@"
 "#
     );
@@ -257,6 +260,20 @@ mod tests {
         let want: String = hostile.iter().map(|a| format!("<{a}>")).collect();
         assert_eq!(String::from_utf8_lossy(&out.stdout), want);
         assert!(!h.join("pwned").exists());
+        // A relative program runs by its absolute path (as `ps` shows it).
+        let show = h.join(".sremote/bin/show");
+        std::fs::write(&show, "#!/bin/sh\nprintf %s \"$0\"\n").unwrap();
+        set_mode(&show, 0o755);
+        let rel = guarded(".sremote", RemoteCommand::new(".sremote/bin/show"));
+        let out = std::process::Command::new(&rel.program)
+            .args(&rel.args)
+            .current_dir(h)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            show.display().to_string()
+        );
         set_mode(&h.join(".sremote/bin"), 0o777);
         let out = run();
         assert_eq!(out.status.code(), Some(UNTRUSTED_EXIT));
