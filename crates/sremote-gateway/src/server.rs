@@ -131,40 +131,56 @@ fn connection_cap(configured: usize) -> usize {
     configured.min(fit)
 }
 
+/// A non-blocking listener on `listen` and the address it got.
+fn bind(listen: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), GatewayError> {
+    let fail = |e: std::io::Error| GatewayError::Serve(format!("cannot listen on {listen}: {e}"));
+    let listener = std::net::TcpListener::bind(listen).map_err(fail)?;
+    listener.set_nonblocking(true).map_err(fail)?;
+    let addr = listener.local_addr().map_err(fail)?;
+    Ok((listener, addr))
+}
+
+/// Shut the server down gracefully (5 s for requests in flight) on SIGINT or SIGTERM.
+async fn shut_down_on_signal(shutdown: Handle<SocketAddr>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    log::event("shutting down");
+    shutdown.graceful_shutdown(Some(Duration::from_secs(5)));
+}
+
+/// The line logged once the server listens.
+fn banner(state: &AppState, scheme: &str, addr: SocketAddr) -> String {
+    let cfg = &state.config;
+    let roots: Vec<String> = cfg.roots.iter().map(|r| r.display().to_string()).collect();
+    format!(
+        "listening on {scheme}://{addr}{} (machines: {}; roots: {}; {} users)",
+        cfg.base_path,
+        cfg.machines.join(", "),
+        roots.join(", "),
+        state.users.current().len()
+    )
+}
+
 /// Bind, print `listening on URL`, and serve until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), GatewayError> {
     // ring is this crate's rustls provider; a second install (tests) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let state = Arc::new(AppState::new(config)?);
     let cfg = &state.config;
-    let listener = std::net::TcpListener::bind(cfg.listen)
-        .map_err(|e| GatewayError::Serve(format!("cannot listen on {}: {e}", cfg.listen)))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| GatewayError::Serve(e.to_string()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| GatewayError::Serve(e.to_string()))?;
+    let (listener, addr) = bind(cfg.listen)?;
     let handle: Handle<SocketAddr> = Handle::new();
-    let shutdown = handle.clone();
-    tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        log::event("shutting down");
-        shutdown.graceful_shutdown(Some(Duration::from_secs(5)));
-    });
+    tokio::spawn(shut_down_on_signal(handle.clone()));
     let mut server = axum_server::from_tcp(listener)
         .map_err(|e| GatewayError::Serve(e.to_string()))?
         .handle(handle)
@@ -180,17 +196,7 @@ pub async fn serve(config: Config) -> Result<(), GatewayError> {
     // hyper's timer starts with a head's first byte; the limiter closes silent connections.
     let limiter = ConnLimiter::new(connection_cap(cfg.limits.max_connections), header_timeout);
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    let banner = format!(
-        "listening on {scheme}://{addr}{} (machines: {}; roots: {}; {} users)",
-        cfg.base_path,
-        cfg.machines.join(", "),
-        cfg.roots
-            .iter()
-            .map(|r| r.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        state.users.current().len()
-    );
+    let banner = banner(&state, scheme, addr);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         log::event(

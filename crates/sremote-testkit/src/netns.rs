@@ -178,6 +178,14 @@ impl NetnsHost {
     }
 
     fn setup(&mut self, net: &str) -> Result<(), Error> {
+        self.link(net)?;
+        self.add_user()?;
+        self.start_server()?;
+        self.write_client_files()
+    }
+
+    /// A veth pair between this namespace (`{net}.2`, default route) and the host (`{net}.1`).
+    fn link(&self, net: &str) -> Result<(), Error> {
         let (name, veth) = (self.name.as_str(), format!("v-{}", self.name));
         let ip = |args: &[&str]| run(Command::new("ip").args(args)).map(drop);
         ip(&[
@@ -205,7 +213,12 @@ impl NetnsHost {
             "via",
             &format!("{net}.1"),
         ])?;
+        Ok(())
+    }
 
+    /// The user (fresh home, key login) and the host and client keys.
+    fn add_user(&mut self) -> Result<(), Error> {
+        let name = self.name.as_str();
         // the user: fresh home, not locked ('*': no password, key login allowed)
         let shell = if Path::new("/bin/bash").exists() {
             "/bin/bash"
@@ -238,7 +251,12 @@ impl NetnsHost {
             .args(["-R", &format!("{0}:{0}", self.user)])
             .arg(&ssh_dir))?;
         run(Command::new("chmod").arg("700").arg(&ssh_dir))?;
+        Ok(())
+    }
 
+    /// sshd inside the namespace (in its own UTS namespace where `unshare` exists).
+    fn start_server(&mut self) -> Result<(), Error> {
+        let (name, d) = (self.name.as_str(), self.dir.path().to_path_buf());
         let addr = &self.address;
         let config = format!(
             "ListenAddress {addr}:22\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
@@ -271,6 +289,12 @@ impl NetnsHost {
                 "{addr}:22 is taken inside the fresh namespace {name}"
             )));
         }
+        Ok(())
+    }
+
+    /// known_hosts with the host key, and an ssh_config naming the host.
+    fn write_client_files(&self) -> Result<(), Error> {
+        let (name, addr, d) = (&self.name, &self.address, self.dir.path());
         let pubkey = read(&d.join("host_ed25519.pub"))?;
         let key: Vec<&str> = pubkey.split_whitespace().take(2).collect();
         write(

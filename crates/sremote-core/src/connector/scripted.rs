@@ -185,11 +185,13 @@ pub async fn exec<H: ScriptHost + ?Sized>(
         buf
     });
     let stderr = script::read_stderr(s.stderr, nonce.clone(), guard.pid.clone());
+    // `wait` (which may hold the transport's channel) outlives a timeout until the kill.
+    let mut wait = s.wait;
     // Output first: a transport may close the channel (in `wait`) before it is drained.
     let body = async {
         let stdout = stdout.join().await.unwrap_or_default();
         let stderr = stderr.join().await.unwrap_or_default();
-        (stdout, stderr, s.wait.await)
+        (stdout, stderr, (&mut wait).await)
     };
     let (stdout, stderr, code) = match cmd.timeout {
         None => body.await,
@@ -360,25 +362,35 @@ pub async fn spawn<H: ScriptHost + ?Sized>(
     guard.pid.store(pid, Ordering::Relaxed);
     let (stdout, out_done) = watched(std::io::Cursor::new(head.stdout).chain(stdout));
     let (stderr, err_done) = watched(std::io::Cursor::new(head.stderr).chain(stderr));
-    let wait = s.wait;
+    let (mut wait, limit) = (s.wait, cmd.timeout);
+    let (name, act) = (host.to_string(), action);
+    // The timeout is the watcher's: `wait` (which may hold the transport's channel) is
+    // kept until the kill is done. A dropped `wait` drops `exit`: the armed guard kills.
     let exit = async move {
-        let _ = out_done.await;
-        let _ = err_done.await;
-        let code = wait.await;
+        let run = async {
+            let _ = out_done.await;
+            let _ = err_done.await;
+            (&mut wait).await
+        };
+        let code = match limit {
+            None => run.await,
+            Some(l) => match tokio::time::timeout(l, run).await {
+                Ok(code) => code,
+                Err(_) => {
+                    let pid = guard.kill_now().await;
+                    return Err(timeout_error(&name, &act, l, &killed(pid)));
+                }
+            },
+        };
         guard.disarm();
         code
     };
-    // A timeout or a dropped `wait` drops `exit`, whose armed guard kills the group.
-    let (name, act) = (host.to_string(), action);
-    let timed_out = move |l| -> BoxFuture<ConnectorError> {
-        let e = timeout_error(&name, &act, l, &killed(Some(pid)));
-        Box::pin(std::future::ready(e))
-    };
+    let never = |_| -> BoxFuture<ConnectorError> { unreachable!("no limit given") };
     Ok(RemoteProcess {
         stdin,
         stdout: Box::new(stdout),
         stderr: Box::new(stderr),
-        wait: watch_process(host, exit, cmd.timeout, timed_out),
+        wait: watch_process(host, exit, None, never),
     })
 }
 
