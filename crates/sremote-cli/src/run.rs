@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use sremote_core::{ConnectorErrorKind, Error, RemoteCommand};
+use sremote_core::connector::BoxFuture;
+use sremote_core::{ConnectorError, ConnectorErrorKind, Error, RemoteCommand};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
@@ -322,22 +323,7 @@ impl Job {
             _ = cancel.changed() => return Err(Error::Usage("interrupted".into())),
         };
         let nonce = nonce();
-        let path = spec.path.join(":");
-        let venv = match &self.venv {
-            Some(name) => format!(
-                "{}/venvs/{name}",
-                spec.endpoint_dir.as_deref().unwrap_or(".sremote")
-            ),
-            None => String::new(),
-        };
-        let mut cmd = RemoteCommand::new("/bin/sh")
-            .args(["-c", WRAPPER, "sremote-run", &nonce, &path, &venv])
-            .args(&self.argv);
-        cmd.cwd = self.cwd.clone();
-        for (k, v) in spec.env.iter().chain(self.env.iter().map(|(k, v)| (k, v))) {
-            cmd = cmd.env(k, v);
-        }
-        let proc = match c.connector.spawn(&cmd).await {
+        let proc = match c.connector.spawn(&self.command(&spec, &nonce)).await {
             Ok(p) => p,
             Err(e) if e.kind == ConnectorErrorKind::Unsupported => {
                 return self.without_spawn(&c).await;
@@ -366,7 +352,55 @@ impl Job {
             drop(proc.stdin);
             None
         };
-        let mut wait = proc.wait;
+        let ended = self.supervise(&c, proc.wait, pid_rx, cancel).await;
+        if let Ok(Some(_)) = ended {
+            // Drain what is left of the output.
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                let _ = out.await;
+                let _ = err.await;
+            })
+            .await;
+        }
+        if let Some(f) = feeder {
+            f.abort();
+        }
+        Ok(match ended? {
+            Some(Some(c)) => End::Exited((c & 0xff) as u8),
+            Some(None) | None => End::Signalled,
+        })
+    }
+
+    /// The program behind the wrapper (which reports its pid on stderr after `nonce`),
+    /// with the host's PATH additions, venv, cwd and env.
+    fn command(&self, spec: &HostSpec, nonce: &str) -> RemoteCommand {
+        let path = spec.path.join(":");
+        let venv = match &self.venv {
+            Some(name) => format!(
+                "{}/venvs/{name}",
+                spec.endpoint_dir.as_deref().unwrap_or(".sremote")
+            ),
+            None => String::new(),
+        };
+        let mut cmd = RemoteCommand::new("/bin/sh")
+            .args(["-c", WRAPPER, "sremote-run", nonce, &path, &venv])
+            .args(&self.argv);
+        cmd.cwd = self.cwd.clone();
+        for (k, v) in spec.env.iter().chain(self.env.iter().map(|(k, v)| (k, v))) {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Wait for the program's end (its exit code; `None`: a signal), passing Ctrl-C on as
+    /// SIGINT (then SIGKILL, also after [`GRACE`] without an end); `None` when it still
+    /// does not end after that (given up: dropping `wait` kills what is left).
+    async fn supervise(
+        &self,
+        c: &Connected,
+        mut wait: BoxFuture<Result<Option<i32>, ConnectorError>>,
+        pid_rx: oneshot::Receiver<u32>,
+        mut cancel: watch::Receiver<u32>,
+    ) -> Result<Option<Option<i32>>, Error> {
         let mut pid_rx = Some(pid_rx);
         let mut pid: Option<u32> = None;
         let mut signals_sent = 0u32;
@@ -389,36 +423,22 @@ impl Job {
                     let count = *cancel.borrow();
                     let sig = if count >= 2 || signals_sent == 1 { "KILL" } else { "INT" };
                     signals_sent = if sig == "KILL" { 2 } else { 1 };
-                    self.signal(&c, pid, sig).await;
+                    self.signal(c, pid, sig).await;
                     deadline = Some(tokio::time::Instant::now() + GRACE);
                 }
                 () = sleep => {
                     if signals_sent < 2 {
                         signals_sent = 2;
-                        self.signal(&c, pid, "KILL").await;
+                        self.signal(c, pid, "KILL").await;
                         deadline = Some(tokio::time::Instant::now() + GRACE);
                     } else {
-                        // Still no end: give up on it (dropping it kills what is left).
-                        drop(wait);
-                        if let Some(f) = feeder { f.abort(); }
-                        return Ok(End::Signalled);
+                        // Still no end: give up on it.
+                        return Ok(None);
                     }
                 }
             }
         };
-        // Drain what is left of the output.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            let _ = out.await;
-            let _ = err.await;
-        })
-        .await;
-        if let Some(f) = feeder {
-            f.abort();
-        }
-        Ok(match code {
-            Some(c) => End::Exited((c & 0xff) as u8),
-            None => End::Signalled,
-        })
+        Ok(Some(code))
     }
 
     /// Send `sig` to the program's process group on the host.
