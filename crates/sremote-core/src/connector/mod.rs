@@ -99,9 +99,11 @@
 //! [`support`] has the pieces every connector needs (progress, the atomic local half of a
 //! pull, a process-group guard, the 127/126 mapping, home-relative paths), [`script`] the
 //! POSIX `sh` scripts that keep the contract through nothing but "run `/bin/sh -c` on the
-//! host", and [`command`] a whole connector for anything that runs an argv behind a prefix
-//! (`runuser -u U --`, `podman exec -i C`, `srun --jobid J --overlap`). A connector for
-//! such a transport is a name check and a prefix:
+//! host", [`scripted`] exec, push, pull and spawn on those scripts for any transport that
+//! can start `/bin/sh -c SCRIPT sh ARG…` there (the SSH connector is one), and [`command`]
+//! a whole connector for anything that runs an argv behind a prefix (`runuser -u U --`,
+//! `podman exec -i C`, `srun --jobid J --overlap`). A connector for such a transport is a
+//! name check and a prefix:
 //!
 //! ```
 //! use async_trait::async_trait;

@@ -1,6 +1,6 @@
 //! A whole connector on one primitive: *start `/bin/sh -c SCRIPT sh ARG…` on the host with
 //! piped stdio* ([`ScriptHost::start`]). [`exec`], [`push`], [`pull`] and [`spawn`] run
-//! core's [`script`](super::script)s through it and keep the contract: markers separate
+//! the scripts of [`super::script`] through it and keep the contract: markers separate
 //! the program's output from login noise and tell the pid, push and pull exit codes become
 //! typed errors, timeouts and dropped futures kill the process group. The SSH connector
 //! and [`CommandTransport`](super::CommandTransport) are both built this way.
