@@ -1,6 +1,6 @@
 //! Test harness: the real `sremote-gateway` binary on a loopback port, in a throwaway
 //! home, stopped (by PID) when dropped.
-#![allow(dead_code, reason = "each test binary uses a part of the shared helpers")]
+#![allow(dead_code, reason = "each test binary uses some of the helpers")]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
