@@ -284,6 +284,43 @@ fn supervise(dir: &Path) -> io::Result<State> {
     status.pid = Some(me);
     status.pid_start = start_time(me);
     status.started_unix_ms = Some(now_ms());
+    let mut child = spawn_worker(dir)?;
+    let worker = child.id();
+    status.worker_pid = Some(worker);
+    write_status(dir, &status)?;
+    let (exit, term_sent) = watch_worker(dir, &mut child)?;
+    // Whatever the call left running in its session ends with the job.
+    signal_session(worker, libc::SIGKILL);
+    status.exit_code = exit.code();
+    status.signal = exit.signal();
+    // Signals reach every process of a batch job at once: the worker may have ended (with
+    // a response) before this loop saw its own signal; it says so in its exit code.
+    let signalled = match (SIGNALLED.load(Ordering::SeqCst), exit.code()) {
+        (0, Some(c)) if c > WORKER_SIGNALLED_BASE && c < WORKER_SIGNALLED_BASE + 65 => {
+            c - WORKER_SIGNALLED_BASE
+        }
+        (own, _) => own,
+    };
+    let stopped = term_sent || signalled != 0;
+    let (state, reason, message) = final_state(dir, exit.code(), exit.signal(), signalled, stopped);
+    // A program job: its exit code and signal are the job's (not the worker's).
+    if let Some(Outcome::Error(e)) = read_response(dir).map(|r| r.outcome)
+        && let Some((code, sig)) = program_end(&e)
+    {
+        status.exit_code = code;
+        status.signal = sig;
+    }
+    status.finish(state, reason.as_deref(), message, now_ms());
+    write_status(dir, &status)?;
+    if state == State::Cancelled {
+        linger(dir);
+    }
+    Ok(state)
+}
+
+/// Start `job worker DIR` in the job's work dir, leading a new session, its output
+/// appended to the job's log.
+fn spawn_worker(dir: &Path) -> io::Result<std::process::Child> {
     let log = OpenOptions::new()
         .append(true)
         .create(true)
@@ -314,10 +351,17 @@ fn supervise(dir: &Path) -> io::Result<State> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn()?;
+    cmd.spawn()
+}
+
+/// Wait for the worker to end, passing a signal to this runner or a cancel request on
+/// to the worker's session as SIGTERM, then SIGKILL after the grace time. Returns how it
+/// ended and whether it was asked to stop.
+fn watch_worker(
+    dir: &Path,
+    child: &mut std::process::Child,
+) -> io::Result<(std::process::ExitStatus, bool)> {
     let worker = child.id();
-    status.worker_pid = Some(worker);
-    write_status(dir, &status)?;
     let mut term_sent: Option<(Instant, Duration)> = None;
     let mut killed = false;
     let mut last_look = Instant::now();
@@ -347,33 +391,7 @@ fn supervise(dir: &Path) -> io::Result<State> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    // Whatever the call left running in its session ends with the job.
-    signal_session(worker, libc::SIGKILL);
-    status.exit_code = exit.code();
-    status.signal = exit.signal();
-    // Signals reach every process of a batch job at once: the worker may have ended (with
-    // a response) before this loop saw its own signal; it says so in its exit code.
-    let signalled = match (SIGNALLED.load(Ordering::SeqCst), exit.code()) {
-        (0, Some(c)) if c > WORKER_SIGNALLED_BASE && c < WORKER_SIGNALLED_BASE + 65 => {
-            c - WORKER_SIGNALLED_BASE
-        }
-        (own, _) => own,
-    };
-    let stopped = term_sent.is_some() || signalled != 0;
-    let (state, reason, message) = final_state(dir, exit.code(), exit.signal(), signalled, stopped);
-    // A program job: its exit code and signal are the job's (not the worker's).
-    if let Some(Outcome::Error(e)) = read_response(dir).map(|r| r.outcome)
-        && let Some((code, sig)) = program_end(&e)
-    {
-        status.exit_code = code;
-        status.signal = sig;
-    }
-    status.finish(state, reason.as_deref(), message, now_ms());
-    write_status(dir, &status)?;
-    if state == State::Cancelled {
-        linger(dir);
-    }
-    Ok(state)
+    Ok((exit, term_sent.is_some()))
 }
 
 /// A batch job cancelled by the client: the batch system's own cancel follows (the client
