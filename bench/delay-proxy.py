@@ -10,7 +10,7 @@ usage: bench/delay-proxy.py --delay-ms 50 [--events FILE] LPORT:THOST:TPORT …
        bench/delay-proxy.py --delay-ms 50 --pairs FILE          (one LPORT:THOST:TPORT a line)
 
 Listens on 127.0.0.1:LPORT and forwards to THOST:TPORT. `--events FILE` appends one line
-per connection opened or closed (`<monotonic s> open|close <lport>`), from which
+per connection opened or closed by the client (`<monotonic s> open|close <lport>`), from which
 bench/fleet.py counts how many connections were up at once. Prints `ready` on stdout once
 every port listens. Stops on SIGTERM or SIGINT.
 """
@@ -32,8 +32,9 @@ class Events:
             self.file.write(f"{time.monotonic():.6f} {what} {lport}\n")
 
 
-async def pump(reader, writer, delay):
-    """Copy reader → writer, each chunk `delay` seconds after it was read."""
+async def pump(reader, writer, delay, on_eof=lambda: None):
+    """Copy reader → writer, each chunk `delay` seconds after it was read; `on_eof()` as
+    soon as the reader ends."""
     queue: asyncio.Queue = asyncio.Queue()
 
     async def sender():
@@ -58,27 +59,38 @@ async def pump(reader, writer, delay):
             queue.put_nowait((time.monotonic() + delay, data or None))
             if not data:
                 break
+        on_eof()
         await task
     except (ConnectionError, OSError):
+        on_eof()
         task.cancel()
 
 
 async def handle(client_r, client_w, target, delay, lport, events):
+    """One connection. It counts as closed (`--events`) when the client closes its side:
+    what the client holds, not the delayed teardown behind it."""
     events.note("open", lport)
+    closed = []
+
+    def client_gone():
+        if not closed:
+            closed.append(True)
+            events.note("close", lport)
+
     try:
         target_r, target_w = await asyncio.open_connection(*target)
     except OSError:
         client_w.close()
-        events.note("close", lport)
+        client_gone()
         return
     try:
-        await asyncio.gather(pump(client_r, target_w, delay), pump(target_r, client_w, delay),
-                             return_exceptions=True)
+        await asyncio.gather(pump(client_r, target_w, delay, client_gone),
+                             pump(target_r, client_w, delay), return_exceptions=True)
     except asyncio.CancelledError:
         pass  # the proxy is stopping
     for w in (client_w, target_w):
         w.close()
-    events.note("close", lport)
+    client_gone()
 
 
 def parse_pair(text):

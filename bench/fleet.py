@@ -101,10 +101,9 @@ class Fleet:
         with open(self.events) as f:
             for line in f:
                 t, what, _ = line.split()
-                if float(t) < since:
-                    continue
                 up += 1 if what == "open" else -1
-                peak = max(peak, up)
+                if float(t) >= since:
+                    peak = max(peak, up)
         return peak
 
     def stop(self):
@@ -130,14 +129,17 @@ class Client:
     def disconnect(self):
         subprocess.run([self.binary, "disconnect", "--all"], env=self.env, capture_output=True)
 
-    def call(self, target, parallel, extra=()):
-        """One `sremote --json call TARGET os getenv HOME`: a dict of wall, peak RSS,
-        failures, exit code, ssh masters' PSS."""
+    def call(self, target, parallel, extra=(), hosts=None):
+        """One `sremote --json call TARGET os getenv HOME` on `hosts` hosts (default: the
+        parallelism): a dict of wall, peak RSS, failures (error lines, and hosts with no
+        line at all), exit code, ssh masters' PSS."""
         cmd = [self.binary, "--ssh-config", self.fleet.ssh_config, "--json", "--parallel",
                str(parallel), *extra, "call", target, "os", "getenv", "HOME"]
         code, wall, peak, out, err = benchlib.run_peak_rss(cmd, env=self.env)
         lines = json_values(out)
         failed = [o for o in lines if o.get("ok") is False]
+        missing = (hosts or parallel) - len(lines)
+        failed += [{"error": "no answer for this host"}] * max(0, missing)
         masters = benchlib.pids_with(self.control)
         pss = sum(benchlib.pss_kib(p) or 0 for p in masters)
         return {"wall_s": wall, "rss_kib": peak, "code": code, "answers": len(lines),
@@ -172,7 +174,7 @@ def measure(client, target, one, parallel, state, reps):
                 client.disconnect()
             else:
                 client.call(what, par)  # the logins are up
-            runs[key].append(client.call(what, par))
+            runs[key].append(client.call(what, par, hosts=par))
     return {k: summarize(v) for k, v in runs.items()}
 
 
@@ -196,10 +198,19 @@ def per_host(fleet_r, one_r, n):
 
 def parallel_check(client, fleet, p, one_wall, n):
     client.disconnect()
+    time.sleep(1)  # the proxy closes its side after the delay: old connections gone first
     since = time.monotonic()
-    r = client.call("@fleet", p, extra=["--no-persist"])
+    r = client.call("@fleet", p, extra=["--no-persist"], hosts=n)
     time.sleep(0.2)
     peak = fleet.peak_open(since)
+    if peak > p:
+        progress(f"--parallel {p}: {peak} connections open at once; the proxy's events "
+                 "(s since the command started, event, port):")
+        with open(fleet.events) as f:
+            for line in f:
+                t, what, port = line.split()
+                if float(t) >= since:
+                    print(f"  {float(t) - since:7.3f} {what} {port}", file=sys.stderr)
     expected = math.ceil(n / p) * one_wall
     return {"p": p, "peak_open": peak, "wall_s": r["wall_s"], "expected_s": expected,
             "failed": len(r["failed"]), "code": r["code"]}
@@ -288,7 +299,10 @@ def report(args, results):
         f"done): at most {p['peak_open']} connections open at once (goal ≤ {p['p']}); wall "
         f"{p['wall_s'] * 1000:.0f} ms against ceil({n}/{p['p']}) × one cold host = "
         f"{p['expected_s'] * 1000:.0f} ms (ratio {p['wall_s'] / p['expected_s']:.2f}); "
-        f"{p['failed']} failed, exit {p['code']}.",
+        f"{p['failed']} failed, exit {p['code']}." + (
+            " More connections than P at once: a finished host's connection closes only after "
+            "the next host's login has started (the proxy's open/close times are printed on "
+            "stderr)." if p["peak_open"] > p["p"] else ""),
     ]
     if "big" in results:
         m = args.big_hosts
