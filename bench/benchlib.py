@@ -63,7 +63,8 @@ class Sshd:
     the keys in `keydir` (see `keys`). Started by `start()`, ready when it sends its
     banner (no login spent on waiting)."""
 
-    def __init__(self, state, keydir, port=None, pin=False, max_startups="256:30:512", extra=""):
+    def __init__(self, state, keydir, port=None, pin=False, max_startups="256:30:512",
+                 max_sessions=256, extra=""):
         self.state = state
         self.keydir = keydir
         self.port = port or free_port()
@@ -86,7 +87,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 UseDNS no
-MaxSessions 256
+MaxSessions {max_sessions}
 MaxStartups {max_startups}
 Subsystem sftp internal-sftp
 SetEnv HOME={self.home}
@@ -210,3 +211,11 @@ def write_section(begin, end, section):
     else:
         text = text.rstrip("\n") + "\n\n" + section
     BENCHMARKS.write_text(text)
+
+
+def publish(section, write, begin, end):
+    """Print the section; with `write` (the scripts' `--write`) also put it into
+    BENCHMARKS.md between its markers."""
+    print(section)
+    if write:
+        write_section(begin, end, section)

@@ -10,92 +10,44 @@ Measures (wall time of whole processes, stdout to /dev/null):
 * 40 `sremote call` processes started at once against sshd's stock
   `MaxStartups 10:30:100`, from no master: failures and logins (sshd's `Accepted` lines).
 
-Usage: bench/connections.py [--reps 30] [--write]   (`--write` replaces the section
+Usage: bench/connections.py [--reps 30] [--sremote PATH] [--write]   (`--write` replaces the section
 "One login for many commands" of BENCHMARKS.md). Needs root (sshd) and a release build of
 `sremote` (made first).
 """
 
 import argparse
 import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import benchlib
+
 BEGIN = "<!-- connections: written by bench/connections.py -->"
 END = "<!-- connections: end -->"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sshd:
-    """sshd on loopback with its own keys and HOME, stock MaxStartups."""
+class Sshd(benchlib.Sshd):
+    """sshd on loopback with its own keys and HOME, sshd's stock `MaxStartups 10:30:100`
+    and `MaxSessions 10`; ssh aliases `bench` (a new login each time) and `mux` (an OpenSSH
+    ControlMaster)."""
 
     def __init__(self, state):
-        self.state = state
-        self.port = free_port()
-        self.home = os.path.join(state, "home")
-        os.makedirs(self.home, exist_ok=True)
-        for key in ("host", "client"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                            os.path.join(state, key)], check=True)
-        shutil.copy(os.path.join(state, "client.pub"), os.path.join(state, "authorized_keys"))
-        os.makedirs("/run/sshd", exist_ok=True)
-        self.log = os.path.join(state, "sshd.log")
-        with open(os.path.join(state, "sshd_config"), "w") as f:
-            f.write(f"""ListenAddress 127.0.0.1
-Port {self.port}
-HostKey {state}/host
-PidFile {state}/sshd.pid
-AuthorizedKeysFile {state}/authorized_keys
-StrictModes no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-UseDNS no
-MaxStartups 10:30:100
-SetEnv HOME={self.home}
-""")
+        keydir = benchlib.keys(state)
+        super().__init__(state, keydir, max_startups="10:30:100", max_sessions=10)
+        self.start().wait_ready()
         self.config = os.path.join(state, "ssh_config")
-        common = f"""  HostName 127.0.0.1
-  Port {self.port}
-  User root
-  IdentityFile {state}/client
-  IdentitiesOnly yes
-  StrictHostKeyChecking accept-new
-  UserKnownHostsFile {state}/known_hosts
-  LogLevel ERROR
-"""
         with open(self.config, "w") as f:
-            f.write(f"Host bench\n{common}Host mux\n{common}  ControlMaster auto\n"
-                    f"  ControlPath {state}/mux\n  ControlPersist 600\n")
-        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f",
-                                      os.path.join(state, "sshd_config"), "-E", self.log])
-        for _ in range(100):
-            if subprocess.run(["ssh", "-F", self.config, "bench", "true"],
-                              capture_output=True).returncode == 0:
-                return
-            time.sleep(0.05)
-        raise SystemExit("sshd did not come up; see " + self.log)
-
-    def logins(self):
-        with open(self.log) as f:
-            return f.read().count("Accepted ")
+            f.write(benchlib.ssh_host("bench", self.port, keydir))
+            f.write(benchlib.ssh_host("mux", self.port, keydir,
+                                      f"  ControlMaster auto\n  ControlPath {state}/mux\n"
+                                      "  ControlPersist 600\n"))
 
     def stop(self):
         subprocess.run(["ssh", "-F", self.config, "-O", "exit", "mux"], capture_output=True)
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        super().stop()
 
 
 def wall(cmd, env, reps):
@@ -128,10 +80,10 @@ def verdict(rows):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--sremote", help="the sremote binary (default: build the release one)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "sremote-cli"], cwd=ROOT, check=True)
-    binary = str(ROOT / "target/release/sremote")
+    binary = benchlib.sremote_binary(args.sremote)
     state = tempfile.mkdtemp(prefix="srbc-", dir="/tmp")
     sshd = Sshd(state)
     try:
@@ -172,7 +124,7 @@ def run(args, binary, state, sshd):
         failed_np, _ = concurrent(no_persist, env, 40)
     finally:
         subprocess.run([binary, "disconnect", "--all"], env=env, capture_output=True)
-    host = f"{platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}"
+    host = benchlib.machine()
     lines = [
         BEGIN,
         "## One login for many commands (bench/connections.py)",
@@ -201,16 +153,7 @@ def run(args, binary, state, sshd):
         verdict(rows),
         END,
     ]
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text()
-        if BEGIN in text and END in text:
-            text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1:]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        path.write_text(text)
+    benchlib.publish("\n".join(lines) + "\n", args.write, BEGIN, END)
 
 
 if __name__ == "__main__":

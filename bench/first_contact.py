@@ -341,10 +341,7 @@ def main():
         results["kex"] = host.kex
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    section = report(args, results)
-    print(section)
-    if args.write:
-        benchlib.write_section(BEGIN, END, section)
+    benchlib.publish(report(args, results), args.write, BEGIN, END)
 
 
 def measure_walls(args, binary, host):

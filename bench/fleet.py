@@ -243,10 +243,7 @@ def main():
         client.disconnect()
         fleet.stop()
         shutil.rmtree(state, ignore_errors=True)
-    section = report(args, results)
-    print(section)
-    if args.write:
-        benchlib.write_section(BEGIN, END, section)
+    benchlib.publish(report(args, results), args.write, BEGIN, END)
 
 
 def run(args, fleet, client):
