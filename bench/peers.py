@@ -72,9 +72,13 @@ class Bench:
     def run(self, cmd, **kw):
         return subprocess.run(pinned(cmd, self.pin), env=self.env, **kw)
 
+    def logout(self, binary):
+        """Drop sremote's persisted ssh login: its next command logs in again."""
+        subprocess.run([binary, "disconnect", "--all"], env=self.env, capture_output=True)
+
     def stop(self, binary):
         subprocess.run(["ssh", "-F", self.config, "-O", "exit", "mux"], capture_output=True)
-        subprocess.run([binary, "disconnect", "--all"], env=self.env, capture_output=True)
+        self.logout(binary)
         self.sshd.stop()
 
 
@@ -242,6 +246,7 @@ def transfer(binary, b, state, mib):
     t_bin = os.path.join(b.home, "t.bin")
     with open(src, "rb") as f:
         out["ssh cat push MB/s"] = timed(ssh + [f"cat > '{t_bin}'"], stdin=f)
+    b.logout(binary)  # sremote pays a new login too, not the persisted one
     out["sremote push MB/s"] = timed([binary, "--ssh-config", b.config, "push", "bench", src, "t2.bin"])
     subprocess.run(["sync"], check=True)
     # Neither pays for freeing an old copy of the output (truncating or replacing 256 MiB
@@ -251,6 +256,7 @@ def transfer(binary, b, state, mib):
     with open(back, "wb") as f:
         out["ssh cat pull MB/s"] = timed(ssh + [f"cat '{t_bin}'"], stdout=f)
     os.remove(back)
+    b.logout(binary)
     out["sremote pull MB/s"] = timed([binary, "--ssh-config", b.config, "pull", "bench", "t.bin", back])
     return out
 
