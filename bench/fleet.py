@@ -280,15 +280,15 @@ def report(args, results):
         "peak RSS growth per extra host, and the ssh master processes' PSS per host.",
         "",
         "| state | one host | fleet | fleet / one host (goal ≤ 2) | failed | sremote RSS | "
-        "KiB/host (sremote) | KiB/host (ssh master) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "KiB/host (sremote) | KiB/host (ssh master) | KiB/host (both; goal ≤ 2048) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for state, r in results["wan"].items():
         f, o = r["fleet"], r["one"]
         rss, pss = per_host(f, o, n)
         lines.append(f"| {state} ({n} hosts) | {o['wall_s'] * 1000:.0f} ms | {f['wall_s'] * 1000:.0f} ms | "
                      f"{f['wall_s'] / o['wall_s']:.2f} | {f['failed']} | {f['rss_kib'] / 1024:.1f} MiB | "
-                     f"{rss:.0f} | {pss:.0f} |")
+                     f"{rss:.0f} | {pss:.0f} | {rss + pss:.0f} |")
     p = results["parallel"]
     lines += [
         "",
@@ -305,12 +305,12 @@ def report(args, results):
         m = args.big_hosts
         lines += ["", f"{m} hosts without delay, `--parallel {m}`:", "",
                   "| state | wall | failed | exit | sremote RSS | KiB/host (sremote) | "
-                  "KiB/host (ssh master) |", "|---|---:|---:|---:|---:|---:|---:|"]
+                  "KiB/host (ssh master) | KiB/host (both) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for state, r in results["big"].items():
             f, o = r["fleet"], r["one"]
             rss, pss = per_host(f, o, m)
             lines.append(f"| {state} | {f['wall_s'] * 1000:.0f} ms | {f['failed']} of {m} | {f['code']} | "
-                         f"{f['rss_kib'] / 1024:.1f} MiB | {rss:.0f} | {pss:.0f} |")
+                         f"{f['rss_kib'] / 1024:.1f} MiB | {rss:.0f} | {pss:.0f} | {rss + pss:.0f} |")
         errors = [r["fleet"]["example_error"] for r in results["big"].values() if r["fleet"]["example_error"]]
         if errors:
             lines += ["", f"First error seen: `{json.dumps(errors[0])[:300]}`"]
