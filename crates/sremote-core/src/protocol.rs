@@ -139,7 +139,10 @@ impl Request {
     /// Parse a request. Never panics: any defect (not JSON, wrong shape, other protocol
     /// version) is returned as an [`ErrorBody`] ready to be sent back to the caller, with
     /// the request id when it could be read.
-    #[allow(clippy::result_large_err)] // the error is the cold path and is sent back as is
+    #[expect(
+        clippy::result_large_err,
+        reason = "the error is the cold path and is sent back as is"
+    )]
     pub fn parse(bytes: &[u8]) -> Result<Request, (Option<String>, ErrorBody)> {
         // Fast path: one pass into the struct. Anything wrong is diagnosed below.
         if let Ok(req) = serde_json::from_slice::<Request>(bytes)

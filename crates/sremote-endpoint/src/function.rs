@@ -176,7 +176,7 @@ macro_rules! impl_into_function {
         {
             fn into_typed(self) -> TypedFunction {
                 let params: Vec<(String, bool)> = vec![$((pretty_type_of::<$A>(), accepts_null::<$A>())),*];
-                #[allow(unused_mut, unused_variables)]
+                #[allow(unused_mut, unused_variables, reason = "the macro binds every argument; a function may use none of them")]
                 let call = move |args: Vec<Value>| -> Result<Value, ArgFailure> {
                     let mut args = args.into_iter().enumerate();
                     $(

@@ -156,7 +156,10 @@ pub struct NewtAuth {
     pub ca: Option<std::path::PathBuf>,
     /// Asked for the password when there is neither token nor password (a terminal
     /// prompt in the CLI); `Err` says why there is none.
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a one-off callback type, clearer written out than named"
+    )]
     pub prompt: Option<Box<dyn Fn(&str, &str) -> Result<String, String> + Send + Sync>>,
 }
 

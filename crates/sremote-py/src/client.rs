@@ -303,7 +303,10 @@ impl Client {
                         auto_bootstrap=true, mode=None, user=None, password=None, token=None, ca=None,
                         setup=None, login_shell=None, venv=None, needs=None, persist=None,
                         prompt=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the Python keyword arguments one to one"
+    )]
     fn new(
         py: Python<'_>,
         host: Option<&Bound<'_, PyAny>>,

@@ -74,7 +74,10 @@ impl PySshConnector {
     #[pyo3(signature = (destination, *, ssh_config=None, port=None, user=None, keyfile=None,
                         known_hosts=None, strict_host_keys=None, connect_timeout=None,
                         persist=None, prompt=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the Python keyword arguments one to one"
+    )]
     fn new(
         py: Python<'_>,
         destination: String,
@@ -136,7 +139,10 @@ pub struct PyNewtConnector;
 impl PyNewtConnector {
     #[new]
     #[pyo3(signature = (url, machine, user=None, password=None, token=None, ca=None, connect_timeout=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the Python keyword arguments one to one"
+    )]
     fn new(
         py: Python<'_>,
         url: String,

@@ -457,7 +457,10 @@ impl NativeJob {
 #[pyo3(signature = (client, module, function, args, kwargs=None, code=Vec::new(),
                     resources=None, scheduler=None, name=None, files=Vec::new(), force=false,
                     store_path=None))]
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "mirrors the Python keyword arguments one to one"
+)]
 fn submit_job(
     py: Python<'_>,
     client: &Bound<'_, Client>,

@@ -1,6 +1,9 @@
 //! Helpers for running the `sremote` binary in tests: a throwaway client HOME, a hosts
 //! config, output as text.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "shared by several test binaries; each uses a part"
+)]
 
 pub mod gateway;
 pub mod partition;

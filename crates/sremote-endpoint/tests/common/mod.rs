@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: run an endpoint executable as a child
 //! process with a private HOME.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "shared by several test binaries; each uses a part"
+)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

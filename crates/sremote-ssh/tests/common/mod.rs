@@ -1,5 +1,8 @@
 //! Shared by the test binaries: a connector that keeps its test host alive.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "shared by several test binaries; each uses a part"
+)]
 
 use std::sync::Arc;
 
