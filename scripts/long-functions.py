@@ -37,6 +37,18 @@ def blank(src):
 
 fn_re = re.compile(r'\bfn\s+(\w+)')
 res = []
+def matching_brace(src, k):
+    """Index of the `}` closing the `{` at `k` (end of `src` if unclosed)."""
+    d = 0; j = k
+    while j < len(src):
+        if src[j] == '{': d += 1
+        elif src[j] == '}':
+            d -= 1
+            if d == 0: break
+        j += 1
+    return j
+
+
 def rust_files(root):
     if os.path.isfile(root):
         yield root
@@ -56,26 +68,14 @@ for root in roots:
                 k = src.find('{', m.end())
                 semi = src.find(';', m.end())
                 if k < 0 or (0 <= semi < k): continue
-                d = 0; j = k
-                while j < len(src):
-                    if src[j] == '{': d += 1
-                    elif src[j] == '}':
-                        d -= 1
-                        if d == 0: break
-                    j += 1
+                j = matching_brace(src, k)
                 src = src[:m.start()] + re.sub(r'[^\n]', ' ', src[m.start():j+1]) + src[j+1:]
             for m in fn_re.finditer(src):
-                k = m.end(); d = 0
+                k = m.end()
                 # body starts at first '{' before a ';' at depth 0 (parens/generics ignored)
                 while k < len(src) and src[k] not in '{;': k += 1
                 if k >= len(src) or src[k] == ';': continue
-                j = k
-                while j < len(src):
-                    if src[j] == '{': d += 1
-                    elif src[j] == '}':
-                        d -= 1
-                        if d == 0: break
-                    j += 1
+                j = matching_brace(src, k)
                 a = src.count('\n', 0, m.start()); b = src.count('\n', 0, j)
                 if b - a + 1 > N:
                     res.append((b - a + 1, p, a + 1, m.group(1)))
