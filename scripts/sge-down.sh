@@ -4,14 +4,14 @@
 set -uo pipefail
 export SGE_ROOT=${SGE_ROOT:-/var/lib/gridengine} SGE_CELL=${SGE_CELL:-default}
 log() { echo "[sge-down] $*" >&2; }
-running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
+. "$(dirname "$0")/daemons.sh"
 stop() {
   local f=$1 name=$2 pid
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
-  running "$pid" || return 0
+  running "$pid" "$name" || return 0
   log "stopping $name ($pid)"; kill -TERM "$pid"
-  for _ in $(seq 100); do running "$pid" || return 0; sleep 0.1; done
+  for _ in $(seq 100); do running "$pid" "$name" || return 0; sleep 0.1; done
   log "$name did not exit, SIGKILL"; kill -KILL "$pid"
 }
 command -v qdel >/dev/null && qdel -f -u '*' >/dev/null 2>&1

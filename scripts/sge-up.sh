@@ -14,8 +14,7 @@ QM_PID=/var/spool/gridengine/qmaster/qmaster.pid
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 log() { echo "[sge-up] $*" >&2; }
-running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
-alive() { [ -f "$1" ] && running "$(cat "$1")"; }
+. "$(dirname "$0")/daemons.sh"
 execd_pid() { ls /var/spool/gridengine/execd/*/execd.pid 2>/dev/null | head -1; }
 
 # ---- 1. packages --------------------------------------------------------------
@@ -32,7 +31,7 @@ fi
 [ -f "$COMMON/act_qmaster" ] || { log "no cell $COMMON (the package did not configure a cluster)"; exit 1; }
 
 # ---- already up? ----------------------------------------------------------------
-if alive "$QM_PID" && [ -n "$(execd_pid)" ] && alive "$(execd_pid)" \
+if alive "$QM_PID" sge_qmaster && [ -n "$(execd_pid)" ] && alive "$(execd_pid)" sge_execd \
    && qstat -f 2>/dev/null | grep -q "^all.q@" && ! qstat -f 2>/dev/null | grep -q "^all.q@.* [a-zA-Z]*E" \
    && qconf -sconf global 2>/dev/null | grep -q "flush_time=00:00:01"; then
   log "already up"; exit 0
@@ -44,10 +43,10 @@ echo "$HOST" > "$COMMON/act_qmaster"
 echo "$HOST localhost" > "$COMMON/host_aliases"
 
 # ---- 3. qmaster -------------------------------------------------------------------
-if ! alive "$QM_PID"; then
+if ! alive "$QM_PID" sge_qmaster; then
   /usr/sbin/sge_qmaster
 fi
-for _ in $(seq 100); do qconf -sh >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 300); do qconf -sh >/dev/null 2>&1 && break; sleep 0.1; done
 qconf -sh >/dev/null || { log "sge_qmaster does not answer"; tail -5 /var/spool/gridengine/qmaster/messages >&2; exit 1; }
 
 # ---- 4. configuration: root may run jobs, schedule every second ----------------------
@@ -120,7 +119,7 @@ Q
 fi
 
 # ---- 5. execd (reads the configuration above when it starts) ----------------------------
-if [ -z "$(execd_pid)" ] || ! alive "$(execd_pid)"; then
+if [ -z "$(execd_pid)" ] || ! alive "$(execd_pid)" sge_execd; then
   /usr/sbin/sge_execd
 fi
 for _ in $(seq 150); do

@@ -11,11 +11,10 @@ log() { echo "[slurm-down] $*" >&2; }
 
 # PID 1 here (process_api) reaps orphans lazily, so a dead daemon can linger as a
 # zombie for a few seconds: treat state Z as gone.
-running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
-alive() { [ -f "$1" ] && running "$(cat "$1")"; }
+. "$(dirname "$0")/daemons.sh"
 
 # 1. cancel all jobs so slurmstepd/job processes don't outlive slurmd
-if alive "$DIR/slurmctld.pid"; then
+if alive "$DIR/slurmctld.pid" slurmctld; then
   ids=$(squeue -h -o %i 2>/dev/null | tr '\n' ' ')
   if [ -n "${ids// }" ]; then
     log "cancelling jobs: $ids"; scancel $ids 2>/dev/null
@@ -27,18 +26,18 @@ fi
 #    MariaDB flushes on SIGTERM)
 for d in slurmd slurmctld slurmdbd mariadbd; do
   f="$DIR/$d.pid"
-  if alive "$f"; then
+  if alive "$f" "$d"; then
     pid=$(cat "$f"); log "stopping $d ($pid)"; kill -TERM "$pid"
-    for _ in $(seq 300); do running "$pid" || break; sleep 0.1; done
-    running "$pid" && { log "$d did not exit, SIGKILL"; kill -KILL "$pid"; }
+    for _ in $(seq 300); do running "$pid" "$d" || break; sleep 0.1; done
+    running "$pid" "$d" && { log "$d did not exit, SIGKILL"; kill -KILL "$pid"; }
   fi
   rm -f "$f"
 done
 
 # 3. munged (started by slurm-up.sh via its own pid file)
-if [ "${SLURM_KEEP_MUNGE:-0}" != 1 ] && alive /run/munge/munged.pid; then
+if [ "${SLURM_KEEP_MUNGE:-0}" != 1 ] && alive /run/munge/munged.pid munged; then
   pid=$(cat /run/munge/munged.pid); log "stopping munged ($pid)"; kill -TERM "$pid"
-  for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
+  for _ in $(seq 50); do running "$pid" munged || break; sleep 0.1; done
 fi
 
 rm -f "$DIR/started-by"

@@ -39,8 +39,7 @@ DBD_PORT=6819
 if [ "$ACCT" = 1 ]; then MIN_JOB_AGE=${SLURM_MIN_JOB_AGE:-10}; else MIN_JOB_AGE=${SLURM_MIN_JOB_AGE:-300}; fi
 
 log() { echo "[slurm-up] $*" >&2; }
-# PID 1 here reaps orphans lazily: a dead daemon may linger as zombie (state Z)
-running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
+. "$(dirname "$0")/daemons.sh"
 
 # ---- 1. packages ------------------------------------------------------------
 pkgs=()
@@ -157,14 +156,12 @@ done
 
 acct_up() {
   [ "$ACCT" != 1 ] && return 0
-  [ -f "$DIR/slurmdbd.pid" ] && running "$(cat "$DIR/slurmdbd.pid")" \
-    && [ -f "$DIR/mariadbd.pid" ] && running "$(cat "$DIR/mariadbd.pid")" \
+  alive "$DIR/slurmdbd.pid" slurmdbd && alive "$DIR/mariadbd.pid" mariadbd \
     && [ -f "$DBD_CONF" ] && [ "$(gen_dbd_conf)" = "$(cat "$DBD_CONF")" ]
 }
 
 # ---- already up (same config, daemons alive, node usable)? -------------------
-if [ -f "$DIR/slurmctld.pid" ] && running "$(cat "$DIR/slurmctld.pid")" \
-   && [ -f "$DIR/slurmd.pid" ] && running "$(cat "$DIR/slurmd.pid")" \
+if alive "$DIR/slurmctld.pid" slurmctld && alive "$DIR/slurmd.pid" slurmd \
    && [ -f "$CONF" ] && [ "$(gen_conf)" = "$(cat "$CONF")" ] && acct_up \
    && sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated|completing)'; then
   log "already up"; sinfo; exit 0
@@ -188,7 +185,7 @@ fi
 chown munge:munge /etc/munge/munge.key; chmod 0400 /etc/munge/munge.key
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
   # pid file lives under /run/munge; munged daemonizes by itself
-  if [ -f /run/munge/munged.pid ] && running "$(cat /run/munge/munged.pid)"; then
+  if alive /run/munge/munged.pid munged; then
     :
   else
     rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
