@@ -65,11 +65,15 @@ fn custom_endpoint() -> &'static Path {
             .find_map(|l| l.strip_prefix("host: "))
             .expect("host triple")
             .to_string();
-        let dir = target_dir().join("custom-endpoint-static");
+        // The bundled endpoint's nested build dir and profile (crates/sremote-endpoint-bin):
+        // the static dependencies are built there already.
+        let dir = target_dir().join("endpoint-static");
         let mut cmd = cargo();
         cmd.args([
             "build",
             "--quiet",
+            "--profile",
+            "endpoint-dev",
             "-p",
             "custom-endpoint",
             "--bin",
@@ -79,7 +83,7 @@ fn custom_endpoint() -> &'static Path {
         .arg(&dir)
         .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
         run(cmd, "static build of examples/custom-endpoint");
-        let bin = dir.join(&host).join("debug").join("custom-endpoint");
+        let bin = dir.join(&host).join("endpoint-dev").join("custom-endpoint");
         assert!(bin.is_file(), "{} was not built", bin.display());
         let ldd = Command::new("ldd").arg(&bin).output().map(|o| {
             String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)

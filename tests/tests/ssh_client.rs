@@ -36,6 +36,22 @@ async fn bootstrap_a_fresh_host_then_nothing_to_do() {
     assert!(!again.installed && again.bytes_pushed == 0, "{again:?}");
 }
 
+/// A fresh host's first call runs three remote programs: the session start, which finds
+/// no endpoint and probes the host in the same program; one install (receive, verify,
+/// rename); the session. (It took five: a separate probe, push and finish.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_hosts_first_call_takes_three_remote_programs() {
+    let sshd = Sshd::start_configured("LogLevel VERBOSE\n").unwrap();
+    let client = connect(&sshd).await;
+    let home: CallOutput<String> = client.call("os", "getenv").arg("HOME").await.unwrap();
+    assert_eq!(home.value, sshd.home.to_str().unwrap());
+    assert_eq!(home.meta.mode, CallMode::Session);
+    assert!(endpoint_on(&sshd).is_file());
+    let log = sshd.log();
+    let programs = log.matches("Starting session: command").count();
+    assert_eq!(programs, 3, "remote programs for the first call:\n{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_variable_in_every_mode() {
     let sshd = Sshd::start().unwrap();

@@ -1,10 +1,13 @@
 //! Deploying the endpoint onto a host: `RemoteClient::do_bootstrap_install`.
 //!
-//! Three connector operations at most: one `exec` learns the host's OS, arch, home and
-//! the SHA-256 of the installed endpoint; if it is missing or different, one `push` sends
-//! the binary to a temporary name and one `exec` verifies its SHA-256 on the host, makes
-//! the private directories (0700) and renames it into place. Two clients bootstrapping
-//! the same host at once each push their own temporary file; the renames are atomic.
+//! Two connector operations at most: one `exec` learns the host's OS, arch, home and
+//! the SHA-256 of the installed endpoint (skipped when a session start that found no
+//! endpoint already printed it: `crate::trust::guarded`); if it is missing or different,
+//! one `exec` receives the binary on stdin into a temporary name, verifies its SHA-256 on
+//! the host, makes the private directories (0700) and renames it into place (a connector
+//! that cannot feed stdin: a `push` to the temporary name first). Two clients
+//! bootstrapping the same host at once each send their own temporary file; the renames
+//! are atomic.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -252,33 +255,65 @@ impl HostFacts {
     }
 }
 
+/// `sremote_probe DIR NAME PREFIX` prints what bootstrap needs to know about the host, one
+/// `PREFIX key=value` line each: `os`, `arch`, `home`, `sha256` of `DIR/bin/NAME` when it
+/// exists, `location` (`~/.sremote/.location` on one line) and `bin` for each endpoint in
+/// `DIR/bin` (see [`parse_probe`]). Shared by the probe and a session start that finds
+/// no endpoint (`crate::trust::guarded`), which saves the probe's own round trip.
+macro_rules! probe_fn {
+    () => {
+        r#"sremote_probe() {
+  u=$(uname -s -m)
+  printf '%sos=%s\n%sarch=%s\n%shome=%s\n' "$3" "${u% *}" "$3" "${u##* }" "$3" "$HOME"
+  if [ -f "$1/bin/$2" ]; then
+    h=$( (sha256sum -- "$1/bin/$2" || shasum -a 256 -- "$1/bin/$2") 2>/dev/null | cut -c1-64)
+    printf '%ssha256=%s\n' "$3" "$h"
+  fi
+  if [ -f "$HOME/.sremote/.location" ]; then
+    printf '%slocation=%s\n' "$3" "$(tr '\n' ' ' < "$HOME/.sremote/.location")"
+  fi
+  for b in "$1"/bin/sremote-endpoint-*; do
+    [ -f "$b" ] && printf '%sbin=%s\n' "$3" "${b##*/}"
+  done
+  return 0
+}
+"#
+    };
+}
+pub(crate) use probe_fn;
+
 /// Shell script run once by the probe. All variable data arrives as positional arguments.
 /// It first checks that the sremote dir can be trusted (`crate::trust`).
 pub(crate) const PROBE_SCRIPT: &str = concat!(
     crate::trust::trust_fn!(),
+    probe_fn!(),
     r#"sremote_trusted "$1" && sremote_trusted .sremote
-f="$1/bin/$2"
-printf 'os=%s\narch=%s\nhome=%s\n' "$(uname -s)" "$(uname -m)" "$HOME"
-if [ -f "$f" ]; then
-  h=$( (sha256sum -- "$f" || shasum -a 256 -- "$f") 2>/dev/null | cut -c1-64)
-  printf 'sha256=%s\n' "$h"
-fi
-if [ -f "$HOME/.sremote/.location" ]; then
-  printf 'location=%s\n' "$(tr '\n' ' ' < "$HOME/.sremote/.location")"
-fi
-for b in "$1"/bin/sremote-endpoint-*; do
-  [ -f "$b" ] && printf 'bin=%s\n' "${b##*/}"
-done
+sremote_probe "$1" "$2" ""
 exit 0
 "#
 );
 
-/// Shell script that finishes an install: verify, make private dirs, rename into place.
-/// `$1` sremote dir, `$2` pushed temp file, `$3` final name, `$4` expected SHA-256,
-/// `$5` `.location` JSON to write (empty: leave it alone), `$6` a custom tmp dir to create
-/// (empty: none), then names of older endpoints in `<sremote dir>/bin` to remove when
-/// nothing uses them (see [`older_endpoints`]); each removed one is printed `removed=NAME`.
-pub(crate) const FINISH_SCRIPT: &str = r#"umask 077
+/// The prefix of the probe's lines on the stderr of a session start that found no
+/// endpoint (`crate::trust::guarded`).
+pub(crate) const PROBE_PREFIX: &str = "sremote-probe:";
+
+/// The probe's facts in a failed session start's stderr (its [`PROBE_PREFIX`] lines), and
+/// that stderr without them; `None` when the start printed no probe.
+pub(crate) fn probe_in_stderr(stderr: &str) -> (Option<HostFacts>, String) {
+    let (probe, rest): (Vec<&str>, Vec<&str>) =
+        stderr.lines().partition(|l| l.starts_with(PROBE_PREFIX));
+    let facts = (!probe.is_empty()).then(|| {
+        let lines: Vec<&str> = probe.iter().map(|l| &l[PROBE_PREFIX.len()..]).collect();
+        parse_probe(lines.join("\n").as_bytes())
+    });
+    let facts = facts.filter(|f| !f.os.is_empty() && !f.arch.is_empty());
+    (facts, rest.join("\n").trim().to_string())
+}
+
+/// The start of [`FINISH_SCRIPT`] and [`INSTALL_SCRIPT`]: the private directories.
+macro_rules! install_dirs {
+    () => {
+        r#"umask 077
 d="$1"; tmp="$2"; final="$3"; want="$4"
 for sub in "" /bin /tmp /jobs /modules; do
   mkdir -p -- "$d$sub" && chmod 700 -- "$d$sub" || { rm -f -- "$tmp"; echo "cannot create $d$sub" >&2; exit 66; }
@@ -286,7 +321,15 @@ done
 if [ -n "$6" ]; then
   mkdir -p -- "$6" || { rm -f -- "$tmp"; echo "cannot create $6" >&2; exit 66; }
 fi
-got=$( (sha256sum -- "$tmp" || shasum -a 256 -- "$tmp") 2>/dev/null | cut -c1-64)
+"#
+    };
+}
+
+/// The end of [`FINISH_SCRIPT`] and [`INSTALL_SCRIPT`]: verify, rename into place, record
+/// `.location`, remove older endpoints.
+macro_rules! install_finish {
+    () => {
+        r#"got=$( (sha256sum -- "$tmp" || shasum -a 256 -- "$tmp") 2>/dev/null | cut -c1-64)
 [ -n "$got" ] || got=$("$tmp" version --sha256 2>/dev/null)
 if [ "$got" != "$want" ]; then
   rm -f -- "$tmp"; echo "SHA-256 mismatch after upload: got '$got', want '$want'" >&2; exit 65
@@ -311,7 +354,26 @@ for old in "$@"; do
   rm -f -- "$d/bin/$old" && printf 'removed=%s\n' "$old"
 done
 exit 0
-"#;
+"#
+    };
+}
+
+/// Shell script that finishes an install: verify, make private dirs, rename into place.
+/// `$1` sremote dir, `$2` pushed temp file, `$3` final name, `$4` expected SHA-256,
+/// `$5` `.location` JSON to write (empty: leave it alone), `$6` a custom tmp dir to create
+/// (empty: none), then names of older endpoints in `<sremote dir>/bin` to remove when
+/// nothing uses them (see [`older_endpoints`]); each removed one is printed `removed=NAME`.
+pub(crate) const FINISH_SCRIPT: &str = concat!(install_dirs!(), install_finish!());
+
+/// [`FINISH_SCRIPT`] that first receives the binary on its stdin into `$2`: a whole
+/// install in one remote program (connectors that feed stdin), instead of a push and a
+/// finish.
+pub(crate) const INSTALL_SCRIPT: &str = concat!(
+    install_dirs!(),
+    r#"cat > "$tmp" || { rm -f -- "$tmp"; echo "cannot write $tmp" >&2; exit 69; }
+"#,
+    install_finish!()
+);
 
 /// Endpoints in `binaries` (names in `<sremote dir>/bin`) of versions older than this
 /// client's: `sremote-endpoint-<version>` and custom builds `…-<version>-<12 hex>`. Newer
@@ -462,20 +524,35 @@ impl<C: Connector> RemoteClient<C> {
 
     async fn bootstrap_with(&self, source: EndpointSource) -> Result<BootstrapReport, Error> {
         let _one_at_a_time = self.inner.bootstrap_lock.lock().await;
-        self.bootstrap_locked(source).await
+        lock(&self.inner.state).probed = None; // an explicit bootstrap probes afresh
+        self.bootstrap_locked(source, None).await
     }
 
     /// Bootstrap after a call found no endpoint, unless another task did so meanwhile.
+    /// When the failed session start probed the host (`trust::guarded`), its facts stand
+    /// in for the probe.
     pub(crate) async fn bootstrap_after_failure(&self, seen_generation: u64) -> Result<(), Error> {
         let _one_at_a_time = self.inner.bootstrap_lock.lock().await;
-        if lock(&self.inner.state).generation != seen_generation {
-            return Ok(());
-        }
+        let probed = {
+            let mut state = lock(&self.inner.state);
+            let probed = state.probed.take();
+            if state.generation != seen_generation {
+                return Ok(());
+            }
+            probed
+        };
         let source = lock(&self.inner.settings).endpoint.clone();
-        self.bootstrap_locked(source).await.map(drop)
+        self.bootstrap_locked(source, probed).await.map(drop)
     }
 
-    async fn bootstrap_locked(&self, source: EndpointSource) -> Result<BootstrapReport, Error> {
+    /// Bootstrap with `probed`: what a session start that found no endpoint learned (the
+    /// sremote dir and install name it probed, the facts), used instead of the first
+    /// probe when it is about the same dir and endpoint.
+    async fn bootstrap_locked(
+        &self,
+        source: EndpointSource,
+        probed: Option<(String, String, HostFacts)>,
+    ) -> Result<BootstrapReport, Error> {
         let host = self.host().to_string();
         let explicit_dir = lock(&self.inner.settings).sremote_dir.is_some();
         // The probe needs an install name before it knows the target; the stock name does
@@ -484,8 +561,11 @@ impl<C: Connector> RemoteClient<C> {
             EndpointSource::Artifact(a) => a.install_name.clone(),
             _ => format!("sremote-endpoint-{}", crate::protocol::VERSION),
         };
+        let probed = probed
+            .filter(|(dir, name, _)| *dir == self.sremote_dir() && *name == provisional)
+            .map(|(_, _, facts)| facts);
         let facts = self
-            .probe_following_location(&provisional, explicit_dir)
+            .probe_following_location(&provisional, explicit_dir, probed)
             .await?;
         let artifact = source.resolve(&facts.target(), &host)?;
         let dir = self.sremote_dir();
@@ -513,16 +593,29 @@ impl<C: Connector> RemoteClient<C> {
         if facts.installed_sha256.as_deref() != Some(artifact.sha256.as_str()) {
             let id = self.next_id();
             let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
-            self.inner
-                .connector
-                .push(Source::bytes(artifact.bytes()).mode(0o700).scratch(), &tmp)
-                .await?;
-            let cmd = RemoteCommand::new("sh")
-                .args(["-c", FINISH_SCRIPT, "sh", &dir, &tmp])
+            // One remote program receives, verifies and installs where the connector
+            // feeds stdin; else a push, then the finish.
+            let one_exec = self.inner.connector.supports_stdin();
+            if !one_exec {
+                self.inner
+                    .connector
+                    .push(Source::bytes(artifact.bytes()).mode(0o700).scratch(), &tmp)
+                    .await?;
+            }
+            let script = if one_exec {
+                INSTALL_SCRIPT
+            } else {
+                FINISH_SCRIPT
+            };
+            let mut cmd = RemoteCommand::new("sh")
+                .args(["-c", script, "sh", &dir, &tmp])
                 .args([artifact.install_name.as_str(), &artifact.sha256])
                 .args([location.as_str(), &make_tmp])
                 .args(older_endpoints(&facts.binaries))
                 .timeout(Duration::from_secs(120));
+            if one_exec {
+                cmd = cmd.stdin(artifact.bytes());
+            }
             let action = format!("install {} into {dir}/bin", artifact.origin);
             let out = self
                 .setup_step(cmd, action, "the install step failed", "")
@@ -555,14 +648,19 @@ impl<C: Connector> RemoteClient<C> {
         Ok(report)
     }
 
-    /// Probe the host; when its `.location` names another sremote dir (and none was set
-    /// here), remember that dir and its tmp dir, and probe there again.
+    /// Probe the host (or take `probed`, facts already learned); when its `.location`
+    /// names another sremote dir (and none was set here), remember that dir and its tmp
+    /// dir, and probe there again.
     async fn probe_following_location(
         &self,
         install_name: &str,
         explicit_dir: bool,
+        probed: Option<HostFacts>,
     ) -> Result<HostFacts, Error> {
-        let facts = self.probe_host(install_name).await?;
+        let facts = match probed {
+            Some(facts) => facts,
+            None => self.probe_host(install_name).await?,
+        };
         let loc = match facts.location.as_deref().and_then(LocationFile::parse) {
             Some(loc) if !explicit_dir => loc,
             _ => return Ok(facts),

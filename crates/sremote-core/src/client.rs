@@ -61,6 +61,10 @@ pub(crate) struct State {
     pub(crate) generation: u64,
     /// The sremote dir last found safe to run the endpoint from (`trust.rs`).
     pub(crate) trusted_dir: Option<String>,
+    /// What a session start that found no endpoint probed (`trust::guarded`): the
+    /// sremote dir and install name it looked at, and the facts; taken by the bootstrap
+    /// that follows instead of probing again.
+    pub(crate) probed: Option<(String, String, crate::bootstrap::HostFacts)>,
 }
 
 pub(crate) struct Inner<C> {
@@ -625,8 +629,18 @@ impl<C: Connector> RemoteClient<C> {
         let dir = self.sremote_dir();
         let serve = crate::trust::guarded(&dir, RemoteCommand::new(&endpoint).arg("serve"));
         let serve = self.with_setup(serve);
-        let session =
-            Arc::new(Session::open(&self.inner.connector, &serve, &endpoint, action).await?);
+        let session = match Session::open(&self.inner.connector, &serve, &endpoint, action).await {
+            Ok(s) => Arc::new(s),
+            Err(SessionError::NoEndpoint { reason, facts }) => {
+                // The start checked the dir (it printed no `untrusted=` line) and probed.
+                let name = endpoint.rsplit('/').next().unwrap_or_default().to_string();
+                let mut state = lock(&self.inner.state);
+                state.trusted_dir = Some(dir.clone());
+                state.probed = Some((dir, name, *facts));
+                return Err(SessionError::NotSetup(reason));
+            }
+            Err(e) => return Err(e),
+        };
         lock(&self.inner.state).trusted_dir = Some(dir);
         *slot = Some(session.clone());
         Ok(session)
@@ -646,7 +660,9 @@ impl<C: Connector> RemoteClient<C> {
                 &request.function,
                 &request.id,
             ),
-            SessionError::NotSetup(reason) => self.not_setup(action, reason),
+            SessionError::NotSetup(reason) | SessionError::NoEndpoint { reason, .. } => {
+                self.not_setup(action, reason)
+            }
             SessionError::Setup(f) => self.setup_failed(action, f),
             SessionError::Untrusted(line) => {
                 crate::trust::untrusted_error(self.host(), action, &line)

@@ -22,6 +22,12 @@ pub(crate) type Answer = (Response, Vec<Vec<u8>>);
 pub(crate) enum SessionError {
     /// The endpoint is missing or cannot run (exit 126/127 before the handshake).
     NotSetup(String),
+    /// The session start found no endpoint and printed the bootstrap probe instead
+    /// (`crate::trust::guarded`): why, and what the probe learned.
+    NoEndpoint {
+        reason: String,
+        facts: Box<crate::bootstrap::HostFacts>,
+    },
     /// The stream carried something that is not our protocol.
     Protocol { detail: String, received: String },
     /// The connection or the endpoint went away.
@@ -426,36 +432,53 @@ async fn not_a_session(start: [u8; 8], stdout: &mut Stdout) -> SessionError {
     }
 }
 
-/// The endpoint ended before its Hello; its exit code and stderr tell why: missing or not
-/// runnable (126/127), too old for session mode (2), a failed setup line, a refused
-/// sremote dir, or a disconnect.
-async fn ended_in_handshake(
-    wait: &mut BoxFuture<Result<Option<i32>, ConnectorError>>,
-    stderr: &StderrTail,
-    endpoint: &str,
-    host: &str,
-    action: &str,
-) -> SessionError {
-    let code = tokio::time::timeout(Duration::from_secs(5), wait).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let tail = stderr.text();
-    if let Ok(Ok(Some(c))) = code
-        && let Some(failure) = stderr.start_failure(c).await
-    {
-        return failure;
-    }
-    match code {
-        Ok(Ok(Some(126 | 127))) => {
-            SessionError::NotSetup(format!("no runnable endpoint at {endpoint}: {tail}"))
+/// A session start whose endpoint ended before its Hello: the start's names, for errors.
+struct Ended<'a> {
+    endpoint: &'a str,
+    host: &'a str,
+    action: &'a str,
+}
+
+/// How long a start that ended may take to deliver the rest of its stderr.
+const STDERR_GRACE: Duration = Duration::from_millis(500);
+
+impl Ended<'_> {
+    /// Why: its exit code and stderr tell — missing or not runnable (126/127; with the
+    /// bootstrap probe when the start printed one), too old for session mode (2), a
+    /// failed setup line, a refused sremote dir, or a disconnect.
+    async fn why(
+        &self,
+        wait: &mut BoxFuture<Result<Option<i32>, ConnectorError>>,
+        drain: tokio::task::JoinHandle<()>,
+        stderr: &StderrTail,
+    ) -> SessionError {
+        let code = tokio::time::timeout(Duration::from_secs(5), wait).await;
+        // The stderr ends with the program (no fixed wait: this is a fresh host's path).
+        let _ = tokio::time::timeout(STDERR_GRACE, drain).await;
+        if let Ok(Ok(Some(c))) = code
+            && let Some(failure) = stderr.start_failure(c).await
+        {
+            return failure;
         }
-        Ok(Ok(Some(2))) => SessionError::NotSetup(format!(
-            "the endpoint at {endpoint} has no session mode: {tail}"
-        )),
-        other => SessionError::Transport(disconnected(
-            host,
-            &format!("{action} (opening a session)"),
-            format!("endpoint session ended during the handshake ({other:?}): {tail}"),
-        )),
+        let (facts, tail) = crate::bootstrap::probe_in_stderr(&stderr.text());
+        let endpoint = self.endpoint;
+        match (code, facts) {
+            (Ok(Ok(Some(127))), Some(facts)) => SessionError::NoEndpoint {
+                reason: format!("no endpoint at {endpoint}"),
+                facts: Box::new(facts),
+            },
+            (Ok(Ok(Some(126 | 127))), _) => {
+                SessionError::NotSetup(format!("no runnable endpoint at {endpoint}: {tail}"))
+            }
+            (Ok(Ok(Some(2))), _) => SessionError::NotSetup(format!(
+                "the endpoint at {endpoint} has no session mode: {tail}"
+            )),
+            (other, _) => SessionError::Transport(disconnected(
+                self.host,
+                &format!("{} (opening a session)", self.action),
+                format!("endpoint session ended during the handshake ({other:?}): {tail}"),
+            )),
+        }
     }
 }
 
@@ -561,7 +584,12 @@ impl Session {
                 });
             }
             Handshake::Ended => {
-                return Err(ended_in_handshake(&mut wait, &stderr, endpoint, &host, action).await);
+                let ended = Ended {
+                    endpoint,
+                    host: &host,
+                    action,
+                };
+                return Err(ended.why(&mut wait, drain, &stderr).await);
             }
             Handshake::TimedOut => {
                 let opening = format!("{action} (opening a session)");

@@ -96,12 +96,19 @@ pub(crate) const UNTRUSTED_EXIT: i32 = 122;
 /// The program and its arguments stay positional parameters (data); a relative program
 /// path is made absolute against the directory the start runs in (the home directory), as
 /// connectors do for a program they start themselves.
+///
+/// A program given by path that is not there (or not executable) is not started: the
+/// start prints the bootstrap probe on stderr instead (`sremote-probe:` lines,
+/// [`crate::bootstrap::probe_in_stderr`]) and exits 127, so bootstrap on a fresh host
+/// needs no probe of its own.
 pub(crate) fn guarded(dir: &str, cmd: RemoteCommand) -> RemoteCommand {
     let script = concat!(
         trust_fn!(),
+        crate::bootstrap::probe_fn!(),
         r#"{ sremote_trusted "$1" && { [ "${1%/}" = .sremote ] || sremote_trusted .sremote; }; } >&2 || exit 122
-shift
+d=$1; shift
 case $1 in /*) ;; */*) p=$PWD/$1; shift; set -- "$p" "$@" ;; esac
+case $1 in */*) [ -x "$1" ] || { sremote_probe "$d" "${1##*/}" sremote-probe: >&2; exit 127; } ;; esac
 exec "$@"
 "#
     );
@@ -280,6 +287,54 @@ mod tests {
         assert!(out.stdout.is_empty(), "nothing on the protocol stream");
         let line = untrusted_line(&out.stderr).unwrap();
         assert!(line.ends_with(" drwxrwxrwx .sremote/bin"), "{line}");
+    }
+
+    /// A start whose program is missing (or not executable) runs nothing and prints the
+    /// bootstrap probe on stderr instead, with exit 127; stdout stays empty.
+    #[test]
+    fn a_start_that_finds_no_endpoint_prints_the_probe() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        std::fs::create_dir_all(h.join(".sremote/bin")).unwrap();
+        set_mode(&h.join(".sremote"), 0o700);
+        let old = h.join(".sremote/bin/sremote-endpoint-0.0.1");
+        std::fs::write(&old, "old").unwrap();
+        let name = "sremote-endpoint-9.9.9";
+        let start = |rel: bool| {
+            let program = match rel {
+                true => format!(".sremote/bin/{name}"),
+                false => h.join(".sremote/bin").join(name).display().to_string(),
+            };
+            let cmd = guarded(".sremote", RemoteCommand::new(program).arg("serve"));
+            std::process::Command::new(&cmd.program)
+                .args(&cmd.args)
+                .current_dir(h)
+                .env("HOME", h)
+                .output()
+                .unwrap()
+        };
+        for rel in [true, false] {
+            let out = start(rel);
+            assert_eq!(out.status.code(), Some(127), "{out:?}");
+            assert!(out.stdout.is_empty(), "nothing on the protocol stream");
+            let (facts, rest) =
+                crate::bootstrap::probe_in_stderr(&String::from_utf8_lossy(&out.stderr));
+            let facts = facts.expect("the probe's facts");
+            assert!(!facts.os.is_empty() && !facts.arch.is_empty(), "{facts:?}");
+            assert_eq!(facts.home, h.display().to_string());
+            assert_eq!(facts.installed_sha256, None);
+            assert_eq!(facts.binaries, ["sremote-endpoint-0.0.1"]);
+            assert_eq!(rest, "");
+        }
+        // There but not executable: its SHA-256 tells bootstrap whether to replace it.
+        std::fs::write(h.join(".sremote/bin").join(name), "x").unwrap();
+        let out = start(true);
+        assert_eq!(out.status.code(), Some(127));
+        let (facts, _) = crate::bootstrap::probe_in_stderr(&String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            facts.unwrap().installed_sha256.as_deref(),
+            Some(crate::bootstrap::sha256_hex(b"x").as_str())
+        );
     }
 
     /// Each refusal, by the one-`stat` path and by the path-by-path fallback alike.

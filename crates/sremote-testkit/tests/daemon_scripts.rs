@@ -10,8 +10,11 @@ fn scripts() -> &'static Path {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 #[test]
@@ -35,7 +38,10 @@ fn a_stale_pid_file_naming_another_process_is_not_the_daemon() {
     let still = alive(pid);
     let _ = other.kill();
     let _ = other.wait();
-    assert!(still, "slurm-down.sh killed a process that is not a Slurm daemon: {out:?}");
+    assert!(
+        still,
+        "slurm-down.sh killed a process that is not a Slurm daemon: {out:?}"
+    );
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("stopping"),
         "{out:?}"
@@ -45,13 +51,19 @@ fn a_stale_pid_file_naming_another_process_is_not_the_daemon() {
     let check = |name: &str| {
         Command::new("bash")
             .arg("-c")
-            .arg(format!(". {}/daemons.sh; running \"$1\" \"$2\"", scripts().display()))
+            .arg(format!(
+                ". {}/daemons.sh; running \"$1\" \"$2\"",
+                scripts().display()
+            ))
             .args(["sh", &std::process::id().to_string(), name])
             .status()
             .unwrap()
             .success()
     };
     let me = std::fs::read_to_string("/proc/self/comm").unwrap();
-    assert!(check(me.trim()), "this test process runs under its own name");
+    assert!(
+        check(me.trim()),
+        "this test process runs under its own name"
+    );
     assert!(!check("sge_qmaster"), "nor is it sge_qmaster");
 }
