@@ -21,6 +21,14 @@ use crate::client::{RemoteClient, lock};
 use crate::connector::{Connector, RemoteCommand, Source};
 use crate::error::{Error, NotSetupError, ProtocolError};
 
+mod scripts;
+
+pub use scripts::HostFacts;
+pub(crate) use scripts::{
+    FINISH_SCRIPT, INSTALL_SCRIPT, LOCATION_SCRIPT, PROBE_SCRIPT, TMP_SCRIPT, parse_probe,
+    probe_fn, probe_in_stderr,
+};
+
 /// An endpoint binary for one target (`linux-x86_64`, `linux-aarch64`, …).
 #[derive(Clone)]
 pub struct EndpointArtifact {
@@ -229,152 +237,6 @@ fn from_dir(
     }
 }
 
-/// What the probe learned about a host.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostFacts {
-    /// `uname -s` (e.g. `Linux`).
-    pub os: String,
-    /// `uname -m` (e.g. `x86_64`).
-    pub arch: String,
-    /// The login user's home directory.
-    pub home: String,
-    /// SHA-256 of the installed endpoint, when there is one.
-    pub installed_sha256: Option<String>,
-    /// Contents of `~/.sremote/.location`, when present.
-    pub location: Option<String>,
-    /// Names of the `sremote-endpoint-*` files in `<sremote dir>/bin`.
-    pub binaries: Vec<String>,
-    /// Why the sremote dir cannot be trusted (`KIND UID MODE PATH`), when it cannot.
-    pub untrusted: Option<String>,
-}
-
-impl HostFacts {
-    /// The endpoint build this host needs, `<os>-<arch>` (e.g. `linux-x86_64`).
-    pub fn target(&self) -> String {
-        format!("{}-{}", self.os.to_lowercase(), self.arch)
-    }
-}
-
-/// `sremote_probe DIR NAME PREFIX` prints what bootstrap needs to know about the host, one
-/// `PREFIX key=value` line each: `os`, `arch`, `home`, `sha256` of `DIR/bin/NAME` when it
-/// exists, `location` (`~/.sremote/.location` on one line) and `bin` for each endpoint in
-/// `DIR/bin` (see [`parse_probe`]). Shared by the probe and a session start that finds
-/// no endpoint (`crate::trust::guarded`), which saves the probe's own round trip.
-macro_rules! probe_fn {
-    () => {
-        r#"sremote_probe() {
-  u=$(uname -s -m)
-  printf '%sos=%s\n%sarch=%s\n%shome=%s\n' "$3" "${u% *}" "$3" "${u##* }" "$3" "$HOME"
-  if [ -f "$1/bin/$2" ]; then
-    h=$( (sha256sum -- "$1/bin/$2" || shasum -a 256 -- "$1/bin/$2") 2>/dev/null | cut -c1-64)
-    printf '%ssha256=%s\n' "$3" "$h"
-  fi
-  if [ -f "$HOME/.sremote/.location" ]; then
-    printf '%slocation=%s\n' "$3" "$(tr '\n' ' ' < "$HOME/.sremote/.location")"
-  fi
-  for b in "$1"/bin/sremote-endpoint-*; do
-    [ -f "$b" ] && printf '%sbin=%s\n' "$3" "${b##*/}"
-  done
-  return 0
-}
-"#
-    };
-}
-pub(crate) use probe_fn;
-
-/// Shell script run once by the probe. All variable data arrives as positional arguments.
-/// It first checks that the sremote dir can be trusted (`crate::trust`).
-pub(crate) const PROBE_SCRIPT: &str = concat!(
-    crate::trust::trust_fn!(),
-    probe_fn!(),
-    r#"sremote_trusted "$1" && sremote_trusted .sremote
-sremote_probe "$1" "$2" ""
-exit 0
-"#
-);
-
-/// The prefix of the probe's lines on the stderr of a session start that found no
-/// endpoint (`crate::trust::guarded`).
-pub(crate) const PROBE_PREFIX: &str = "sremote-probe:";
-
-/// The probe's facts in a failed session start's stderr (its [`PROBE_PREFIX`] lines), and
-/// that stderr without them; `None` when the start printed no probe.
-pub(crate) fn probe_in_stderr(stderr: &str) -> (Option<HostFacts>, String) {
-    let (probe, rest): (Vec<&str>, Vec<&str>) =
-        stderr.lines().partition(|l| l.starts_with(PROBE_PREFIX));
-    let facts = (!probe.is_empty()).then(|| {
-        let lines: Vec<&str> = probe.iter().map(|l| &l[PROBE_PREFIX.len()..]).collect();
-        parse_probe(lines.join("\n").as_bytes())
-    });
-    let facts = facts.filter(|f| !f.os.is_empty() && !f.arch.is_empty());
-    (facts, rest.join("\n").trim().to_string())
-}
-
-/// The start of [`FINISH_SCRIPT`] and [`INSTALL_SCRIPT`]: the private directories.
-macro_rules! install_dirs {
-    () => {
-        r#"umask 077
-d="$1"; tmp="$2"; final="$3"; want="$4"
-for sub in "" /bin /tmp /jobs /modules; do
-  mkdir -p -- "$d$sub" && chmod 700 -- "$d$sub" || { rm -f -- "$tmp"; echo "cannot create $d$sub" >&2; exit 66; }
-done
-if [ -n "$6" ]; then
-  mkdir -p -- "$6" || { rm -f -- "$tmp"; echo "cannot create $6" >&2; exit 66; }
-fi
-"#
-    };
-}
-
-/// The end of [`FINISH_SCRIPT`] and [`INSTALL_SCRIPT`]: verify, rename into place, record
-/// `.location`, remove older endpoints.
-macro_rules! install_finish {
-    () => {
-        r#"got=$( (sha256sum -- "$tmp" || shasum -a 256 -- "$tmp") 2>/dev/null | cut -c1-64)
-[ -n "$got" ] || got=$("$tmp" version --sha256 2>/dev/null)
-if [ "$got" != "$want" ]; then
-  rm -f -- "$tmp"; echo "SHA-256 mismatch after upload: got '$got', want '$want'" >&2; exit 65
-fi
-chmod 755 -- "$tmp" && mv -f -- "$tmp" "$d/bin/$final" || { rm -f -- "$tmp"; exit 67; }
-if [ -n "$5" ]; then
-  l="$HOME/.sremote/.location"
-  mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$5" > "$l.$$" && mv -f -- "$l.$$" "$l" || exit 68
-fi
-shift 6
-# Older endpoints: only where /proc tells what runs, and no job is queued or running (a
-# queued batch job names its endpoint in a script the scheduler holds): the endpoint just
-# installed reads the job dirs (`job active`, exit 1: none). Best effort.
-[ $# -gt 0 ] && [ -d /proc/self ] || exit 0
-"$d/bin/$final" job active "$d/jobs" >/dev/null 2>&1; [ $? -eq 1 ] || exit 0
-abs=$(cd -- "$d/bin" && pwd -P) || exit 0
-used=$(ls -l /proc/[0-9]*/exe 2>/dev/null | sed -n 's/^.* -> //p')
-for old in "$@"; do
-  case $old in */*|"$final") continue ;; sremote-endpoint-*) ;; *) continue ;; esac
-  [ -f "$d/bin/$old" ] || continue
-  printf '%s\n' "$used" | grep -qxF -- "$abs/$old" && continue
-  rm -f -- "$d/bin/$old" && printf 'removed=%s\n' "$old"
-done
-exit 0
-"#
-    };
-}
-
-/// Shell script that finishes an install: verify, make private dirs, rename into place.
-/// `$1` sremote dir, `$2` pushed temp file, `$3` final name, `$4` expected SHA-256,
-/// `$5` `.location` JSON to write (empty: leave it alone), `$6` a custom tmp dir to create
-/// (empty: none), then names of older endpoints in `<sremote dir>/bin` to remove when
-/// nothing uses them (see [`older_endpoints`]); each removed one is printed `removed=NAME`.
-pub(crate) const FINISH_SCRIPT: &str = concat!(install_dirs!(), install_finish!());
-
-/// [`FINISH_SCRIPT`] that first receives the binary on its stdin into `$2`: a whole
-/// install in one remote program (connectors that feed stdin), instead of a push and a
-/// finish.
-pub(crate) const INSTALL_SCRIPT: &str = concat!(
-    install_dirs!(),
-    r#"cat > "$tmp" || { rm -f -- "$tmp"; echo "cannot write $tmp" >&2; exit 69; }
-"#,
-    install_finish!()
-);
-
 /// Endpoints in `binaries` (names in `<sremote dir>/bin`) of versions older than this
 /// client's: `sremote-endpoint-<version>` and custom builds `…-<version>-<12 hex>`. Newer
 /// ones stay (a newer client on the same host still uses them, and would only push
@@ -411,42 +273,6 @@ fn numeric_version(v: &str) -> Option<(u64, u64, u64)> {
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
     let version = (parts.next()??, parts.next()??, parts.next()??);
     parts.next().is_none().then_some(version)
-}
-
-/// Shell script that records custom directories when the endpoint is already current:
-/// `$1` `.location` JSON, `$2` a custom tmp dir to create (empty: none).
-pub(crate) const LOCATION_SCRIPT: &str = r#"umask 077
-if [ -n "$2" ]; then
-  mkdir -p -- "$2" || { echo "cannot create $2" >&2; exit 66; }
-fi
-l="$HOME/.sremote/.location"
-mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$1" > "$l.$$" && mv -f -- "$l.$$" "$l" || exit 68
-"#;
-
-/// `$1`: a tmp dir to create (mode 0700) when missing.
-pub(crate) const TMP_SCRIPT: &str = r#"umask 077
-mkdir -p -- "$1" || { echo "cannot create $1" >&2; exit 66; }
-"#;
-
-/// Parse the probe's `key=value` lines.
-pub(crate) fn parse_probe(stdout: &[u8]) -> HostFacts {
-    let mut facts = HostFacts::default();
-    for line in String::from_utf8_lossy(stdout).lines() {
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        match k {
-            "os" => facts.os = v.to_string(),
-            "arch" => facts.arch = v.to_string(),
-            "home" => facts.home = v.to_string(),
-            "sha256" if v.len() == 64 => facts.installed_sha256 = Some(v.to_string()),
-            "location" => facts.location = Some(v.to_string()),
-            "bin" => facts.binaries.push(v.to_string()),
-            "untrusted" if facts.untrusted.is_none() => facts.untrusted = Some(v.to_string()),
-            _ => {}
-        }
-    }
-    facts
 }
 
 /// The outcome of `do_bootstrap_install`.
@@ -772,15 +598,6 @@ impl LocationFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_output_is_parsed() {
-        let f = parse_probe(b"os=Linux\narch=x86_64\nhome=/home/a b\nsha256=short\nlocation={\"sremote\": \"x\"} \n");
-        assert_eq!(f.target(), "linux-x86_64");
-        assert_eq!(f.home, "/home/a b");
-        assert_eq!(f.installed_sha256, None);
-        assert!(f.location.unwrap().contains("sremote"));
-    }
 
     #[test]
     fn only_older_versions_are_removed() {
