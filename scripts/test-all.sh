@@ -7,11 +7,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
+# Meanwhile, at the lowest priority (they take only the CPU the tests leave idle — most
+# of the Slurm, Grid Engine and network tests wait): the Python tools' venv (PyPI) and the
+# fuzz targets' nightly build. Their logs are shown only if they fail.
+work=$(mktemp -d "${TMPDIR:-/tmp}/sremote-test-all.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+nice -n 19 scripts/test-python.sh --venv-only "$work/venv" >"$work/venv.log" 2>&1 &
+venv_job=$!
+FUZZ_BUILD=dev nice -n 19 scripts/fuzz.sh --build >"$work/fuzz-build.log" 2>&1 &
+fuzz_job=$!
 cargo test --doc --workspace --quiet
 status=0
 cargo nextest run --workspace --features sremote-core/testsuite --no-fail-fast "$@" || status=$?
-# The Python package, built into a throwaway venv, under pytest (scripts/test-python.sh).
-scripts/test-python.sh || status=$?
+# The Python package, built into that venv, under pytest (scripts/test-python.sh).
+if wait "$venv_job"; then
+  SREMOTE_PY_VENV="$work/venv" scripts/test-python.sh || status=$?
+else
+  cat "$work/venv.log" >&2
+  scripts/test-python.sh || status=$?
+fi
 # Every decoder under cargo-fuzz for 10 s each (skipped with a message without nightly).
+wait "$fuzz_job" || cat "$work/fuzz-build.log" >&2
 FUZZ_BUILD=dev scripts/fuzz.sh 10 || status=$?
 exit "$status"

@@ -5,17 +5,30 @@
 # connector). No stdin needed. Extra arguments go to pytest.
 #
 # SREMOTE_PY_PROFILE=release builds the wheel as users get it; the default, dev, reuses
-# the workspace's debug build (CI time).
+# the workspace's debug build (CI time). `scripts/test-python.sh --venv-only DIR` only
+# makes the venv with the test tools (test-all.sh does it early, while other tests run);
+# SREMOTE_PY_VENV=DIR then uses that venv instead of making one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${SREMOTE_PY_PROFILE:-dev}
-venv=$(mktemp -d "${TMPDIR:-/tmp}/sremote-py-venv.XXXXXX")
-trap 'rm -rf "$venv"' EXIT
-python3 -m venv "$venv"
-# numpy: ExPyRe's np.sum job; nbclient, nbformat, ipykernel: the notebook magic's test
-# runs a real notebook headless.
-"$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" \
-  numpy nbclient nbformat ipykernel
+make_venv() {
+  python3 -m venv "$1"
+  # numpy: ExPyRe's np.sum job; nbclient, nbformat, ipykernel: the notebook magic's test
+  # runs a real notebook headless.
+  "$1/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" "pytest>=7" \
+    numpy nbclient nbformat ipykernel
+}
+if [ "${1:-}" = --venv-only ]; then
+  make_venv "$2"
+  exit 0
+fi
+if [ -n "${SREMOTE_PY_VENV:-}" ] && [ -x "$SREMOTE_PY_VENV/bin/pytest" ]; then
+  venv=$SREMOTE_PY_VENV
+else
+  venv=$(mktemp -d "${TMPDIR:-/tmp}/sremote-py-venv.XXXXXX")
+  trap 'rm -rf "$venv"' EXIT
+  make_venv "$venv"
+fi
 cargo build -q -p sremote-testkit --bin sremote-testkit -p sremote-gateway --bin sremote-gateway -p sremote-cli --bin sremote
 PATH="$venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile $profile" \
   "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation ./crates/sremote-py
