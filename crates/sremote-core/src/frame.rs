@@ -82,6 +82,45 @@ pub fn message_head(kind: FrameKind, json: &[u8], attachments: &[Vec<u8>]) -> io
     Ok(out)
 }
 
+/// Append a message frame's head to `out` — header, JSON length and the JSON that `json`
+/// writes straight into `out` (no intermediate buffer) — counting `attachments` in the
+/// header; write each attachment after it with [`attachment_prefix`]. Several frames can
+/// be appended to one buffer and written with one `write`. On an error (the JSON cannot be
+/// written, the frame would be too large) `out` is left as it was.
+pub fn append_message_head(
+    out: &mut Vec<u8>,
+    kind: FrameKind,
+    attachments: &[Vec<u8>],
+    json: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 9]);
+    let filled = json(out).and_then(|()| {
+        let json_len = out.len() - start - 9;
+        let atts = attachments.iter().map(|a| 8 + a.len()).sum::<usize>();
+        let json_len32 = u32::try_from(json_len)
+            .map_err(|_| invalid(format!("a JSON body of {json_len} bytes is too large")))?;
+        let h = header(kind, 4 + json_len + atts)?;
+        out[start..start + 5].copy_from_slice(&h);
+        out[start + 5..start + 9].copy_from_slice(&json_len32.to_le_bytes());
+        Ok(())
+    });
+    if filled.is_err() {
+        out.truncate(start);
+    }
+    filled
+}
+
+/// The whole length (header included) of the frame at the start of `buf` when all of it
+/// is there; `None` when `buf` holds less (or a header that [`parse_header`] refuses,
+/// which reading it then reports).
+pub fn complete_frame_len(buf: &[u8]) -> Option<usize> {
+    let h: [u8; 5] = buf.get(..5)?.try_into().ok()?;
+    let (len, _) = parse_header(h).ok()?;
+    let total = 5 + len;
+    (buf.len() >= total).then_some(total)
+}
+
 /// The length prefix written before an attachment.
 pub fn attachment_prefix(attachment: &[u8]) -> [u8; 8] {
     (attachment.len() as u64).to_le_bytes()

@@ -144,8 +144,11 @@ impl Request {
         reason = "the error is the cold path and is sent back as is"
     )]
     pub fn parse(bytes: &[u8]) -> Result<Request, (Option<String>, ErrorBody)> {
-        // Fast path: one pass into the struct. Anything wrong is diagnosed below.
-        if let Ok(req) = serde_json::from_slice::<Request>(bytes)
+        // Fast path: one pass into the struct, the UTF-8 checked once for the whole text
+        // (read from bytes, serde_json checks every string on its own). Anything wrong is
+        // diagnosed below.
+        if let Ok(text) = std::str::from_utf8(bytes)
+            && let Ok(req) = serde_json::from_str::<Request>(text)
             && req.protocol == PROTOCOL_VERSION
         {
             return Ok(req);
@@ -312,7 +315,11 @@ pub struct Timing {
 }
 
 /// A call response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire `outcome` is one member, `"ok"` or `"error"`, among the others. It is
+/// written and read by hand, not with `#[serde(flatten)]`, which buffers every field of
+/// the object before it can read any: one pass each way on the per-call path.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     /// Protocol version; [`PROTOCOL_VERSION`].
     pub protocol: u32,
@@ -321,23 +328,90 @@ pub struct Response {
     /// Version of the endpoint that answered.
     pub endpoint_version: String,
     /// `"ok": value` or `"error": {...}`; exactly one is present.
-    #[serde(flatten)]
     pub outcome: Outcome,
     /// Output the call wrote to stdout/stderr (captured, never mixed into the response stream).
-    #[serde(default)]
     pub stdout: String,
     /// What the call wrote to stderr.
-    #[serde(default)]
     pub stderr: String,
     /// When the call started and how long it ran.
-    #[serde(default)]
     pub timing: Timing,
     /// Host name of the machine that ran the call.
-    #[serde(default)]
     pub host: String,
     /// Process id of the endpoint that ran the call.
-    #[serde(default)]
     pub pid: u32,
+}
+
+impl Serialize for Response {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = s.serialize_struct("Response", 9)?;
+        m.serialize_field("protocol", &self.protocol)?;
+        m.serialize_field("id", &self.id)?;
+        m.serialize_field("endpoint_version", &self.endpoint_version)?;
+        match &self.outcome {
+            Outcome::Ok(v) => m.serialize_field("ok", v)?,
+            Outcome::Error(e) => m.serialize_field("error", e)?,
+        }
+        m.serialize_field("stdout", &self.stdout)?;
+        m.serialize_field("stderr", &self.stderr)?;
+        m.serialize_field("timing", &self.timing)?;
+        m.serialize_field("host", &self.host)?;
+        m.serialize_field("pid", &self.pid)?;
+        m.end()
+    }
+}
+
+/// A response as it is read: `ok` and `error` as optional members (`"ok": null` is a
+/// value, hence the `present` wrapper), the rest defaulted as before. Unknown members are
+/// ignored (a newer endpoint may add some).
+#[derive(Deserialize)]
+struct ResponseWire {
+    protocol: u32,
+    id: String,
+    endpoint_version: String,
+    #[serde(default, deserialize_with = "present")]
+    ok: Option<Value>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+    #[serde(default)]
+    stdout: String,
+    #[serde(default)]
+    stderr: String,
+    #[serde(default)]
+    timing: Timing,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    pid: u32,
+}
+
+/// A member that is there, even as `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl<'de> Deserialize<'de> for Response {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let w = ResponseWire::deserialize(d)?;
+        let outcome = match (w.ok, w.error) {
+            (Some(v), None) => Outcome::Ok(v),
+            (None, Some(e)) => Outcome::Error(e),
+            (Some(_), Some(_)) => return Err(D::Error::custom("both `ok` and `error` present")),
+            (None, None) => return Err(D::Error::custom("neither `ok` nor `error` present")),
+        };
+        Ok(Response {
+            protocol: w.protocol,
+            id: w.id,
+            endpoint_version: w.endpoint_version,
+            outcome,
+            stdout: w.stdout,
+            stderr: w.stderr,
+            timing: w.timing,
+            host: w.host,
+            pid: w.pid,
+        })
+    }
 }
 
 impl Response {
@@ -358,7 +432,9 @@ impl Response {
 
     /// Parse a response. Never panics; the error says what was wrong in one line.
     pub fn parse(bytes: &[u8]) -> Result<Response, String> {
-        if let Ok(resp) = serde_json::from_slice::<Response>(bytes)
+        // As `Request::parse`: one pass, the UTF-8 checked once.
+        if let Ok(text) = std::str::from_utf8(bytes)
+            && let Ok(resp) = serde_json::from_str::<Response>(text)
             && resp.protocol == PROTOCOL_VERSION
         {
             return Ok(resp);

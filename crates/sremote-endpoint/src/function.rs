@@ -240,14 +240,16 @@ pub(crate) fn render_signature(params: &[Param], returns: &str) -> String {
 
 /// Match positional and keyword arguments to `params`, filling defaults.
 ///
-/// `signature` is the full `module.function(...) -> T` text used in messages.
+/// `signature` is the full `module.function(...) -> T` text used in messages (rendered
+/// only for a message: binding runs for every call).
 pub(crate) fn bind(
     params: &[Param],
     args: Vec<Value>,
     kwargs: BTreeMap<String, Value>,
-    signature: &str,
+    signature: impl std::fmt::Display,
 ) -> Result<Vec<Value>, CallError> {
     let bad = |what: String, argument: Option<&str>| {
+        let signature = signature.to_string();
         CallError::bad_arguments(format!("{what}; expected {signature}"))
             .with_data(serde_json::json!({ "signature": signature, "argument": argument }))
     };

@@ -66,7 +66,7 @@ impl FunctionDef {
         match &self.imp {
             Imp::Raw(f) => f(ctx, args),
             Imp::Typed(f) => {
-                let signature = format!("{}.{}{}", ctx.module(), ctx.function(), self.signature());
+                let signature = Signature(ctx.module(), ctx.function(), self);
                 let bound = bind(&self.params, args.args, args.kwargs, &signature)?;
                 f(bound).map_err(|failure| match failure {
                     ArgFailure::Call(e) => e,
@@ -76,6 +76,7 @@ impl FunctionDef {
                             .get(i)
                             .map(|p| (p.name.as_str(), p.ty.as_str()))
                             .unwrap_or(("?", "?"));
+                        let signature = signature.to_string();
                         CallError::bad_arguments(format!(
                             "argument `{name}` does not fit type {ty}: {why}; expected {signature}"
                         ))
@@ -84,6 +85,16 @@ impl FunctionDef {
                 })
             }
         }
+    }
+}
+
+/// `module.function(a: int) -> int`, rendered only when a message needs it (not for
+/// every call).
+struct Signature<'a>(&'a str, &'a str, &'a FunctionDef);
+
+impl std::fmt::Display for Signature<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}{}", self.0, self.1, self.2.signature())
     }
 }
 

@@ -35,8 +35,16 @@ pub(crate) fn response(
             elapsed_us,
         },
         host: hostname(),
-        pid: std::process::id(),
+        pid: pid(),
     }
+}
+
+/// This process's id, asked once: glibc no longer caches it, so every
+/// `std::process::id()` is a system call — one per response. (The endpoint never runs
+/// Rust code in a forked child that has not exec'd.)
+pub(crate) fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// An error response with the host metadata filled in.

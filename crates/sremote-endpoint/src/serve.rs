@@ -33,10 +33,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The endpoint's stdout: frames not written yet, then the file.
+struct Out {
+    file: File,
+    /// Responses held back while more requests were already read (written together, one
+    /// `write` for many when calls are pipelined; see [`serve_loop`]).
+    held: Vec<u8>,
+}
+
+impl Out {
+    /// Write what is held.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.held.is_empty() {
+            self.file.write_all(&self.held)?;
+            self.held.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Attachments up to this size go into the response's buffer; larger ones are written in
+/// place (never copied).
+const COPY_ATTACHMENTS: usize = 64 << 10;
+
 struct Shared {
     endpoint: Endpoint,
     reader: Mutex<BufReader<File>>,
-    writer: Mutex<File>,
+    writer: Mutex<Out>,
+    /// Set while `writer` holds responses back.
+    held: std::sync::atomic::AtomicBool,
     env: SessionEnv,
     /// Named values kept between calls (`session.push`/`session.pull`, `{"$ref": name}`,
     /// the Python namespace's values) and the deadlines of namespace calls.
@@ -65,7 +90,11 @@ pub(crate) fn run(endpoint: &Endpoint) -> i32 {
     let shared = Arc::new(Shared {
         endpoint,
         reader: Mutex::new(BufReader::with_capacity(256 << 10, input)),
-        writer: Mutex::new(output),
+        writer: Mutex::new(Out {
+            file: output,
+            held: Vec::new(),
+        }),
+        held: Default::default(),
         env: SessionEnv::new(),
         session,
         calls: Mutex::default(),
@@ -97,8 +126,20 @@ fn private_stdio() -> std::io::Result<(File, File)> {
 
 fn write_out(shared: &Shared, bytes: &[u8]) -> std::io::Result<()> {
     let mut w = lock(&shared.writer);
-    w.write_all(bytes)?;
+    w.held.extend_from_slice(bytes);
+    shared.held.store(false, Ordering::SeqCst);
     w.flush()
+}
+
+/// Write the responses held back, if any.
+fn flush_held(shared: &Shared) {
+    if shared.held.load(Ordering::SeqCst) {
+        let mut w = lock(&shared.writer);
+        shared.held.store(false, Ordering::SeqCst);
+        if w.flush().is_err() {
+            shut_down(None);
+        }
+    }
 }
 
 /// The client is gone or spoke garbage: stop everything now.
@@ -160,6 +201,11 @@ fn serve_loop(shared: Arc<Shared>) {
         shared.idle.fetch_add(1, Ordering::SeqCst);
         let mut guard = lock(&shared.reader);
         shared.idle.fetch_sub(1, Ordering::SeqCst);
+        // Responses of inline calls are held back while the next request is already
+        // read; before a read that may wait for the client they go out, in one write.
+        if frame::complete_frame_len(guard.buffer()).is_none() {
+            flush_held(&shared);
+        }
         let frame = frame::read(&mut *guard);
         let mut reader = Some(guard);
         match frame {
@@ -174,15 +220,17 @@ fn serve_loop(shared: Arc<Shared>) {
                 if let Ok(req) = &parsed {
                     lock(&shared.calls).insert(req.id.clone(), false);
                 }
-                if !matches!(&parsed, Ok(req) if runs_inline(req)) {
+                let inline = matches!(&parsed, Ok(req) if runs_inline(req));
+                if !inline {
                     // Let the next thread read while this one runs the call.
                     drop(reader.take());
+                    flush_held(&shared);
                     if shared.idle.load(Ordering::SeqCst) == 0 {
                         spawn_thread(&shared);
                     }
                 }
                 if let Some((response, out)) = handle_request(&shared, parsed, attachments)
-                    && write_response(&shared, &response, &out).is_err()
+                    && write_response(&shared, &response, &out, inline).is_err()
                 {
                     shut_down(None);
                 }
@@ -207,26 +255,53 @@ fn serve_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Write a response frame; attachments go out in place, never copied into one buffer.
+/// Write a response frame: the JSON serialized straight into the output buffer, small
+/// attachments copied after it, large ones written in place (never copied). With `hold`
+/// (an inline call, run by the thread holding the reader) the frame stays in the buffer
+/// until that thread (or the next reader) finds no further request read: see
+/// [`serve_loop`].
 fn write_response(
     shared: &Shared,
     response: &Response,
     attachments: &[Vec<u8>],
+    hold: bool,
 ) -> std::io::Result<()> {
-    let json = serde_json::to_vec(response).unwrap_or_default();
     let mut w = lock(&shared.writer);
-    match frame::message_head(FrameKind::Response, &json, attachments) {
-        Ok(_) => frame::write_message(&mut *w, FrameKind::Response, &json, attachments),
+    let framed = frame::append_message_head(&mut w.held, FrameKind::Response, attachments, |b| {
+        Ok(serde_json::to_writer(b, response)?)
+    });
+    let attachments = match framed {
+        Ok(()) => attachments,
         Err(e) => {
             let body = ErrorBody::new(
                 ErrorKind::Raised,
                 format!("the response cannot be framed: {e}"),
             );
-            let json =
-                serde_json::to_vec(&error_response(response.id.clone(), body)).unwrap_or_default();
-            frame::write_message(&mut *w, FrameKind::Response, &json, &[])
+            let error = error_response(response.id.clone(), body);
+            frame::append_message_head(&mut w.held, FrameKind::Response, &[], |b| {
+                Ok(serde_json::to_writer(b, &error)?)
+            })?;
+            &[]
+        }
+    };
+    if attachments.iter().map(Vec::len).sum::<usize>() <= COPY_ATTACHMENTS {
+        for a in attachments {
+            w.held.extend_from_slice(&frame::attachment_prefix(a));
+            w.held.extend_from_slice(a);
+        }
+    } else {
+        w.flush()?;
+        for a in attachments {
+            w.file.write_all(&frame::attachment_prefix(a))?;
+            w.file.write_all(a)?;
         }
     }
+    if hold {
+        shared.held.store(true, Ordering::SeqCst);
+        return Ok(());
+    }
+    shared.held.store(false, Ordering::SeqCst);
+    w.flush()
 }
 
 type Reply = (Response, Vec<Vec<u8>>);
@@ -299,7 +374,7 @@ fn cancel(shared: &Shared, body: &[u8]) {
             "the call was cancelled by the client (no call with this id was running)"
         },
     );
-    if write_response(shared, &error_response(id, body), &[]).is_err() {
+    if write_response(shared, &error_response(id, body), &[], false).is_err() {
         shut_down(None);
     }
 }
