@@ -13,7 +13,7 @@
 //! are in PROTOCOL.md ("Session mode", "Why JSON and not bincode").
 use std::collections::BTreeMap;
 
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, black_box, criterion_group};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sremote_core::protocol::{Outcome, Request, Response, Timing};
@@ -245,5 +245,36 @@ fn envelopes(c: &mut Criterion) {
     g.finish();
 }
 
+/// `SREMOTE_ENVELOPE_ITERS=N SREMOTE_ENVELOPE=json|bincode`: run one call's encodes and
+/// decodes N times in a plain loop and exit, for an instruction count (`valgrind
+/// --tool=callgrind`, N and 2N: the difference over N is one call's), which a loaded
+/// machine does not disturb as it does wall-clock time.
+fn count_only() -> bool {
+    let Some(n) = std::env::var("SREMOTE_ENVELOPE_ITERS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    let (req, resp) = (request(), response());
+    let bincode = std::env::var("SREMOTE_ENVELOPE").is_ok_and(|v| v == "bincode");
+    for _ in 0..n {
+        if bincode {
+            black_box(from_bin_request(&bin_request(black_box(&req))));
+            black_box(from_bin_response(&bin_response(black_box(&resp))));
+        } else {
+            black_box(Request::parse(&serde_json::to_vec(black_box(&req)).unwrap()).unwrap());
+            black_box(Response::parse(&serde_json::to_vec(black_box(&resp)).unwrap()).unwrap());
+        }
+    }
+    true
+}
+
 criterion_group!(benches, envelopes);
-criterion_main!(benches);
+
+fn main() {
+    if !count_only() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+}
