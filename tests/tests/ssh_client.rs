@@ -36,20 +36,34 @@ async fn bootstrap_a_fresh_host_then_nothing_to_do() {
     assert!(!again.installed && again.bytes_pushed == 0, "{again:?}");
 }
 
-/// A fresh host's first call runs three remote programs: the session start, which finds
-/// no endpoint and probes the host in the same program; one install (receive, verify,
-/// rename); the session. (It took five: a separate probe, push and finish.)
+/// A fresh host's first call is one remote program after the login: the session start
+/// finds no endpoint, offers to install it, receives, verifies and installs it, and runs
+/// it (it took five: a failed start, a probe, a push, the finish, the session). A client
+/// that does not bootstrap by itself declines the offer: nothing is installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_hosts_first_call_takes_three_remote_programs() {
+async fn a_fresh_hosts_first_call_is_one_remote_program() {
     let sshd = Sshd::start_configured("LogLevel VERBOSE\n").unwrap();
+    let declines = connect(&sshd).await;
+    declines.set_auto_bootstrap(false);
+    let err = declines
+        .call::<String>("os", "getenv")
+        .arg("HOME")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotSetup(_)), "{err}");
+    assert!(!endpoint_on(&sshd).exists());
+    let programs = || sshd.log().matches("Starting session: command").count();
+    let before = programs();
+    assert_eq!(before, 1, "the declined start ends by itself: {}", sshd.log());
     let client = connect(&sshd).await;
     let home: CallOutput<String> = client.call("os", "getenv").arg("HOME").await.unwrap();
     assert_eq!(home.value, sshd.home.to_str().unwrap());
     assert_eq!(home.meta.mode, CallMode::Session);
     assert!(endpoint_on(&sshd).is_file());
-    let log = sshd.log();
-    let programs = log.matches("Starting session: command").count();
-    assert_eq!(programs, 3, "remote programs for the first call:\n{log}");
+    assert_eq!(programs() - before, 1, "{}", sshd.log());
+    // The endpoint it installed is the one a bootstrap would: nothing more to do.
+    let again = client.do_bootstrap_install().await.unwrap();
+    assert!(!again.installed, "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -418,7 +418,8 @@ impl<C: Connector> RemoteClient<C> {
         {
             Err(Error::NotSetup(reason)) if auto_bootstrap => {
                 tracing::info!(host = self.host(), reason = %reason.reason, "endpoint not set up; bootstrapping");
-                self.bootstrap_after_failure(generation).await?;
+                // Boxed: the bootstrap's large future is not part of every call's.
+                Box::pin(self.bootstrap_after_failure(generation)).await?;
                 self.send(&request, &attachments, mode, &action, control)
                     .await?
             }
@@ -571,7 +572,7 @@ impl<C: Connector> RemoteClient<C> {
         } else {
             mode
         });
-        self.verify_endpoint_dir().await?;
+        Box::pin(self.verify_endpoint_dir()).await?;
         let body = if attachments.is_empty() {
             serde_json::to_vec(request)
         } else {
@@ -589,7 +590,7 @@ impl<C: Connector> RemoteClient<C> {
                 self.host()
             ))
         })?;
-        self.send_exec(request, &body, resolved, action)
+        Box::pin(self.send_exec(request, &body, resolved, action))
             .await
             .map(|r| (resolved, (r, Vec::new())))
     }
@@ -629,10 +630,20 @@ impl<C: Connector> RemoteClient<C> {
         let dir = self.sremote_dir();
         let serve = crate::trust::guarded(&dir, RemoteCommand::new(&endpoint).arg("serve"));
         let serve = self.with_setup(serve);
-        let session = match Session::open(&self.inner.connector, &serve, &endpoint, action).await {
-            Ok(s) => Arc::new(s),
+        // A start that finds no endpoint offers to install it (`bootstrap::offer`).
+        let decision = crate::bootstrap::Decision::default();
+        let offer = |facts: &crate::bootstrap::HostFacts| self.offer(facts, &endpoint, &decision);
+        let opened = Session::open(&self.inner.connector, &serve, &endpoint, action, &offer);
+        let session = match opened.await {
+            Ok(s) => {
+                if decision.taken.load(Ordering::SeqCst) {
+                    self.installed_by_offer();
+                }
+                Arc::new(s)
+            }
             Err(SessionError::NoEndpoint { reason, facts }) => {
-                // The start checked the dir (it printed no `untrusted=` line) and probed.
+                // The start checked the dir (it printed no `untrusted=` line) and probed;
+                // the bootstrap that follows takes the facts.
                 let name = endpoint.rsplit('/').next().unwrap_or_default().to_string();
                 let mut state = lock(&self.inner.state);
                 state.trusted_dir = Some(dir.clone());
@@ -678,14 +689,24 @@ impl<C: Connector> RemoteClient<C> {
             }
             SessionError::Transport(e) => Error::Transport(e),
         };
-        let session = self.session(action).await.map_err(map)?;
-        let body = serde_json::to_vec(request).map_err(|e| {
+        // Boxed: opening a session (rare) keeps its large future out of every call's.
+        let session = Box::pin(self.session(action)).await.map_err(map)?;
+        // The frame's head with the request JSON written straight into it (one buffer,
+        // one copy: the queue's).
+        let mut head = Vec::with_capacity(256);
+        crate::frame::append_message_head(
+            &mut head,
+            crate::frame::FrameKind::Request,
+            attachments,
+            |out| Ok(serde_json::to_writer(out, request)?),
+        )
+        .map_err(|e| {
             Error::Usage(format!(
                 "{action} on {}: request cannot be encoded: {e}",
                 self.host()
             ))
         })?;
-        let call = session.call(&request.id, &body, attachments, action, control);
+        let call = session.call(&request.id, &head, attachments, action, control);
         let answer = match request.timeout_ms {
             Some(ms) => match tokio::time::timeout(
                 Duration::from_millis(ms) + Duration::from_secs(30),

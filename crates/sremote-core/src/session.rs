@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
 use crate::connector::{BoxFuture, Connector, RemoteCommand};
@@ -17,13 +17,20 @@ use crate::protocol::{PROTOCOL_VERSION, Response};
 /// A response with its raw attachments.
 pub(crate) type Answer = (Response, Vec<Vec<u8>>);
 
+/// What a session start's offer to install the endpoint is answered with
+/// ([`Session::open`]): the endpoint to send, or `None` to decline.
+pub(crate) type Offer<'a> = dyn Fn(&crate::bootstrap::HostFacts) -> Option<crate::bootstrap::EndpointArtifact>
+    + Send
+    + Sync
+    + 'a;
+
 /// Why a session call failed.
 #[derive(Debug)]
 pub(crate) enum SessionError {
     /// The endpoint is missing or cannot run (exit 126/127 before the handshake).
     NotSetup(String),
-    /// The session start found no endpoint and printed the bootstrap probe instead
-    /// (`crate::trust::guarded`): why, and what the probe learned.
+    /// The session start found no endpoint and offered to install one; the client
+    /// declined (`crate::bootstrap::offer`): why, and what the start's probe learned.
     NoEndpoint {
         reason: String,
         facts: Box<crate::bootstrap::HostFacts>,
@@ -47,12 +54,12 @@ struct Waiter {
     tx: oneshot::Sender<Result<Answer, SessionError>>,
 }
 
+mod wire;
+
+use wire::{Incoming, Stdin, Stdout, Writer, read_frame};
+
 /// The calls waiting for their responses, by request id.
 type Pending = Mutex<HashMap<String, Waiter>>;
-/// The endpoint's stdin.
-type Stdin = Box<dyn AsyncWrite + Send + Unpin>;
-/// The endpoint's stdout, buffered.
-type Stdout = tokio::io::BufReader<Box<dyn AsyncRead + Send + Unpin>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -107,8 +114,8 @@ impl Death {
 /// What a session's calls, its reader and its heartbeat share.
 struct Shared {
     host: String,
-    /// Every frame to the endpoint is written under this lock.
-    writer: tokio::sync::Mutex<Stdin>,
+    /// Every frame to the endpoint goes through it.
+    writer: Writer,
     pending: Pending,
     /// Cleared once the session can take no more calls.
     alive: AtomicBool,
@@ -122,7 +129,7 @@ impl Shared {
     fn new(host: String, stdin: Stdin) -> Shared {
         Shared {
             host,
-            writer: tokio::sync::Mutex::new(stdin),
+            writer: Writer::new(stdin),
             pending: Mutex::default(),
             alive: AtomicBool::new(true),
             last_rx: Mutex::new(Instant::now()),
@@ -158,44 +165,24 @@ impl Shared {
         }
     }
 
-    /// Write `head`, then each attachment in place (length prefix, bytes), and flush: a
-    /// large payload is never copied into one frame buffer.
-    async fn write(
-        &self,
-        action: &str,
-        head: &[u8],
-        attachments: &[Vec<u8>],
-    ) -> Result<(), SessionError> {
-        let mut w = self.writer.lock().await;
-        self.write_locked(&mut w, action, head, attachments).await
+    /// Queue a frame without attachments and write the queue now.
+    async fn write(&self, action: &str, frame: &[u8]) -> Result<(), SessionError> {
+        self.writer.queue(frame, || true);
+        let flushed = self.writer.flush().await;
+        flushed.map_err(|e| self.write_failed(action, e))
     }
 
-    /// [`write`](Self::write) with the writer lock already held (`w`). A failed write
-    /// marks the session dead.
-    async fn write_locked(
-        &self,
-        w: &mut Stdin,
-        action: &str,
-        head: &[u8],
-        attachments: &[Vec<u8>],
-    ) -> Result<(), SessionError> {
-        let result = async {
-            w.write_all(head).await?;
-            for a in attachments {
-                w.write_all(&frame::attachment_prefix(a)).await?;
-                w.write_all(a).await?;
-            }
-            w.flush().await
-        }
-        .await;
-        result.map_err(|e| {
-            self.alive.store(false, Ordering::SeqCst);
-            SessionError::Transport(disconnected(
+    /// A write failed: the session is dead (the reader may know better why).
+    fn write_failed(&self, action: &str, e: std::io::Error) -> SessionError {
+        self.alive.store(false, Ordering::SeqCst);
+        match lock(&self.death).as_ref() {
+            Some(death) => death.error(&self.host, action),
+            None => SessionError::Transport(disconnected(
                 &self.host,
                 action,
                 format!("writing to the session failed: {e}"),
-            ))
-        })
+            )),
+        }
     }
 }
 
@@ -234,7 +221,7 @@ impl Canceller {
             ConnectorError::new(ConnectorErrorKind::InvalidInput, host, action).detail(e)
         })?;
         self.shared
-            .write(action, &frame, &[])
+            .write(action, &frame)
             .await
             .map_err(|e| match e {
                 SessionError::Transport(e) => e,
@@ -266,57 +253,6 @@ fn disconnected(host: &str, action: &str, detail: impl std::fmt::Display) -> Con
     ConnectorError::new(ConnectorErrorKind::Disconnected, host, action)
         .detail(detail)
         .hint("the call's outcome is unknown; the next call opens a new session")
-}
-
-/// Read one frame (messages field by field, each attachment into its own buffer);
-/// `Ok(None)` at a clean end of stream. The async twin of [`frame::read`].
-async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<Frame>> {
-    let mut h = [0u8; 5];
-    match r.read_exact(&mut h[..1]).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    r.read_exact(&mut h[1..]).await?;
-    let (mut left, kind) = frame::parse_header(h)?;
-    if !frame::is_message(kind) {
-        return Ok(Some(Frame::Plain {
-            kind,
-            body: read_exactly(r, left).await?,
-        }));
-    }
-    let mut n4 = [0u8; 4];
-    frame::take_len(&mut left, 4)?;
-    r.read_exact(&mut n4).await?;
-    let json_len = frame::take_len(&mut left, u32::from_le_bytes(n4) as usize)?;
-    let json = read_exactly(r, json_len).await?;
-    let mut attachments = Vec::new();
-    while left > 0 {
-        let mut n8 = [0u8; 8];
-        frame::take_len(&mut left, 8)?;
-        r.read_exact(&mut n8).await?;
-        let n = usize::try_from(u64::from_le_bytes(n8)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "attachment too large")
-        })?;
-        attachments.push(read_exactly(r, frame::take_len(&mut left, n)?).await?);
-    }
-    Ok(Some(Frame::Message {
-        kind,
-        json,
-        attachments,
-    }))
-}
-
-/// Read exactly `n` bytes into a new buffer (reserved as the bytes are announced).
-async fn read_exactly(r: &mut (impl AsyncRead + Unpin), n: usize) -> std::io::Result<Vec<u8>> {
-    let mut v = frame::buffer_for(n);
-    if r.take(n as u64).read_to_end(&mut v).await? != n {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "stream ended inside a frame",
-        ));
-    }
-    Ok(v)
 }
 
 /// The last [`STDERR_TAIL`] bytes the endpoint wrote to stderr (its diagnostics), for
@@ -385,6 +321,9 @@ enum Handshake {
     Ended,
     /// Nothing complete within [`HANDSHAKE_TIMEOUT`].
     TimedOut,
+    /// No endpoint there: the start offers to install one (`crate::bootstrap::offer`);
+    /// the host's facts from its probe.
+    Offer(Box<crate::bootstrap::HostFacts>),
 }
 
 /// Read the magic and the Hello frame.
@@ -392,6 +331,10 @@ async fn read_handshake(stdout: &mut Stdout) -> Handshake {
     let read = async {
         let mut magic = [0u8; 8];
         stdout.read_exact(&mut magic).await?;
+        if &magic == crate::bootstrap::NEED {
+            let facts = crate::bootstrap::read_offer(stdout).await?;
+            return Ok(Handshake::Offer(Box::new(facts)));
+        }
         if &magic != frame::MAGIC {
             return Ok(Handshake::Junk(magic));
         }
@@ -443,9 +386,9 @@ struct Ended<'a> {
 const STDERR_GRACE: Duration = Duration::from_millis(500);
 
 impl Ended<'_> {
-    /// Why: its exit code and stderr tell — missing or not runnable (126/127; with the
-    /// bootstrap probe when the start printed one), too old for session mode (2), a
-    /// failed setup line, a refused sremote dir, or a disconnect.
+    /// Why: its exit code and stderr tell — missing or not runnable (126/127), too old
+    /// for session mode (2), an offered install that failed (65–69), a failed setup line,
+    /// a refused sremote dir, or a disconnect.
     async fn why(
         &self,
         wait: &mut BoxFuture<Result<Option<i32>, ConnectorError>>,
@@ -460,20 +403,20 @@ impl Ended<'_> {
         {
             return failure;
         }
-        let (facts, tail) = crate::bootstrap::probe_in_stderr(&stderr.text());
+        let tail = stderr.text();
         let endpoint = self.endpoint;
-        match (code, facts) {
-            (Ok(Ok(Some(127))), Some(facts)) => SessionError::NoEndpoint {
-                reason: format!("no endpoint at {endpoint}"),
-                facts: Box::new(facts),
-            },
-            (Ok(Ok(Some(126 | 127))), _) => {
+        match code {
+            Ok(Ok(Some(126 | 127))) => {
                 SessionError::NotSetup(format!("no runnable endpoint at {endpoint}: {tail}"))
             }
-            (Ok(Ok(Some(2))), _) => SessionError::NotSetup(format!(
+            Ok(Ok(Some(2))) => SessionError::NotSetup(format!(
                 "the endpoint at {endpoint} has no session mode: {tail}"
             )),
-            (other, _) => SessionError::Transport(disconnected(
+            // The install the start offered (`crate::bootstrap::offer`) failed.
+            Ok(Ok(Some(c @ 65..=69))) => SessionError::NotSetup(format!(
+                "installing the endpoint at {endpoint} failed (exit {c}): {tail}"
+            )),
+            other => SessionError::Transport(disconnected(
                 self.host,
                 &format!("{} (opening a session)", self.action),
                 format!("endpoint session ended during the handshake ({other:?}): {tail}"),
@@ -490,14 +433,10 @@ async fn read_responses(
     shared: Arc<Shared>,
 ) {
     let death = loop {
-        match read_frame(&mut stdout).await {
-            Ok(Some(Frame::Message {
-                kind: FrameKind::Response,
-                json,
-                attachments,
-            })) => {
+        match wire::next_frame(&mut stdout).await {
+            Ok(Some(Incoming::Response(parsed, attachments))) => {
                 shared.heard();
-                match Response::parse(&json) {
+                match parsed {
                     Ok(response) => {
                         if let Some(w) = lock(&shared.pending).remove(&response.id) {
                             let _ = w.tx.send(Ok((response, attachments)));
@@ -506,11 +445,8 @@ async fn read_responses(
                     Err(e) => break Death::garbled(format!("garbled response frame: {e}")),
                 }
             }
-            Ok(Some(Frame::Plain {
-                kind: FrameKind::Pong | FrameKind::Hello,
-                ..
-            })) => shared.heard(),
-            Ok(Some(Frame::Message { kind, .. } | Frame::Plain { kind, .. })) => {
+            Ok(Some(Incoming::Other(FrameKind::Pong | FrameKind::Hello))) => shared.heard(),
+            Ok(Some(Incoming::Other(kind))) => {
                 break Death::garbled(format!("unexpected {kind:?} frame from the endpoint"));
             }
             Ok(None) => break Death::gone("the endpoint closed the session".to_string()),
@@ -522,6 +458,13 @@ async fn read_responses(
     };
     shared.die(death);
     let _ = wait.await;
+}
+
+/// The writer task: writes the requests that calls queued for it (see [`Writer`]); a
+/// failed write ends the session.
+async fn write_queued(shared: Arc<Shared>) {
+    let e = shared.writer.run().await;
+    shared.die(Death::gone(format!("writing to the session failed: {e}")));
 }
 
 /// While calls are waiting, ping the endpoint when it has been quiet, and declare the
@@ -547,9 +490,7 @@ async fn heartbeat(shared: Arc<Shared>) {
         if quiet >= PING_EVERY
             && let Ok(ping) = frame::encode(FrameKind::Ping, &[0u8; 8])
         {
-            let mut w = shared.writer.lock().await;
-            let _ = w.write_all(&ping).await;
-            let _ = w.flush().await;
+            let _ = shared.write("ping", &ping).await;
         }
     }
 }
@@ -557,12 +498,15 @@ async fn heartbeat(shared: Arc<Shared>) {
 impl Session {
     /// Start `endpoint serve` on the host and complete the handshake, for the call
     /// `action` (named in errors). Three tasks then serve the session: a drain of the
-    /// endpoint's stderr, the reader of responses and the heartbeat.
+    /// endpoint's stderr, the reader of responses and the heartbeat. When the start finds
+    /// no endpoint and offers to install one, `offer` says what to send (`None`: decline,
+    /// [`SessionError::NoEndpoint`] with the host's facts).
     pub(crate) async fn open<C: Connector + ?Sized>(
         connector: &C,
         serve: &RemoteCommand,
         endpoint: &str,
         action: &str,
+        offer: &Offer<'_>,
     ) -> Result<Session, SessionError> {
         let host = connector.host().to_string();
         let process = connector.spawn(serve).await.map_err(|mut e| {
@@ -574,7 +518,26 @@ impl Session {
         let stderr = StderrTail::default();
         let drain = tokio::spawn(stderr.clone().drain(process.stderr));
         let mut wait = process.wait;
-        let hello = match read_handshake(&mut stdout).await {
+        let mut stdin = process.stdin;
+        let mut handshake = read_handshake(&mut stdout).await;
+        if let Handshake::Offer(facts) = handshake {
+            let Some(artifact) = offer(&facts) else {
+                // Declined: the start exits at the end of its stdin (no kill needed; `wait`
+                // ends once stdout is read or dropped).
+                drop((stdin, stdout));
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
+                return Err(SessionError::NoEndpoint {
+                    reason: format!("no endpoint at {endpoint}"),
+                    facts,
+                });
+            };
+            // Sent while the start reads it; its answer is the endpoint's handshake.
+            handshake = match crate::bootstrap::send_offered(&mut stdin, &artifact).await {
+                Ok(()) => read_handshake(&mut stdout).await,
+                Err(_) => Handshake::Ended,
+            };
+        }
+        let hello = match handshake {
             Handshake::Hello(body) => parse_hello(&body, endpoint)?,
             Handshake::Junk(start) => return Err(not_a_session(start, &mut stdout).await),
             Handshake::Unexpected(kind) => {
@@ -591,6 +554,12 @@ impl Session {
                 };
                 return Err(ended.why(&mut wait, drain, &stderr).await);
             }
+            Handshake::Offer(_) => {
+                return Err(SessionError::Protocol {
+                    detail: "a second offer to install the endpoint".into(),
+                    received: String::new(),
+                });
+            }
             Handshake::TimedOut => {
                 let opening = format!("{action} (opening a session)");
                 return Err(SessionError::Transport(
@@ -599,11 +568,12 @@ impl Session {
                 ));
             }
         };
-        let shared = Arc::new(Shared::new(host, process.stdin));
+        let shared = Arc::new(Shared::new(host, stdin));
         let tasks = vec![
             drain,
             tokio::spawn(read_responses(stdout, wait, shared.clone())),
             tokio::spawn(heartbeat(shared.clone())),
+            tokio::spawn(write_queued(shared.clone())),
         ];
         Ok(Session {
             shared,
@@ -631,13 +601,14 @@ impl Session {
         }
     }
 
-    /// Send a request message and wait for its response. `action` (`call os.getpid`)
-    /// names the call in errors. With `control`, the request is written only if the call
-    /// was not cancelled first, and a later cancel knows it must go to this session.
+    /// Send a request message and wait for its response. `head` is the frame up to its
+    /// attachments ([`frame::append_message_head`]); `action` (`call os.getpid`) names
+    /// the call in errors. With `control`, the request is written only if the call was
+    /// not cancelled first, and a later cancel knows it must go to this session.
     pub(crate) async fn call(
         &self,
         id: &str,
-        json: &[u8],
+        head: &[u8],
         attachments: &[Vec<u8>],
         action: &str,
         control: Option<&crate::call::CallControl>,
@@ -646,51 +617,53 @@ impl Session {
         if !shared.is_alive() {
             return Err(shared.death_error(action, "the session is closed"));
         }
-        let head = frame::message_head(FrameKind::Request, json, attachments).map_err(|e| {
-            SessionError::Protocol {
-                detail: e.to_string(),
-                received: String::new(),
-            }
-        })?;
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter {
             action: action.to_string(),
             tx,
         };
-        lock(&shared.pending).insert(id.to_string(), waiter);
-        // If the caller stops waiting (dropped future), forget the entry.
-        struct Forget<'a>(&'a Pending, &'a str, bool);
+        let alone = {
+            let mut pending = lock(&shared.pending);
+            pending.insert(id.to_string(), waiter);
+            pending.len() == 1
+        };
+        // If the caller stops waiting (dropped future), forget the entry, and let the
+        // writer task write a request it may have left queued.
+        struct Forget<'a>(&'a Shared, &'a str, bool);
         impl Drop for Forget<'_> {
             fn drop(&mut self) {
                 if self.2 {
-                    lock(self.0).remove(self.1);
+                    lock(&self.0.pending).remove(self.1);
+                    self.0.writer.wake();
                 }
             }
         }
-        let mut guard = Forget(&shared.pending, id, true);
+        let mut guard = Forget(shared, id, true);
         // The reader marks the session dead before it fails the pending calls: a call
         // registered after that must notice here, or it would wait forever — and be told
         // why it died (a garbled stream is a protocol error, not a disconnect).
         if !shared.is_alive() {
             return Err(shared.death_error(action, "the session ended"));
         }
-        {
-            // Under the writer lock, so a Cancel frame can only follow the request.
-            let mut w = shared.writer.lock().await;
-            if let Some(c) = control
-                && !c.start_sending(self.canceller())
-            {
+        // Admitted under the queue's lock, so a Cancel frame can only follow the request.
+        let admit = || control.is_none_or(|c| c.start_sending(self.canceller()));
+        if attachments.is_empty() && head.len() <= wire::QUEUE_AT_MOST {
+            if !shared.writer.queue(head, admit) {
                 return Err(SessionError::Cancelled);
             }
-            if let Err(e) = shared
-                .write_locked(&mut w, action, &head, attachments)
-                .await
-            {
-                // The reader may know better why the write failed.
-                return Err(match lock(&shared.death).as_ref() {
-                    Some(death) => death.error(&shared.host, action),
-                    None => e,
-                });
+            if alone {
+                // Nothing else in flight: write it now, no hop to the writer task.
+                let flushed = shared.writer.flush().await;
+                flushed.map_err(|e| shared.write_failed(action, e))?;
+            } else {
+                // Other calls are in flight: the writer task writes this request with
+                // those the calls woken beside this one queue.
+                shared.writer.wake();
+            }
+        } else {
+            let written = shared.writer.write_in_place(head, attachments, admit).await;
+            if !written.map_err(|e| shared.write_failed(action, e))? {
+                return Err(SessionError::Cancelled);
             }
         }
         let answer = rx

@@ -97,18 +97,30 @@ pub(crate) const UNTRUSTED_EXIT: i32 = 122;
 /// path is made absolute against the directory the start runs in (the home directory), as
 /// connectors do for a program they start themselves.
 ///
-/// A program given by path that is not there (or not executable) is not started: the
-/// start prints the bootstrap probe on stderr instead (`sremote-probe:` lines,
-/// [`crate::bootstrap::probe_in_stderr`]) and exits 127, so bootstrap on a fresh host
-/// needs no probe of its own.
+/// A program given by path that is not there (or not executable) is not started; the
+/// start offers to install it instead ([`crate::bootstrap::NEED`]): it prints `SRMTNEED`,
+/// the bootstrap probe (`sremote-probe:` lines, then `sremote-probe:end`) on stdout and
+/// reads a line `LENGTH SHA256` from stdin — then LENGTH bytes of the endpoint, which it
+/// verifies, puts in place (as an install does, 0700 dirs, 0755 binary) and starts: a fresh
+/// host's first call in one remote program. End of stdin instead of the line (the client
+/// declines): exit 127, the probe saved the bootstrap its own.
 pub(crate) fn guarded(dir: &str, cmd: RemoteCommand) -> RemoteCommand {
     let script = concat!(
         trust_fn!(),
         crate::bootstrap::probe_fn!(),
+        crate::bootstrap::install_fns!(),
         r#"{ sremote_trusted "$1" && { [ "${1%/}" = .sremote ] || sremote_trusted .sremote; }; } >&2 || exit 122
 d=$1; shift
 case $1 in /*) ;; */*) p=$PWD/$1; shift; set -- "$p" "$@" ;; esac
-case $1 in */*) [ -x "$1" ] || { sremote_probe "$d" "${1##*/}" sremote-probe: >&2; exit 127; } ;; esac
+case $1 in */*) [ -x "$1" ] || {
+  printf 'SRMTNEED\n'; sremote_probe "$d" "${1##*/}" sremote-probe:; printf 'sremote-probe:end\n'
+  IFS=' ' read -r n want || exit 127
+  case $n in '' | *[!0-9]*) exit 127 ;; esac
+  ( umask 077; t="$d/bin/.${1##*/}.$$.part"
+    sremote_dirs "$d" "" || exit $?
+    head -c "$n" > "$t" || { rm -f -- "$t"; echo "cannot write $t" >&2; exit 69; }
+    sremote_place "$t" "$want" "$1" || { r=$?; rm -f -- "$t"; exit $r; } ) || exit $?
+} ;; esac
 exec "$@"
 "#
     );
@@ -289,52 +301,84 @@ mod tests {
         assert!(line.ends_with(" drwxrwxrwx .sremote/bin"), "{line}");
     }
 
-    /// A start whose program is missing (or not executable) runs nothing and prints the
-    /// bootstrap probe on stderr instead, with exit 127; stdout stays empty.
+    /// A start whose program is missing (or not executable) runs nothing: it offers to
+    /// install it (`SRMTNEED`, the probe on stdout) and exits 127 when the client declines
+    /// (end of stdin) or sends no length; given `LENGTH SHA256` and the binary, it
+    /// verifies and installs it and starts it with the arguments; a wrong hash installs
+    /// nothing.
     #[test]
-    fn a_start_that_finds_no_endpoint_prints_the_probe() {
+    fn a_start_that_finds_no_endpoint_offers_to_install_it() {
+        use crate::bootstrap::{FAKE_ENDPOINT, NEED, parse_offered_probe, sha256_hex};
+        use std::io::Write;
         let home = tempfile::tempdir().unwrap();
         let h = home.path();
         std::fs::create_dir_all(h.join(".sremote/bin")).unwrap();
         set_mode(&h.join(".sremote"), 0o700);
-        let old = h.join(".sremote/bin/sremote-endpoint-0.0.1");
-        std::fs::write(&old, "old").unwrap();
+        std::fs::write(h.join(".sremote/bin/sremote-endpoint-0.0.1"), "old").unwrap();
         let name = "sremote-endpoint-9.9.9";
-        let start = |rel: bool| {
+        let installed = h.join(".sremote/bin").join(name);
+        let start = |rel: bool, input: &[u8]| {
             let program = match rel {
                 true => format!(".sremote/bin/{name}"),
-                false => h.join(".sremote/bin").join(name).display().to_string(),
+                false => installed.display().to_string(),
             };
-            let cmd = guarded(".sremote", RemoteCommand::new(program).arg("serve"));
-            std::process::Command::new(&cmd.program)
+            let cmd = guarded(
+                ".sremote",
+                RemoteCommand::new(program).args(["serve", "a b"]),
+            );
+            let mut child = std::process::Command::new(&cmd.program)
                 .args(&cmd.args)
                 .current_dir(h)
                 .env("HOME", h)
-                .output()
-                .unwrap()
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(input).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let offered = |out: &std::process::Output| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(text.as_bytes().starts_with(NEED), "{text}");
+            parse_offered_probe(&text).expect("the probe's facts")
         };
         for rel in [true, false] {
-            let out = start(rel);
+            let out = start(rel, b"");
             assert_eq!(out.status.code(), Some(127), "{out:?}");
-            assert!(out.stdout.is_empty(), "nothing on the protocol stream");
-            let (facts, rest) =
-                crate::bootstrap::probe_in_stderr(&String::from_utf8_lossy(&out.stderr));
-            let facts = facts.expect("the probe's facts");
+            let facts = offered(&out);
             assert!(!facts.os.is_empty() && !facts.arch.is_empty(), "{facts:?}");
             assert_eq!(facts.home, h.display().to_string());
             assert_eq!(facts.installed_sha256, None);
             assert_eq!(facts.binaries, ["sremote-endpoint-0.0.1"]);
-            assert_eq!(rest, "");
         }
-        // There but not executable: its SHA-256 tells bootstrap whether to replace it.
-        std::fs::write(h.join(".sremote/bin").join(name), "x").unwrap();
-        let out = start(true);
-        assert_eq!(out.status.code(), Some(127));
-        let (facts, _) = crate::bootstrap::probe_in_stderr(&String::from_utf8_lossy(&out.stderr));
-        assert_eq!(
-            facts.unwrap().installed_sha256.as_deref(),
-            Some(crate::bootstrap::sha256_hex(b"x").as_str())
+        // A length that is not a number is no install.
+        assert_eq!(start(true, b"12x abc\n").status.code(), Some(127));
+        // A wrong hash: refused, nothing left behind.
+        let mut input = format!("{} {}\n", FAKE_ENDPOINT.len(), "0".repeat(64)).into_bytes();
+        input.extend_from_slice(FAKE_ENDPOINT.as_bytes());
+        let out = start(true, &input);
+        assert_eq!(out.status.code(), Some(65), "{out:?}");
+        let left: Vec<_> = std::fs::read_dir(h.join(".sremote/bin")).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the old endpoint: {left:?}");
+        // The right one: installed (0755) and started with its arguments.
+        let sha = sha256_hex(FAKE_ENDPOINT.as_bytes());
+        let mut input = format!("{} {sha}\n", FAKE_ENDPOINT.len()).into_bytes();
+        input.extend_from_slice(FAKE_ENDPOINT.as_bytes());
+        let out = start(true, &input);
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("sremote-probe:end\nstarted:serve a b\n"),
+            "{text}"
         );
+        assert_eq!(std::fs::read(&installed).unwrap(), FAKE_ENDPOINT.as_bytes());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        // Installed: the next start runs it at once, no offer.
+        let out = start(true, b"");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "started:serve a b\n");
     }
 
     /// Each refusal, by the one-`stat` path and by the path-by-path fallback alike.

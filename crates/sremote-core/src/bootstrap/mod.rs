@@ -21,12 +21,17 @@ use crate::client::{RemoteClient, lock};
 use crate::connector::{Connector, RemoteCommand, Source};
 use crate::error::{Error, NotSetupError, ProtocolError};
 
+mod offer;
 mod scripts;
 
+pub(crate) use offer::{Decision, read_offer, send as send_offered};
+
+#[cfg(test)]
+pub(crate) use scripts::FAKE_ENDPOINT;
 pub use scripts::HostFacts;
 pub(crate) use scripts::{
-    FINISH_SCRIPT, INSTALL_SCRIPT, LOCATION_SCRIPT, PROBE_SCRIPT, TMP_SCRIPT, parse_probe,
-    probe_fn, probe_in_stderr,
+    FINISH_SCRIPT, INSTALL_SCRIPT, LOCATION_SCRIPT, NEED, PROBE_END, PROBE_SCRIPT, TMP_SCRIPT,
+    install_fns, parse_offered_probe, parse_probe, probe_fn,
 };
 
 /// An endpoint binary for one target (`linux-x86_64`, `linux-aarch64`, …).

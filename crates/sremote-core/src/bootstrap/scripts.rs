@@ -70,51 +70,61 @@ exit 0
 "#
 );
 
-/// The prefix of the probe's lines on the stderr of a session start that found no
-/// endpoint (`crate::trust::guarded`).
+/// What a session start that finds no endpoint prints first on stdout, instead of the
+/// endpoint's handshake (`crate::trust::guarded`); the probe's lines follow, prefixed
+/// [`PROBE_PREFIX`], up to [`PROBE_END`].
+pub(crate) const NEED: &[u8; 8] = b"SRMTNEED";
+
+/// The prefix of the probe's lines after [`NEED`].
 pub(crate) const PROBE_PREFIX: &str = "sremote-probe:";
 
-/// The probe's facts in a failed session start's stderr (its [`PROBE_PREFIX`] lines), and
-/// that stderr without them; `None` when the start printed no probe.
-pub(crate) fn probe_in_stderr(stderr: &str) -> (Option<HostFacts>, String) {
-    let (probe, rest): (Vec<&str>, Vec<&str>) =
-        stderr.lines().partition(|l| l.starts_with(PROBE_PREFIX));
-    let facts = (!probe.is_empty()).then(|| {
-        let lines: Vec<&str> = probe.iter().map(|l| &l[PROBE_PREFIX.len()..]).collect();
-        parse_probe(lines.join("\n").as_bytes())
-    });
-    let facts = facts.filter(|f| !f.os.is_empty() && !f.arch.is_empty());
-    (facts, rest.join("\n").trim().to_string())
+/// The line that ends the probe after [`NEED`].
+pub(crate) const PROBE_END: &str = "sremote-probe:end";
+
+/// The facts in the probe lines after [`NEED`] (each prefixed [`PROBE_PREFIX`]; other
+/// lines are ignored); `None` without an OS and arch.
+pub(crate) fn parse_offered_probe(text: &str) -> Option<HostFacts> {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(PROBE_PREFIX))
+        .collect();
+    Some(parse_probe(lines.join("\n").as_bytes()))
+        .filter(|f| !f.os.is_empty() && !f.arch.is_empty())
 }
 
-/// The start of [`FINISH_SCRIPT`] and [`INSTALL_SCRIPT`]: the private directories.
-macro_rules! install_dirs {
+/// Two shell functions every install uses — by [`FINISH_SCRIPT`], [`INSTALL_SCRIPT`] and a
+/// session start that installs the endpoint it found missing (`crate::trust::guarded`):
+/// `sremote_dirs DIR [TMPDIR]` makes the sremote dir's private directories (0700; and a
+/// custom tmp dir), `sremote_place FILE SHA256 FINAL` verifies FILE's hash — the endpoint
+/// hashes itself (`version --sha256`, last line `sha256: HEX`; milliseconds with SHA-NI,
+/// where `sha256sum` takes tens), `sha256sum` or `shasum` where it cannot run here — and
+/// renames it to FINAL (mode 0755). Each returns the install's exit code (66 a directory,
+/// 65 the hash, 67 the rename) with a message on stderr.
+macro_rules! install_fns {
     () => {
-        r#"umask 077
-d="$1"; tmp="$2"; final="$3"; want="$4"
-for sub in "" /bin /tmp /jobs /modules; do
-  mkdir -p -- "$d$sub" && chmod 700 -- "$d$sub" || { rm -f -- "$tmp"; echo "cannot create $d$sub" >&2; exit 66; }
-done
-if [ -n "$6" ]; then
-  mkdir -p -- "$6" || { rm -f -- "$tmp"; echo "cannot create $6" >&2; exit 66; }
-fi
+        r#"sremote_dirs() {
+  for sub in "" /bin /tmp /jobs /modules; do
+    mkdir -p -- "$1$sub" && chmod 700 -- "$1$sub" || { echo "cannot create $1$sub" >&2; return 66; }
+  done
+  [ -z "$2" ] || mkdir -p -- "$2" || { echo "cannot create $2" >&2; return 66; }
+}
+sremote_place() {
+  chmod 700 -- "$1" || return 67
+  v=$("$1" version --sha256 2>/dev/null); got=${v##*sha256: }
+  [ ${#got} -eq 64 ] || got=$( (sha256sum -- "$1" || shasum -a 256 -- "$1") 2>/dev/null | cut -c1-64)
+  [ "$got" = "$2" ] || { echo "SHA-256 mismatch after upload: got '$got', want '$2'" >&2; return 65; }
+  chmod 755 -- "$1" && mv -f -- "$1" "$3" || { echo "cannot rename $1 to $3" >&2; return 67; }
+}
 "#
     };
 }
+pub(crate) use install_fns;
 
 /// The end of [`FINISH_SCRIPT`] and [`INSTALL_SCRIPT`]: verify, rename into place, record
 /// `.location`, remove older endpoints.
 macro_rules! install_finish {
     () => {
-        r#"chmod 700 -- "$tmp" || { rm -f -- "$tmp"; exit 67; }
-# The endpoint hashes itself (its last line `sha256: HEX`; SHA-NI: ms, where sha256sum
-# takes tens); sha256sum or shasum where it cannot run here.
-v=$("$tmp" version --sha256 2>/dev/null); got=${v##*sha256: }
-[ ${#got} -eq 64 ] || got=$( (sha256sum -- "$tmp" || shasum -a 256 -- "$tmp") 2>/dev/null | cut -c1-64)
-if [ "$got" != "$want" ]; then
-  rm -f -- "$tmp"; echo "SHA-256 mismatch after upload: got '$got', want '$want'" >&2; exit 65
-fi
-chmod 755 -- "$tmp" && mv -f -- "$tmp" "$d/bin/$final" || { rm -f -- "$tmp"; exit 67; }
+        r#"sremote_place "$tmp" "$want" "$d/bin/$final" || { r=$?; rm -f -- "$tmp"; exit $r; }
 if [ -n "$5" ]; then
   l="$HOME/.sremote/.location"
   mkdir -p -- "$HOME/.sremote" && printf '%s\n' "$5" > "$l.$$" && mv -f -- "$l.$$" "$l" || exit 68
@@ -138,18 +148,30 @@ exit 0
     };
 }
 
+/// The start of [`FINISH_SCRIPT`] and [`INSTALL_SCRIPT`]: the arguments, the directories.
+macro_rules! install_start {
+    () => {
+        r#"umask 077
+d="$1"; tmp="$2"; final="$3"; want="$4"
+sremote_dirs "$d" "$6" || { r=$?; rm -f -- "$tmp"; exit $r; }
+"#
+    };
+}
+
 /// Shell script that finishes an install: verify, make private dirs, rename into place.
 /// `$1` sremote dir, `$2` pushed temp file, `$3` final name, `$4` expected SHA-256,
 /// `$5` `.location` JSON to write (empty: leave it alone), `$6` a custom tmp dir to create
 /// (empty: none), then names of older endpoints in `<sremote dir>/bin` to remove when
-/// nothing uses them (see [`older_endpoints`](super::older_endpoints)); each removed one is printed `removed=NAME`.
-pub(crate) const FINISH_SCRIPT: &str = concat!(install_dirs!(), install_finish!());
+/// nothing uses them (see [`older_endpoints`](super::older_endpoints)); each removed one
+/// is printed `removed=NAME`.
+pub(crate) const FINISH_SCRIPT: &str = concat!(install_fns!(), install_start!(), install_finish!());
 
 /// [`FINISH_SCRIPT`] that first receives the binary on its stdin into `$2`: a whole
 /// install in one remote program (connectors that feed stdin), instead of a push and a
 /// finish.
 pub(crate) const INSTALL_SCRIPT: &str = concat!(
-    install_dirs!(),
+    install_fns!(),
+    install_start!(),
     r#"cat > "$tmp" || { rm -f -- "$tmp"; echo "cannot write $tmp" >&2; exit 69; }
 "#,
     install_finish!()
@@ -191,6 +213,19 @@ pub(crate) fn parse_probe(stdout: &[u8]) -> HostFacts {
     facts
 }
 
+/// A stand-in endpoint for the scripts' tests: `version --sha256` prints its own hash as
+/// the real one does (by python3, so tests can hide `sha256sum`); anything else prints
+/// `started:ARGS`.
+#[cfg(test)]
+pub(crate) const FAKE_ENDPOINT: &str = r#"#!/bin/sh
+if [ "$1" = version ]; then
+  printf 'sremote-endpoint 0\nexe: %s\nsha256: %s\n' "$0" \
+    "$(python3 -c 'import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$0")"
+  exit 0
+fi
+printf 'started:%s\n' "$*"
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,9 +247,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().unwrap();
         let h = home.path();
-        // A stand-in endpoint that prints `version --sha256` as the real one does.
-        let fake = "#!/bin/sh\nprintf 'sremote-endpoint 0\\nexe: %s\\nsha256: %s\\n' \"$0\" \
-             \"$(python3 -c 'import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],\"rb\").read()).hexdigest())' \"$0\")\"\n";
+        let fake = FAKE_ENDPOINT;
         let want = sha256_hex(fake.as_bytes());
         // Only the tools the script may use, no sha256sum, shasum or cut.
         let tools = h.join("tools");
