@@ -42,7 +42,8 @@ enum Target {
 /// A request that passed the checks, ready to run.
 struct Prepared<'s> {
     target: Target,
-    location: Location,
+    /// Borrowed from a session's endpoint (its location is fixed): no copy per call.
+    location: std::borrow::Cow<'s, Location>,
     /// Session mode: the frame's raw attachments.
     attachments: Option<Vec<Vec<u8>>>,
     /// Session mode: holds the session's environment as the request wants it until the
@@ -134,12 +135,19 @@ impl Endpoint {
         };
         let timeout = req.timeout_ms.map(Duration::from_millis);
         let id = req.id.clone();
-        let endpoint = self.clone();
-        let job = move || endpoint.run_call(req, &target, &location, attachments, in_session);
         let t0 = Instant::now();
         let ((output, out_attachments), abandoned) = match timeout {
-            None => (job(), false),
-            Some(limit) => run_with_timeout(job, limit, &module, &function),
+            None => (
+                self.run_call(req, &target, &location, attachments, in_session),
+                false,
+            ),
+            Some(limit) => {
+                // On a thread of its own, which owns what it uses.
+                let (endpoint, location) = (self.clone(), location.into_owned());
+                let job =
+                    move || endpoint.run_call(req, &target, &location, attachments, in_session);
+                run_with_timeout(job, limit, &module, &function)
+            }
         };
         let elapsed_us = t0.elapsed().as_micros() as u64;
         let outcome = match output.result {
@@ -166,7 +174,7 @@ impl Endpoint {
     /// Everything before the call runs: names checked, the request's environment entered,
     /// required modules checked, the module resolved.
     fn prepare<'s>(
-        &self,
+        &'s self,
         req: &Request,
         session: Option<SessionCall<'s>>,
     ) -> Result<Prepared<'s>, CallError> {
@@ -179,7 +187,10 @@ impl Endpoint {
             }
             Some(SessionCall { env, attachments }) => (Some(env.enter(req)?), Some(attachments)),
         };
-        let location = self.location();
+        let location = match &self.inner.fixed_location {
+            Some(fixed) => std::borrow::Cow::Borrowed(fixed),
+            None => std::borrow::Cow::Owned(self.location()),
+        };
         let session_id = in_session.then_some(req.id.as_str());
         self.check_modules(&req.check_modules, &location, session_id)?;
         let shipped = req.code.iter().any(|m| m.name == req.module);

@@ -34,7 +34,7 @@ pub(crate) struct Inner {
     pub(crate) modules: BTreeMap<String, Module>,
     sremote_dir: Option<PathBuf>,
     /// Discovered once for a long-lived endpoint (session mode): no file reads per call.
-    fixed_location: Option<Location>,
+    pub(crate) fixed_location: Option<Location>,
 }
 
 impl std::fmt::Debug for Endpoint {

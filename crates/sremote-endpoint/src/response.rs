@@ -47,6 +47,44 @@ pub(crate) fn pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
+/// Append `r` as JSON to `out`: the same text as `serde_json::to_writer(out, r)`, with the
+/// member names written as the constants they are (serde escapes each one, per call).
+pub(crate) fn write_json(r: &Response, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> serde_json::Result<()> {
+        serde_json::to_writer(out, v)
+    }
+    out.extend_from_slice(b"{\"protocol\":");
+    put(out, &r.protocol)?;
+    out.extend_from_slice(b",\"id\":");
+    put(out, &r.id)?;
+    out.extend_from_slice(b",\"endpoint_version\":");
+    put(out, &r.endpoint_version)?;
+    match &r.outcome {
+        Outcome::Ok(v) => {
+            out.extend_from_slice(b",\"ok\":");
+            put(out, v)?;
+        }
+        Outcome::Error(e) => {
+            out.extend_from_slice(b",\"error\":");
+            put(out, e)?;
+        }
+    }
+    out.extend_from_slice(b",\"stdout\":");
+    put(out, &r.stdout)?;
+    out.extend_from_slice(b",\"stderr\":");
+    put(out, &r.stderr)?;
+    out.extend_from_slice(b",\"timing\":{\"started_unix_ms\":");
+    put(out, &r.timing.started_unix_ms)?;
+    out.extend_from_slice(b",\"elapsed_us\":");
+    put(out, &r.timing.elapsed_us)?;
+    out.extend_from_slice(b"},\"host\":");
+    put(out, &r.host)?;
+    out.extend_from_slice(b",\"pid\":");
+    put(out, &r.pid)?;
+    out.push(b'}');
+    Ok(())
+}
+
 /// An error response with the host metadata filled in.
 pub(crate) fn error_response(id: String, body: ErrorBody) -> Response {
     response(
@@ -77,8 +115,30 @@ pub(crate) fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use sremote_core::protocol::ErrorKind;
+
     #[test]
     fn hostname_is_known() {
         assert!(!super::hostname().is_empty());
+    }
+
+    #[test]
+    fn written_json_is_serde_json() {
+        let mut error = ErrorBody::new(ErrorKind::Raised, "a \"quoted\"\nline ✓");
+        error.data = serde_json::json!({"missing": ["x"], "n": 1.5});
+        error.traceback = Some("tb".into());
+        let outcomes = [
+            Outcome::Ok(serde_json::json!(null)),
+            Outcome::Ok(serde_json::json!({"b": [1, "\u{1}", {"$blob": 0}], "a": -3})),
+            Outcome::Error(error),
+        ];
+        for outcome in outcomes {
+            let r = response("id-\"1\"", outcome, "out\t".into(), "é\r".into(), 17, 42);
+            let mut ours = b"prefix".to_vec();
+            write_json(&r, &mut ours).unwrap();
+            assert_eq!(&ours[6..], serde_json::to_vec(&r).unwrap());
+            assert_eq!(Response::parse(&ours[6..]).unwrap(), r);
+        }
     }
 }

@@ -268,7 +268,7 @@ fn write_response(
 ) -> std::io::Result<()> {
     let mut w = lock(&shared.writer);
     let framed = frame::append_message_head(&mut w.held, FrameKind::Response, attachments, |b| {
-        Ok(serde_json::to_writer(b, response)?)
+        Ok(crate::response::write_json(response, b)?)
     });
     let attachments = match framed {
         Ok(()) => attachments,
