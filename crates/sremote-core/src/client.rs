@@ -380,11 +380,13 @@ impl<C: Connector> RemoteClient<C> {
     }
 
     pub(crate) fn next_id(&self) -> String {
-        format!(
-            "{}-{}",
-            self.inner.id_prefix,
-            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
-        )
+        use std::fmt::Write as _;
+        let prefix = &self.inner.id_prefix;
+        let mut id = String::with_capacity(prefix.len() + 21);
+        id.push_str(prefix);
+        id.push('-');
+        let _ = write!(id, "{}", self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        id
     }
 
     pub(crate) async fn run_call<T: DeserializeOwned>(
@@ -400,7 +402,11 @@ impl<C: Connector> RemoteClient<C> {
             control,
             ..
         } = call;
-        let action = format!("call {}.{}", request.module, request.function);
+        // `call module.function`, built without the formatting machinery (every call).
+        let mut action = String::with_capacity(6 + request.module.len() + request.function.len());
+        for part in ["call ", &request.module, ".", &request.function] {
+            action.push_str(part);
+        }
         let control = control.as_deref();
         if let Some(e) = args_error {
             return Err(Error::Usage(format!(

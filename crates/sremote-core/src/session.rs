@@ -59,7 +59,7 @@ mod wire;
 use wire::{Incoming, Stdin, Stdout, Writer, read_frame};
 
 /// The calls waiting for their responses, by request id.
-type Pending = Mutex<HashMap<String, Waiter>>;
+type Pending = Mutex<HashMap<String, Waiter, wire::IdHash>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -19,6 +19,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Hashes the request ids of the calls in flight (FNV-1a): they are the client's own
+/// (`prefix-N`), not chosen by anyone who could aim collisions at the map, and SipHash,
+/// the default, costs a few hundred instructions per call for its insert and remove.
+#[derive(Default, Clone, Copy)]
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// The [`IdHasher`] for a `HashMap`.
+pub(super) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
 /// Frames up to this size (without attachments) are queued; larger ones, and every frame
 /// with attachments, are written in place by the calling task (never copied).
 pub(super) const QUEUE_AT_MOST: usize = 64 << 10;
