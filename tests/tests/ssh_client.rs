@@ -54,7 +54,12 @@ async fn a_fresh_hosts_first_call_is_one_remote_program() {
     assert!(!endpoint_on(&sshd).exists());
     let programs = || sshd.log().matches("Starting session: command").count();
     let before = programs();
-    assert_eq!(before, 1, "the declined start ends by itself: {}", sshd.log());
+    assert_eq!(
+        before,
+        1,
+        "the declined start ends by itself: {}",
+        sshd.log()
+    );
     let client = connect(&sshd).await;
     let home: CallOutput<String> = client.call("os", "getenv").arg("HOME").await.unwrap();
     assert_eq!(home.value, sshd.home.to_str().unwrap());
