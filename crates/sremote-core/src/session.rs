@@ -356,6 +356,19 @@ async fn read_handshake(stdout: &mut Stdout) -> Handshake {
     }
 }
 
+/// Send `artifact` to a start that offered to install it; its answer is the installed
+/// endpoint's handshake.
+async fn take_offer(
+    stdin: &mut Stdin,
+    stdout: &mut Stdout,
+    artifact: &crate::bootstrap::EndpointArtifact,
+) -> Handshake {
+    match crate::bootstrap::send_offered(stdin, artifact).await {
+        Ok(()) => read_handshake(stdout).await,
+        Err(_) => Handshake::Ended,
+    }
+}
+
 /// The stream did not start with the magic: a protocol error showing what arrived — the
 /// eight bytes `start` and a little more, without waiting long for it.
 async fn not_a_session(start: [u8; 8], stdout: &mut Stdout) -> SessionError {
@@ -526,16 +539,10 @@ impl Session {
                 // ends once stdout is read or dropped).
                 drop((stdin, stdout));
                 let _ = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
-                return Err(SessionError::NoEndpoint {
-                    reason: format!("no endpoint at {endpoint}"),
-                    facts,
-                });
+                let reason = format!("no endpoint at {endpoint}");
+                return Err(SessionError::NoEndpoint { reason, facts });
             };
-            // Sent while the start reads it; its answer is the endpoint's handshake.
-            handshake = match crate::bootstrap::send_offered(&mut stdin, &artifact).await {
-                Ok(()) => read_handshake(&mut stdout).await,
-                Err(_) => Handshake::Ended,
-            };
+            handshake = take_offer(&mut stdin, &mut stdout, &artifact).await;
         }
         let hello = match handshake {
             Handshake::Hello(body) => parse_hello(&body, endpoint)?,

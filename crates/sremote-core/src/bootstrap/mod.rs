@@ -422,34 +422,9 @@ impl<C: Connector> RemoteClient<C> {
             false => custom_tmp.clone(),
         };
         if facts.installed_sha256.as_deref() != Some(artifact.sha256.as_str()) {
-            let id = self.next_id();
-            let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
-            // One remote program receives, verifies and installs where the connector
-            // feeds stdin; else a push, then the finish.
-            let one_exec = self.inner.connector.supports_stdin();
-            if !one_exec {
-                self.inner
-                    .connector
-                    .push(Source::bytes(artifact.bytes()).mode(0o700).scratch(), &tmp)
-                    .await?;
-            }
-            let script = if one_exec {
-                INSTALL_SCRIPT
-            } else {
-                FINISH_SCRIPT
-            };
-            let mut cmd = RemoteCommand::new("sh")
-                .args(["-c", script, "sh", &dir, &tmp])
-                .args([artifact.install_name.as_str(), &artifact.sha256])
-                .args([location.as_str(), &make_tmp])
-                .args(older_endpoints(&facts.binaries))
-                .timeout(Duration::from_secs(120));
-            if one_exec {
-                cmd = cmd.stdin(artifact.bytes());
-            }
-            let action = format!("install {} into {dir}/bin", artifact.origin);
+            let old = older_endpoints(&facts.binaries);
             let out = self
-                .setup_step(cmd, action, "the install step failed", "")
+                .install(&artifact, &dir, [location.as_str(), &make_tmp], old)
                 .await?;
             report.installed = true;
             report.bytes_pushed = artifact.bytes().len() as u64;
@@ -513,6 +488,47 @@ impl<C: Connector> RemoteClient<C> {
             return self.probe_host(install_name).await;
         }
         Ok(facts)
+    }
+
+    /// Put `artifact` into `<dir>/bin` ([`INSTALL_SCRIPT`], or a push and
+    /// [`FINISH_SCRIPT`] where the connector cannot feed stdin); `extra` is the scripts'
+    /// `.location` JSON and tmp dir to make, `old` the older endpoints to remove. The
+    /// install's output (its `removed=` lines).
+    async fn install(
+        &self,
+        artifact: &EndpointArtifact,
+        dir: &str,
+        extra: [&str; 2],
+        old: Vec<String>,
+    ) -> Result<crate::ExecOutput, Error> {
+        let id = self.next_id();
+        let tmp = format!("{dir}/bin/.{}.{id}.part", artifact.install_name);
+        // One remote program receives, verifies and installs where the connector feeds
+        // stdin; else a push, then the finish.
+        let one_exec = self.inner.connector.supports_stdin();
+        if !one_exec {
+            self.inner
+                .connector
+                .push(Source::bytes(artifact.bytes()).mode(0o700).scratch(), &tmp)
+                .await?;
+        }
+        let script = if one_exec {
+            INSTALL_SCRIPT
+        } else {
+            FINISH_SCRIPT
+        };
+        let mut cmd = RemoteCommand::new("sh")
+            .args(["-c", script, "sh", dir, &tmp])
+            .args([artifact.install_name.as_str(), &artifact.sha256])
+            .args(extra)
+            .args(old)
+            .timeout(Duration::from_secs(120));
+        if one_exec {
+            cmd = cmd.stdin(artifact.bytes());
+        }
+        let action = format!("install {} into {dir}/bin", artifact.origin);
+        self.setup_step(cmd, action, "the install step failed", "")
+            .await
     }
 
     /// Run one step of the install; a failure is `NotSetup` naming `action`, with `failed`,
