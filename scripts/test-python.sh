@@ -29,7 +29,8 @@ else
   trap 'rm -rf "$venv"' EXIT
   make_venv "$venv"
 fi
-cargo build -q -p sremote-testkit --bin sremote-testkit -p sremote-gateway --bin sremote-gateway -p sremote-cli --bin sremote
+# The same features as the workspace test build (test-all.sh), so its artifacts are reused.
+cargo build -q --workspace --bins --features sremote-core/testsuite
 PATH="$venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile $profile" \
   "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation ./crates/sremote-py
 # From the tests' own directory: `import sremote` is the installed package.
