@@ -8,7 +8,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{EndpointArtifact, HostFacts, PROBE_END, older_endpoints, parse_offered_probe};
 use crate::client::{RemoteClient, lock};
@@ -22,10 +22,12 @@ const MOST: usize = 64 << 10;
 /// its end line: the host's facts. An error when the stream ends first, or the probe is
 /// too long or has no OS and arch (not the offer of this client's start).
 pub(crate) async fn read_offer(r: &mut (impl AsyncBufRead + Unpin)) -> io::Result<HostFacts> {
+    // Bounded before reading: a line without an end never grows the buffer past MOST.
+    let mut r = r.take(MOST as u64);
     let mut text = String::new();
     loop {
         let before = text.len();
-        if r.read_line(&mut text).await? == 0 || text.len() > MOST {
+        if r.read_line(&mut text).await? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the offer to install the endpoint ended early or is too long",
@@ -105,5 +107,27 @@ impl<C: Connector> RemoteClient<C> {
     /// bootstrap (calls that failed before it need not bootstrap again).
     pub(crate) fn installed_by_offer(&self) {
         lock(&self.inner.state).generation += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An offer's probe is read up to its end line; a stream that ends first, or a line
+    /// that never ends, is an error without buffering more than [`MOST`].
+    #[tokio::test]
+    async fn an_offer_is_read_to_its_end_line_and_no_further() {
+        let offer = b"sremote-probe:os=Linux\nsremote-probe:arch=x86_64\nsremote-probe:end\nSRMT";
+        let mut r = &offer[..];
+        let facts = read_offer(&mut r).await.unwrap();
+        assert_eq!(facts.target(), "linux-x86_64");
+        assert_eq!(r, b"SRMT", "what follows the offer stays unread");
+        let mut cut = &b"sremote-probe:os=Linux\n"[..];
+        assert!(read_offer(&mut cut).await.is_err());
+        let endless = vec![b'x'; 4 * MOST];
+        let mut r = &endless[..];
+        assert!(read_offer(&mut r).await.is_err());
+        assert_eq!(r.len(), 3 * MOST, "read no more than the bound");
     }
 }
