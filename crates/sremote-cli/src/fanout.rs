@@ -86,11 +86,14 @@ where
                 return;
             };
             // A panic in one host's task must not lose the others: report it as an error.
-            let r = tokio::spawn(fut).await.unwrap_or_else(|e| {
-                Err(E::from(Error::Usage(format!(
-                    "internal error while working on this host: {e}"
-                ))))
-            });
+            // The host's connection is closed before the permit goes to the next host.
+            let r = tokio::spawn(crate::hosts::closing(fut))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(E::from(Error::Usage(format!(
+                        "internal error while working on this host: {e}"
+                    ))))
+                });
             let _ = tx.send((i, r));
         });
     }

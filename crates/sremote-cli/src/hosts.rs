@@ -277,6 +277,27 @@ pub async fn connect_spec(spec: &HostSpec, opts: &HostOptions) -> Result<Connect
     Ok(c)
 }
 
+tokio::task_local! {
+    /// The ssh connections one host's task of a fan-out opened ([`closing`]).
+    static OPENED: Arc<std::sync::Mutex<Vec<SshConnector>>>;
+}
+
+/// Run `work` (one host's part of a fan-out), then close the ssh connections it opened
+/// ([`SshConnector::close`]: its own masters; persisted ones stay for later commands) and
+/// wait until they are gone. So with `--parallel N` at most N hosts' connections are open
+/// at once: a finished host's connection is closed before the next host's login starts.
+pub async fn closing<F: std::future::Future>(work: F) -> F::Output {
+    let opened = Arc::<std::sync::Mutex<Vec<SshConnector>>>::default();
+    let out = OPENED.scope(opened.clone(), work).await;
+    let list = std::mem::take(&mut *opened.lock().unwrap_or_else(|e| e.into_inner()));
+    for ssh in list {
+        if let Err(e) = ssh.close().await {
+            tracing::warn!("{e}");
+        }
+    }
+    out
+}
+
 /// Connect to a resolved host for programs and files only: nothing is installed (a
 /// custom endpoint waits for [`Connected::endpoint_client`]).
 pub async fn connect_transport(spec: &HostSpec, opts: &HostOptions) -> Result<Connected, Error> {
@@ -296,6 +317,14 @@ pub async fn connect_transport(spec: &HostSpec, opts: &HostOptions) -> Result<Co
         prompt: None,
     };
     let c = connect::connect_with(spec, opts.ssh_config.as_deref(), &newt, &how).await?;
+    if let Some(ssh) = &c.ssh {
+        // Outside a fan-out's `closing` nobody collects it: dropping it is the end.
+        let _ = OPENED.try_with(|o| {
+            o.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ssh.clone());
+        });
+    }
     Ok(Connected {
         spec: c.spec,
         connector: c.connector,

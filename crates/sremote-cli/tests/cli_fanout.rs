@@ -3,7 +3,9 @@
 mod common;
 
 use common::{Client, ssh_host, text};
-use sremote_testkit::{NetnsHost, Sshd};
+use std::time::Duration;
+
+use sremote_testkit::{DelayProxy, NetnsHost, Sshd};
 
 /// A stopped sshd: its port refuses connections at once.
 fn down_host() -> Sshd {
@@ -160,4 +162,55 @@ fn probe_reports_a_real_host() {
     assert_eq!(lines[1]["host"], "down");
     assert_eq!(lines[1]["ok"], false);
     assert!(text(&out.stderr).contains("1 of 2 hosts failed: down"));
+}
+
+/// `--parallel N` bounds the connections, not only the work: a finished host's ssh
+/// connection is closed before the next host's login starts. Before the fix the master
+/// of a finished host outlived it by a round trip (it waited for its channel to close),
+/// so through a slow link `--parallel 1` held two connections at once.
+#[test]
+fn parallel_bounds_the_connections_open_at_once() {
+    let hosts: Vec<Sshd> = (0..3).map(|_| Sshd::start().unwrap()).collect();
+    let ports: Vec<u16> = hosts.iter().map(|s| s.port).collect();
+    let proxy = DelayProxy::start(&ports, Duration::from_millis(60)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = String::new();
+    for (i, sshd) in hosts.iter().enumerate() {
+        let path = dir.path().join(format!("ssh_config{i}"));
+        proxy.ssh_config(i, sshd, "slow", &path).unwrap();
+        cfg += &ssh_host(&format!("h{i}"), "slow", &path);
+    }
+    let client = Client::new(&cfg);
+    let out = client.run(&[
+        "--no-persist",
+        "--parallel",
+        "1",
+        "--json",
+        "call",
+        "h0,h1,h2",
+        "os",
+        "getenv",
+        "HOME",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(proxy.accepted() >= 3, "{} connections", proxy.accepted());
+    assert_eq!(
+        proxy.peak_open(),
+        1,
+        "--parallel 1 held {} connections at once",
+        proxy.peak_open()
+    );
+    // Nothing left open once the command has ended.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while proxy.open_now() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(proxy.open_now(), 0, "a connection outlived the command");
 }

@@ -32,6 +32,7 @@ pub use master::{Prompt, PromptFn};
 pub use persist::{MasterInfo, connections, control_root, disconnect};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -236,7 +237,7 @@ impl SshConnectorBuilder {
             port: resolved.get_port().map(str::to_string),
         };
         let limit = self.connect_timeout.max(Duration::from_secs(1)) * 2 + Duration::from_secs(5);
-        let (session, name) = open(&self, &target, limit).await?;
+        let opened = open(&self, &target, limit).await?;
         let reach = sremote_core::Reach {
             user: target.user.clone(),
             port: target.port.as_deref().and_then(|p| p.parse().ok()),
@@ -249,12 +250,13 @@ impl SshConnectorBuilder {
         Ok(SshConnector {
             inner: Arc::new(Inner {
                 sessions: Arc::new(Semaphore::new(self.max_sessions.max(2) - 1)),
-                name,
+                name: opened.name,
+                own: AtomicBool::new(opened.own),
                 reach,
                 opts: self,
                 target,
                 limit,
-                session: Mutex::new(Arc::new(session)),
+                session: Mutex::new(Arc::new(opened.session)),
                 reconnecting: tokio::sync::Mutex::new(()),
             }),
         })
@@ -318,18 +320,37 @@ struct Target {
     port: Option<String>,
 }
 
+/// A master connection [`open`] found or started.
+struct Opened {
+    session: Session,
+    /// The host's name for messages.
+    name: String,
+    /// Started for this connector alone (not persisted, not the user's): it may be ended.
+    own: bool,
+}
+
+impl Opened {
+    fn shared(session: Session, name: String) -> Opened {
+        Opened {
+            session,
+            name,
+            own: false,
+        }
+    }
+}
+
 /// Open (or reuse) the master for `t`: a persisted one shared with other programs, the
 /// user's own (ControlPath in ssh_config), or one of this connector's own.
 async fn open(
     opts: &SshConnectorBuilder,
     t: &Target,
     limit: Duration,
-) -> Result<(Session, String), ConnectorError> {
+) -> Result<Opened, ConnectorError> {
     let asking = master::Asking::choose(opts.prompt.as_ref(), opts.terminal_prompts);
     let Some(persist) = opts.persist else {
         let g = resolve_config(opts, t).await?;
         if let Some(s) = user_master(&g).await {
-            return Ok((s, g.name));
+            return Ok(Opened::shared(s, g.name));
         }
         let dir = control_dir(opts.control_dir.as_deref())
             .and_then(|d| {
@@ -342,7 +363,11 @@ async fn open(
         let (socket, log) = (dir.path().join("master"), dir.path().join("log"));
         let spec = opts.launch_spec(t, &g.name, &socket, &log, opts.idle_persist);
         master::launch(&spec, &asking, limit).await?;
-        return Ok((Session::new_native_mux(dir), g.name));
+        return Ok(Opened {
+            session: Session::new_native_mux(dir),
+            name: g.name,
+            own: true,
+        });
     };
     let root = persist::control_root().map_err(|e| invalid(&t.destination, "connect", e))?;
     let identity = opts.identity(t);
@@ -353,11 +378,11 @@ async fn open(
     if let Some(s) = paths.resume().await
         && let Some(name) = paths.name()
     {
-        return Ok((s, name));
+        return Ok(Opened::shared(s, name));
     }
     let g = resolve_config(opts, t).await?;
     if let Some(s) = user_master(&g).await {
-        return Ok((s, g.name));
+        return Ok(Opened::shared(s, g.name));
     }
     let _lock = paths.lock().await.map_err(|e| {
         invalid(
@@ -368,14 +393,14 @@ async fn open(
     })?;
     // Another program may have logged in while this one waited for the lock.
     if let Some(s) = paths.resume().await {
-        return Ok((s, g.name));
+        return Ok(Opened::shared(s, g.name));
     }
     paths.remove();
     let spec = opts.launch_spec(t, &g.name, &paths.socket, &paths.log, persist);
     master::launch(&spec, &asking, limit).await?;
     paths.write_info(&t.destination, &g.name, persist);
     let session = Session::resume_mux(paths.socket.clone().into_boxed_path(), None);
-    Ok((session, g.name))
+    Ok(Opened::shared(session, g.name))
 }
 
 /// A master the user runs already (ControlPath in ssh_config, socket answering).
@@ -496,6 +521,8 @@ struct Inner {
     target: Target,
     limit: Duration,
     session: Mutex<Arc<Session>>,
+    /// Whether `session` is this connector's own master ([`Opened::own`]).
+    own: AtomicBool,
     reconnecting: tokio::sync::Mutex<()>,
     sessions: Arc<Semaphore>,
 }
@@ -539,6 +566,22 @@ impl SshConnector {
         self.reconnect(&session).await.map(drop)
     }
 
+    /// End this connector's own master connection now and wait until its ssh process has
+    /// exited, so its TCP connection is closed when this returns (a fan-out bounded to N
+    /// hosts then never holds more than N connections). Sessions and programs still
+    /// running on it are cut off. A shared master — persisted for other programs
+    /// ([`SshConnectorBuilder::persist`]) or the user's own ControlMaster — is left
+    /// alone: nothing happens. A call after `close` connects again.
+    ///
+    /// Dropping the connector only asks the master to stop listening; it then exits
+    /// when its last channel has closed, a round trip later.
+    pub async fn close(&self) -> Result<(), ConnectorError> {
+        if !self.inner.own.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        master::stop(&self.control_socket(), &self.inner.name).await
+    }
+
     fn session(&self) -> Arc<Session> {
         self.inner
             .session
@@ -555,8 +598,10 @@ impl SshConnector {
             return Ok(current);
         }
         let i = &self.inner;
-        let fresh = Arc::new(open(&i.opts, &i.target, i.limit).await?.0);
+        let opened = open(&i.opts, &i.target, i.limit).await?;
+        let fresh = Arc::new(opened.session);
         *i.session.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        i.own.store(opened.own, Ordering::Relaxed);
         Ok(fresh)
     }
 

@@ -321,3 +321,107 @@ impl Drop for Askpass {
         }
     }
 }
+
+/// How long [`stop`] waits for a master to exit after SIGTERM.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// How often [`stop`] repeats SIGTERM while the master runs. ssh notes the signal in a
+/// flag that its loop checks before it sleeps in `ppoll`; a signal that lands between
+/// that check and the sleep is only seen when the sleep times out (the keepalive
+/// interval, seconds), and a second one wakes it.
+const STOP_REPEAT: Duration = Duration::from_millis(50);
+
+/// End the master listening on `socket` (one this process started) and wait until its
+/// process is gone. Its pid comes from the master itself (a mux alive check); ssh exits
+/// on SIGTERM at once, closing its TCP connection, where a mux "stop listening" request
+/// would let it linger until its last channel had closed.
+pub(crate) async fn stop(socket: &Path, name: &str) -> Result<(), ConnectorError> {
+    let fail = |kind, detail: String| {
+        ConnectorError::new(kind, name, "close the connection").detail(detail)
+    };
+    let alive = async {
+        let mut c = openssh_mux_client::Connection::connect(socket).await?;
+        c.send_alive_check().await
+    };
+    let Ok(pid) = alive.await else {
+        // Not answering: already gone (idle-expired, or closed before).
+        return Ok(());
+    };
+    let pid = i32::try_from(pid.get())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| {
+            fail(
+                ConnectorErrorKind::Other,
+                format!("the master gave pid {pid}"),
+            )
+        })?;
+    let deadline = tokio::time::Instant::now() + STOP_WAIT;
+    let mut signalled = tokio::time::Instant::now() - STOP_REPEAT;
+    let mut pause = Duration::from_micros(500);
+    // Signalled only while the pid is still an ssh process (not one that took it over).
+    while let Master::Running = state(pid) {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(fail(
+                ConnectorErrorKind::Timeout,
+                format!(
+                    "the ssh master (pid {}) still runs {STOP_WAIT:?} after SIGTERM",
+                    pid.as_raw_nonzero()
+                ),
+            )
+            .hint("it ends by itself once its connection drops; `kill -9` it if it does not"));
+        }
+        if now >= signalled + STOP_REPEAT {
+            signalled = now;
+            match rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
+                Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+                Err(e) => {
+                    return Err(fail(
+                        ConnectorErrorKind::Other,
+                        format!(
+                            "cannot signal the ssh master (pid {}): {e}",
+                            pid.as_raw_nonzero()
+                        ),
+                    ));
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// What became of a master's pid.
+enum Master {
+    /// Still an ssh process.
+    Running,
+    /// Exited: no such process, a zombie (the master was started with `-f`, so its parent
+    /// is whatever reaps orphans, not us), or a pid another program has now.
+    Gone,
+}
+
+fn state(pid: rustix::process::Pid) -> Master {
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) {
+        // `PID (COMM) STATE …`: the command name may hold any byte, even `)`.
+        Ok(stat) => {
+            let comm = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')'));
+            match comm {
+                Some((comm, rest))
+                    if comm == "ssh"
+                        && !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')) =>
+                {
+                    Master::Running
+                }
+                _ => Master::Gone,
+            }
+        }
+        // No /proc (not Linux): whether the pid exists at all.
+        Err(_) if std::path::Path::new("/proc/self/stat").exists() => Master::Gone,
+        Err(_) => match rustix::process::test_kill_process(pid) {
+            Ok(()) => Master::Running,
+            Err(_) => Master::Gone,
+        },
+    }
+}

@@ -179,6 +179,76 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
     assert!(!sshd.log().contains("Accepted publickey"), "{}", sshd.log());
 }
 
+/// The ssh processes whose command line holds `needle` (the master holds its socket path).
+fn ssh_processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("ssh"))
+            && args.iter().any(|a| a.contains(needle))
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_ends_its_own_master_at_once_and_the_next_call_reconnects() {
+    let sshd = Sshd::shared().unwrap();
+    let c = SshConnector::builder()
+        .config_file(&sshd.ssh_config)
+        .connect(&sshd.alias)
+        .await
+        .unwrap();
+    let out = c
+        .exec(&RemoteCommand::new("echo").arg("one"))
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "one");
+    let socket = c.control_socket().display().to_string();
+    assert_eq!(
+        ssh_processes_with(&socket).len(),
+        1,
+        "the master for {socket}"
+    );
+    // A program still running on the connection is cut off, not waited for.
+    let running = {
+        let c = c.clone();
+        tokio::spawn(async move { c.exec(&RemoteCommand::new("sleep").arg("30")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    c.close().await.expect("closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Gone when close returns: no grace period to wait out.
+    assert_eq!(ssh_processes_with(&socket), Vec::<u32>::new());
+    let r = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the cut-off program's call ends")
+        .unwrap();
+    assert!(r.as_ref().map_or(true, |o| o.exit_code != Some(0)), "{r:?}");
+    // Closing again is nothing to do; a later call connects again.
+    c.close().await.expect("closed twice");
+    let out = c
+        .exec(&RemoteCommand::new("echo").arg("two"))
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "two");
+    c.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_killed_mid_call_is_disconnected_then_reconnects() {
     let sshd = Sshd::start().unwrap();

@@ -8,6 +8,8 @@
 //! - [`NetnsHost`]: an `sshd` in its own network namespace with its own address
 //!   (`10.200.<idx-1>.2`), logged in as an unprivileged user with a fresh home: a second,
 //!   separate "host". Needs root; [`NetnsHost::start_or_skip`] skips cleanly without it.
+//! - [`DelayProxy`]: loopback TCP forwarders adding a fixed delay each way (a WAN), counting
+//!   the connections open at once.
 //!
 //! Both install `openssh-server`/`openssh-client` with `apt-get` when they are missing.
 //! Ports, directories, namespaces and users never clash between tests running in parallel
@@ -23,6 +25,7 @@
 mod login;
 mod netns;
 mod proc;
+mod proxy;
 pub mod slurm;
 
 use std::io::Write;
@@ -35,6 +38,7 @@ use std::time::{Duration, Instant};
 pub use login::{LoginUser, STDERR_BANNER, STDOUT_BANNER, ensure_shell};
 pub use netns::NetnsHost;
 pub use proc::alive;
+pub use proxy::DelayProxy;
 
 /// Why a test host could not be started.
 #[derive(Debug, Clone, PartialEq, Eq)]
