@@ -170,6 +170,8 @@ async fn a_master_the_user_runs_is_reused_and_left_running() {
         .unwrap();
     assert_eq!(c.control_socket(), socket);
     c.exec(&RemoteCommand::new("true")).await.unwrap();
+    // Not ours to end: `close` leaves it running.
+    c.close().await.unwrap();
     drop(c);
     assert_eq!(accepted(&sshd), 1, "{}", sshd.log());
     assert!(ssh(&["-O", "check"]).status.success(), "still running");
