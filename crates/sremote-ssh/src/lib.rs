@@ -348,6 +348,10 @@ async fn open(
 ) -> Result<Opened, ConnectorError> {
     let asking = master::Asking::choose(opts.prompt.as_ref(), opts.terminal_prompts);
     let Some(persist) = opts.persist else {
+        let g = resolve_config(opts, t).await?;
+        if let Some(s) = user_master(&g).await {
+            return Ok(Opened::shared(s, g.name));
+        }
         let dir = control_dir(opts.control_dir.as_deref())
             .and_then(|d| {
                 tempfile::Builder::new()
@@ -356,12 +360,9 @@ async fn open(
                     .map_err(|e| format!("cannot create a directory in {}: {e}", d.display()))
             })
             .map_err(|e| invalid(&t.destination, "connect", e))?;
-        let files = (dir.path().join("master"), dir.path().join("log"));
-        let (g, user) =
-            resolve_and_launch(opts, t, &files, opts.idle_persist, &asking, limit).await?;
-        if let Some(s) = user {
-            return Ok(Opened::shared(s, g.name));
-        }
+        let (socket, log) = (dir.path().join("master"), dir.path().join("log"));
+        let spec = opts.launch_spec(t, &g.name, &socket, &log, opts.idle_persist);
+        master::launch(&spec, &asking, limit).await?;
         return Ok(Opened {
             session: Session::new_native_mux(dir),
             name: g.name,
@@ -379,82 +380,27 @@ async fn open(
     {
         return Ok(Opened::shared(s, name));
     }
+    let g = resolve_config(opts, t).await?;
+    if let Some(s) = user_master(&g).await {
+        return Ok(Opened::shared(s, g.name));
+    }
     let _lock = paths.lock().await.map_err(|e| {
         invalid(
-            &t.destination,
+            &g.name,
             "connect",
             format!("cannot lock {}: {e}", paths.lock.display()),
         )
     })?;
     // Another program may have logged in while this one waited for the lock.
-    if let Some(s) = paths.resume().await
-        && let Some(name) = paths.name()
-    {
-        return Ok(Opened::shared(s, name));
-    }
-    paths.remove();
-    let files = (paths.socket.clone(), paths.log.clone());
-    let (g, user) = resolve_and_launch(opts, t, &files, persist, &asking, limit).await?;
-    if let Some(s) = user {
+    if let Some(s) = paths.resume().await {
         return Ok(Opened::shared(s, g.name));
     }
+    paths.remove();
+    let spec = opts.launch_spec(t, &g.name, &paths.socket, &paths.log, persist);
+    master::launch(&spec, &asking, limit).await?;
     paths.write_info(&t.destination, &g.name, persist);
     let session = Session::resume_mux(paths.socket.clone().into_boxed_path(), None);
     Ok(Opened::shared(session, g.name))
-}
-
-/// Resolve the ssh config (`ssh -G`) while our master logs in on `socket`: the login is a
-/// key exchange (hundreds of ms), `ssh -G` about ten. A master of the user's own
-/// (ControlPath in their ssh_config, answering) wins: it is returned, and our login,
-/// still in its key exchange, is dropped (killed). When a person may be asked for
-/// credentials the config comes first, so nobody answers a prompt for a login that is
-/// then thrown away.
-async fn resolve_and_launch(
-    opts: &SshConnectorBuilder,
-    t: &Target,
-    (socket, log): &(PathBuf, PathBuf),
-    persist: Duration,
-    asking: &master::Asking,
-    limit: Duration,
-) -> Result<(Resolved, Option<Session>), ConnectorError> {
-    if !matches!(asking, master::Asking::Never) {
-        let g = resolve_config(opts, t).await?;
-        if let Some(s) = user_master(&g).await {
-            return Ok((g, Some(s)));
-        }
-        let spec = opts.launch_spec(t, &g.name, socket, log, persist);
-        master::launch(&spec, asking, limit).await?;
-        return Ok((g, None));
-    }
-    // Named by the destination until `ssh -G` says `user@host:port`.
-    let spec = opts.launch_spec(t, &t.destination, socket, log, persist);
-    // Boxed so it can be dropped (its ssh killed) before the function returns.
-    let mut launch = Box::pin(master::launch(&spec, asking, limit));
-    let named = |mut e: ConnectorError, g: &Resolved| {
-        e.host.clone_from(&g.name);
-        e
-    };
-    let g = tokio::select! {
-        biased;
-        // A config ssh refuses fails here, with ssh's own words, before the login does.
-        g = resolve_config(opts, t) => g?,
-        done = &mut launch => {
-            // Logged in before `ssh -G` answered: this master it is.
-            let g = resolve_config(opts, t).await?;
-            done.map_err(|e| named(e, &g))?;
-            return Ok((g, None));
-        }
-    };
-    if let Some(s) = user_master(&g).await {
-        drop(launch);
-        // Past its login already (a slow `ssh -G`): end the master we no longer need.
-        if socket.exists() {
-            let _ = master::stop(socket, &g.name).await;
-        }
-        return Ok((g, Some(s)));
-    }
-    launch.await.map_err(|e| named(e, &g))?;
-    Ok((g, None))
 }
 
 /// A master the user runs already (ControlPath in ssh_config, socket answering).
