@@ -4,14 +4,17 @@
 Over one throwaway loopback sshd (own keys, own HOME), with the client's own HOME and
 control dir, every run from no ssh login at all:
 
-Whole processes, wall time, unperturbed (--reps each, medians):
+Whole processes, wall time, unperturbed (--reps each, medians; the cases interleaved, one
+run of each in turn per rep):
   * fresh host  `sremote call bench os getenv HOME`, no endpoint on the host (wiped before
                 each run): login, bootstrap and first call (goal ≤ 250 ms);
   * installed   the same with the endpoint installed: connect + first call
                 (goal ≤ 1.05 × `ssh bench true`);
   * `ssh bench true` on a new connection (no ControlMaster), the ratio's peer;
   * with --venv DIR (a venv holding execnet and mitogen, e.g. bench/peers.py --venv DIR):
-    execnet and mitogen from a new Python process to `os.getenv("HOME")` on the host.
+    execnet and mitogen from a new Python process to `os.getenv("HOME")` on the host;
+  * with --against PATH: fresh and installed with another `sremote` build, interleaved
+    with the others (an A/B of a change).
 Every ssh here (sremote's master, plain ssh, the peers') uses the same key exchange and
 host key algorithm: the ones OpenSSH negotiates by default here (read from `ssh -v`), or
 --kex, written into the ssh config for all of them.
@@ -29,7 +32,7 @@ channel opens and client work between remote commands. Traced runs are slower th
 untraced walls above; the phases show where the time goes, the walls are the figures.
 
 usage: bench/first_contact.py [--reps 10] [--trace-reps 3] [--kex NAME] [--venv DIR]
-                              [--sremote PATH] [--write]
+                              [--sremote PATH] [--against PATH] [--write]
 `--write` replaces the section "First contact" of BENCHMARKS.md. Needs root (sshd) and
 strace; a release `sremote` (built first unless --sremote).
 """
@@ -313,6 +316,7 @@ def main():
     ap.add_argument("--kex", help="KEX,HOSTKEY (default: what OpenSSH negotiates here)")
     ap.add_argument("--venv", help="a venv with execnet and mitogen: their first contact too")
     ap.add_argument("--sremote", help="the sremote binary (default: build the release one)")
+    ap.add_argument("--against", help="another sremote binary measured in the same runs (A/B)")
     ap.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = ap.parse_args()
     if shutil.which("strace") is None:
@@ -345,14 +349,28 @@ def main():
 
 
 def measure_walls(args, binary, host):
-    call = [binary, "--ssh-config", host.config, "call", "bench", "os", "getenv", "HOME"]
-    walls = {}
-    progress(f"key exchange {host.kex[0]}, host key {host.kex[1]}; fresh host")
-    walls["fresh"] = wall(call, host.env, args.reps,
-                          before=lambda: (host.logout(binary), host.wipe()))
-    progress("endpoint installed")
-    walls["installed"] = wall(call, host.env, args.reps, before=lambda: host.logout(binary))
-    walls["ssh true"] = wall(["ssh", "-F", host.config, "bench", "true"], host.env, args.reps)
+    """The walls, interleaved: each rep runs every case once in turn, so a slow spell of
+    this noisy VM hits all of them alike (a median of one case against another is then a
+    ratio taken under the same conditions)."""
+    def call(b):
+        return [b, "--ssh-config", host.config, "call", "bench", "os", "getenv", "HOME"]
+
+    def fresh(b):
+        return lambda: (host.logout(b), host.wipe())
+
+    cases = [("fresh", call(binary), fresh(binary)),
+             ("installed", call(binary), lambda: host.logout(binary)),
+             ("ssh true", ["ssh", "-F", host.config, "bench", "true"], None)]
+    if args.against:
+        cases += [("fresh (against)", call(args.against), fresh(args.against)),
+                  ("installed (against)", call(args.against), lambda: host.logout(args.against))]
+    progress(f"key exchange {host.kex[0]}, host key {host.kex[1]}; "
+             f"{', '.join(c[0] for c in cases)}, interleaved")
+    times = {name: [] for name, _, _ in cases}
+    for _ in range(args.reps):
+        for name, cmd, before in cases:
+            times[name].append(wall(cmd, host.env, 1, before=before))
+    walls = {name: statistics.median(t) for name, t in times.items()}
     if args.venv:
         for kind in ("execnet", "mitogen"):
             progress(kind)
@@ -379,6 +397,11 @@ def report(args, results):
         f"{w['installed'] / w['ssh true']:.2f} × ssh true | ≤ 1.05 × |",
         f"| new connection | `ssh bench true` | {w['ssh true']:.0f} ms | | |",
     ]
+    for case in ("fresh", "installed"):
+        other = w.get(f"{case} (against)")
+        if other:
+            lines.append(f"| {case}, the `--against` build | first result of `sremote call` | "
+                         f"{other:.0f} ms | {w[case] / other:.2f} (this / against) | |")
     for kind in ("execnet", "mitogen"):
         if kind in w:
             lines.append(f"| fresh host, new Python process | first result of {kind} | {w[kind]:.0f} ms | "
