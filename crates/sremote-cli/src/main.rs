@@ -76,7 +76,8 @@ struct Cli {
     /// The hosts config file (default: ~/.config/sremote/config.toml).
     #[arg(long, global = true, env = "SREMOTE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Work on at most N hosts at once (several hosts: a,b,c or @group).
+    /// Work on at most N hosts at once (several hosts: a,b,c or @group); with --no-persist,
+    /// at most N logins are open at once too.
     #[arg(long, global = true, default_value_t = 8, value_name = "N")]
     parallel: usize,
     /// Machine-readable output: JSON (one object per host when there are several).
