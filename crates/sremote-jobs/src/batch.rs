@@ -217,64 +217,23 @@ impl<C: Connector + 'static> Batch<C> {
             .into_request()?;
         let host_code = crate::submit::host_code_id(&self.client, &probe).await?;
         let (writer, ops) = tokio::sync::mpsc::unbounded_channel();
-        let (base, module, function, batch) = (
-            self.client.clone(),
-            self.module.clone(),
-            self.function.clone(),
-            self.id.clone(),
-        );
-        let item_store = store.clone();
-        let work =
-            self.items
-                .iter()
-                .cloned()
-                .zip(force)
-                .enumerate()
-                .map(move |(i, (args, force))| {
-                    let client = base.clone();
-                    let mut options = options.clone();
-                    options.force = force;
-                    let (module, function, batch) =
-                        (module.clone(), function.clone(), batch.clone());
-                    let host_code = host_code.clone();
-                    let (store, writer) = (item_store.clone(), writer.clone());
-                    async move {
-                        let request = match args {
-                            Ok(args) => client
-                                .call::<Value>(&module, &function)
-                                .args(args)
-                                .into_request(),
-                            Err(e) => Err(Error::Usage(format!(
-                                "item {i} of {module}.{function}: an argument cannot be sent: {e}"
-                            ))),
-                        };
-                        let submit = Submit {
-                            client,
-                            request,
-                            files: Vec::new(),
-                            options,
-                            batch: Some((batch, i as u64)),
-                            host_code: Some(host_code),
-                        };
-                        let submitted = async {
-                            let (client, files, options, fresh) = submit.prepare().await?;
-                            let claim = GroupWriter::ask(&writer, |reply| {
-                                Op::Claim(Box::new(fresh), options.force, reply)
-                            })
-                            .await?;
-                            let record = async |s: Submitted| {
-                                GroupWriter::ask(&writer, |reply| Op::Submitted(s, reply)).await
-                            };
-                            dispatch(client, &store, claim, &files, &options, record).await
-                        };
-                        let job = match submitted.await {
-                            Ok(job) => job,
-                            Err(e) => return (i, None, Err(e)),
-                        };
-                        let id = job.id();
-                        (i, Some(id), job.result::<T>().await)
-                    }
-                });
+        let shared = std::sync::Arc::new(Shared {
+            client: self.client.clone(),
+            module: self.module.clone(),
+            function: self.function.clone(),
+            batch: self.id.clone(),
+            host_code,
+            store: store.clone(),
+            options,
+            writer,
+        });
+        let work = self
+            .items
+            .iter()
+            .cloned()
+            .zip(force)
+            .enumerate()
+            .map(move |(i, (args, force))| run_item::<C, T>(shared.clone(), i, args, force));
         // The last item pulled drops the last writer: `group_commit` then ends.
         let items = futures_util::stream::iter(work)
             .buffer_unordered(self.concurrency)
@@ -290,6 +249,69 @@ impl<C: Connector + 'static> Batch<C> {
         }
         Ok(BatchResults { results, jobs })
     }
+}
+
+/// What every item of one run of a batch shares. The items' futures and the stream that
+/// makes them hold it: once the last is gone, so is the last writer of the group commit.
+struct Shared<C> {
+    client: RemoteClient<C>,
+    module: String,
+    function: String,
+    /// The batch's id.
+    batch: String,
+    /// The host's code, looked at once for every item.
+    host_code: Value,
+    store: JobStore,
+    options: JobOptions,
+    writer: tokio::sync::mpsc::UnboundedSender<Op>,
+}
+
+/// Item `i` of a batch: submitted (or found already done, unless `force`), then its
+/// result awaited. Returns `i`, the job's id when it got one, and the result.
+async fn run_item<C: Connector + 'static, T: DeserializeOwned + Send + 'static>(
+    s: std::sync::Arc<Shared<C>>,
+    i: usize,
+    args: Result<Vec<Value>, String>,
+    force: bool,
+) -> (usize, Option<String>, Result<CallOutput<T>, JobError>) {
+    let mut options = s.options.clone();
+    options.force = force;
+    let (module, function) = (&s.module, &s.function);
+    let request = match args {
+        Ok(args) => s
+            .client
+            .call::<Value>(module, function)
+            .args(args)
+            .into_request(),
+        Err(e) => Err(Error::Usage(format!(
+            "item {i} of {module}.{function}: an argument cannot be sent: {e}"
+        ))),
+    };
+    let submit = Submit {
+        client: s.client.clone(),
+        request,
+        files: Vec::new(),
+        options,
+        batch: Some((s.batch.clone(), i as u64)),
+        host_code: Some(s.host_code.clone()),
+    };
+    let submitted = async {
+        let (client, files, options, fresh) = submit.prepare().await?;
+        let claim = GroupWriter::ask(&s.writer, |reply| {
+            Op::Claim(Box::new(fresh), options.force, reply)
+        })
+        .await?;
+        let record = async |sub: Submitted| {
+            GroupWriter::ask(&s.writer, |reply| Op::Submitted(sub, reply)).await
+        };
+        dispatch(client, &s.store, claim, &files, &options, record).await
+    };
+    let job = match submitted.await {
+        Ok(job) => job,
+        Err(e) => return (i, None, Err(e)),
+    };
+    let id = job.id();
+    (i, Some(id), job.result::<T>().await)
 }
 
 /// A write the items of a batch ask for; [`group_commit`] does those waiting together in

@@ -113,8 +113,6 @@ fn install_signal_handlers() {
 /// Double fork: the grandchild, in its own session with stdio on `/dev/null` and
 /// `runner.log`, becomes `job run DIR`. Returns its pid once its `exec` succeeded.
 pub(super) fn detach(dir: &Path) -> io::Result<u32> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
     let status = read_status(dir)?;
     if status.state != State::Queued {
         return Err(invalid(format!(
@@ -122,15 +120,7 @@ pub(super) fn detach(dir: &Path) -> io::Result<u32> {
             status.state
         )));
     }
-    let exe = self_exe()?;
-    let cstr = |b: &[u8]| CString::new(b).map_err(|_| invalid("a path contains a NUL byte".into()));
-    let argv_owned = [
-        cstr(exe.1.as_os_str().as_bytes())?,
-        cstr(b"job")?,
-        cstr(b"run")?,
-        cstr(dir.as_os_str().as_bytes())?,
-    ];
-    let path = cstr(exe.0.as_os_str().as_bytes())?;
+    let (path, argv_owned) = runner_command(dir)?;
     let argv: Vec<*const libc::c_char> = argv_owned
         .iter()
         .map(|c| c.as_ptr())
@@ -142,21 +132,9 @@ pub(super) fn detach(dir: &Path) -> io::Result<u32> {
         .create(true)
         .mode(0o600)
         .open(dir.join(RUNNER_LOG_FILE))?;
-    // A close-on-exec pipe: EOF means the exec worked; 4 bytes of errno mean it did not;
-    // then 4 bytes carry the grandchild's pid.
-    let mut fds = [0; 2];
-    let mut pidfds = [0; 2];
-    for pair in [&mut fds, &mut pidfds] {
-        // SAFETY: pipe fills the array with two fresh descriptors; fcntl marks them
-        // close-on-exec (this process starts no threads that could exec in between).
-        unsafe {
-            if libc::pipe(pair.as_mut_ptr()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            libc::fcntl(pair[0], libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(pair[1], libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-    }
+    // A close-on-exec pipe: EOF means the exec worked; 4 bytes of errno mean it did not.
+    // A second one carries the grandchild's pid (4 bytes).
+    let (fds, pidfds) = (cloexec_pipe()?, cloexec_pipe()?);
     use std::os::fd::AsRawFd;
     let (null_fd, log_fd) = (devnull.as_raw_fd(), runner_log.as_raw_fd());
     // SAFETY: this process is single-threaded here (the endpoint's `job` commands start no
@@ -187,7 +165,44 @@ pub(super) fn detach(dir: &Path) -> io::Result<u32> {
             libc::_exit(127);
         }
     }
-    // SAFETY: closing our copies of the write ends; reading from our read ends.
+    reap_and_read(child, fds, pidfds)
+}
+
+/// The program and `argv` of `job run DIR` for this binary.
+fn runner_command(dir: &Path) -> io::Result<(std::ffi::CString, [std::ffi::CString; 4])> {
+    use std::os::unix::ffi::OsStrExt;
+    let exe = self_exe()?;
+    let cstr = |b: &[u8]| {
+        std::ffi::CString::new(b).map_err(|_| invalid("a path contains a NUL byte".into()))
+    };
+    let argv = [
+        cstr(exe.1.as_os_str().as_bytes())?,
+        cstr(b"job")?,
+        cstr(b"run")?,
+        cstr(dir.as_os_str().as_bytes())?,
+    ];
+    Ok((cstr(exe.0.as_os_str().as_bytes())?, argv))
+}
+
+/// A pipe whose both ends are close-on-exec.
+fn cloexec_pipe() -> io::Result<[i32; 2]> {
+    let mut pair = [0; 2];
+    // SAFETY: pipe fills the array with two fresh descriptors; fcntl marks them
+    // close-on-exec (this process starts no threads that could exec in between).
+    unsafe {
+        if libc::pipe(pair.as_mut_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::fcntl(pair[0], libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(pair[1], libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    Ok(pair)
+}
+
+/// After the fork: reap the intermediate child, then read the grandchild's pid and
+/// whether its `exec` failed from the two pipes (both closed here).
+fn reap_and_read(child: libc::pid_t, fds: [i32; 2], pidfds: [i32; 2]) -> io::Result<u32> {
+    // SAFETY: closing our copies of the write ends; reaping our own child.
     unsafe {
         libc::close(fds[1]);
         libc::close(pidfds[1]);
