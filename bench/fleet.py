@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Fleets (issue 14, target 5): one `sremote` command on many hosts at once.
 
-Starts M = max(--hosts, --big-hosts) loopback sshd's, ONE SSHD PROCESS PER HOST, each on
-its own port with its own HOME (so the endpoint is installed per host, as on real
+Starts M = max(--hosts, --big-hosts, --hold) loopback sshd's, ONE SSHD PROCESS PER HOST,
+each on its own port with its own HOME (so the endpoint is installed per host, as on real
 machines), all with one host key and one client key. One sshd per host rather than one
 sshd listening on M ports: a real fleet has one sshd per machine, each with its own
 `MaxStartups` budget and listener backlog and its own HOME; one sshd on M ports would
@@ -25,14 +25,31 @@ and the PSS of the ssh master processes it leaves (one per host) divided by N.
 the largest number of connections the proxy saw open at once (≤ P expected) and the wall
 against ceil(N / P) × one host's (≈ 1 expected; ≪ 1 means it did not wait).
 
-Part 2, many hosts: all M = --big-hosts (default 200) sshd's directly (no delay), group
-`@big`, from fresh hosts then warm, `--parallel M`: failures (hosts whose JSON line is not
+Part 2, many hosts: the first B = --big-hosts (default 200) sshd's directly (no delay), group
+`@big`, from fresh hosts then warm, `--parallel B`: failures (hosts whose JSON line is not
 ok, and the exit code), wall, and memory per host as above.
 
-usage: bench/fleet.py [--hosts 50] [--big-hosts 200] [--delay-ms 50] [--reps 3]
-                      [--parallel-check 5] [--sremote PATH] [--write]
+Part 3, one library client holding H = --hold (default 100; 0 skips) sessions at once: the
+first H no-delay hosts (h000…), the endpoint installed on them first (`sremote call @hold`,
+a no-op where part 2 installed it; then `sremote disconnect --all`). One process of
+`crates/sremote-ssh/examples/hold_sessions.rs` (release, built first unless --hold-bin):
+one `SshConnector` (a master of its own, not persisted) and one `RemoteClient` per host,
+`os.getenv HOME` as every call. It reports (one JSON object) one host connected alone
+(connect + first call, p50/p99 of sequential calls on its session, resources), then all H
+connected at once (wall to connect + first call; its peer: `ssh HOST true` on all H hosts
+at once, new connections, in the same run), one call on every session at once (median wall
+of --hold-rounds rounds; the CPU time the client and the ssh masters spent per call), the
+same sequential calls on the first session while all H are held (the held / alone p50 ratio
+is the figure: does holding H sessions slow a call?) and again after the others are closed;
+the process's RSS, open fds (pipes, sockets) and threads (/proc/self) and the ssh masters'
+PSS, per session; failed hosts.
+
+usage: bench/fleet.py [--hosts 50] [--big-hosts 200] [--hold 100] [--delay-ms 50] [--reps 3]
+                      [--parallel-check 5] [--hold-rounds 20] [--hold-seq 5000]
+                      [--sremote PATH] [--hold-bin PATH] [--write]
 `--write` replaces the section "Fleets" of BENCHMARKS.md. Needs root (sshd) and a release
-`sremote` (built first unless --sremote). Smoke run: --hosts 5 --big-hosts 10 --reps 1.
+`sremote` (built first unless --sremote). Smoke run: --hosts 5 --big-hosts 10 --hold 10
+--reps 1.
 """
 
 import argparse
@@ -56,7 +73,8 @@ END = "<!-- fleet: end -->"
 class Fleet:
     """M sshd's, the delay proxy in front of the first N, an ssh config and hosts config."""
 
-    def __init__(self, state, n_wan, n_all, delay_ms):
+    def __init__(self, state, n_wan, n_big, n_hold, delay_ms):
+        n_all = max(n_wan, n_big, n_hold)
         self.state = state
         self.keydir = benchlib.keys(os.path.join(state, "keys"))
         self.sshds = [benchlib.Sshd(os.path.join(state, "hosts", f"h{i:03d}"), self.keydir)
@@ -66,7 +84,9 @@ class Fleet:
         for s in self.sshds:
             s.wait_ready()
         self.wan = [f"w{i:03d}" for i in range(n_wan)]
-        self.big = [f"h{i:03d}" for i in range(n_all)]
+        self.direct = [f"h{i:03d}" for i in range(n_all)]  # every sshd, no delay
+        self.big = self.direct[:n_big]
+        self.hold = self.direct[:n_hold]
         self.proxy_ports = [benchlib.free_port() for _ in range(n_wan)]
         pairs = os.path.join(state, "proxy-pairs")
         with open(pairs, "w") as f:
@@ -82,13 +102,14 @@ class Fleet:
         with open(self.ssh_config, "w") as f:
             for alias, port in zip(self.wan, self.proxy_ports):
                 f.write(benchlib.ssh_host(alias, port, self.keydir))
-            for alias, s in zip(self.big, self.sshds):
+            for alias, s in zip(self.direct, self.sshds):
                 f.write(benchlib.ssh_host(alias, s.port, self.keydir))
         self.hosts_config = os.path.join(state, "hosts.toml")
         with open(self.hosts_config, "w") as f:
             f.write("[groups]\n")
             f.write("fleet = [" + ", ".join(f'"{h}"' for h in self.wan) + "]\n")
             f.write("big = [" + ", ".join(f'"{h}"' for h in self.big) + "]\n")
+            f.write("hold = [" + ", ".join(f'"{h}"' for h in self.hold) + "]\n")
 
     def wipe_endpoints(self):
         """Every host fresh: no sremote dir in its HOME."""
@@ -216,6 +237,141 @@ def parallel_check(client, fleet, p, one_wall, n):
             "failed": len(r["failed"]), "code": r["code"]}
 
 
+def hold_binary(path):
+    """The release `hold_sessions` example: `path` when given, else built."""
+    if path:
+        return str(path)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "sremote-ssh", "--example",
+                    "hold_sessions"], cwd=ROOT, check=True)
+    return str(ROOT / "target" / "release" / "examples" / "hold_sessions")
+
+
+def hold(args, fleet, client, binary):
+    """Part 3: the endpoint installed on the first --hold hosts, then one `hold_sessions`
+    process holding a session on each. Its JSON object, with its exit code and stderr."""
+    h = args.hold
+    r = client.call("@hold", h, hosts=h)  # installs the endpoint where part 2 did not
+    if r["failed"] or r["code"]:  # the example installs the endpoint itself if need be
+        progress(f"installing the endpoint on @hold failed (exit {r['code']}): "
+                 f"{(r['failed'] or [r['stderr']])[0]}")
+    client.disconnect()  # the example's own masters only
+    floor = ssh_floor(fleet, client.env)
+    time.sleep(2)  # the logins of the floor and of part 2 settle
+    load = "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
+    cmd = [binary, "--rounds", str(args.hold_rounds), "--seq", str(args.hold_seq),
+           fleet.ssh_config, *fleet.hold]
+    try:
+        p = subprocess.run(cmd, env=client.env, capture_output=True, text=True, timeout=900)
+        out, err, code = p.stdout, p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:  # the example is killed; its masters are not
+        out, err, code = e.stdout or "", "timed out after 900 s", -9
+        for pid in benchlib.pids_with(fleet.ssh_config):
+            if has_in_cmdline(pid, b"/srhold-"):
+                os.kill(pid, 15)
+    values = json_values(out if isinstance(out, str) else out.decode(errors="replace"))
+    if not values:
+        progress(f"hold_sessions gave no result (exit {code}): {err.strip()[-500:]}")
+        return {"error": err.strip()[-300:], "code": code}
+    progress(f"hold_sessions (exit {code}): {out.strip()}")
+    return dict(values[0], code=code, stderr=err.strip(), loadavg=load, floor=floor)
+
+
+def ssh_floor(fleet, env):
+    """The peer of connecting to all --hold hosts at once: `ssh HOST true` on each of them at
+    once, new connections (wall ms, failures), and on the first one alone (wall ms)."""
+    def run(hosts):
+        t = time.perf_counter()
+        ps = [subprocess.Popen(["ssh", "-F", fleet.ssh_config, h, "true"], env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL) for h in hosts]
+        codes = [p.wait() for p in ps]
+        return (time.perf_counter() - t) * 1000, sum(1 for c in codes if c)
+    one, _ = run(fleet.hold[:1])
+    all_, failed = run(fleet.hold)
+    return {"one_ms": one, "all_ms": all_, "failed": failed}
+
+
+def has_in_cmdline(pid, needle):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return needle in f.read()
+    except OSError:
+        return False
+
+
+def hold_report(args, r):
+    """Part 3's lines: one short table (one session alone, before and after, against the same
+    session while all H are held) and a sentence."""
+    h = args.hold
+    if "alone" not in r:
+        return ["", f"One library client holding {h} sessions: no result (exit {r['code']}): "
+                f"`{json.dumps(r.get('error') or r.get('failed'))[:300]}`"]
+    a, held, hu = r["alone"], r.get("held", {}), r.get("holding", {})
+    after, per = r.get("after", {}), r.get("per_session", {})
+    au, fu = a["usage"], r.get("after", {}).get("usage", {})
+    fl = r["floor"]
+
+    def v(d, k, unit="", f="{:.0f}"):
+        return f.format(d[k]) + unit if d.get(k) is not None else "–"
+
+    def ratio(x, *ys):
+        ys = [y for y in ys if y]
+        return f"{x / statistics.mean(ys):.2f}" if x and ys else "–"
+
+    def mib(u):
+        return f"{u['rss_kib'] / 1024:.1f} MiB" if u else "–"
+
+    us = lambda d, k: v(d, k, " µs")  # noqa: E731
+    return [
+        "", f"One library client holding {h} sessions at once "
+        f"(`crates/sremote-ssh/examples/hold_sessions.rs`, `--hold {h}`): one process, one "
+        "current-thread tokio runtime, one `SshConnector` (a master of its own) and "
+        f"`RemoteClient` per host, on the first {h} hosts without delay (endpoint installed). "
+        "*Alone* is the first host connected by itself in the same process before the others "
+        f"(and its session again after the other {h - 1} were closed), *held* that session while "
+        f"all {h} are open; per call: {args.hold_seq} sequential `os getenv HOME` on that session "
+        "(held / alone: against the mean of before and after, which cancels a drift). "
+        f"Load average {r['loadavg']}.",
+        "",
+        f"| | alone (before) | {h} sessions held | alone (after) | held / alone |",
+        "|---|---:|---:|---:|---:|",
+        f"| connect + first call (all at once) | {v(a, 'connect_first_call_ms', ' ms')} | "
+        f"{v(r, 'open_wall_ms', ' ms')} | – | "
+        f"{ratio(r.get('open_wall_ms'), a['connect_first_call_ms'])} |",
+        f"| `ssh HOST true`, new connections (all at once), the peer | {fl['one_ms']:.0f} ms | "
+        f"{fl['all_ms']:.0f} ms | – | {fl['all_ms'] / fl['one_ms']:.2f} |",
+        f"| per-call p50 | {us(a, 'seq_p50_us')} | {us(held, 'seq_p50_us')} | "
+        f"{us(after, 'seq_p50_us')} | "
+        f"{ratio(held.get('seq_p50_us'), a['seq_p50_us'], after.get('seq_p50_us'))} |",
+        f"| per-call p99 | {us(a, 'seq_p99_us')} | {us(held, 'seq_p99_us')} | "
+        f"{us(after, 'seq_p99_us')} | "
+        f"{ratio(held.get('seq_p99_us'), a['seq_p99_us'], after.get('seq_p99_us'))} |",
+        f"| one call on every session at once (median of {held.get('rounds', 0)} rounds) | – | "
+        f"{v(held, 'round_p50_ms', ' ms', '{:.1f}')} "
+        f"({held.get('round_p50_ms', 0) * 1000 / h:.0f} µs per session) | – | – |",
+        f"| client RSS | {mib(au)} | {mib(hu)} | {mib(fu)} | – |",
+        f"| open fds, threads | {au['fds']}, {au['threads']} | "
+        f"{v(hu, 'fds')}, {v(hu, 'threads')} | "
+        f"{v(fu, 'fds')}, {v(fu, 'threads')} | – |",
+        f"| ssh masters' PSS | {a['masters_pss_kib'] / 1024:.1f} MiB | "
+        f"{r.get('masters_pss_kib', 0) / 1024:.1f} MiB ({r.get('masters', 0)} masters) | "
+        f"{after.get('masters_pss_kib', 0) / 1024:.1f} MiB | – |",
+        "",
+        f"Per held session: {v(per, 'marginal_rss_kib')} KiB of client RSS "
+        f"({v(per, 'rss_kib')} counting what the first one costs once), "
+        f"{v(per, 'marginal_fds', '', '{:.1f}')} fds (holding: {v(hu, 'pipes')} pipes, "
+        f"{v(hu, 'sockets')} sockets), {v(per, 'master_pss_kib')} KiB in its ssh "
+        f"master. Connecting all {h} at once takes "
+        f"{r.get('open_wall_ms', 0) / fl['all_ms']:.2f}× "
+        f"the peer's wall ({fl['failed']} of its ssh failed). CPU per call in the rounds: "
+        f"{v(held, 'round_client_cpu_us_per_call', ' µs')} in the client, "
+        f"{v(held, 'round_masters_cpu_us_per_call', ' µs')} in the ssh masters (the rest of a "
+        "round is sshd's and the endpoints). "
+        f"{r.get('failed_count', 0)} of {h} failed, exit {r['code']}."
+        + (f" First error: `{json.dumps(r['failed'][0])[:300]}`" if r.get("failed") else ""),
+    ]
+
+
 def progress(msg):
     print(f"[fleet {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -227,18 +383,27 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=50, help="one way, each direction")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--parallel-check", type=int, default=5)
+    ap.add_argument("--hold", type=int, default=100,
+                    help="sessions one library client holds at once (0: skip)")
+    ap.add_argument("--hold-rounds", type=int, default=20, help="rounds of a call on every session")
+    ap.add_argument("--hold-seq", type=int, default=5000, help="sequential calls for p50/p99")
     ap.add_argument("--sremote", help="the sremote binary (default: build the release one)")
+    ap.add_argument("--hold-bin", help="the hold_sessions example (default: build it, release)")
     ap.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = ap.parse_args()
     if args.hosts < 2:
         ap.error("--hosts must be at least 2")
+    if args.hold < 0 or args.big_hosts < 0:
+        ap.error("--hold and --big-hosts must not be negative")
     binary = benchlib.sremote_binary(args.sremote)
+    hold_bin = hold_binary(args.hold_bin) if args.hold else None
     state = tempfile.mkdtemp(prefix="srfleet-", dir="/tmp")
-    progress(f"starting {max(args.hosts, args.big_hosts)} sshd's and the delay proxy in {state}")
-    fleet = Fleet(state, args.hosts, max(args.hosts, args.big_hosts), args.delay_ms)
+    progress(f"starting {max(args.hosts, args.big_hosts, args.hold)} sshd's and the delay proxy "
+             f"in {state}")
+    fleet = Fleet(state, args.hosts, args.big_hosts, args.hold, args.delay_ms)
     client = Client(binary, fleet)
     try:
-        results = run(args, fleet, client)
+        results = run(args, fleet, client, hold_bin)
     finally:
         client.disconnect()
         fleet.stop()
@@ -246,7 +411,7 @@ def main():
     benchlib.publish(report(args, results), args.write, BEGIN, END)
 
 
-def run(args, fleet, client):
+def run(args, fleet, client, hold_bin):
     n = args.hosts
     results = {"wan": {}}
     for state in ("fresh", "cold", "warm"):
@@ -261,6 +426,9 @@ def run(args, fleet, client):
         for state in ("fresh", "warm"):
             progress(f"{m} hosts without delay, {state}")
             results["big"][state] = measure(client, "@big", fleet.big[0], m, state, 1)
+    if args.hold:
+        progress(f"one library client holding {args.hold} sessions")
+        results["hold"] = hold(args, fleet, client, hold_bin)
     return results
 
 
@@ -270,7 +438,8 @@ def report(args, results):
         BEGIN,
         "## Fleets (bench/fleet.py)",
         "",
-        f"`bench/fleet.py --hosts {n} --big-hosts {args.big_hosts} --delay-ms {args.delay_ms:g} "
+        f"`bench/fleet.py --hosts {n} --big-hosts {args.big_hosts} --hold {args.hold} "
+        f"--delay-ms {args.delay_ms:g} "
         f"--reps {args.reps}` on {time.strftime('%Y-%m-%d')}: {benchlib.machine()}; a release "
         "build. One loopback sshd process per host (own port, own HOME), the WAN hosts behind "
         f"one delay-proxy process adding {args.delay_ms:g} ms each way "
@@ -314,6 +483,8 @@ def report(args, results):
         errors = [r["fleet"]["example_error"] for r in results["big"].values() if r["fleet"]["example_error"]]
         if errors:
             lines += ["", f"First error seen: `{json.dumps(errors[0])[:300]}`"]
+    if "hold" in results:
+        lines += hold_report(args, results["hold"])
     lines += [END]
     return "\n".join(lines) + "\n"
 
