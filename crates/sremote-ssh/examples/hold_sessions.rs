@@ -583,7 +583,10 @@ async fn after(
         .int("masters", m.n as u64)
         .int("masters_pss_kib", m.pss)
         .done();
-    // Dropping the client would leave its master up until its idle timeout: close it.
+    // Close it now: `Connect::control` (this run's control directory) is removed when `run`
+    // ends, possibly before this connector's last clone (its session's tasks hold one until
+    // the runtime stops) is dropped; a master whose socket is gone can no longer be told to
+    // stop and stays until its idle timeout (10 min).
     close(&clients[0]).await;
     o
 }
