@@ -62,6 +62,11 @@ pub(crate) fn ssh_error(host: &str, action: &str, err: openssh::Error) -> Connec
                 detail.push_str(&s.to_string());
                 source = s.source();
             }
+            // Out of descriptors reads like a dead master ("multiplex server: Too many
+            // open files"): it is not, and the fix is another.
+            if crate::limits::out_of_files_text(&detail) {
+                return crate::limits::out_of_files(host, action, &detail).with_source(other);
+            }
             // A master connection that died under us shows up as a failure to reach the
             // multiplex socket, or a broken/reset stream: the connection is gone.
             let gone = [

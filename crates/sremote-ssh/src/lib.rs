@@ -20,14 +20,20 @@
 //! one line that all of those shells pass on to `/bin/sh` untouched, with the real script
 //! and its arguments encoded inside it; no user data is interpreted by any shell, and
 //! whatever login scripts print before the command starts is discarded (see `script.rs`).
+//!
+//! Every open session holds [`FDS_PER_SESSION`] descriptors in this process, so the first
+//! connection raises the soft open-files limit towards the hard one
+//! ([`raise_open_files_limit`]): one process can hold thousands of sessions, not ~250.
 #![warn(missing_docs)]
 
 mod error;
 mod io;
+mod limits;
 mod master;
 mod persist;
 mod script;
 
+pub use limits::{FDS_PER_SESSION, OPEN_FILES_WANTED, raise_open_files_limit};
 pub use master::{Prompt, PromptFn};
 pub use persist::{MasterInfo, connections, control_root, disconnect};
 
@@ -40,8 +46,7 @@ use async_trait::async_trait;
 use openssh::{Session, SessionBuilder};
 use sremote_core::connector::scripted;
 use sremote_core::{
-    Connector, ConnectorError, ConnectorErrorKind, Dest, ExecOutput, RemoteCommand, RemotePath,
-    RemoteProcess, Source,
+    Connector, ConnectorError, Dest, ExecOutput, RemoteCommand, RemotePath, RemoteProcess, Source,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -237,6 +242,7 @@ impl SshConnectorBuilder {
             port: resolved.get_port().map(str::to_string),
         };
         let limit = self.connect_timeout.max(Duration::from_secs(1)) * 2 + Duration::from_secs(5);
+        limits::raise_once();
         let opened = open(&self, &target, limit).await?;
         let reach = sremote_core::Reach {
             user: target.user.clone(),
@@ -481,11 +487,7 @@ async fn resolve_config(
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|e| {
-            ConnectorError::new(ConnectorErrorKind::Connect, host, "connect")
-                .detail(format!("cannot run the local `ssh` program: {e}"))
-                .hint("install the OpenSSH client (`ssh`) on this machine")
-        })?;
+        .map_err(|e| master::cannot_run_ssh(host, &e))?;
     if !out.status.success() {
         return Err(connect_error(host, &String::from_utf8_lossy(&out.stderr)));
     }
@@ -646,7 +648,13 @@ impl SshConnector {
         let mut session = self.session();
         let (mut reconnected, mut refused) = (false, 0u32);
         loop {
-            let (stdin, stdout) = stdio().map_err(|e| ConnectorError::io(name, action, &e))?;
+            let (stdin, stdout) = stdio().map_err(|e| {
+                if limits::out_of_files_io(&e) {
+                    limits::out_of_files(name, action, &e)
+                } else {
+                    ConnectorError::io(name, action, &e)
+                }
+            })?;
             let spawned = Session::to_raw_command(session.clone(), line)
                 .stdin(stdin)
                 .stdout(stdout)

@@ -201,11 +201,17 @@ async fn login(
         },
         _ => cmd.status().await,
     }
-    .map_err(|e| {
-        ConnectorError::new(ConnectorErrorKind::Connect, name, "connect")
-            .detail(format!("cannot run the local `ssh` program: {e}"))
-            .hint("install the OpenSSH client (`ssh`) on this machine")
-    })
+    .map_err(|e| cannot_run_ssh(name, &e))
+}
+
+/// The local `ssh` could not be started: missing, or no descriptor left for its pipes.
+pub(crate) fn cannot_run_ssh(name: &str, e: &std::io::Error) -> ConnectorError {
+    if crate::limits::out_of_files_io(e) {
+        return crate::limits::out_of_files(name, "connect", format!("starting `ssh`: {e}"));
+    }
+    ConnectorError::new(ConnectorErrorKind::Connect, name, "connect")
+        .detail(format!("cannot run the local `ssh` program: {e}"))
+        .hint("install the OpenSSH client (`ssh`) on this machine")
 }
 
 /// The hint for a host that wants a password or a code when nobody can be asked.
