@@ -12,7 +12,9 @@ one sshd:
   * mitogen      context.call(os.getenv, "HOME")
   * python       the sremote Python package (crates/sremote-py, release wheel):
                  c.call("os", "getenv", "HOME") in session mode
-each unpinned and pinned, several repetitions, medians. Pinned: EVERY process of every
+each unpinned and pinned, several repetitions, medians. Every client makes the same number
+of untimed calls first (max(100, N/10)): a client timed colder than its peer would lose
+to its own start-up (page faults, caches), not to its per-call path. Pinned: EVERY process of every
 path on CPU 0 — the client (compiled floor, sremote, Python peers), its ssh (and ssh
 master), sshd and the remote side (cat, endpoint, remote interpreter) — by starting sshd
 and each client under `taskset -c 0` (children inherit it) and by never reusing an ssh
@@ -138,9 +140,15 @@ class PinAudit:
             self.offenders[pid] = f"{status.get('Name', '?').strip()} (pid {pid}) on CPUs {cpus}"
 
 
+def warmup(calls):
+    """Untimed calls before the timed ones: the same for every client (the floor, sremote,
+    the Python peers), so none is timed colder than another."""
+    return max(100, calls // 10)
+
+
 def echo_floor(floor_bin, b, calls, inflight):
     """The compiled client: 64-byte messages through one `ssh bench cat`."""
-    cmd = [floor_bin, "--size", "64", "--calls", str(calls), "--warmup", str(max(100, calls // 10)),
+    cmd = [floor_bin, "--size", "64", "--calls", str(calls), "--warmup", str(warmup(calls)),
            "--inflight", str(inflight), "--", "ssh", "-F", b.config, "bench", "cat"]
     out = b.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -160,7 +168,8 @@ def mux_true(b, calls):
 
 def sremote(binary, b, mode, calls, concurrency):
     cmd = [binary, "--ssh-config", b.config, "bench", "bench", "--mode", mode,
-           "--calls", str(calls), "--concurrency", str(concurrency), "--json"]
+           "--calls", str(calls), "--concurrency", str(concurrency), "--warmup", str(warmup(calls)),
+           "--json"]
     out = b.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"sremote bench failed: {out.stderr}")
@@ -169,31 +178,31 @@ def sremote(binary, b, mode, calls, concurrency):
 
 PEER_SCRIPT = r"""
 import json, os, statistics, sys, time
-kind, config, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kind, config, calls, warm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 lat = []
 if kind == "execnet":
     import execnet
     gw = execnet.makegateway(f"ssh=-F {config} bench//python=python3")
     ch = gw.remote_exec("import os\nwhile 1:\n    k = channel.receive()\n    channel.send(os.getenv(k))")
-    for i in range(calls + 50):
+    for i in range(calls + warm):
         t = time.perf_counter(); ch.send("HOME"); ch.receive()
-        if i >= 50: lat.append(time.perf_counter() - t)
+        if i >= warm: lat.append(time.perf_counter() - t)
     gw.exit()
 elif kind == "sremote-py":
     import sremote
     c = sremote.Client("bench", ssh_config=config)
-    for i in range(calls + 50):
+    for i in range(calls + warm):
         t = time.perf_counter(); c.call("os", "getenv", "HOME")
-        if i >= 50: lat.append(time.perf_counter() - t)
+        if i >= warm: lat.append(time.perf_counter() - t)
     c.close()
 else:
     import mitogen.master
     broker = mitogen.master.Broker(); router = mitogen.master.Router(broker)
     try:
         ctx = router.ssh(hostname="bench", ssh_args=["-F", config], python_path="python3")
-        for i in range(calls + 50):
+        for i in range(calls + warm):
             t = time.perf_counter(); ctx.call(os.getenv, "HOME")
-            if i >= 50: lat.append(time.perf_counter() - t)
+            if i >= warm: lat.append(time.perf_counter() - t)
     finally:
         broker.shutdown(); broker.join()
 print(json.dumps({"p50_us": statistics.median(lat) * 1e6, "calls_per_s": len(lat) / sum(lat)}))
@@ -203,7 +212,7 @@ print(json.dumps({"p50_us": statistics.median(lat) * 1e6, "calls_per_s": len(lat
 def peer(venv_python, kind, b, calls):
     if venv_python is None:
         return {"error": "skipped (--no-python-client)"}
-    out = b.run([venv_python, "-c", PEER_SCRIPT, kind, b.config, str(calls)],
+    out = b.run([venv_python, "-c", PEER_SCRIPT, kind, b.config, str(calls), str(warmup(calls))],
                 capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
@@ -311,6 +320,10 @@ def measure_mode(args, binary, floor_bin, python, state, pin):
         rows["cli: warm connect + first call"] = [cli_wall(binary, b, getenv, 10)]
         result = {k: {"p50_us": median_of(v, "p50_us"), "calls_per_s": median_of(v, "calls_per_s")}
                   for k, v in rows.items()}
+        # The session/floor ratio of each rep on its own (the two ran seconds apart): how far
+        # the machine's speed moved between reps shows in their spread.
+        result["_paired"] = [s["p50_us"] / f["p50_us"]
+                             for s, f in zip(rows["sremote session"], rows["echo floor"])]
         transfers = None
         if not pin and args.transfer_mib:
             runs = [transfer(binary, b, state, args.transfer_mib) for _ in range(args.reps)]
@@ -411,6 +424,7 @@ def report(results, offenders, args):
         "| path | unpinned p50 (µs) | unpinned calls/s | pinned p50 (µs) | pinned calls/s |",
         "|---|---:|---:|---:|---:|",
     ]
+    paired = {pin: results[pin].pop("_paired") for pin in ("unpinned", "pinned")}
     for n in results["unpinned"]:
         u, p = results["unpinned"][n], results["pinned"][n]
         lines.append(f"| {n} | {u['p50_us']:.1f} | {u['calls_per_s']:.0f} | {p['p50_us']:.1f} | {p['calls_per_s']:.0f} |")
@@ -419,6 +433,9 @@ def report(results, offenders, args):
     for label, a, b, key, goal_u, goal_p, floor_check in CHECKS:
         lines.append(f"| {label} | {cell(ratio(results, 'unpinned', a, b, key), floor_check)} | {goal_u} | "
                      f"{cell(ratio(results, 'pinned', a, b, key), floor_check)} | {goal_p} |")
+    lines += ["", "Session p50 / echo floor p50 in each repetition (the two measured seconds apart): "
+              + "; ".join(f"{pin} " + ", ".join(f"{x:.2f}" for x in paired[pin])
+                          for pin in ("unpinned", "pinned")) + "."]
     x64u = results["unpinned"]["sremote session x64"]["calls_per_s"]
     x64p = results["pinned"]["sremote session x64"]["calls_per_s"]
     lines += ["", f"Session with 64 in flight: {x64u:.0f} calls/s unpinned, {x64p:.0f} pinned "

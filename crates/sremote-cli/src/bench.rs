@@ -37,18 +37,19 @@ impl BenchResult {
     }
 }
 
-/// Call `os.getenv("HOME")` `calls` times with `concurrency` calls in flight.
+/// Call `os.getenv("HOME")` `calls` times with `concurrency` calls in flight, after
+/// `warmup` untimed calls (at least one: it bootstraps and opens the session).
 pub async fn run(
     client: RemoteClient<Arc<dyn Connector>>,
     mode: CallMode,
     calls: usize,
     concurrency: usize,
+    warmup: usize,
 ) -> Result<BenchResult, Error> {
     let concurrency = concurrency.clamp(1, calls.max(1));
     client.set_call_mode(mode);
-    // Warm up: bootstrap if needed, open the session, fill caches.
     let mut used = mode;
-    for _ in 0..20.min(calls.max(1)) {
+    for _ in 0..warmup.max(1) {
         let out: CallOutput<Option<String>> = client.call("os", "getenv").arg("HOME").await?;
         used = out.meta.mode;
     }

@@ -98,6 +98,9 @@ pub struct BenchArgs {
     /// Calls in flight at once.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
+    /// Untimed calls first (the session opened, caches and the allocator warm).
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
 }
 
 /// Where `call` puts the call's own stdout and stderr (`--output`).
@@ -402,7 +405,7 @@ pub async fn bench(a: BenchArgs, opts: Arc<HostOptions>) -> Result<ExitCode, Err
         let (a, opts) = (a.clone(), o.clone());
         async move {
             let client = connect_spec(&spec, &opts).await?.client();
-            let r = crate::bench::run(client, a.mode, a.calls, a.concurrency).await?;
+            let r = crate::bench::run(client, a.mode, a.calls, a.concurrency, a.warmup).await?;
             // Several hosts: the fan-out prefixes each line with its host.
             let host = if fan {
                 String::new()
