@@ -362,11 +362,15 @@ pub(crate) async fn stop(socket: &Path, name: &str) -> Result<(), ConnectorError
                 format!("the master gave pid {pid}"),
             )
         })?;
+    // The program name the pid has now (`ssh`, or whatever the binary is called): it is
+    // signalled only while it still has it (not a process that took the pid over).
+    let Master::Running(name) = state(pid, None) else {
+        return Ok(());
+    };
     let deadline = tokio::time::Instant::now() + STOP_WAIT;
     let mut signalled = tokio::time::Instant::now() - STOP_REPEAT;
     let mut pause = Duration::from_micros(500);
-    // Signalled only while the pid is still an ssh process (not one that took it over).
-    while let Master::Running = state(pid) {
+    while let Master::Running(_) = state(pid, Some(&name)) {
         let now = tokio::time::Instant::now();
         if now >= deadline {
             return Err(fail(
@@ -401,24 +405,25 @@ pub(crate) async fn stop(socket: &Path, name: &str) -> Result<(), ConnectorError
 
 /// What became of a master's pid.
 enum Master {
-    /// Still an ssh process.
-    Running,
+    /// Still running, under this program name.
+    Running(String),
     /// Exited: no such process, a zombie (the master was started with `-f`, so its parent
     /// is whatever reaps orphans, not us), or a pid another program has now.
     Gone,
 }
 
-fn state(pid: rustix::process::Pid) -> Master {
+/// The state of `pid`; when `name` is given, a process under another name is [`Master::Gone`].
+fn state(pid: rustix::process::Pid, name: Option<&str>) -> Master {
     match std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) {
         // `PID (COMM) STATE …`: the command name may hold any byte, even `)`.
         Ok(stat) => {
             let comm = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')'));
             match comm {
                 Some((comm, rest))
-                    if comm == "ssh"
+                    if name.is_none_or(|n| n == comm)
                         && !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')) =>
                 {
-                    Master::Running
+                    Master::Running(comm.to_string())
                 }
                 _ => Master::Gone,
             }
@@ -426,7 +431,7 @@ fn state(pid: rustix::process::Pid) -> Master {
         // No /proc (not Linux): whether the pid exists at all.
         Err(_) if std::path::Path::new("/proc/self/stat").exists() => Master::Gone,
         Err(_) => match rustix::process::test_kill_process(pid) {
-            Ok(()) => Master::Running,
+            Ok(()) => Master::Running(String::new()),
             Err(_) => Master::Gone,
         },
     }
