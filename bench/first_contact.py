@@ -15,6 +15,9 @@ run of each in turn per rep):
     execnet and mitogen from a new Python process to `os.getenv("HOME")` on the host;
   * with --against PATH: fresh and installed with another `sremote` build, interleaved
     with the others (an A/B of a change).
+With each: the client's CPU time per run (user + system of the process and the children it
+waited for — the ssh login runs in the `ssh` that sremote waits for, before the master
+forks away): what a client logging in to many hosts at once spends per host.
 Every ssh here (sremote's master, plain ssh, the peers') uses the same key exchange and
 host key algorithm: the ones OpenSSH negotiates by default here (read from `ssh -v`), or
 --kex, written into the ssh config for all of them.
@@ -134,15 +137,25 @@ def negotiated(config):
     return kex.group(1), hostkey.group(1)
 
 
-def wall(cmd, env, reps, before=None):
-    """Median wall (ms) of `cmd`, `before()` untimed before each run."""
+def wall(cmd, env, reps, before=None, cpu=None):
+    """Median wall (ms) of `cmd`, `before()` untimed before each run. With a list `cpu`,
+    each run's CPU time (ms, user + system, the process and the children it waited for:
+    an ssh master's login runs in the `ssh` it waits for, before that forks away) is
+    appended to it."""
     times = []
     for _ in range(reps):
         if before:
             before()
         t = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err = p.stderr.read()
+        _, status, usage = os.wait4(p.pid, 0)
         times.append((time.perf_counter() - t) * 1000)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            raise SystemExit(f"{cmd[0]} failed ({p.returncode}): {err.decode(errors='replace')[-1000:]}")
+        if cpu is not None:
+            cpu.append((usage.ru_utime + usage.ru_stime) * 1000)
     return statistics.median(times)
 
 
@@ -367,10 +380,12 @@ def measure_walls(args, binary, host):
     progress(f"key exchange {host.kex[0]}, host key {host.kex[1]}; "
              f"{', '.join(c[0] for c in cases)}, interleaved")
     times = {name: [] for name, _, _ in cases}
+    cpu = {name: [] for name, _, _ in cases}
     for _ in range(args.reps):
         for name, cmd, before in cases:
-            times[name].append(wall(cmd, host.env, 1, before=before))
+            times[name].append(wall(cmd, host.env, 1, before=before, cpu=cpu[name]))
     walls = {name: statistics.median(t) for name, t in times.items()}
+    walls["cpu"] = {name: statistics.median(c) for name, c in cpu.items()}
     if args.venv:
         for kind in ("execnet", "mitogen"):
             progress(kind)
@@ -406,6 +421,15 @@ def report(args, results):
         if kind in w:
             lines.append(f"| fresh host, new Python process | first result of {kind} | {w[kind]:.0f} ms | "
                          f"{w['fresh'] / w[kind]:.2f} (sremote / {kind}) | |")
+    cpu = w["cpu"]
+    lines += [
+        "",
+        f"Client CPU per run (user + system of `sremote` or `ssh` and the children it waited "
+        f"for, which include the ssh login before its master forks away): fresh "
+        f"{cpu['fresh']:.0f} ms, installed {cpu['installed']:.0f} ms, `ssh bench true` "
+        f"{cpu['ssh true']:.0f} ms. A client logging in to many hosts at once spends that much "
+        "of its own CPU per host.",
+    ]
     fresh, inst = results["fresh"], results["installed"]
     names = list(fresh) + [n for n in inst if n not in fresh]
     names.sort(key=lambda n: n.startswith("total"))
