@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use sremote_core::RemoteClient;
 use sremote_ssh::SshConnector;
 use tokio::task::JoinSet;
@@ -362,25 +363,22 @@ fn cpu_ns(pid: &str) -> u64 {
         .sum()
 }
 
-/// A JSON object written field by field (no serde in this crate's dependencies).
+/// A JSON object built field by field.
 #[derive(Default)]
-struct Obj(Vec<String>);
+struct Obj(serde_json::Map<String, Value>);
 
 impl Obj {
-    fn raw(mut self, key: &str, value: String) -> Self {
-        self.0.push(format!("{}: {value}", quote(key)));
+    fn val(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.0.insert(key.to_string(), value.into());
         self
     }
+    /// A figure to one decimal (`null` when not finite).
     fn num(self, key: &str, value: f64) -> Self {
-        let v = if value.is_finite() {
-            format!("{:.1}", value)
-        } else {
-            "null".into()
-        };
-        self.raw(key, v)
+        let v = serde_json::Number::from_f64((value * 10.0).round() / 10.0);
+        self.val(key, v.map_or(Value::Null, Value::Number))
     }
     fn int(self, key: &str, value: u64) -> Self {
-        self.raw(key, value.to_string())
+        self.val(key, value)
     }
     fn ms(self, key: &str, d: Duration) -> Self {
         self.num(key, d.as_secs_f64() * 1000.0)
@@ -393,39 +391,18 @@ impl Obj {
             .int("fds", u.fds)
             .int("pipes", u.pipes)
             .int("sockets", u.sockets);
-        self.raw(key, o.done())
+        self.val(key, o.done())
     }
-    fn done(self) -> String {
-        format!("{{{}}}", self.0.join(", "))
+    fn done(self) -> Value {
+        Value::Object(self.0)
     }
 }
 
-fn quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn failures_json(failed: &[(String, String)]) -> String {
-    let items: Vec<String> = failed
+fn failures_json(failed: &[(String, String)]) -> Value {
+    failed
         .iter()
-        .map(|(h, e)| {
-            Obj::default()
-                .raw("host", quote(h))
-                .raw("error", quote(e))
-                .done()
-        })
-        .collect();
-    format!("[{}]", items.join(", "))
+        .map(|(h, e)| serde_json::json!({"host": h, "error": e}))
+        .collect()
 }
 
 /// Step 1: the first host by itself. Its connect + first call, its sequential p50/p99,
@@ -502,24 +479,24 @@ async fn run(opts: Opts) -> Result<String, String> {
     let n = opts.hosts.len();
     let mut out = Obj::default()
         .int("n", n as u64)
-        .raw(
+        .val(
             "runtime",
-            quote(if opts.multi_thread {
+            if opts.multi_thread {
                 "multi-thread"
             } else {
                 "current-thread"
-            }),
+            },
         )
         .int("seq_calls", opts.seq as u64)
         .usage("before", before);
     // A first host that fails here is tried (and listed) again with the others.
     let alone_usage = match alone(&c, &opts.hosts[0], opts.seq).await {
         Ok((a, u)) => {
-            out = out.raw("alone", a.done());
+            out = out.val("alone", a.done());
             Some(u)
         }
         Err(e) => {
-            out = out.raw("alone_error", quote(&e));
+            out = out.val("alone_error", e);
             None
         }
     };
@@ -541,19 +518,20 @@ async fn run(opts: Opts) -> Result<String, String> {
         let holding = usage();
         let m = c.masters();
         out = out
-            .raw("held", h.done())
+            .val("held", h.done())
             .usage("holding", holding)
             .int("masters", m.n as u64)
             .int("masters_pss_kib", m.pss);
         let one = alone_usage.unwrap_or(before);
-        out = out.raw("per_session", per_session(before, one, holding, n, m));
-        out = out.raw("after", after(clients, &c, opts.seq, &mut failed).await);
+        out = out.val("per_session", per_session(before, one, holding, n, m));
+        out = out.val("after", after(clients, &c, opts.seq, &mut failed).await);
     }
     let ok = failed.is_empty();
     let done = out
         .int("failed_count", failed.len() as u64)
-        .raw("failed", failures_json(&failed))
-        .done();
+        .val("failed", failures_json(&failed))
+        .done()
+        .to_string();
     if ok { Ok(done) } else { Err(done) }
 }
 
@@ -564,7 +542,7 @@ async fn after(
     c: &Connect,
     seq: usize,
     failed: &mut Vec<(String, String)>,
-) -> String {
+) -> Value {
     for cl in clients.drain(1..) {
         close(&cl).await;
     }
@@ -595,7 +573,7 @@ async fn after(
 /// divided by N (with what the first session costs once: the runtime's buffers, the
 /// bundled endpoint read for its hash), the growth over the state with one session (the
 /// alone step's) divided by N − 1 (`marginal_`), and the masters' PSS per master.
-fn per_session(before: Usage, one: Usage, holding: Usage, n: usize, m: Masters) -> String {
+fn per_session(before: Usage, one: Usage, holding: Usage, n: usize, m: Masters) -> Value {
     let per = |a: u64, b: u64, n: usize| (a as f64 - b as f64) / n.max(1) as f64;
     Obj::default()
         .num("rss_kib", per(holding.rss, before.rss, n))
