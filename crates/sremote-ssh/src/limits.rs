@@ -2,7 +2,7 @@
 //! stdout and stderr pipes and its socket to the master), so one process holding hundreds
 //! of hosts needs more than the soft limit most systems start programs with (1,024).
 
-use std::sync::OnceLock;
+use std::sync::Once;
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use sremote_core::{ConnectorError, ConnectorErrorKind};
@@ -42,8 +42,10 @@ pub fn raise_open_files_limit() -> Option<u64> {
 
 /// [`raise_open_files_limit`], once per process.
 pub(crate) fn raise_once() {
-    static DONE: OnceLock<Option<u64>> = OnceLock::new();
-    DONE.get_or_init(raise_open_files_limit);
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        raise_open_files_limit();
+    });
 }
 
 /// Whether an error's text says this process (or the system) ran out of descriptors

@@ -368,7 +368,7 @@ pub(crate) async fn stop(socket: &Path, name: &str) -> Result<(), ConnectorError
         return Ok(());
     };
     let deadline = tokio::time::Instant::now() + STOP_WAIT;
-    let mut signalled = tokio::time::Instant::now() - STOP_REPEAT;
+    let mut next_signal = tokio::time::Instant::now();
     let mut pause = Duration::from_micros(500);
     while let Master::Running(_) = state(pid, Some(&name)) {
         let now = tokio::time::Instant::now();
@@ -382,8 +382,8 @@ pub(crate) async fn stop(socket: &Path, name: &str) -> Result<(), ConnectorError
             )
             .hint("it ends by itself once its connection drops; `kill -9` it if it does not"));
         }
-        if now >= signalled + STOP_REPEAT {
-            signalled = now;
+        if now >= next_signal {
+            next_signal = now + STOP_REPEAT;
             match rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
                 Ok(()) | Err(rustix::io::Errno::SRCH) => {}
                 Err(e) => {
