@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, processes_with, ssh_host};
-use sremote_testkit::Sshd;
+use common::{Client, ssh_host};
+use sremote_testkit::{Sshd, processes_with};
 
 /// Live processes whose argv is exactly `argv`.
 fn with_argv(argv: &[&str]) -> Vec<u32> {

@@ -83,7 +83,7 @@ fn a_reader_that_goes_away_stops_it_quietly() {
     assert!(err.is_empty(), "quietly: {err}");
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(
-        common::processes_with(&marker).is_empty(),
+        sremote_testkit::processes_with(&marker).is_empty(),
         "the program on the host is gone"
     );
 }

@@ -6,8 +6,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, processes_with, ssh_host, text};
-use sremote_testkit::Sshd;
+use common::{Client, ssh_host, text};
+use sremote_testkit::{Sshd, processes_with};
 
 fn accepted(sshd: &Sshd) -> usize {
     sshd.log().matches("Accepted publickey").count()

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, alive, processes_with, ssh_host, text};
-use sremote_testkit::{NetnsHost, Sshd};
+use common::{Client, alive, ssh_host, text};
+use sremote_testkit::{NetnsHost, Sshd, processes_with};
 
 fn sigint(child: &Child) {
     // SAFETY: signalling a child process we started and have not waited for.

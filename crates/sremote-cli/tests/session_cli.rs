@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, processes_with, ssh_host, wait_dead};
-use sremote_testkit::Sshd;
+use common::{Client, ssh_host, wait_dead};
+use sremote_testkit::{Sshd, processes_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_exits_when_the_client_process_dies() {

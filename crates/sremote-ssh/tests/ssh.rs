@@ -179,27 +179,6 @@ async fn changed_host_key_is_refused_and_nothing_runs() {
     assert!(!sshd.log().contains("Accepted publickey"), "{}", sshd.log());
 }
 
-/// The ssh processes whose command line holds `needle` (the master holds its socket path).
-fn ssh_processes_with(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.first().is_some_and(|a| a.ends_with("ssh"))
-            && args.iter().any(|a| a.contains(needle))
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_ends_its_own_master_at_once_and_the_next_call_reconnects() {
     let sshd = Sshd::shared().unwrap();
@@ -215,7 +194,7 @@ async fn close_ends_its_own_master_at_once_and_the_next_call_reconnects() {
     assert_eq!(text(&out.stdout), "one");
     let socket = c.control_socket().display().to_string();
     assert_eq!(
-        ssh_processes_with(&socket).len(),
+        sremote_testkit::processes_with(&socket).len(),
         1,
         "the master for {socket}"
     );
@@ -233,7 +212,7 @@ async fn close_ends_its_own_master_at_once_and_the_next_call_reconnects() {
         started.elapsed()
     );
     // Gone when close returns: no grace period to wait out.
-    assert_eq!(ssh_processes_with(&socket), Vec::<u32>::new());
+    assert_eq!(sremote_testkit::processes_with(&socket), Vec::<u32>::new());
     let r = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the cut-off program's call ends")

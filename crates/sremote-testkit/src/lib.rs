@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 pub use login::{LoginUser, STDERR_BANNER, STDOUT_BANNER, ensure_shell};
 pub use netns::NetnsHost;
-pub use proc::alive;
+pub use proc::{alive, processes_with};
 pub use proxy::DelayProxy;
 
 /// Why a test host could not be started.

@@ -31,6 +31,20 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// Pids of live processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for &(pid, _, _) in &table() {
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmd).contains(needle) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// Every live descendant of `root` (not `root` itself).
 pub(crate) fn descendants(root: u32) -> Vec<u32> {
     let table = table();

@@ -80,20 +80,3 @@ pub async fn wait_dead(pid: u32, what: &str) {
     }
     panic!("{what} (pid {pid}) is still running");
 }
-
-/// Pids of live processes whose command line contains `needle`.
-pub fn processes_with(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if String::from_utf8_lossy(&cmd).contains(needle) && alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
-}
