@@ -265,9 +265,8 @@ def hold(args, fleet, client, binary):
         out, err, code = p.stdout, p.stderr, p.returncode
     except subprocess.TimeoutExpired as e:  # the example is killed; its masters are not
         out, err, code = e.stdout or "", "timed out after 900 s", -9
-        for pid in benchlib.pids_with(fleet.ssh_config):
-            if has_in_cmdline(pid, b"/srhold-"):
-                os.kill(pid, 15)
+        for pid in set(benchlib.pids_with(fleet.ssh_config)) & set(benchlib.pids_with("/srhold-")):
+            os.kill(pid, 15)
     values = json_values(out if isinstance(out, str) else out.decode(errors="replace"))
     if not values:
         progress(f"hold_sessions gave no result (exit {code}): {err.strip()[-500:]}")
@@ -289,14 +288,6 @@ def ssh_floor(fleet, env):
     one, _ = run(fleet.hold[:1])
     all_, failed = run(fleet.hold)
     return {"one_ms": one, "all_ms": all_, "failed": failed}
-
-
-def has_in_cmdline(pid, needle):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return needle in f.read()
-    except OSError:
-        return False
 
 
 def hold_report(args, r):
