@@ -27,6 +27,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -188,7 +189,7 @@ def report(args, runs):
 
 
 def progress(msg):
-    print(f"[cpu-per-call {time.strftime('%H:%M:%S')}] {msg}", flush=True, file=__import__("sys").stderr)
+    print(f"[cpu-per-call {time.strftime('%H:%M:%S')}] {msg}", flush=True, file=sys.stderr)
 
 
 if __name__ == "__main__":
