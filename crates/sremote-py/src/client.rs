@@ -60,6 +60,9 @@ pub struct Client {
     closed: AtomicBool,
     /// How the host was chosen from a pool (`needs=`), as JSON.
     placement: Mutex<Option<String>>,
+    /// The ssh connection this client opened itself (by host name, not from a connector
+    /// object the caller holds): `close()` ends it unless it is persisted for later programs.
+    own_ssh: Option<sremote_ssh::SshConnector>,
 }
 
 fn mode_of(name: &str) -> PyResult<CallMode> {
@@ -140,7 +143,9 @@ impl Client {
         if let Some(custom) = spec.endpoint.clone() {
             runtime::wait_all(py, client.do_bootstrap_install_with(&custom))?.map_err(to_py)?;
         }
-        Ok(Client::from_core(client, spec))
+        let mut made = Client::from_core(client, spec);
+        made.own_ssh = conn.ssh.clone();
+        Ok(made)
     }
 
     pub(crate) fn from_core(client: CoreClient, spec: HostSpec) -> Client {
@@ -150,6 +155,7 @@ impl Client {
             timeout: Mutex::new(None),
             closed: AtomicBool::new(false),
             placement: Mutex::new(None),
+            own_ssh: None,
         }
     }
 
@@ -557,13 +563,29 @@ impl Client {
         runtime::wait_all(py, async move { client.check_modules(modules).await })?.map_err(to_py)
     }
 
-    /// Close the session (the endpoint on the host exits). Later calls raise `UsageError`.
+    /// Close the session (the endpoint on the host exits) and, when this client logged in
+    /// itself with `persist=0` (or `False`), its ssh connection, waiting until both are
+    /// gone; a persisted login stays for later programs until its time runs out. Later
+    /// calls raise `UsageError`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         if self.closed.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
         let client = self.client.clone();
-        runtime::block(py, async move { client.close_session().await })
+        let ssh = self.own_ssh.clone();
+        let ended = runtime::block(py, async move {
+            client.close_session().await;
+            match ssh {
+                Some(ssh) => ssh.close().await,
+                None => Ok(()),
+            }
+        })?;
+        if let Err(e) = ended {
+            // The session is closed; only the login could not be ended: say so, not fail.
+            let warnings = py.import("warnings")?;
+            warnings.call_method1("warn", (e.to_string(),))?;
+        }
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -74,3 +74,42 @@ def test_client_by_name_takes_persist_and_prompt(sshd, control_dir):
     assert check.returncode == 0, check.stderr
     with pytest.raises(ValueError, match="not a duration"):
         sremote.Client(sshd.alias, ssh_config=sshd.ssh_config, persist="soon")
+
+
+def _masters(alias):
+    """The pids of ssh master processes (`-M`) logged in to `alias`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"ssh" and b"-M" in argv \
+                and alias.encode() in argv:
+            found.append(int(pid))
+    return found
+
+
+def test_close_ends_a_login_that_is_not_persisted_and_keeps_a_persisted_one(sshd, control_dir):
+    """close() on a Client that logged in itself with persist=False ends its ssh master at
+    once, while the Python object is still alive; a persisted login stays for later
+    programs. (Earlier tests' persisted masters for this sshd may still run: only the
+    masters that appear here count.)"""
+    before = set(_masters(sshd.alias))
+    c = sremote.Client(sshd.alias, ssh_config=sshd.ssh_config, persist=False)
+    assert c.call("os", "getenv", "HOME") == sshd.home
+    own = set(_masters(sshd.alias)) - before
+    assert len(own) == 1, own
+    c.close()
+    assert own.isdisjoint(_masters(sshd.alias))
+    with pytest.raises(sremote.UsageError, match="closed"):
+        c.call("os", "getenv", "HOME")
+
+    before = set(_masters(sshd.alias))
+    kept = sremote.Client(sshd.alias, ssh_config=sshd.ssh_config, persist="1m")
+    assert kept.exec(["true"]).returncode == 0
+    persisted = set(_masters(sshd.alias)) - before
+    assert len(persisted) == 1, persisted
+    kept.close()
+    assert persisted <= set(_masters(sshd.alias))
