@@ -29,7 +29,7 @@ fi
 cat "$work/deps.log" >&2
 # Build every test binary (and the workspace's binaries beside them), then run them from
 # that list: cargo is not run again while the tests run, so the Python package can build
-# meanwhile at the lowest priority (it takes ~3 min of CPU: another feature set of the
+# meanwhile at the lowest priority (it takes 2–3 min of CPU: another feature set of the
 # shared dependencies) instead of after them.
 features=(--workspace --features sremote-core/testsuite)
 cargo nextest list "${features[@]}" --list-type binaries-only --message-format json \
