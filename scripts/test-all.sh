@@ -31,9 +31,8 @@ cat "$work/deps.log" >&2
 # that list: cargo is not run again while the tests run, so the Python package can build
 # meanwhile at the lowest priority (it takes 2–3 min of CPU: another feature set of the
 # shared dependencies) instead of after them.
-features=(--workspace --features sremote-core/testsuite)
-cargo nextest list "${features[@]}" --list-type binaries-only --message-format json \
-  >"$work/binaries.json"
+cargo nextest list --workspace --features sremote-core/testsuite --list-type binaries-only \
+  --message-format json >"$work/binaries.json"
 cargo metadata --format-version 1 --all-features >"$work/cargo-metadata.json"
 (
   # The venv job is this subshell's sibling: it cannot `wait` for it, only see it gone.

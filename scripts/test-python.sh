@@ -23,7 +23,8 @@ make_venv() {
 step=all
 case "${1:-}" in
   --venv-only) make_venv "$2"; exit 0 ;;
-  --install-only|--tests-only) step=${1#--}; step=${step%-only}; shift ;;
+  --install-only) step=install; shift ;;
+  --tests-only) step=tests; shift ;;
 esac
 if [ -n "${SREMOTE_PY_VENV:-}" ] && [ -x "$SREMOTE_PY_VENV/bin/pytest" ]; then
   venv=$SREMOTE_PY_VENV
